@@ -1,0 +1,123 @@
+"""Engines and migrations for the warehouse database (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Dialect, Engine
+
+from accrue import config
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_LOCK_KEY = 0x61636372756531  # "accrue1": the advisory lock taken while migrating
+
+
+def _normalise_url(url: str | URL) -> URL:
+    """Default PostgreSQL to psycopg2 (the driver we ship) and accept `postgres://`."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Per-connection SQLite settings (PRAGMAs are not persistent, except WAL)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets the web app read while a pipeline writes; busy_timeout makes
+        # concurrent writers wait for the lock instead of failing at once.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, much faster
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+    """An engine for the warehouse (default: `ACCRUE_DATABASE_URL`, see accrue.config)."""
+    parsed = _normalise_url(url if url is not None else config.database_url())
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+    elif backend == "postgresql":
+        connect_args = {"application_name": "accrue", **kwargs.pop("connect_args", {})}
+        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    else:
+        raise ValueError(
+            f"unsupported database backend {backend!r}: use sqlite:/// or postgresql://"
+        )
+    logger.debug("warehouse engine for %s", parsed.render_as_string(hide_password=True))
+    return engine
+
+
+def dialect_insert(dialect: Dialect) -> Callable[..., Any]:
+    """The INSERT construct offering ON CONFLICT for this backend (SQLite or PostgreSQL)."""
+    if dialect.name == "postgresql":
+        return postgresql.insert
+    if dialect.name == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"unsupported database backend {dialect.name!r}")
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic config built in code, so no alembic.ini is needed at runtime."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to `revision` (head by default); a no-op when already there."""
+    cfg = alembic_config(engine)
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Serialise concurrent deployers (web app and code location starting together);
+            # released at commit.
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None when never migrated)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with the code."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+class SchemaOutdated(RuntimeError):
+    """The database is behind the code: someone has to run the migrations."""
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to work on a database whose schema is not the one this code expects."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        url = engine.url.render_as_string(hide_password=True)
+        raise SchemaOutdated(
+            f"the warehouse at {url} is at revision {current or 'none'}, the code expects "
+            f"{head}: run `accrue db upgrade` (or `make demo`, which does it)"
+        )

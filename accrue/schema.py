@@ -1,0 +1,253 @@
+"""The warehouse schema (SQLAlchemy Core), for SQLite and PostgreSQL alike.
+
+The `crm_*` tables are generated from `connectors.common_model`, so the model
+stays the single list of CRM columns. Changing this module changes what the
+code expects, not the database: every change needs an Alembic migration, and a
+test compares the migrated database with this metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+from connectors.common_model import COMMON_OBJECTS, ID_LENGTH, Column, table_name
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+TENANT_ID_LENGTH = 63
+OBJECT_NAME_LENGTH = 64
+CRM_TYPE_LENGTH = 32
+KEY_ID_LENGTH = 32
+
+TENANT_STATUSES: tuple[str, ...] = ("pending", "active", "paused", "deleted")
+SYNC_FREQUENCIES_MINUTES: tuple[int, ...] = (5, 15, 30, 60, 360, 1440)
+RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed")
+
+# Columns every crm_* table carries besides the common model's own.
+SYSTEM_COLUMNS: tuple[str, ...] = (
+    "tenant_id",
+    "source_id",
+    "source_modified_at",
+    "is_deleted",
+    "deleted_at",
+    "synced_at",
+    "raw",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """`timestamp with time zone` that always stores and returns aware UTC.
+
+    SQLite has no time zone type: SQLAlchemy stores the wall-clock text and
+    drops the offset. Normalising to UTC on the way in keeps stored values
+    comparable as text (the upsert's "newer wins" test relies on it) and
+    re-attaching UTC on the way out makes both backends return the same thing.
+    Naive datetimes are refused because their zone is a guess.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime refused: pass a timezone-aware (UTC) value")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    """JSON everywhere, JSONB on PostgreSQL (indexable, compact, de-duplicated keys).
+
+    `none_as_null` so a missing document is SQL NULL, not the JSON literal `null`.
+    """
+    return sa.JSON(none_as_null=True).with_variant(
+        postgresql.JSONB(none_as_null=True), "postgresql"
+    )
+
+
+def _tenant_id(**kw: Any) -> sa.Column[str]:
+    return sa.Column("tenant_id", sa.String(TENANT_ID_LENGTH), nullable=False, **kw)
+
+
+def _created_updated() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+        sa.Column("updated_at", UtcDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+    ]
+
+
+def _in(column: str, values: tuple[Any, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+tenant = sa.Table(
+    "tenant",
+    metadata,
+    sa.Column("id", sa.String(TENANT_ID_LENGTH), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("crm_type", sa.String(CRM_TYPE_LENGTH), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("sync_frequency_minutes", sa.Integer(), nullable=False),
+    *_created_updated(),
+    sa.CheckConstraint(_in("status", TENANT_STATUSES), name="status"),
+    sa.CheckConstraint(_in("sync_frequency_minutes", SYNC_FREQUENCIES_MINUTES), name="frequency"),
+)
+
+crm_connection = sa.Table(
+    "crm_connection",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    _tenant_id(),
+    sa.Column("crm_type", sa.String(CRM_TYPE_LENGTH), nullable=False),
+    sa.Column("config", json_type(), nullable=False),
+    sa.Column("secret_ciphertext", sa.Text(), nullable=False),
+    sa.Column("key_id", sa.String(KEY_ID_LENGTH), nullable=False),
+    *_created_updated(),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sa.UniqueConstraint("tenant_id", "crm_type"),
+)
+
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("object_name", sa.String(OBJECT_NAME_LENGTH), primary_key=True),
+    sa.Column("state", json_type(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+sync_run = sa.Table(
+    "sync_run",
+    metadata,
+    # BIGINT on PostgreSQL (one row per object per sync adds up); SQLite only
+    # auto-increments a column declared exactly INTEGER.
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    _tenant_id(),
+    sa.Column("object_name", sa.String(OBJECT_NAME_LENGTH), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("records_read", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("records_upserted", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("records_deleted", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    sa.Index("ix_sync_run_tenant_id_started_at", "tenant_id", "started_at"),
+    sa.Index("ix_sync_run_run_id", "run_id"),
+)
+
+pipeline_summary = sa.Table(
+    "pipeline_summary",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("object_name", sa.String(OBJECT_NAME_LENGTH), primary_key=True),
+    sa.Column("live_rows", sa.BigInteger(), nullable=False),
+    sa.Column("deleted_rows", sa.BigInteger(), nullable=False),
+    sa.Column("last_modified_at", UtcDateTime(), nullable=True),
+    sa.Column("last_synced_at", UtcDateTime(), nullable=True),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
+)
+
+
+def column_type(column: Column) -> sa.types.TypeEngine[Any]:
+    """The SQL type of a common-model column."""
+    match column.type:
+        case "str":
+            return sa.String(column.length or 255)
+        case "int":
+            return sa.BigInteger()
+        case "float":
+            return sa.Float(53)
+        case "bool":
+            return sa.Boolean()
+        case "datetime":
+            return UtcDateTime()
+        case "date":
+            return sa.Date()
+    raise ValueError(f"common-model column {column.name!r} has unsupported type {column.type!r}")
+
+
+def _object_table(object_name: str, columns: tuple[Column, ...]) -> sa.Table:
+    name = table_name(object_name)
+    clashes = sorted({c.name for c in columns} & set(SYSTEM_COLUMNS))
+    if clashes:
+        raise ValueError(f"common object {object_name!r} redefines system columns {clashes}")
+    return sa.Table(
+        name,
+        metadata,
+        _tenant_id(primary_key=True),
+        sa.Column("source_id", sa.String(ID_LENGTH), primary_key=True),
+        *(sa.Column(c.name, column_type(c), nullable=True) for c in columns),
+        sa.Column("source_modified_at", UtcDateTime(), nullable=False),
+        sa.Column("is_deleted", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("deleted_at", UtcDateTime(), nullable=True),
+        sa.Column("synced_at", UtcDateTime(), nullable=False),
+        sa.Column("raw", json_type(), nullable=True),
+        sa.Index(f"ix_{name}_tenant_id_source_modified_at", "tenant_id", "source_modified_at"),
+    )
+
+
+OBJECT_TABLES: dict[str, sa.Table] = {
+    name: _object_table(name, columns) for name, columns in COMMON_OBJECTS.items()
+}
+
+
+def object_table(object_name: str) -> sa.Table:
+    """The `crm_<object>` table; KeyError lists the valid names for a typo."""
+    try:
+        return OBJECT_TABLES[object_name]
+    except (KeyError, TypeError):
+        raise KeyError(
+            f"unknown object {object_name!r}; valid objects: {', '.join(OBJECT_TABLES)}"
+        ) from None
+
+
+def model_columns(object_name: str) -> tuple[Column, ...]:
+    """The common-model columns of an object (the non-system columns of its table)."""
+    object_table(object_name)
+    return COMMON_OBJECTS[object_name]
+
+
+_OWNED_PREFIXES = ("crm_", "sync_", "pipeline_")
+
+
+def is_accrue_table(name: str) -> bool:
+    """Whether a table belongs to this schema (so migrations leave other apps' tables alone).
+
+    The warehouse may share a PostgreSQL database with Dagster's own storage;
+    autogenerate must not propose dropping those.
+    """
+    return name in metadata.tables or name == "tenant" or name.startswith(_OWNED_PREFIXES)

@@ -1,0 +1,28 @@
+"""The Dagster code location: assets, checks, sensors and resources."""
+
+import dagster as dg
+
+from accrue_pipelines.jobs import sync_tenant_job
+from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.sensors import tenant_registry_sensor, tenant_sync_sensor
+from accrue_pipelines.summary_assets import pipeline_summary
+from accrue_pipelines.sync_assets import sync_assets
+
+warehouse_resource = WarehouseResource()
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "accrue_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+
+defs = dg.Definitions(
+    assets=[*sync_assets, pipeline_summary],
+    jobs=[sync_tenant_job],
+    sensors=[tenant_registry_sensor, tenant_sync_sensor, automation_sensor],
+    resources={
+        "warehouse": warehouse_resource,
+        "crm": CrmResource(warehouse=warehouse_resource),
+    },
+)

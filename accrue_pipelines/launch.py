@@ -1,0 +1,67 @@
+"""Launching runs from outside the daemon (the `accrue sync` command)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from accrue import config
+from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.sync_assets import sync_asset_key
+
+REPO_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+
+
+def ensure_dagster_home() -> Path:
+    """Use DAGSTER_HOME, or <ACCRUE_HOME>/dagster seeded with the repo's dagster.yaml."""
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"])
+    home = config.accrue_home() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if REPO_DAGSTER_YAML.exists() and (
+        not target.exists() or target.read_bytes() != REPO_DAGSTER_YAML.read_bytes()
+    ):
+        shutil.copyfile(REPO_DAGSTER_YAML, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_tenant_sync(
+    tenant_id: str,
+    object_names: list[str],
+    *,
+    echo: Callable[[str], None] = print,
+    instance: dg.DagsterInstance | None = None,
+) -> bool:
+    """Run the tenant's sync job in this process, recorded in the shared instance."""
+    from accrue_pipelines.definitions import defs
+
+    if instance is None:
+        ensure_dagster_home()
+        instance = dg.DagsterInstance.get()
+    if not instance.has_dynamic_partition(TENANT_PARTITIONS_NAME, tenant_id):
+        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
+    selection = [sync_asset_key(name) for name in object_names] or None
+    job = defs.resolve_job_def("sync_tenant")
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=tenant_id,
+        asset_selection=selection,
+        tags={"accrue/tenant": tenant_id, "accrue/trigger": "cli"},
+        raise_on_error=False,
+    )
+    for event in result.get_asset_materialization_events():
+        mat = event.asset_materialization
+        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        echo(
+            f"{mat.asset_key.to_user_string()}: read {meta.get('records_read', 0)}, "
+            f"upserted {meta.get('upserted', 0)}, deleted {meta.get('deleted', 0)}, "
+            f"rows {meta.get('dagster/row_count', 0)}"
+        )
+    echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    return result.success

@@ -1,0 +1,47 @@
+"""Resources: the warehouse and the CRM connectors, wrapped for Dagster.
+
+Credentials never pass through run config: the CRM resource receives only a
+tenant id, loads the tenant's encrypted connection from the registry and
+decrypts it inside the run, just before the connector uses it (S1).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import dagster as dg
+from sqlalchemy.engine import Engine
+
+from accrue import config, db, tenants
+from accrue.warehouse import Warehouse
+from connectors.base import Connector
+from connectors.registry import create_connector
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    engine = db.make_engine(url)
+    db.require_current(engine)
+    return engine
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse; `database_url` unset means ACCRUE_DATABASE_URL or embedded SQLite."""
+
+    database_url: str | None = None
+
+    def engine(self) -> Engine:
+        return _engine(self.database_url or config.database_url())
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.engine())
+
+
+class CrmResource(dg.ConfigurableResource):
+    """Opens a tenant's CRM connector with credentials decrypted only at run time."""
+
+    warehouse: WarehouseResource
+
+    def open(self, tenant_id: str) -> Connector:
+        connection = tenants.load_connection(self.warehouse.engine(), tenant_id)
+        return create_connector(connection.crm_type, connection.secrets, connection.config)

@@ -1,0 +1,161 @@
+"""The Dagster layer: definitions, a tenant partition materialized, sensors, automation."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from accrue import tenants
+from accrue_pipelines.definitions import defs
+from accrue_pipelines.launch import run_tenant_sync
+from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.sensors import tenant_registry_sensor, tenant_sync_sensor
+from accrue_pipelines.summary_assets import pipeline_summary
+from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
+from connectors.common_model import COMMON_OBJECTS
+
+
+@pytest.fixture
+def resources(database_url):
+    warehouse = WarehouseResource(database_url=database_url)
+    return {"warehouse": warehouse, "crm": CrmResource(warehouse=warehouse)}
+
+
+@pytest.fixture
+def registered_tenant(engine, tenant_id, sf_sandbox):
+    tenants.add_tenant(engine, tenant_id, "Test Co", "salesforce", sync_frequency_minutes=5)
+    tenants.save_credentials(
+        engine, tenant_id, "salesforce",
+        {"username": sf_sandbox.username, "password": sf_sandbox.password,
+         "security_token": sf_sandbox.security_token},
+        {"sandbox_url": sf_sandbox.url},
+    )
+    return tenant_id
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def _tick(sensor, instance, resources, cursor=None):
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
+        return sensor(ctx)
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {f"crm/{name}" for name in COMMON_OBJECTS} | {"pipeline_summary"} <= keys
+    assert defs.resolve_job_def("sync_tenant") is not None
+    for name in ("tenant_registry_sensor", "tenant_sync_sensor", "accrue_automation"):
+        assert defs.resolve_sensor_def(name) is not None
+
+
+def test_tenant_partition_materializes_with_checks(
+    instance, resources, registered_tenant, warehouse, sf_client
+):
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
+    result = dg.materialize(
+        sync_assets, instance=instance, partition_key=registered_tenant, resources=resources
+    )
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 2 * len(COMMON_OBJECTS)
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    opp = result.asset_materializations_for_node("crm__opportunity")[0]
+    source = sf_client.query("SELECT COUNT() FROM Opportunity")["totalSize"]
+    assert opp.metadata["dagster/row_count"].value == source
+    assert opp.metadata["records_read"].value >= source
+    assert warehouse.count(registered_tenant, "opportunity") == source
+    # S1: nothing secret in metadata or in the run's config.
+    blob = repr([e.asset_materialization.metadata
+                 for e in result.get_asset_materialization_events()])
+    run = instance.get_run_by_id(result.run_id)
+    for secret in ("sandbox-password", "SANDBOXTOKEN"):
+        assert secret not in blob
+        assert secret not in repr(run.run_config)
+
+
+def test_registry_sensor_adds_and_removes_partitions(instance, resources, engine, tenant_id):
+    tenants.add_tenant(engine, tenant_id, "New Co", "salesforce")
+    result = _tick(tenant_registry_sensor, instance, resources)
+    added = [k for r in result.dynamic_partitions_requests
+             if isinstance(r, dg.AddDynamicPartitionsRequest) for k in r.partition_keys]
+    assert tenant_id in added
+    assert result.cursor is not None
+
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, added)
+    tenants.set_status(engine, tenant_id, "deleted")
+    result = _tick(tenant_registry_sensor, instance, resources)
+    removed = [k for r in result.dynamic_partitions_requests
+               if isinstance(r, dg.DeleteDynamicPartitionsRequest) for k in r.partition_keys]
+    assert tenant_id in removed
+
+
+def test_sync_sensor_requests_due_tenants_once_per_frequency(
+    instance, resources, engine, tenant_id
+):
+    tenants.add_tenant(engine, tenant_id, "Due Co", "salesforce", sync_frequency_minutes=15)
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
+    first = _tick(tenant_sync_sensor, instance, resources)
+    assert tenant_id in {r.partition_key for r in first.run_requests}
+    again = _tick(tenant_sync_sensor, instance, resources, cursor=first.cursor)
+    assert tenant_id not in {r.partition_key for r in again.run_requests or []}
+
+
+def test_sync_sensor_ignores_tenants_without_partition_or_paused(
+    instance, resources, engine, tenant_id
+):
+    tenants.add_tenant(engine, tenant_id, "Paused Co", "salesforce", status="paused")
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
+    result = _tick(tenant_sync_sensor, instance, resources)
+    assert tenant_id not in {r.partition_key for r in result.run_requests or []}
+
+
+def test_summary_reruns_only_when_upstream_data_changes(
+    instance, resources, registered_tenant, sf_client
+):
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
+    assets = [*sync_assets, pipeline_summary]
+
+    def requested(cursor):
+        result = dg.evaluate_automation_conditions(
+            defs=assets, instance=instance, cursor=cursor
+        )
+        keys = result.get_requested_partitions(pipeline_summary.key)
+        return registered_tenant in keys, result.cursor
+
+    def sync():
+        assert dg.materialize(sync_assets, instance=instance, partition_key=registered_tenant,
+                              resources=resources).success
+
+    sync()
+    wanted, cursor = requested(None)
+    assert wanted  # first data: the summary is missing
+    assert dg.materialize([pipeline_summary], instance=instance, resources=resources,
+                          partition_key=registered_tenant, selection=[pipeline_summary]).success
+    _, cursor = requested(cursor)
+    sync()  # nothing changed in the CRM
+    wanted, cursor = requested(cursor)
+    assert not wanted
+    account_id = sf_client.query("SELECT Id FROM Account LIMIT 1")["records"][0]["Id"]
+    sf_client.Account.update(account_id, {"Name": "Changed Ltd"})
+    sync()
+    wanted, _ = requested(cursor)
+    assert wanted
+
+
+def test_cli_sync_runs_in_the_instance(instance, registered_tenant, database_url, monkeypatch):
+    monkeypatch.setenv("ACCRUE_DATABASE_URL", database_url)
+    lines: list[str] = []
+    ok = run_tenant_sync(registered_tenant, ["user"], echo=lines.append, instance=instance)
+    assert ok
+    assert any(line.startswith("crm/user:") for line in lines)
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"accrue/tenant": registered_tenant}))
+    assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
+    mat = instance.get_latest_materialization_event(sync_asset_key("user"))
+    assert mat is not None

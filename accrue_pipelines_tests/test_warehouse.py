@@ -1,0 +1,595 @@
+"""The warehouse write path, on SQLite and PostgreSQL (each test runs on both)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
+
+from accrue import config, db, schema
+from accrue.warehouse import Warehouse, WriteStats
+from connectors.base import Checkpoint, Delete, Upsert
+from connectors.common_model import COMMON_OBJECTS
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def upsert(source_id: str, at: datetime, **fields: Any) -> Upsert:
+    return Upsert(source_id, at, fields, {"Id": source_id, "SystemModstamp": at, **fields})
+
+
+def account_page(at: datetime, n: int = 5, *, prefix: str = "001", **fields: Any) -> list[Upsert]:
+    return [
+        upsert(f"{prefix}{i:015d}", at, name=f"Account {i}", employee_count=i, **fields)
+        for i in range(n)
+    ]
+
+
+def row(engine: Engine, tenant_id: str, object_name: str, source_id: str) -> dict[str, Any]:
+    table = schema.object_table(object_name)
+    with engine.connect() as conn:
+        found = (
+            conn.execute(
+                sa.select(table).where(
+                    table.c.tenant_id == tenant_id, table.c.source_id == source_id
+                )
+            )
+            .mappings()
+            .one()
+        )
+    return dict(found)
+
+
+def all_rows(engine: Engine, tenant_id: str, object_name: str) -> list[dict[str, Any]]:
+    table = schema.object_table(object_name)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(table).where(table.c.tenant_id == tenant_id).order_by(table.c.source_id)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- idempotence (F2)
+
+
+def test_replaying_a_page_leaves_one_row_per_id(warehouse: Warehouse, tenant_id: str) -> None:
+    """F2: a page delivered twice (retry, overlapping cursor) never duplicates a record."""
+    page = account_page(T0)
+    first = warehouse.apply(tenant_id, "account", page, {"cursor": "a"})
+    before = all_rows(warehouse.engine, tenant_id, "account")
+    second = warehouse.apply(tenant_id, "account", page, {"cursor": "a"})
+    after = all_rows(warehouse.engine, tenant_id, "account")
+
+    assert first == WriteStats(upserted=5)
+    assert second == WriteStats(upserted=5)  # same version again: re-applied, not a new row
+    assert warehouse.count(tenant_id, "account") == 5
+    assert warehouse.duplicate_keys(tenant_id, "account") == 0
+    strip = [{k: v for k, v in r.items() if k != "synced_at"} for r in after]
+    assert strip == [{k: v for k, v in r.items() if k != "synced_at"} for r in before]
+
+
+def test_replay_after_update_keeps_newest_values(warehouse: Warehouse, tenant_id: str) -> None:
+    """F2/F3: replaying an old page after an update neither duplicates nor reverts the update."""
+    old, new = account_page(T0), account_page(T0 + timedelta(hours=1), industry="Energy")
+    warehouse.apply(tenant_id, "account", old, None)
+    assert warehouse.apply(tenant_id, "account", new, None).upserted == 5
+    replay = warehouse.apply(tenant_id, "account", old, None)
+
+    assert replay == WriteStats(skipped_stale=5)
+    assert warehouse.count(tenant_id, "account") == 5
+    assert warehouse.duplicate_keys(tenant_id, "account") == 0
+    for r in all_rows(warehouse.engine, tenant_id, "account"):
+        assert r["industry"] == "Energy"
+        assert r["source_modified_at"] == T0 + timedelta(hours=1)
+
+
+def test_older_version_is_skipped_as_stale(warehouse: Warehouse, tenant_id: str) -> None:
+    """F3: a change to a historical record applies; an older version arriving later does not."""
+    warehouse.apply(tenant_id, "account", [upsert("A", T0, name="v1")], None)
+    newer = warehouse.apply(
+        tenant_id, "account", [upsert("A", T0 + timedelta(minutes=5), name="v2")]
+    )
+    older = warehouse.apply(tenant_id, "account", [upsert("A", T0 - timedelta(days=1), name="v0")])
+
+    assert newer == WriteStats(upserted=1)
+    assert older == WriteStats(skipped_stale=1)
+    stored = row(warehouse.engine, tenant_id, "account", "A")
+    assert stored["name"] == "v2"
+    assert stored["source_modified_at"] == T0 + timedelta(minutes=5)
+
+
+def test_within_a_page_the_newest_version_wins(warehouse: Warehouse, tenant_id: str) -> None:
+    """F2: one page holding several versions of a record writes one row, the newest."""
+    page = [
+        upsert("A", T0 + timedelta(minutes=2), name="newest"),
+        upsert("A", T0, name="oldest"),
+        upsert("B", T0, name="b"),
+        upsert("A", T0 + timedelta(minutes=1), name="middle"),
+    ]
+    stats = warehouse.apply(tenant_id, "account", page, None)
+
+    assert stats == WriteStats(upserted=2, skipped_stale=2)
+    assert row(warehouse.engine, tenant_id, "account", "A")["name"] == "newest"
+    assert warehouse.count(tenant_id, "account") == 2
+
+
+def test_large_page_is_split_under_the_parameter_limit(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """F2: a page bigger than one statement can carry is written whole, once."""
+    page = account_page(T0, 2_500)
+    assert warehouse.apply(tenant_id, "account", page, None).upserted == 2_500
+    assert warehouse.apply(tenant_id, "account", page, None).upserted == 2_500
+    assert warehouse.count(tenant_id, "account") == 2_500
+    assert warehouse.duplicate_keys(tenant_id, "account") == 0
+
+
+def test_concurrent_writers_never_duplicate(engine: Engine, tenant_id: str) -> None:
+    """F2: two overlapping syncs writing at once (e.g. a manual run during a scheduled one)
+    still leave one row per record: the unique key, not a read-then-write check, decides."""
+    pages = [account_page(T0 + timedelta(minutes=m), 60) for m in range(4)]
+
+    def sync(order: list[int]) -> None:
+        worker = Warehouse(engine, batch_rows=25)
+        for number in order:
+            worker.apply(tenant_id, "account", pages[number], None)
+
+    threads = [
+        threading.Thread(target=sync, args=([0, 1, 2, 3],)),
+        threading.Thread(target=sync, args=([3, 2, 1, 0],)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert Warehouse(engine).count(tenant_id, "account") == 60
+    assert Warehouse(engine).duplicate_keys(tenant_id, "account") == 0
+    newest = T0 + timedelta(minutes=3)
+    assert {r["source_modified_at"] for r in all_rows(engine, tenant_id, "account")} == {newest}
+
+
+# --------------------------------------------------------------------------- atomic state (F4)
+
+
+def test_state_is_committed_with_the_page(warehouse: Warehouse, tenant_id: str) -> None:
+    """F4: the checkpoint is stored with its records, datetimes as ISO strings."""
+    assert warehouse.get_state(tenant_id, "account") is None
+    warehouse.apply(tenant_id, "account", account_page(T0), {"cursor": T0, "page": 1})
+    assert warehouse.get_state(tenant_id, "account") == {"cursor": T0.isoformat(), "page": 1}
+
+    warehouse.apply(tenant_id, "account", [], {"cursor": "done"})  # a checkpoint with no records
+    assert warehouse.get_state(tenant_id, "account") == {"cursor": "done"}
+    warehouse.apply(tenant_id, "account", account_page(T0), None)  # None leaves state alone
+    assert warehouse.get_state(tenant_id, "account") == {"cursor": "done"}
+
+
+@pytest.fixture
+def fail_on_crm_insert(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, int], None]:
+    """Make the n-th INSERT into a table raise, as a crash or lost connection would."""
+
+    def arm(table_name: str, nth: int) -> None:
+        original = sa.engine.Connection.execute
+        seen = {"count": 0}
+
+        def execute(self: sa.engine.Connection, statement: Any, *args: Any, **kw: Any) -> Any:
+            table = getattr(statement, "table", None)
+            if getattr(table, "name", None) == table_name and statement.is_insert:
+                seen["count"] += 1
+                if seen["count"] == nth:
+                    raise sa.exc.OperationalError("INSERT", {}, Exception("connection lost"))
+            return original(self, statement, *args, **kw)
+
+        monkeypatch.setattr(sa.engine.Connection, "execute", execute)
+
+    return arm
+
+
+def test_failure_mid_page_commits_neither_rows_nor_state(
+    engine: Engine, tenant_id: str, fail_on_crm_insert: Callable[[str, int], None]
+) -> None:
+    """F4: a page failing after some rows were written leaves rows and cursor as they were."""
+    warehouse = Warehouse(engine, batch_rows=2)
+    warehouse.apply(tenant_id, "account", account_page(T0, 3), {"cursor": "page-1"})
+    before = all_rows(engine, tenant_id, "account")
+
+    fail_on_crm_insert("crm_account", 3)  # batches 1-2 of the next page succeed, batch 3 fails
+    page2 = account_page(T0 + timedelta(hours=1), 6, industry="Retail")
+    with pytest.raises(sa.exc.OperationalError):
+        warehouse.apply(tenant_id, "account", page2, {"cursor": "page-2"})
+
+    assert all_rows(engine, tenant_id, "account") == before
+    assert warehouse.get_state(tenant_id, "account") == {"cursor": "page-1"}
+
+
+def test_failure_writing_state_rolls_back_the_rows(
+    engine: Engine, tenant_id: str, fail_on_crm_insert: Callable[[str, int], None]
+) -> None:
+    """F4: if the checkpoint cannot be saved, the records it covers are not saved either."""
+    warehouse = Warehouse(engine)
+    fail_on_crm_insert("sync_state", 1)
+    with pytest.raises(sa.exc.OperationalError):
+        warehouse.apply(tenant_id, "account", account_page(T0), {"cursor": "x"})
+    assert warehouse.count(tenant_id, "account", include_deleted=True) == 0
+    assert warehouse.get_state(tenant_id, "account") is None
+
+
+def test_resuming_after_a_failure_completes_without_loss_or_duplicates(
+    engine: Engine, tenant_id: str, fail_on_crm_insert: Callable[[str, int], None]
+) -> None:
+    """F4: the sync restarted from the last committed state ends with every record exactly once."""
+    pages = [account_page(T0, 4, prefix=f"00{p}") for p in range(3)]
+    warehouse = Warehouse(engine, batch_rows=3)
+    warehouse.apply(tenant_id, "account", pages[0], {"page": 0})
+    fail_on_crm_insert("crm_account", 2)
+    with pytest.raises(sa.exc.OperationalError):
+        warehouse.apply(tenant_id, "account", pages[1], {"page": 1})
+
+    resume_from = warehouse.get_state(tenant_id, "account")
+    assert resume_from == {"page": 0}
+    # A connector resuming from {"page": 0} re-reads page 1 (and, overlapping, page 0 again).
+    healthy = Warehouse(engine)
+    for number in range(resume_from["page"], 3):
+        # The failure injection fires once; later inserts go through.
+        healthy.apply(tenant_id, "account", pages[number], {"page": number})
+    assert warehouse.count(tenant_id, "account") == 12
+    assert warehouse.duplicate_keys(tenant_id, "account") == 0
+    assert warehouse.get_state(tenant_id, "account") == {"page": 2}
+
+
+def test_invalid_record_rejects_the_whole_page(warehouse: Warehouse, tenant_id: str) -> None:
+    """F4: a record the warehouse cannot store fails the page before anything is written."""
+    page = account_page(T0, 3) + [upsert("BAD", T0, employee_count="many")]
+    with pytest.raises(TypeError, match="account.employee_count of record 'BAD'"):
+        warehouse.apply(tenant_id, "account", page, {"cursor": "x"})
+    assert warehouse.count(tenant_id, "account", include_deleted=True) == 0
+    assert warehouse.get_state(tenant_id, "account") is None
+
+
+def test_naive_timestamps_and_checkpoints_are_refused(warehouse: Warehouse, tenant_id: str) -> None:
+    """F3: newest-wins needs comparable stamps, so a zone-less stamp is a connector bug."""
+    with pytest.raises(ValueError, match="naive"):
+        warehouse.apply(tenant_id, "account", [upsert("A", datetime(2024, 1, 1))], None)
+    with pytest.raises(TypeError, match="Checkpoint"):
+        warehouse.apply(tenant_id, "account", [Checkpoint({"c": 1})], None)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="source_id"):
+        warehouse.apply(tenant_id, "account", [upsert("x" * 65, T0)], None)
+
+
+# --------------------------------------------------------------------------- deletes (F3)
+
+
+def test_delete_keeps_the_row_and_a_newer_version_undeletes(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """F3: a delete is soft (history kept); a later restore in the CRM revives the row."""
+    warehouse.apply(tenant_id, "account", [upsert("A", T0, name="Acme")], None)
+    deleted_at = T0 + timedelta(hours=1)
+    assert warehouse.apply(tenant_id, "account", [Delete("A", deleted_at)]) == WriteStats(deleted=1)
+
+    gone = row(warehouse.engine, tenant_id, "account", "A")
+    assert (gone["is_deleted"], gone["deleted_at"], gone["name"]) == (True, deleted_at, "Acme")
+    assert warehouse.count(tenant_id, "account") == 0
+    assert warehouse.count(tenant_id, "account", include_deleted=True) == 1
+    assert warehouse.live_ids(tenant_id, "account") == set()
+
+    # Replaying the pre-delete version must not resurrect the record.
+    assert warehouse.apply(tenant_id, "account", [upsert("A", T0, name="Acme")]).skipped_stale == 1
+    assert row(warehouse.engine, tenant_id, "account", "A")["is_deleted"] is True
+
+    restored = upsert("A", T0 + timedelta(hours=2), name="Acme Restored")
+    assert warehouse.apply(tenant_id, "account", [restored]) == WriteStats(upserted=1)
+    back = row(warehouse.engine, tenant_id, "account", "A")
+    assert (back["is_deleted"], back["deleted_at"], back["name"]) == (False, None, "Acme Restored")
+    assert warehouse.live_ids(tenant_id, "account") == {"A"}
+
+
+def test_delete_of_unknown_id_leaves_a_tombstone(warehouse: Warehouse, tenant_id: str) -> None:
+    """F4: a delete seen before (or without) the record is kept, so it cannot be lost."""
+    assert warehouse.apply(tenant_id, "contact", [Delete("C1", T0)]) == WriteStats(deleted=1)
+    tomb = row(warehouse.engine, tenant_id, "contact", "C1")
+    assert tomb["is_deleted"] is True and tomb["deleted_at"] == T0
+    assert tomb["raw"] is None and tomb["email"] is None
+
+    # The record's older version arriving late stays deleted; a newer one revives it.
+    late = upsert("C1", T0 - timedelta(minutes=1), email="old@example.com")
+    assert warehouse.apply(tenant_id, "contact", [late]).skipped_stale == 1
+    assert warehouse.count(tenant_id, "contact") == 0
+    warehouse.apply(tenant_id, "contact", [upsert("C1", T0 + timedelta(minutes=1), email="a@b.c")])
+    assert warehouse.live_ids(tenant_id, "contact") == {"C1"}
+    assert warehouse.duplicate_keys(tenant_id, "contact") == 0
+
+
+def test_soft_deleted_upsert_marks_the_row_and_keeps_first_deletion_time(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """F3: a record the CRM reports with IsDeleted keeps its values and its deletion time."""
+    warehouse.apply(tenant_id, "lead", [upsert("L", T0, last_name="Doe")])
+    first = Upsert("L", T0 + timedelta(hours=1), {"last_name": "Doe"}, {}, is_deleted=True)
+    again = Upsert("L", T0 + timedelta(hours=2), {"last_name": "Doe"}, {}, is_deleted=True)
+    assert warehouse.apply(tenant_id, "lead", [first]) == WriteStats(deleted=1)
+    assert warehouse.apply(tenant_id, "lead", [again]) == WriteStats(deleted=1)
+
+    stored = row(warehouse.engine, tenant_id, "lead", "L")
+    assert stored["is_deleted"] is True
+    assert stored["deleted_at"] == T0 + timedelta(hours=1)
+    assert stored["last_name"] == "Doe"
+
+
+def test_mixed_page_of_upserts_and_deletes(warehouse: Warehouse, tenant_id: str) -> None:
+    """F2/F3: per record, the newest of its upserts and deletes in a page is what lands."""
+    page: list[Upsert | Delete] = [
+        upsert("A", T0, name="a"),
+        Delete("A", T0 + timedelta(seconds=1)),
+        Delete("B", T0),
+        upsert("B", T0 + timedelta(seconds=1), name="b"),
+        upsert("C", T0, name="c"),
+    ]
+    assert warehouse.apply(tenant_id, "account", page) == WriteStats(2, 1, 2)
+    assert warehouse.live_ids(tenant_id, "account") == {"B", "C"}
+
+
+# --------------------------------------------------------------------------- row building
+
+
+def test_rows_use_model_columns_and_raw_keeps_the_source(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """F3: unknown keys are ignored, missing ones are NULL, and raw holds the full record."""
+    paris = timezone(timedelta(hours=2))
+    change = Upsert(
+        "O1",
+        datetime(2024, 3, 1, 14, 0, tzinfo=paris),
+        {
+            "name": "Deal",
+            "amount": 1234.5,
+            "is_won": True,
+            "close_date": date(2024, 6, 30),
+            "source_created_at": datetime(2024, 1, 2, 3, 4, 5, tzinfo=paris),
+            "not_a_column": "ignored",
+            "tenant_id": "someone-else",
+        },
+        {
+            "Id": "O1",
+            "Custom__c": {"nested": [datetime(2024, 1, 1, tzinfo=UTC)]},
+            "Nan": float("nan"),
+        },
+    )
+    warehouse.apply(tenant_id, "opportunity", [change])
+    stored = row(warehouse.engine, tenant_id, "opportunity", "O1")
+
+    assert stored["tenant_id"] == tenant_id
+    assert stored["name"] == "Deal" and stored["amount"] == 1234.5 and stored["is_won"] is True
+    assert stored["close_date"] == date(2024, 6, 30)
+    assert stored["stage"] is None and stored["probability"] is None
+    assert "not_a_column" not in stored
+    # Stored and returned as aware UTC on both backends.
+    assert stored["source_modified_at"] == T0 and stored["source_modified_at"].tzinfo is not None
+    assert stored["source_created_at"] == datetime(2024, 1, 2, 1, 4, 5, tzinfo=UTC)
+    assert stored["raw"] == {
+        "Id": "O1",
+        "Custom__c": {"nested": ["2024-01-01T00:00:00+00:00"]},
+        "Nan": None,
+    }
+    assert set(stored) == set(schema.SYSTEM_COLUMNS) | {
+        c.name for c in COMMON_OBJECTS["opportunity"]
+    }
+
+
+def test_over_long_text_is_truncated_and_logged(
+    warehouse: Warehouse, tenant_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """F4: one over-long value must not block a tenant's sync forever; raw keeps it whole."""
+    long_name = "x" * 300
+    with caplog.at_level(logging.WARNING, logger="accrue.warehouse"):
+        warehouse.apply(tenant_id, "account", [upsert("A", T0, name=long_name, industry="i" * 81)])
+    stored = row(warehouse.engine, tenant_id, "account", "A")
+    assert stored["name"] == "x" * 255 and stored["industry"] == "i" * 80
+    assert stored["raw"]["name"] == long_name
+    assert "truncated" in caplog.text and "'name': 1" in caplog.text
+    assert long_name not in caplog.text
+
+
+def test_values_are_coerced_the_same_on_both_backends(warehouse: Warehouse, tenant_id: str) -> None:
+    """Salesforce returns numbers and booleans as text in places; both backends store the same."""
+    warehouse.apply(
+        tenant_id,
+        "product",
+        [upsert("P", T0, name=42, is_active="true", unit_cost="9.5", family="F\x00x")],
+    )
+    stored = row(warehouse.engine, tenant_id, "product", "P")
+    assert (stored["name"], stored["is_active"], stored["unit_cost"], stored["family"]) == (
+        "42",
+        True,
+        9.5,
+        "Fx",
+    )
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def test_two_tenants_with_the_same_ids_are_independent(
+    warehouse: Warehouse, make_tenant_id: Callable[[], str]
+) -> None:
+    """F2: the key is (tenant, source id): same CRM ids in two tenants never collide."""
+    a, b = make_tenant_id(), make_tenant_id()
+    warehouse.apply(a, "account", account_page(T0, 3, industry="A"), {"cursor": "a"})
+    warehouse.apply(b, "account", account_page(T0, 5, industry="B"), {"cursor": "b"})
+    warehouse.apply(b, "account", [Delete("001000000000000000", T0 + timedelta(hours=1))])
+
+    assert (warehouse.count(a, "account"), warehouse.count(b, "account")) == (3, 4)
+    assert {r["industry"] for r in all_rows(warehouse.engine, a, "account")} == {"A"}
+    assert len(warehouse.live_ids(a, "account")) == 3
+    assert warehouse.get_state(a, "account") == {"cursor": "a"}
+    assert warehouse.summary(a)[0]["deleted_rows"] == 0
+
+    # A newer version written for b leaves a's copy untouched.
+    warehouse.apply(b, "account", account_page(T0 + timedelta(days=1), 3, industry="B2"))
+    assert {r["industry"] for r in all_rows(warehouse.engine, a, "account")} == {"A"}
+
+    warehouse.reset_state(b)
+    assert warehouse.get_state(b, "account") is None
+    assert warehouse.get_state(a, "account") == {"cursor": "a"}
+    assert warehouse.duplicate_keys(a, "account") == warehouse.duplicate_keys(b, "account") == 0
+
+
+def test_unknown_object_names_the_valid_ones(warehouse: Warehouse, tenant_id: str) -> None:
+    with pytest.raises(KeyError, match="valid objects: account, contact"):
+        warehouse.apply(tenant_id, "acount", [], None)
+    with pytest.raises(KeyError, match="opportunity_line"):
+        warehouse.count(tenant_id, "nope")
+
+
+def test_invalid_tenant_id_is_refused(warehouse: Warehouse) -> None:
+    with pytest.raises(ValueError, match="invalid tenant id"):
+        warehouse.count("Bad|Tenant", "account")
+
+
+# --------------------------------------------------------------------------- state, summary, runs
+
+
+def test_reset_state_of_one_object(warehouse: Warehouse, tenant_id: str) -> None:
+    warehouse.apply(tenant_id, "account", [], {"c": 1})
+    warehouse.apply(tenant_id, "contact", [], {"c": 2})
+    assert warehouse.reset_state(tenant_id, "account") == 1
+    assert warehouse.get_state(tenant_id, "account") is None
+    assert warehouse.get_state(tenant_id, "contact") == {"c": 2}
+
+
+def test_summary_and_stored_summary(warehouse: Warehouse, tenant_id: str) -> None:
+    warehouse.apply(tenant_id, "account", account_page(T0, 3))
+    warehouse.apply(tenant_id, "account", [Delete("001000000000000001", T0 + timedelta(hours=3))])
+    summary = {r["object_name"]: r for r in warehouse.summary(tenant_id)}
+
+    assert list(summary) == list(COMMON_OBJECTS)
+    account = summary["account"]
+    assert (account["live_rows"], account["deleted_rows"]) == (2, 1)
+    assert account["last_modified_at"] == T0 + timedelta(hours=3)
+    assert account["last_synced_at"].tzinfo is not None
+    assert summary["user"] == {
+        "object_name": "user",
+        "live_rows": 0,
+        "deleted_rows": 0,
+        "last_modified_at": None,
+        "last_synced_at": None,
+    }
+
+    assert warehouse.write_summary(tenant_id, summary.values()) == len(COMMON_OBJECTS)
+    assert warehouse.write_summary(tenant_id, summary.values()) == len(COMMON_OBJECTS)
+    stored = {r["object_name"]: r for r in warehouse.read_summary(tenant_id)}
+    assert stored["account"]["live_rows"] == 2
+    assert stored["account"]["last_modified_at"] == T0 + timedelta(hours=3)
+
+
+def test_run_log_records_outcome_without_secrets(warehouse: Warehouse, tenant_id: str) -> None:
+    """S1: a failure message stored in sync_run has credentials scrubbed."""
+    first = warehouse.start_run(tenant_id, "account", run_id="dagster-run-1")
+    warehouse.finish_run(first, "succeeded", WriteStats(4, 1, 2))
+    second = warehouse.start_run(tenant_id, "contact")
+    warehouse.finish_run(
+        second,
+        "failed",
+        error="login failed: password=hunter2!x url=https://u:s3cr3t@login.salesforce.com/",
+    )
+
+    runs = warehouse.recent_runs(tenant_id, 10)
+    assert [r["id"] for r in runs] == [second, first]
+    done = runs[1]
+    assert (done["status"], done["records_read"], done["records_upserted"]) == ("succeeded", 7, 4)
+    assert done["records_deleted"] == 1 and done["run_id"] == "dagster-run-1"
+    assert done["finished_at"] >= done["started_at"]
+    assert "hunter2" not in runs[0]["error"] and "s3cr3t" not in runs[0]["error"]
+    assert warehouse.recent_runs(tenant_id, 10, object_name="account")[0]["id"] == first
+
+    # A sync's metadata dict is accepted as stats too.
+    third = warehouse.start_run(tenant_id, "lead")
+    metadata = {"records_read": 9, "upserted": 6, "deleted": 2, "skipped_stale": 1, "cursor": "c"}
+    warehouse.finish_run(third, "succeeded", metadata)
+    latest = warehouse.recent_runs(tenant_id, 1)[0]
+    assert (latest["id"], latest["records_read"], latest["records_upserted"]) == (third, 9, 6)
+
+    with pytest.raises(ValueError, match="final status"):
+        warehouse.finish_run(first, "running")
+    with pytest.raises(LookupError):
+        warehouse.finish_run(10**12, "failed")
+
+
+# --------------------------------------------------------------------------- schema and engine
+
+
+def test_migrated_database_matches_the_schema(engine: Engine) -> None:
+    """The hand-written migrations produce exactly what accrue.schema declares."""
+    assert db.current_revision(engine) == db.head_revision()
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "include_name": lambda name, type_, _: (
+                    type_ != "table" or schema.is_accrue_table(name)
+                ),
+            },
+        )
+        assert compare_metadata(context, schema.metadata) == []
+
+
+def test_upgrade_is_idempotent(engine: Engine) -> None:
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision()
+
+
+def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
+    """Every revision can be undone, so a bad deploy can be rolled back."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'roundtrip.db'}")
+    db.upgrade(engine)
+    cfg = db.alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
+    db.upgrade(engine)
+    assert set(sa.inspect(engine).get_table_names()) == set(schema.metadata.tables) | {
+        "alembic_version"
+    }
+    engine.dispose()
+
+
+def test_crm_tables_are_built_from_the_common_model() -> None:
+    for object_name, columns in COMMON_OBJECTS.items():
+        table = schema.object_table(object_name)
+        assert table.name == f"crm_{object_name}"
+        assert [c.name for c in table.c][2 : 2 + len(columns)] == [c.name for c in columns]
+        assert [c.name for c in table.primary_key] == ["tenant_id", "source_id"]
+
+
+def test_sqlite_engine_settings(tmp_path: Path) -> None:
+    """Concurrent pipeline writers and web readers need WAL, a busy timeout and FK checks."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'nested' / 'w.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == db.SQLITE_BUSY_TIMEOUT_MS
+    engine.dispose()
+
+
+def test_settings_are_resolved_lazily(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """ACCRUE_HOME defaults to ./.accrue, is created on demand, and holds the default database."""
+    monkeypatch.delenv(config.HOME_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert not (tmp_path / ".accrue").exists()
+    assert config.database_url() == f"sqlite:///{tmp_path / '.accrue' / 'warehouse.db'}"
+    assert (tmp_path / ".accrue").is_dir()
+
+    monkeypatch.setenv(config.DATABASE_URL_ENV, "postgresql://u@db/w")
+    assert config.database_url() == "postgresql://u@db/w"
+    assert db.make_engine().dialect.name == "postgresql"  # creating an engine does not connect
