@@ -72,7 +72,7 @@ def test_tenant_partition_materializes_with_checks(
     assert opp.metadata["records_read"].value >= source
     assert warehouse.count(registered_tenant, "opportunity") == source
     # S1: nothing secret in metadata or in the run's config.
-    blob = repr([e.asset_materialization.metadata
+    blob = repr([e.event_specific_data.materialization.metadata
                  for e in result.get_asset_materialization_events()])
     run = instance.get_run_by_id(result.run_id)
     for secret in ("sandbox-password", "SANDBOXTOKEN"):
@@ -120,11 +120,11 @@ def test_summary_reruns_only_when_upstream_data_changes(
     instance, resources, registered_tenant, sf_client
 ):
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
-    assets = [*sync_assets, pipeline_summary]
+    automation_defs = dg.Definitions(assets=[*sync_assets, pipeline_summary], resources=resources)
 
     def requested(cursor):
         result = dg.evaluate_automation_conditions(
-            defs=assets, instance=instance, cursor=cursor
+            defs=automation_defs, instance=instance, cursor=cursor
         )
         keys = result.get_requested_partitions(pipeline_summary.key)
         return registered_tenant in keys, result.cursor
@@ -133,9 +133,11 @@ def test_summary_reruns_only_when_upstream_data_changes(
         assert dg.materialize(sync_assets, instance=instance, partition_key=registered_tenant,
                               resources=resources).success
 
-    sync()
     wanted, cursor = requested(None)
-    assert wanted  # first data: the summary is missing
+    assert not wanted  # the new tenant has no synced data yet
+    sync()
+    wanted, cursor = requested(cursor)
+    assert wanted  # first data arrived: the summary is missing
     assert dg.materialize([pipeline_summary], instance=instance, resources=resources,
                           partition_key=registered_tenant, selection=[pipeline_summary]).success
     _, cursor = requested(cursor)

@@ -89,9 +89,11 @@ def test_deletes_and_updates_flow_through(warehouse, tenant_id, sf_sandbox, sf_c
     with _connector(sf_sandbox) as connector:
         sync_object(warehouse, connector, tenant_id, "lead")
         lead_ids = sorted(_source_ids(sf_client, "Lead"))
-        sf_client.Lead.delete(lead_ids[0])
-        sf_client.Lead.update(lead_ids[1], {"Status": "Working - Contacted"})
+        open_leads = sf_client.query("SELECT Id FROM Lead WHERE IsConverted = false LIMIT 2")
+        deleted_id, updated_id = (r["Id"] for r in open_leads["records"])
+        sf_client.Lead.delete(deleted_id)
+        sf_client.Lead.update(updated_id, {"Status": "Working - Contacted"})
         sync_object(warehouse, connector, tenant_id, "lead")
-    assert lead_ids[0] not in warehouse.live_ids(tenant_id, "lead")
+    assert deleted_id not in warehouse.live_ids(tenant_id, "lead")
     assert warehouse.count(tenant_id, "lead") == len(lead_ids) - 1
     assert warehouse.count(tenant_id, "lead", include_deleted=True) == len(lead_ids)

@@ -1,0 +1,70 @@
+"""Run-time settings of one sandbox, persisted in its state file.
+
+Everything an operator (or a test, or a later fault-injection switch) may
+change while the server runs lives here, so one admin endpoint can read and
+change it and a restart keeps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import ApiError
+
+DEFAULT_USERNAME = "admin@sandbox.accrue.local"
+DEFAULT_PASSWORD = "sandbox-password"
+DEFAULT_SECURITY_TOKEN = "SANDBOXTOKEN"
+
+# name → (minimum, maximum) for the integer settings.
+_BOUNDS: dict[str, tuple[int, int]] = {
+    "page_size": (1, 2000),
+    "api_daily_limit": (1, 10_000_000),
+    "session_lifetime_seconds": (1, 30 * 86400),
+    "query_locator_ttl_seconds": (1, 86400),
+    "max_query_locators": (1, 1_000_000),
+}
+
+
+@dataclass
+class SandboxConfig:
+    """Tunable behaviour; `extra` keeps keys written by newer sandbox versions."""
+
+    page_size: int = 2000
+    api_daily_limit: int = 100_000
+    session_lifetime_seconds: int = 7200
+    query_locator_ttl_seconds: int = 900
+    max_query_locators: int = 10_000
+    org_name: str = "Accrue Sandbox"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra = data.pop("extra")
+        return {**extra, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SandboxConfig:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        config = cls(extra={k: v for k, v in data.items() if k not in known})
+        return config.updated({k: v for k, v in data.items() if k in known})
+
+    def updated(self, changes: dict[str, Any]) -> SandboxConfig:
+        """A validated copy with `changes` applied; unknown keys are rejected."""
+        known = {f.name for f in fields(self)} - {"extra"}
+        values = self.to_dict()
+        for key, value in changes.items():
+            if key not in known and key not in self.extra:
+                raise ApiError(400, "INVALID_FIELD", f"Unknown sandbox setting '{key}'")
+            if key in _BOUNDS:
+                low, high = _BOUNDS[key]
+                if isinstance(value, bool) or not isinstance(value, int) or not (
+                    low <= value <= high
+                ):
+                    raise ApiError(400, "INVALID_FIELD",
+                                   f"'{key}' must be an integer between {low} and {high}")
+            elif key == "org_name" and (not isinstance(value, str) or not value.strip()):
+                raise ApiError(400, "INVALID_FIELD", "'org_name' must be a non-empty string")
+            values[key] = value
+        extra = {k: v for k, v in values.items() if k not in known}
+        return SandboxConfig(extra=extra, **{k: values[k] for k in known})

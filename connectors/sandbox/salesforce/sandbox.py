@@ -1,0 +1,613 @@
+"""`SalesforceSandbox`: one local org — its state file, settings, sessions and API.
+
+The HTTP layer is thin on purpose: everything an endpoint does is a method
+here, so tests, the generator and future tooling can drive the org directly
+and get exactly the behaviour a client sees over the wire.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from .config import (
+    DEFAULT_PASSWORD,
+    DEFAULT_SECURITY_TOKEN,
+    DEFAULT_USERNAME,
+    SandboxConfig,
+)
+from .errors import ApiError
+from .ids import PROFILE_PREFIX, make_id, normalize_id
+from .query import QueryEngine
+from .schema import (
+    SchemaRegistry,
+    custom_field_from_spec,
+    custom_field_to_spec,
+    describe_object,
+)
+from .soql import compile_query
+from .store import SandboxStore
+from .values import UTC, format_datetime, parse_datetime, truncate_to_minute, utc_now
+from .writes import RecordWriter, WriteContext
+
+# Org and integration user exist "since" this instant, so that two state files
+# built from the same seed are identical, audit fields included.
+ORG_EPOCH = "2020-01-06T09:00:00.000+0000"
+MAX_COLLECTION_RECORDS = 200
+MAX_REPLICATION_WINDOW = timedelta(days=30)
+_ROLLED_BACK = {
+    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "message": "Record rolled back because not all records were valid and the request was "
+               "using AllOrNone header",
+    "fields": [],
+}
+
+
+class _RollBack(Exception):
+    """Unwinds an allOrNone collection call after its results are known."""
+
+
+class SalesforceSandbox:
+    """A local Salesforce org persisted in one SQLite file.
+
+    Opening an existing file keeps its data, users and settings; credentials
+    and settings passed here override the stored ones (and are saved).
+    """
+
+    def __init__(
+        self,
+        state_path: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        security_token: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        **config: Any,
+    ) -> None:
+        self.state_path = str(state_path)
+        self.clock = clock or utc_now
+        self.store = SandboxStore(self.state_path)
+        self.schema = SchemaRegistry()
+        self.writer = RecordWriter(self)
+        self._describe_cache: dict[tuple[int, str, str], str] = {}
+        self._cache_lock = threading.Lock()
+        try:
+            with self.store.write() as conn:
+                self.store.ensure_tables(conn, self.schema.objects.values())
+                stored = self.store.meta_get(conn, "config") or {}
+                try:
+                    self._config = SandboxConfig.from_dict(stored).updated(config)
+                except ApiError as error:
+                    raise ValueError(error.message) from None
+                self.store.meta_set(conn, "config", self._config.to_dict())
+                creds = self.store.meta_get(conn, "credentials") or {
+                    "username": DEFAULT_USERNAME, "password": DEFAULT_PASSWORD,
+                    "security_token": DEFAULT_SECURITY_TOKEN,
+                }
+                for key, value in (("username", username), ("password", password),
+                                   ("security_token", security_token)):
+                    if value is not None:
+                        creds[key] = value
+                self.store.meta_set(conn, "credentials", creds)
+                self._credentials = creds
+                if self.store.meta_get(conn, "org_id") is None:
+                    self._bootstrap(conn)
+                self.org_id: str = self.store.meta_get(conn, "org_id")
+                self.admin_user_id: str = self.store.meta_get(conn, "admin_user_id")
+                self._sync_admin_user(conn)
+                self._load_custom_fields(conn)
+        except BaseException:
+            self.store.close()
+            raise
+        self.queries = QueryEngine(lambda: self._config.query_locator_ttl_seconds,
+                                   lambda: self._config.max_query_locators,
+                                   lambda: self.now().timestamp())
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def _bootstrap(self, conn: Any) -> None:
+        org_id = self.store.allocate_ids(conn, "00D", 1)[0]
+        admin_id = self.store.allocate_ids(conn, "005", 1)[0]
+        audit = {"CreatedDate": ORG_EPOCH, "CreatedById": admin_id, "LastModifiedDate": ORG_EPOCH,
+                 "LastModifiedById": admin_id, "SystemModstamp": ORG_EPOCH}
+        self.store.insert(conn, self.schema.require("Organization"), {
+            "Id": org_id, "Name": self._config.org_name, "IsSandbox": True,
+            "OrganizationType": "Enterprise Edition", "InstanceName": "CS42",
+            "DefaultLocaleSidKey": "en_US", "TimeZoneSidKey": "GMT", **audit,
+        })
+        self.store.insert(conn, self.schema.require("User"), {
+            "Id": admin_id, "Username": self._credentials["username"], "LastName": "User",
+            "FirstName": "Integration", "Name": "Integration User", "Alias": "integ",
+            "Email": self._credentials["username"], "Title": "Integration User",
+            "Department": "IT", "IsActive": True, "ManagerId": None, "UserType": "Standard",
+            **audit,
+        })
+        self.store.meta_set(conn, "org_id", org_id)
+        self.store.meta_set(conn, "admin_user_id", admin_id)
+
+    def _sync_admin_user(self, conn: Any) -> None:
+        """Keep the integration user's Username in step with the stored credentials."""
+        users = self.schema.require("User")
+        stored = self.store.get(conn, users, self.admin_user_id)
+        username = self._credentials["username"]
+        if stored is not None and stored.data.get("Username") != username:
+            record = dict(stored.data, Username=username, Email=username)
+            stamp = format_datetime(self.now())
+            record.update(LastModifiedDate=stamp, SystemModstamp=stamp)
+            self.store.save(conn, users, record, is_deleted=False)
+
+    def _load_custom_fields(self, conn: Any) -> None:
+        grouped: dict[str, list[Any]] = {}
+        for spec in self.store.custom_field_specs(conn):
+            grouped.setdefault(spec["sobject"], []).append(custom_field_from_spec(spec))
+        self.schema.set_custom_fields(grouped)
+
+    def close(self) -> None:
+        self.queries.expire_all()
+        self.store.close()
+
+    # -- settings ------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The org clock (UTC); injectable for tests and time-shifting faults."""
+        value = self.clock()
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def write_timestamp(self) -> str:
+        """The audit stamp for a write happening now (the slot for 'late commit' faults)."""
+        return format_datetime(self.now())
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self._config
+
+    def update_config(self, changes: Mapping[str, Any]) -> SandboxConfig:
+        config = self._config.updated(dict(changes))
+        with self.store.write() as conn:
+            self.store.meta_set(conn, "config", config.to_dict())
+            if "org_name" in changes:
+                org = self.schema.require("Organization")
+                stored = self.store.get(conn, org, self.org_id)
+                if stored is not None:
+                    self.store.save(conn, org, dict(stored.data, Name=config.org_name),
+                                    is_deleted=False)
+        self._config = config
+        return config
+
+    @property
+    def username(self) -> str:
+        return str(self._credentials["username"])
+
+    @property
+    def password(self) -> str:
+        return str(self._credentials["password"])
+
+    @property
+    def security_token(self) -> str:
+        return str(self._credentials["security_token"])
+
+    # -- sessions and limits -------------------------------------------------
+
+    def login(self, username: str, password_and_token: str) -> str | None:
+        """A new session id when the credentials match, else None."""
+        expected = self.password + self.security_token
+        if username.strip().lower() != self.username.lower() or not hmac.compare_digest(
+            password_and_token.encode(), expected.encode()
+        ):
+            return None
+        sid = f"{self.org_id[:15]}!{secrets.token_urlsafe(72)}"
+        now = self.now().timestamp()
+        with self.store.write() as conn:
+            self.store.prune_sessions(conn, now - 86400)
+            self.store.add_session(conn, sid, self.admin_user_id, now,
+                                   self._config.session_lifetime_seconds)
+        return sid
+
+    def authenticate(self, sid: str | None) -> str:
+        """The user id of a live session; sessions slide forward while in use."""
+        invalid = ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if not sid:
+            raise invalid
+        now = self.now().timestamp()
+        with self.store.connection() as conn:
+            found = self.store.find_session(conn, sid)
+        if found is None or found[2] <= now:
+            raise invalid
+        user_id, last_used, _expires = found
+        lifetime = self._config.session_lifetime_seconds
+        if now - last_used > lifetime / 2:
+            # Like Salesforce: the timeout restarts once half of it has passed.
+            with self.store.write() as conn:
+                self.store.touch_session(conn, sid, now, lifetime)
+        return user_id
+
+    def expire_sessions(self) -> int:
+        """Invalidate every session now; returns how many were live."""
+        with self.store.write() as conn:
+            return self.store.expire_sessions(conn, self.now().timestamp())
+
+    def _usage_day(self) -> str:
+        return f"{self.now():%Y-%m-%d}"
+
+    def meter_api_call(self) -> tuple[int, int]:
+        """Count one API call against the daily limit (403 once it is used up)."""
+        limit = self._config.api_daily_limit
+        with self.store.write() as conn:
+            used = self.store.api_calls(conn, self._usage_day())
+            if used >= limit:
+                raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+            return self.store.add_api_call(conn, self._usage_day()), limit
+
+    def api_usage(self) -> tuple[int, int]:
+        with self.store.connection() as conn:
+            return self.store.api_calls(conn, self._usage_day()), self._config.api_daily_limit
+
+    # -- reads ---------------------------------------------------------------
+
+    def query(self, soql: str, *, include_deleted: bool = False, version: str = "59.0",
+              batch_size: int | None = None) -> str:
+        """First page of a SOQL query as JSON text."""
+        compiled = compile_query(soql.strip(), self.schema.objects, self.now())
+        page_size = batch_size or self._config.page_size
+        with self.store.connection() as conn:
+            return self.queries.execute(conn, compiled, include_deleted=include_deleted,
+                                        version=version, page_size=page_size)
+
+    def query_more(self, locator: str, *, version: str = "59.0") -> str:
+        with self.store.connection() as conn:
+            return self.queries.more(conn, locator, version)
+
+    def get_record(self, sobject: str, record_id: str, *, fields: list[str] | None = None,
+                   version: str = "59.0") -> str:
+        """One live record as JSON text (404 NOT_FOUND when missing or deleted)."""
+        obj = self.schema.require(sobject)
+        normalized = normalize_id(record_id)
+        if normalized is None or normalized[:3] != obj.key_prefix:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        selected = list(obj.fields)
+        if fields:
+            selected = []
+            for name in fields:
+                definition = obj.field(name.strip())
+                if definition is None:
+                    raise ApiError(400, "INVALID_FIELD",
+                                   f"No such column '{name.strip()}' on sobject of type "
+                                   f"{obj.name}")
+                if definition not in selected:
+                    selected.append(definition)
+        with self.store.connection() as conn:
+            stored = self.store.get(conn, obj, normalized)
+            if stored is None or stored.is_deleted:
+                raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+            return self.queries.fetch(conn, obj, selected, [normalized], version)[0]
+
+    def recent_items(self, sobject: str, version: str, limit: int = 5) -> list[Any]:
+        obj = self.schema.require(sobject)
+        fields = [f for f in (obj.field("Id"), obj.field("Name")) if f is not None]
+        with self.store.connection() as conn:
+            ids = [r[0] for r in conn.execute(
+                f'SELECT Id FROM "{obj.table}" WHERE IsDeleted = 0 '
+                "ORDER BY SystemModstamp DESC LIMIT ?", (limit,))]
+            return [json.loads(t) for t in self.queries.fetch(conn, obj, fields, ids, version)]
+
+    def describe_global(self, version: str) -> str:
+        return self._cached(("*", version), lambda: json.dumps({
+            "encoding": "UTF-8", "maxBatchSize": 200,
+            "sobjects": [o.describe_global_entry(version) for o in self.schema.objects.values()],
+        }))
+
+    def describe(self, sobject: str, version: str) -> str:
+        obj = self.schema.require(sobject)
+        objects = self.schema.objects
+        return self._cached((obj.name, version),
+                            lambda: json.dumps(describe_object(objects, obj, version)))
+
+    def _cached(self, key: tuple[str, str], build: Callable[[], str]) -> str:
+        full_key = (self.schema.version, *key)
+        with self._cache_lock:
+            hit = self._describe_cache.get(full_key)
+        if hit is None:
+            hit = build()
+            with self._cache_lock:
+                if len(self._describe_cache) > 512:
+                    self._describe_cache.clear()
+                self._describe_cache[full_key] = hit
+        return hit
+
+    def standard_pricebook_id(self, conn: Any) -> str | None:
+        obj = self.schema.require("Pricebook2")
+        row = conn.execute(
+            f'SELECT Id FROM "{obj.table}" WHERE json_extract(data, \'$.IsStandard\') = 1 '
+            "AND IsDeleted = 0 ORDER BY Id LIMIT 1"
+        ).fetchone()
+        return None if row is None else row[0]
+
+    # -- writes --------------------------------------------------------------
+
+    @contextmanager
+    def write(self, user_id: str | None = None) -> Iterator[WriteContext]:
+        """A write transaction for one API call; rollups run before it commits."""
+        with self.store.write() as conn:
+            ctx = WriteContext(conn, user_id or self.admin_user_id, self.write_timestamp())
+            yield ctx
+            self.writer.finish(ctx)
+
+    def create(self, sobject: str, fields: Mapping[str, Any], *,
+               user_id: str | None = None) -> str:
+        with self.write(user_id) as ctx:
+            return self.writer.create(ctx, sobject, fields)
+
+    def update(self, sobject: str, record_id: str, fields: Mapping[str, Any], *,
+               user_id: str | None = None) -> None:
+        with self.write(user_id) as ctx:
+            self.writer.update(ctx, sobject, record_id, fields)
+
+    def delete(self, sobject: str, record_id: str, *, user_id: str | None = None) -> None:
+        with self.write(user_id) as ctx:
+            self.writer.delete(ctx, sobject, record_id)
+
+    def undelete(self, ids: list[str], *, user_id: str | None = None) -> list[dict[str, Any]]:
+        """SOAP-style results, one per id (undelete is never all-or-none here)."""
+        if len(ids) > MAX_COLLECTION_RECORDS:
+            raise ApiError(400, "EXCEEDED_ID_LIMIT",
+                           f"Maximum number of records exceeded. Limit is "
+                           f"{MAX_COLLECTION_RECORDS}")
+        results = []
+        with self.write(user_id) as ctx:
+            for index, record_id in enumerate(ids):
+                outcome = self._in_savepoint(ctx, index,
+                                             lambda rid=record_id: self.writer.undelete(ctx, rid))
+                normalized = normalize_id(record_id)
+                if isinstance(outcome, ApiError):
+                    results.append({"id": normalized, "success": False,
+                                    "errors": [outcome.as_result_error()]})
+                else:
+                    results.append({"id": normalized, "success": True, "errors": []})
+        return results
+
+    @staticmethod
+    def _in_savepoint(ctx: WriteContext, index: int, action: Callable[[], Any]) -> Any:
+        """Run one record's write so that its failure undoes only that record."""
+        name = f"rec{index}"
+        touched = set(ctx.touched_opportunities)
+        ctx.conn.execute(f"SAVEPOINT {name}")
+        try:
+            result = action()
+        except ApiError as error:
+            ctx.conn.execute(f"ROLLBACK TO {name}")
+            ctx.conn.execute(f"RELEASE {name}")
+            ctx.touched_opportunities = touched
+            return error
+        ctx.conn.execute(f"RELEASE {name}")
+        return result
+
+    def _collection(self, user_id: str | None, items: list[Any], all_or_none: bool,
+                    action: Callable[[WriteContext, Any], str]) -> list[dict[str, Any]]:
+        if len(items) > MAX_COLLECTION_RECORDS:
+            raise ApiError(400, "EXCEEDED_ID_LIMIT",
+                           f"Maximum number of records exceeded. Limit is "
+                           f"{MAX_COLLECTION_RECORDS}")
+        results: list[dict[str, Any]] = []
+        try:
+            with self.write(user_id) as ctx:
+                for index, item in enumerate(items):
+                    outcome = self._in_savepoint(ctx, index, lambda i=item: action(ctx, i))
+                    if isinstance(outcome, ApiError):
+                        failed: dict[str, Any] = {"success": False,
+                                                  "errors": [outcome.as_result_error()]}
+                        if isinstance(item, str):
+                            failed = {"id": item, **failed}
+                        results.append(failed)
+                    else:
+                        results.append({"id": outcome, "success": True, "errors": []})
+                if all_or_none and any(not r["success"] for r in results):
+                    raise _RollBack
+        except _RollBack:
+            results = [
+                r if not r["success"] else {"id": None, "success": False,
+                                            "errors": [dict(_ROLLED_BACK)]}
+                for r in results
+            ]
+        return results
+
+    @staticmethod
+    def _record_type(item: Any) -> str:
+        if not isinstance(item, Mapping):
+            raise ApiError(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
+        attributes = item.get("attributes")
+        type_ = attributes.get("type") if isinstance(attributes, Mapping) else None
+        if not isinstance(type_, str) or not type_:
+            raise ApiError(400, "INVALID_TYPE",
+                           "Each record must carry attributes.type with its sObject type")
+        return type_
+
+    def collection_create(self, records: list[Any], *, all_or_none: bool = False,
+                          user_id: str | None = None) -> list[dict[str, Any]]:
+        def create(ctx: WriteContext, item: Any) -> str:
+            return self.writer.create(ctx, self._record_type(item), item)
+        return self._collection(user_id, records, all_or_none, create)
+
+    def collection_update(self, records: list[Any], *, all_or_none: bool = False,
+                          user_id: str | None = None) -> list[dict[str, Any]]:
+        def update(ctx: WriteContext, item: Any) -> str:
+            type_ = self._record_type(item)
+            fields = {k: v for k, v in item.items() if k.lower() != "id"}
+            record_id = item.get("Id") or item.get("id")
+            if not isinstance(record_id, str):
+                raise ApiError(400, "MISSING_ARGUMENT", "Id not specified in an update call")
+            self.writer.update(ctx, type_, record_id, fields)
+            return normalize_id(record_id) or record_id
+        return self._collection(user_id, records, all_or_none, update)
+
+    def collection_delete(self, ids: list[str], *, all_or_none: bool = False,
+                          user_id: str | None = None) -> list[dict[str, Any]]:
+        def delete(ctx: WriteContext, record_id: str) -> str:
+            normalized = normalize_id(record_id)
+            obj = self.schema.by_prefix(normalized[:3]) if normalized else None
+            if normalized is None or obj is None:
+                raise ApiError(400, "MALFORMED_ID", f"malformed id {record_id}")
+            try:
+                self.writer.delete(ctx, obj.name, normalized)
+            except ApiError as error:
+                if error.code == "NOT_FOUND":
+                    raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY",
+                                   "invalid cross reference id") from None
+                raise
+            return normalized
+        return self._collection(user_id, ids, all_or_none, delete)
+
+    # -- replication ---------------------------------------------------------
+
+    def _window(self, start: str, end: str) -> tuple[datetime, datetime]:
+        try:
+            # An unencoded '+' arrives as a space.
+            low = truncate_to_minute(parse_datetime(start.replace(" ", "+")))
+            high = truncate_to_minute(parse_datetime(end.replace(" ", "+")))
+        except ValueError:
+            raise ApiError(400, "INVALID_REPLICATION_DATE",
+                           "start and end must be ISO-8601 datetimes with a time zone") from None
+        if high <= low:
+            raise ApiError(400, "INVALID_REPLICATION_DATE",
+                           "The end date must be after the start date")
+        if high - low > MAX_REPLICATION_WINDOW:
+            raise ApiError(400, "INVALID_REPLICATION_DATE",
+                           "The time span between start and end may not exceed 30 days")
+        return low, min(high, truncate_to_minute(self.now()))
+
+    def _replicated(self, sobject: str) -> Any:
+        obj = self.schema.require(sobject)
+        if not obj.replicateable:
+            raise ApiError(400, "INVALID_TYPE",
+                           f"sObject type '{obj.name}' does not support replication")
+        return obj
+
+    def updated(self, sobject: str, start: str, end: str) -> dict[str, Any]:
+        """`sobjects/{T}/updated`: live records whose SystemModstamp is in the window."""
+        obj = self._replicated(sobject)
+        low, latest = self._window(start, end)
+        with self.store.connection() as conn:
+            ids = [r[0] for r in conn.execute(
+                f'SELECT Id FROM "{obj.table}" WHERE SystemModstamp >= ? AND SystemModstamp < ? '
+                "AND IsDeleted = 0 ORDER BY Id",
+                (format_datetime(low), format_datetime(latest)))]
+        return {"ids": ids, "latestDateCovered": format_datetime(latest)}
+
+    def deleted(self, sobject: str, start: str, end: str) -> dict[str, Any]:
+        """`sobjects/{T}/deleted`: recycle-bin entries deleted in the window."""
+        obj = self._replicated(sobject)
+        low, latest = self._window(start, end)
+        with self.store.connection() as conn:
+            rows = conn.execute(
+                f'SELECT Id, DeletedDate FROM "{obj.table}" WHERE IsDeleted = 1 '
+                "AND DeletedDate >= ? AND DeletedDate < ? ORDER BY DeletedDate, Id",
+                (format_datetime(low), format_datetime(latest))).fetchall()
+            earliest = self.store.meta_get(conn, f"earliest_deleted:{obj.name}") or ORG_EPOCH
+        return {
+            "deletedRecords": [{"id": r[0], "deletedDate": r[1]} for r in rows],
+            "earliestDateAvailable": earliest,
+            "latestDateCovered": format_datetime(latest),
+        }
+
+    # -- admin ---------------------------------------------------------------
+
+    def add_custom_field(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        obj = self.schema.get(str(spec.get("sobject") or ""))
+        if obj is None:
+            raise ApiError(400, "INVALID_TYPE", f"Unknown sObject '{spec.get('sobject')}'")
+        definition = custom_field_from_spec(spec)
+        if obj.has_field(definition.name):
+            raise ApiError(400, "DUPLICATE_DEVELOPER_NAME",
+                           f"There is already a field named {definition.name} on {obj.name}")
+        stored = custom_field_to_spec(definition, obj.name)
+        with self.store.write() as conn:
+            self.store.add_custom_field(conn, obj.name, definition.name, stored)
+            self._load_custom_fields(conn)
+        return stored
+
+    def remove_custom_field(self, sobject: str, name: str) -> None:
+        obj = self.schema.get(sobject)
+        definition = obj.field(name) if obj else None
+        if obj is None or definition is None:
+            raise ApiError(404, "NOT_FOUND", f"No custom field {name} on {sobject}")
+        if self.schema.is_standard_field(obj.name, definition.name):
+            raise ApiError(400, "INVALID_FIELD",
+                           f"{definition.name} is part of the standard schema and cannot be "
+                           "removed")
+        with self.store.write() as conn:
+            self.store.remove_custom_field(conn, obj, definition.name)
+            self._load_custom_fields(conn)
+
+    def custom_fields(self) -> list[dict[str, Any]]:
+        with self.store.connection() as conn:
+            return self.store.custom_field_specs(conn)
+
+    def purge(self, sobject: str | None = None) -> dict[str, int]:
+        """Empty the recycle bin (of one object or all); deleted records vanish for good."""
+        objects = [self.schema.require(sobject)] if sobject else list(
+            self.schema.objects.values())
+        now = format_datetime(self.now())
+        purged: dict[str, int] = {}
+        with self.store.write() as conn:
+            for obj in objects:
+                purged[obj.name] = self.store.purge(conn, obj)
+                self.store.meta_set(conn, f"earliest_deleted:{obj.name}", now)
+        return purged
+
+    def hard_delete(self, ids: list[str]) -> dict[str, Any]:
+        """Physically remove records, leaving no recycle-bin trace."""
+        removed: list[str] = []
+        missing: list[str] = []
+        with self.store.write() as conn:
+            for record_id in ids:
+                normalized = normalize_id(str(record_id))
+                obj = self.schema.by_prefix(normalized[:3]) if normalized else None
+                if normalized and obj and self.store.hard_delete(conn, obj, [normalized]):
+                    removed.append(normalized)
+                else:
+                    missing.append(str(record_id))
+        return {"deleted": removed, "notFound": missing}
+
+    def truth(self) -> dict[str, Any] | None:
+        with self.store.connection() as conn:
+            return self.store.meta_get(conn, "truth")
+
+    def set_truth(self, conn: Any, truth: Mapping[str, Any]) -> None:
+        self.store.meta_set(conn, "truth", dict(truth))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        with self.store.connection() as conn:
+            return {
+                name: {"live": self.store.count(conn, obj, deleted=False),
+                       "deleted": self.store.count(conn, obj, deleted=True)}
+                for name, obj in self.schema.objects.items()
+            }
+
+    def is_empty(self) -> bool:
+        """True until business data exists (the org and its admin user do not count)."""
+        with self.store.connection() as conn:
+            return all(
+                self.store.count(conn, self.schema.require(name)) == 0
+                for name in ("Account", "Opportunity", "Lead", "Product2")
+            )
+
+    def health(self) -> dict[str, Any]:
+        used, limit = self.api_usage()
+        return {
+            "status": "ok",
+            "orgId": self.org_id,
+            "orgName": self._config.org_name,
+            "stateFile": self.state_path,
+            "now": format_datetime(self.now()),
+            "apiUsage": {"used": used, "max": limit},
+            "records": self.counts(),
+            "seeded": self.truth() is not None,
+        }
+
+    def profile_id(self) -> str:
+        return make_id(PROFILE_PREFIX, 1)
