@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): how fast a sync moves CRM data into the warehouse."""
