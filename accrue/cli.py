@@ -41,15 +41,25 @@ def sandbox() -> None:
     help="SQLite file holding the org (default: <ACCRUE_HOME>/sandbox-salesforce.db).",
 )
 @click.option("--page-size", type=int, default=2000, show_default=True)
+@click.option("--faults", default=None, help='Fault switches as JSON or a JSON file, e.g. '
+              '\'{"error_rate": 0.05, "late_commit_rate": 0.1}\' (see docs/sandbox-salesforce.md).')
 def sandbox_salesforce(
-    port: int, host: str, seed: int | None, state_path: str | None, page_size: int
+    port: int, host: str, seed: int | None, state_path: str | None, page_size: int,
+    faults: str | None,
 ) -> None:
     """Serve a Salesforce org (REST + SOAP login) on http://HOST:PORT."""
-    from connectors.sandbox.salesforce import serve
+    from connectors.sandbox.salesforce import parse_faults, serve
 
+    fault_config = None
+    if faults:
+        try:
+            fault_config = parse_faults(faults)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--faults") from None
     path = state_path or str(config.accrue_home() / "sandbox-salesforce.db")
     click.echo(f"Salesforce sandbox on http://{host}:{port} (state: {path})", err=True)
-    serve(port=port, state_path=path, seed=seed, host=host, page_size=page_size)
+    serve(port=port, state_path=path, seed=seed, host=host, page_size=page_size,
+          faults=fault_config)
 
 
 # -- database and keys --------------------------------------------------------

@@ -13,6 +13,7 @@ from .config import (
     SandboxConfig,
 )
 from .errors import ApiError
+from .faults import FaultConfig, FaultConfigError, FaultInjector, parse_faults
 from .generator import SeedSummary, seed
 from .sandbox import SalesforceSandbox
 from .server import RequestContext, RunningSandbox, SandboxApp, create_app, running_sandbox, serve
@@ -22,6 +23,9 @@ __all__ = [
     "DEFAULT_SECURITY_TOKEN",
     "DEFAULT_USERNAME",
     "ApiError",
+    "FaultConfig",
+    "FaultConfigError",
+    "FaultInjector",
     "RequestContext",
     "RunningSandbox",
     "SalesforceSandbox",
@@ -29,6 +33,7 @@ __all__ = [
     "SandboxConfig",
     "SeedSummary",
     "create_app",
+    "parse_faults",
     "running_sandbox",
     "seed",
     "serve",

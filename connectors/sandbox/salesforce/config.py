@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import ApiError
+from .faults import FaultConfig
 
 DEFAULT_USERNAME = "admin@sandbox.accrue.local"
 DEFAULT_PASSWORD = "sandbox-password"
@@ -36,11 +37,13 @@ class SandboxConfig:
     query_locator_ttl_seconds: int = 900
     max_query_locators: int = 10_000
     org_name: str = "Accrue Sandbox"
+    faults: FaultConfig = field(default_factory=FaultConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         extra = data.pop("extra")
+        data["faults"] = self.faults.to_dict()
         return {**extra, **data}
 
     @classmethod
@@ -65,6 +68,9 @@ class SandboxConfig:
                                    f"'{key}' must be an integer between {low} and {high}")
             elif key == "org_name" and (not isinstance(value, str) or not value.strip()):
                 raise ApiError(400, "INVALID_FIELD", "'org_name' must be a non-empty string")
+            elif key == "faults":
+                value = FaultConfig.from_dict(value)  # replaces all switches; raises a 400
             values[key] = value
+        values["faults"] = FaultConfig.from_dict(values["faults"])
         extra = {k: v for k, v in values.items() if k not in known}
         return SandboxConfig(extra=extra, **{k: values[k] for k in known})

@@ -44,3 +44,21 @@ class ApiError(Exception):
 def not_found(message: str = "The requested resource does not exist") -> ApiError:
     """Salesforce's generic 404; used for unknown routes, ids and objects alike."""
     return ApiError(404, "NOT_FOUND", message)
+
+
+def request_limit_exceeded() -> ApiError:
+    """The daily-quota refusal; the metered limit and the injected fault share it."""
+    return ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+
+
+def unexpected_error(error_id: str) -> ApiError:
+    """Salesforce's 500 for a server-side failure (real bugs and injected faults alike)."""
+    return ApiError(500, "UNKNOWN_EXCEPTION",
+                    "An unexpected error occurred. Please include this ErrorId if you contact "
+                    f"support: {error_id}")
+
+
+def server_unavailable() -> ApiError:
+    """Salesforce's 503 while an instance is down for maintenance or overloaded."""
+    return ApiError(503, "SERVER_UNAVAILABLE",
+                    "The server is temporarily unable to handle the request. Try again later.")

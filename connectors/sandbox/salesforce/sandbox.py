@@ -22,7 +22,7 @@ from .config import (
     DEFAULT_USERNAME,
     SandboxConfig,
 )
-from .errors import ApiError
+from .errors import ApiError, request_limit_exceeded
 from .ids import PROFILE_PREFIX, make_id, normalize_id
 from .query import QueryEngine
 from .schema import (
@@ -72,6 +72,8 @@ class SalesforceSandbox:
     ) -> None:
         self.state_path = str(state_path)
         self.clock = clock or utc_now
+        # Set by the fault injector: how far in the past the current write commits.
+        self.write_delay: Callable[[], timedelta | None] | None = None
         self.store = SandboxStore(self.state_path)
         self.schema = SchemaRegistry()
         self.writer = RecordWriter(self)
@@ -160,8 +162,10 @@ class SalesforceSandbox:
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
     def write_timestamp(self) -> str:
-        """The audit stamp for a write happening now (the slot for 'late commit' faults)."""
-        return format_datetime(self.now())
+        """The audit stamp for a write happening now, or earlier for a 'late commit' fault."""
+        now = self.now()
+        delay = self.write_delay() if self.write_delay is not None else None
+        return format_datetime(now - delay if delay else now)
 
     @property
     def config(self) -> SandboxConfig:
@@ -241,7 +245,7 @@ class SalesforceSandbox:
         with self.store.write() as conn:
             used = self.store.api_calls(conn, self._usage_day())
             if used >= limit:
-                raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+                raise request_limit_exceeded()
             return self.store.add_api_call(conn, self._usage_day()), limit
 
     def api_usage(self) -> tuple[int, int]:

@@ -7,7 +7,8 @@ Every request runs through one pipeline:
 
 Hooks are the place for switches that change behaviour without touching the
 handlers (fault injection, latency, recording). A hook gets the
-`RequestContext` and may return a response to short-circuit the rest.
+`RequestContext` and may return a response to short-circuit the rest (or
+raise `ApiError`). The fault injector (`faults.py`) is the first hook pair.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from . import soap
-from .errors import ApiError
+from .errors import ApiError, unexpected_error
+from .faults import FaultConfig, FaultInjector, as_fault_config
 from .sandbox import SalesforceSandbox
 
 logger = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ def _rules() -> list[Rule]:
     Rule("/_sandbox/hard_delete", endpoint="admin.hard_delete", methods=["POST"]),
     Rule("/_sandbox/sessions/expire", endpoint="admin.expire_sessions", methods=["POST"]),
     Rule("/_sandbox/truth", endpoint="admin.truth", methods=["GET"]),
+    Rule("/_sandbox/faults", endpoint="admin.faults", methods=["GET", "POST", "DELETE"]),
     ]
 
 
@@ -158,7 +161,10 @@ class SandboxApp:
             "admin.hard_delete": self.admin_hard_delete,
             "admin.expire_sessions": self.admin_expire_sessions,
             "admin.truth": self.admin_truth,
+            "admin.faults": self.admin_faults,
         }
+        self.faults = FaultInjector(sandbox)
+        self.faults.install(self)
 
     # -- hook registration ---------------------------------------------------
 
@@ -191,11 +197,7 @@ class SandboxApp:
             error_id = uuid.uuid4().hex[:12]
             logger.exception("sandbox request failed (ErrorId %s): %s %s", error_id,
                              request.method, request.path)
-            response = json_response([{
-                "errorCode": "UNKNOWN_EXCEPTION",
-                "message": "An unexpected error occurred. Please include this ErrorId if you "
-                           f"contact support: {error_id}",
-            }], 500)
+            response = error_response(unexpected_error(error_id))
         for hook in self.after_request_hooks:
             response = hook(ctx, response) or response
         if request.path.startswith("/services/data/v"):
@@ -517,6 +519,16 @@ class SandboxApp:
     def admin_expire_sessions(self, ctx: RequestContext) -> Response:
         return json_response({"expired": self.sandbox.expire_sessions()})
 
+    def admin_faults(self, ctx: RequestContext) -> Response:
+        if ctx.request.method == "POST":
+            changes = self.body(ctx)
+            if not isinstance(changes, dict):
+                raise ApiError(400, "JSON_PARSER_ERROR", "Send a JSON object of fault switches")
+            return json_response(self.faults.update(changes))
+        if ctx.request.method == "DELETE":
+            return json_response(self.faults.clear())
+        return json_response(self.faults.state())
+
     def admin_truth(self, ctx: RequestContext) -> Response:
         truth = self.sandbox.truth()
         if truth is None:
@@ -626,6 +638,11 @@ class RunningSandbox:
     def security_token(self) -> str:
         return self.sandbox.security_token
 
+    @property
+    def faults(self) -> FaultInjector:
+        """The fault switches: `.update({...})`, `.clear()`, `.state()`."""
+        return self.app.faults
+
     def session(self) -> Any:
         """A requests session that routes Salesforce URLs to this sandbox."""
         from ..transport import sandbox_session
@@ -672,13 +689,18 @@ def running_sandbox(
     port: int = 0,
     page_size: int = 2000,
     host: str = "127.0.0.1",
+    faults: FaultConfig | Mapping[str, Any] | str | None = None,
     **config: Any,
 ) -> RunningSandbox:
     """Start a sandbox in a background thread; use as `with running_sandbox(...) as sb:`.
 
     `config` takes any `SandboxConfig` setting plus `username`, `password`,
     `security_token` and `clock`. Seeding happens only when the org is empty.
+    `faults` (switches as a `FaultConfig`, a mapping or JSON text / a JSON file
+    path) replaces the stored fault switches; None keeps them.
     """
+    if faults is not None:
+        config["faults"] = as_fault_config(faults)
     sandbox = SalesforceSandbox(state_path, page_size=page_size, **config)
     try:
         _seed_if_empty(sandbox, seed, n_opportunities)
@@ -697,9 +719,16 @@ def serve(
     n_opportunities: int | None = None,
     host: str = "127.0.0.1",
     page_size: int = 2000,
+    faults: FaultConfig | Mapping[str, Any] | str | None = None,
     **config: Any,
 ) -> None:
-    """Serve the sandbox until interrupted (threaded; seeds only an empty org)."""
+    """Serve the sandbox until interrupted (threaded; seeds only an empty org).
+
+    `faults` is as for `running_sandbox`; a CLI passes its `--faults` text
+    straight through (bad text raises a ValueError naming the problem).
+    """
+    if faults is not None:
+        config["faults"] = as_fault_config(faults)
     sandbox = SalesforceSandbox(state_path, page_size=page_size, **config)
     try:
         _seed_if_empty(sandbox, seed, n_opportunities)
@@ -713,6 +742,8 @@ def serve(
             f"  clients: pass session=connectors.sandbox.transport.sandbox_session('{url}')",
             flush=True,
         )
+        if sandbox.config.faults.active:
+            print(f"  fault switches: {json.dumps(sandbox.config.faults.changed())}", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
