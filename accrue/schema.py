@@ -34,7 +34,10 @@ KEY_ID_LENGTH = 32
 
 TENANT_STATUSES: tuple[str, ...] = ("pending", "active", "paused", "deleted")
 SYNC_FREQUENCIES_MINUTES: tuple[int, ...] = (5, 15, 30, 60, 360, 1440)
-RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed")
+# "stopped": ended cleanly before the end (e.g. at the CRM's API quota): partial, resumable.
+RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed", "stopped")
+# Who has to act on a failed or stopped run (connectors.base.ConnectorError.kind).
+ERROR_KINDS: tuple[str, ...] = ("credentials", "quota", "outage", "error")
 
 # Columns every crm_* table carries besides the common model's own.
 SYSTEM_COLUMNS: tuple[str, ...] = (
@@ -103,6 +106,16 @@ def _created_updated() -> list[sa.Column[Any]]:
     ]
 
 
+def _big_id() -> sa.Column[int]:
+    """BIGINT key on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER."""
+    return sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+
+
 def _in(column: str, values: tuple[Any, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
@@ -146,14 +159,7 @@ sync_state = sa.Table(
 sync_run = sa.Table(
     "sync_run",
     metadata,
-    # BIGINT on PostgreSQL (one row per object per sync adds up); SQLite only
-    # auto-increments a column declared exactly INTEGER.
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _big_id(),  # one row per object per sync adds up
     _tenant_id(),
     sa.Column("object_name", sa.String(OBJECT_NAME_LENGTH), nullable=False),
     sa.Column("started_at", UtcDateTime(), nullable=False),
@@ -164,9 +170,80 @@ sync_run = sa.Table(
     sa.Column("records_deleted", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("error_kind", sa.String(16), nullable=True),
+    sa.Column("records_quarantined", sa.BigInteger(), nullable=False, server_default="0"),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    sa.CheckConstraint(_in("error_kind", ERROR_KINDS), name="error_kind"),  # NULL passes
     sa.Index("ix_sync_run_tenant_id_started_at", "tenant_id", "started_at"),
     sa.Index("ix_sync_run_run_id", "run_id"),
+)
+
+
+# Every version of every record ever written (F3): the crm_* tables hold the
+# current version only. A version is (source_id, source_modified_at, is_deleted),
+# so a replayed or overlapping page never logs one twice (F2).
+crm_change_log = sa.Table(
+    "crm_change_log",
+    metadata,
+    _big_id(),
+    _tenant_id(),
+    sa.Column("object_name", sa.String(OBJECT_NAME_LENGTH), nullable=False),
+    sa.Column("source_id", sa.String(ID_LENGTH), nullable=False),
+    sa.Column("source_modified_at", UtcDateTime(), nullable=False),
+    sa.Column("is_deleted", sa.Boolean(), nullable=False),
+    sa.Column("fields", json_type(), nullable=False),  # the coerced common-model values
+    sa.Column("raw", json_type(), nullable=True),  # NULL for id-only deletes
+    sa.Column("synced_at", UtcDateTime(), nullable=False),
+    sa.Column("sync_run_id", sa.BigInteger(), nullable=True),
+    sa.UniqueConstraint(
+        "tenant_id",
+        "object_name",
+        "source_id",
+        "source_modified_at",
+        "is_deleted",
+        name="uq_crm_change_log_version",
+    ),
+    sa.Index(
+        "ix_crm_change_log_tenant_id_object_name_synced_at", "tenant_id", "object_name", "synced_at"
+    ),
+)
+
+# The rows of crm_quarantine still waiting: the predicate of its partial unique index.
+OPEN_QUARANTINE = "resolved_at IS NULL AND source_id IS NOT NULL"
+
+# Records that could not be stored faithfully, kept with the reason instead of
+# failing the page or being altered. `raw_text` is ASCII JSON text, not JSON:
+# PostgreSQL's JSONB refuses lone surrogates and NUL, which are often the reason.
+crm_quarantine = sa.Table(
+    "crm_quarantine",
+    metadata,
+    _big_id(),
+    _tenant_id(),
+    sa.Column("object_name", sa.String(OBJECT_NAME_LENGTH), nullable=False),
+    sa.Column("source_id", sa.String(ID_LENGTH), nullable=True),
+    sa.Column("source_modified_at", UtcDateTime(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("raw_text", sa.Text(), nullable=False),
+    sa.Column("first_seen_at", UtcDateTime(), nullable=False),
+    sa.Column("last_seen_at", UtcDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("resolved_at", UtcDateTime(), nullable=True),
+    # At most one open row per record: a newer bad version updates it.
+    sa.Index(
+        "ux_crm_quarantine_open_record",
+        "tenant_id",
+        "object_name",
+        "source_id",
+        unique=True,
+        sqlite_where=sa.text(OPEN_QUARANTINE),
+        postgresql_where=sa.text(OPEN_QUARANTINE),
+    ),
+    sa.Index(
+        "ix_crm_quarantine_tenant_id_object_name_resolved_at",
+        "tenant_id",
+        "object_name",
+        "resolved_at",
+    ),
 )
 
 pipeline_summary = sa.Table(
@@ -179,6 +256,29 @@ pipeline_summary = sa.Table(
     sa.Column("last_modified_at", UtcDateTime(), nullable=True),
     sa.Column("last_synced_at", UtcDateTime(), nullable=True),
     sa.Column("computed_at", UtcDateTime(), nullable=False),
+)
+
+
+# A view (created by migration 0002, not part of `metadata`): each change-log
+# version with its validity interval, for point-in-time reads (F3).
+RECORD_HISTORY_VIEW = "crm_record_history"
+VIEW_NAMES: tuple[str, ...] = (RECORD_HISTORY_VIEW,)
+
+record_history = sa.table(
+    RECORD_HISTORY_VIEW,
+    sa.column("id", sa.BigInteger()),
+    sa.column("tenant_id", sa.String()),
+    sa.column("object_name", sa.String()),
+    sa.column("source_id", sa.String()),
+    sa.column("version", sa.BigInteger()),
+    sa.column("source_modified_at", UtcDateTime()),
+    sa.column("valid_from", UtcDateTime()),
+    sa.column("valid_to", UtcDateTime()),
+    sa.column("is_deleted", sa.Boolean()),
+    sa.column("fields", json_type()),
+    sa.column("raw", json_type()),
+    sa.column("synced_at", UtcDateTime()),
+    sa.column("sync_run_id", sa.BigInteger()),
 )
 
 
@@ -248,6 +348,9 @@ def is_accrue_table(name: str) -> bool:
     """Whether a table belongs to this schema (so migrations leave other apps' tables alone).
 
     The warehouse may share a PostgreSQL database with Dagster's own storage;
-    autogenerate must not propose dropping those.
+    autogenerate must not propose dropping those. Views are created by hand in
+    migrations (metadata cannot describe them), so they are not tables to compare.
     """
+    if name in VIEW_NAMES:
+        return False
     return name in metadata.tables or name == "tenant" or name.startswith(_OWNED_PREFIXES)

@@ -5,19 +5,35 @@ buffered until the connector yields a checkpoint, and the buffer and the
 checkpoint's state are written in one warehouse transaction. A buffer that
 grows past `batch_size` is flushed without moving the state, which is always
 safe: upserts are idempotent (F2), so replaying them after a crash is harmless.
+
+A sync that reaches the CRM's API budget stops cleanly: what was read is kept,
+the run is recorded as `stopped` (never as complete) and the next sync resumes
+from the checkpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from accrue.warehouse import Warehouse
-from connectors.base import Checkpoint, Connector, Delete, Upsert
+from connectors.base import (
+    Checkpoint,
+    Connector,
+    Delete,
+    LiveIds,
+    Quarantine,
+    QuotaExceeded,
+    Upsert,
+)
 
+log = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
+# Quarantined records re-tried per sync (they are few; each gets its own transaction).
+MAX_QUARANTINE_RETRIES = 1000
 
 
 @dataclass
@@ -28,17 +44,22 @@ class SyncResult:
     upserted: int = 0
     deleted: int = 0
     skipped_stale: int = 0
+    quarantined: int = 0
+    quarantine_resolved: int = 0
     checkpoints: int = 0
+    complete: bool = True  # False when stopped early (API quota): resume from the state
+    stop_reason: str | None = None
+    reconciled: bool = False
+    new_fields: list[str] = field(default_factory=list)
+    removed_fields: list[str] = field(default_factory=list)
     state: Mapping[str, Any] | None = None
     duration_seconds: float = 0.0
     write_seconds: float = 0.0  # time inside warehouse transactions (the rest is the source)
     sync_run_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, Any]:
         """Figures for logs and materialization metadata (never credentials)."""
         data = asdict(self)
-        data.pop("extra")
         data["cursor"] = (self.state or {}).get("cursor")
         data.pop("state")
         return data
@@ -51,6 +72,7 @@ def sync_object(
     object_name: str,
     *,
     batch_size: int = 2000,
+    reconcile: bool = False,
     progress: ProgressFn | None = None,
     progress_every_seconds: float = 10.0,
     run_id: str | None = None,
@@ -61,19 +83,23 @@ def sync_object(
     last_report = started
     state = warehouse.get_state(tenant_id, object_name)
     result.sync_run_id = warehouse.start_run(tenant_id, object_name, run_id=run_id)
-    buffer: list[Upsert | Delete] = []
+    buffer: list[Upsert | Delete | Quarantine | LiveIds] = []
 
     def flush(new_state: Mapping[str, Any] | None) -> None:
         began = time.monotonic()
-        stats = warehouse.apply(tenant_id, object_name, buffer, new_state)
+        stats = warehouse.apply(
+            tenant_id, object_name, buffer, new_state, sync_run_id=result.sync_run_id
+        )
         result.write_seconds += time.monotonic() - began
         result.upserted += stats.upserted
         result.deleted += stats.deleted
         result.skipped_stale += stats.skipped_stale
+        result.quarantined += stats.quarantined
         buffer.clear()
 
     try:
-        for change in connector.read(object_name, state):
+        result.quarantine_resolved = _retry_quarantine(warehouse, connector, tenant_id, object_name)
+        for change in connector.read(object_name, state, reconcile=reconcile):
             if isinstance(change, Checkpoint):
                 flush(change.state)
                 result.checkpoints += 1
@@ -83,33 +109,78 @@ def sync_object(
                     last_report = now
                     progress(_progress_line(result, now - started))
                 continue
+            if isinstance(change, LiveIds):
+                flush(None)  # reconcile against everything read so far
+                result.reconciled = True
+            else:
+                result.records_read += 1
             buffer.append(change)
-            result.records_read += 1
             if len(buffer) >= batch_size:
                 flush(None)
         if buffer:
             flush(None)
+    except QuotaExceeded as exc:
+        if buffer:
+            flush(None)
+        result.complete = False
+        result.stop_reason = f"{exc}" + (f" — {exc.hint}" if exc.hint else "")
+        log.warning("%s/%s stopped early: %s", tenant_id, object_name, result.stop_reason)
     except BaseException as exc:
         result.duration_seconds = time.monotonic() - started
         warehouse.finish_run(
-            result.sync_run_id, "failed", result.as_metadata(), error=_error_text(exc)
+            result.sync_run_id, "failed", result.as_metadata(),
+            error=_error_text(exc), error_kind=getattr(exc, "kind", "error"),
         )
         raise
     result.duration_seconds = time.monotonic() - started
-    warehouse.finish_run(result.sync_run_id, "succeeded", result.as_metadata())
+    _report_drift(result, state)
+    warehouse.finish_run(
+        result.sync_run_id,
+        "succeeded" if result.complete else "stopped",
+        result.as_metadata(),
+        error=result.stop_reason,
+        error_kind=None if result.complete else "quota",
+    )
     if progress:
         progress(_progress_line(result, result.duration_seconds, done=True))
     return result
+
+
+def _retry_quarantine(
+    warehouse: Warehouse, connector: Connector, tenant_id: str, object_name: str
+) -> int:
+    """Map quarantined records again (the mapping may have been fixed); resolve what now fits."""
+    resolved = 0
+    for row in warehouse.open_quarantine(tenant_id, object_name)[:MAX_QUARANTINE_RETRIES]:
+        mapped = connector.map_record(object_name, row["raw"])
+        if isinstance(mapped, Quarantine):
+            warehouse.record_quarantine_attempt(tenant_id, [row["id"]])
+            continue
+        stats = warehouse.apply(tenant_id, object_name, [mapped], None)
+        if stats.quarantined == 0:
+            # Landed, or superseded by a newer version already stored: either way resolved.
+            resolved += warehouse.resolve_quarantine(tenant_id, [row["id"]])
+    return resolved
+
+
+def _report_drift(result: SyncResult, old_state: Mapping[str, Any] | None) -> None:
+    before = set((old_state or {}).get("fields") or [])
+    after = set((result.state or {}).get("fields") or [])
+    if before and after:
+        result.new_fields = sorted(after - before)
+        result.removed_fields = sorted(before - after)
 
 
 def _progress_line(result: SyncResult, elapsed: float, *, done: bool = False) -> str:
     rate = result.records_read / elapsed if elapsed > 0 else 0.0
     cursor = (result.state or {}).get("cursor")
     verb = "synced" if done else "syncing"
+    if done and not result.complete:
+        verb = "stopped early after"
     return (
         f"{result.tenant_id}/{result.object_name}: {verb} {result.records_read:,} records "
-        f"({result.upserted:,} upserted, {result.deleted:,} deleted) in {elapsed:.1f}s "
-        f"[{rate:,.0f}/s], cursor {cursor}"
+        f"({result.upserted:,} upserted, {result.deleted:,} deleted, "
+        f"{result.quarantined:,} quarantined) in {elapsed:.1f}s [{rate:,.0f}/s], cursor {cursor}"
     )
 
 

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from accrue_pipelines.health import sync_failure_sensor
 from accrue_pipelines.jobs import sync_tenant_job
 from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.schedules import nightly_reconciliation
 from accrue_pipelines.sensors import tenant_registry_sensor, tenant_sync_sensor
 from accrue_pipelines.summary_assets import pipeline_summary
 from accrue_pipelines.sync_assets import sync_assets
@@ -20,7 +22,8 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions(
     assets=[*sync_assets, pipeline_summary],
     jobs=[sync_tenant_job],
-    sensors=[tenant_registry_sensor, tenant_sync_sensor, automation_sensor],
+    sensors=[tenant_registry_sensor, tenant_sync_sensor, sync_failure_sensor, automation_sensor],
+    schedules=[nightly_reconciliation],
     resources={
         "warehouse": warehouse_resource,
         "crm": CrmResource(warehouse=warehouse_resource),

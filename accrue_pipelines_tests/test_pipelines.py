@@ -64,7 +64,9 @@ def test_tenant_partition_materializes_with_checks(
     )
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 2 * len(COMMON_OBJECTS)
+    assert len(checks) == sum(len(a.check_specs_by_output_name) for a in sync_assets)
+    assert {c.check_name for c in checks} >= {"no_duplicate_keys", "count_matches_source",
+                                              "sync_complete", "quarantine_empty", "no_orphans"}
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
     opp = result.asset_materializations_for_node("crm__opportunity")[0]
     source = sf_client.query("SELECT COUNT() FROM Opportunity")["totalSize"]
@@ -161,3 +163,69 @@ def test_cli_sync_runs_in_the_instance(instance, registered_tenant, database_url
     assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
     mat = instance.get_latest_materialization_event(sync_asset_key("user"))
     assert mat is not None
+
+
+def test_failing_tenant_shows_why_on_its_sync_healthy_check(
+    instance, resources, engine, tenant_id, sf_sandbox
+):
+    """Bad credentials fail fast (no pointless retries) and the check says what to do."""
+    from accrue_pipelines.health import sync_failure_sensor
+
+    tenants.add_tenant(engine, tenant_id, "Broken Co", "salesforce")
+    tenants.save_credentials(
+        engine,
+        tenant_id,
+        "salesforce",
+        {
+            "username": sf_sandbox.username,
+            "password": "not-the-password",
+            "security_token": sf_sandbox.security_token,
+        },
+        {"sandbox_url": sf_sandbox.url},
+    )
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
+    account = next(a for a in sync_assets if a.key == sync_asset_key("account"))
+    result = dg.materialize(
+        [account],
+        instance=instance,
+        partition_key=tenant_id,
+        resources=resources,
+        raise_on_error=False,
+    )
+    assert not result.success
+    retried = dg.DagsterEventType.STEP_UP_FOR_RETRY
+    assert not [e for e in result.all_events if e.event_type == retried]
+    run = instance.get_run_by_id(result.run_id)
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="sync_failure_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure,
+    ).for_run_failure()
+    sync_failure_sensor(context)
+    check_key = dg.AssetCheckKey(sync_asset_key("account"), "sync_healthy")
+    records = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1)
+    evaluation = records[0].event.dagster_event.event_specific_data
+    assert evaluation.passed is False and evaluation.partition == tenant_id
+    assert evaluation.metadata["error_kind"].value == "credentials"
+    assert "re-enter" in evaluation.metadata["action"].value
+    assert "not-the-password" not in repr(evaluation)  # S1
+
+
+def test_nightly_reconciliation_requests_every_active_tenant(
+    instance, resources, engine, tenant_id
+):
+    from accrue_pipelines.schedules import nightly_reconciliation
+
+    tenants.add_tenant(engine, tenant_id, "Nightly Co", "salesforce")
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
+    from datetime import UTC, datetime
+
+    with dg.build_schedule_context(
+        instance=instance, resources=resources,
+        scheduled_execution_time=datetime(2026, 11, 23, 3, tzinfo=UTC),
+    ) as context:
+        requests = nightly_reconciliation(context)
+    mine = [r for r in requests if r.partition_key == tenant_id]
+    assert len(mine) == 1 and mine[0].tags["accrue/reconcile"] == "true"

@@ -33,8 +33,11 @@ class CrashAfterCheckpoints:
     def __init__(self, connector, k):
         self.connector, self.k, self.seen = connector, k, []
 
-    def read(self, object_name, state):
-        for change in self.connector.read(object_name, state):
+    def map_record(self, object_name, record):
+        return self.connector.map_record(object_name, record)
+
+    def read(self, object_name, state, *, reconcile=False):
+        for change in self.connector.read(object_name, state, reconcile=reconcile):
             yield change
             if isinstance(change, Checkpoint):
                 self.seen.append(change.state)

@@ -217,9 +217,12 @@ def test_failure_writing_state_rolls_back_the_rows(
     """F4: if the checkpoint cannot be saved, the records it covers are not saved either."""
     warehouse = Warehouse(engine)
     fail_on_crm_insert("sync_state", 1)
+    page = account_page(T0) + [upsert("BAD", T0, name="x" * 256)]
     with pytest.raises(sa.exc.OperationalError):
-        warehouse.apply(tenant_id, "account", account_page(T0), {"cursor": "x"})
+        warehouse.apply(tenant_id, "account", page, {"cursor": "x"})
     assert warehouse.count(tenant_id, "account", include_deleted=True) == 0
+    assert warehouse.change_count(tenant_id, "account") == 0  # history rolls back too
+    assert warehouse.quarantine_count(tenant_id) == 0  # and so does quarantine
     assert warehouse.get_state(tenant_id, "account") is None
 
 
@@ -246,13 +249,21 @@ def test_resuming_after_a_failure_completes_without_loss_or_duplicates(
     assert warehouse.get_state(tenant_id, "account") == {"page": 2}
 
 
-def test_invalid_record_rejects_the_whole_page(warehouse: Warehouse, tenant_id: str) -> None:
-    """F4: a record the warehouse cannot store fails the page before anything is written."""
+def test_invalid_record_is_quarantined_and_the_page_lands(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """F4: one record the warehouse cannot store must not block the page (or the tenant's
+    sync forever): it waits in quarantine while the rest and the checkpoint are committed."""
     page = account_page(T0, 3) + [upsert("BAD", T0, employee_count="many")]
-    with pytest.raises(TypeError, match="account.employee_count of record 'BAD'"):
-        warehouse.apply(tenant_id, "account", page, {"cursor": "x"})
-    assert warehouse.count(tenant_id, "account", include_deleted=True) == 0
-    assert warehouse.get_state(tenant_id, "account") is None
+    stats = warehouse.apply(tenant_id, "account", page, {"cursor": "x"})
+
+    assert stats == WriteStats(upserted=3, quarantined=1)
+    assert warehouse.count(tenant_id, "account", include_deleted=True) == 3
+    assert "BAD" not in warehouse.live_ids(tenant_id, "account")
+    assert warehouse.get_state(tenant_id, "account") == {"cursor": "x"}
+    [held] = warehouse.open_quarantine(tenant_id, "account")
+    assert held["source_id"] == "BAD"
+    assert held["reason"] == "account.employee_count: expected an integer, got str"
 
 
 def test_naive_timestamps_and_checkpoints_are_refused(warehouse: Warehouse, tenant_id: str) -> None:
@@ -262,7 +273,23 @@ def test_naive_timestamps_and_checkpoints_are_refused(warehouse: Warehouse, tena
     with pytest.raises(TypeError, match="Checkpoint"):
         warehouse.apply(tenant_id, "account", [Checkpoint({"c": 1})], None)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="source_id"):
-        warehouse.apply(tenant_id, "account", [upsert("x" * 65, T0)], None)
+        warehouse.apply(tenant_id, "account", [upsert("", T0)], None)
+    assert warehouse.count(tenant_id, "account", include_deleted=True) == 0
+
+
+def test_over_long_source_id_is_quarantined(warehouse: Warehouse, tenant_id: str) -> None:
+    """F4: an id the key cannot hold is kept in quarantine (without a key), not truncated."""
+    long_id = "x" * 65
+    stats = warehouse.apply(tenant_id, "account", [upsert(long_id, T0), upsert("A", T0)])
+    assert stats == WriteStats(upserted=1, quarantined=1)
+    [held] = warehouse.open_quarantine(tenant_id, "account")
+    assert held["source_id"] is None
+    assert held["reason"] == "account.source_id: 65 characters, the column holds 64"
+    assert held["raw"]["Id"] == long_id
+    # The same document seen again is the same open row, with one more attempt.
+    warehouse.apply(tenant_id, "account", [upsert(long_id, T0)])
+    [again] = warehouse.open_quarantine(tenant_id, "account")
+    assert (again["id"], again["attempts"]) == (held["id"], 2)
 
 
 # --------------------------------------------------------------------------- deletes (F3)
@@ -361,7 +388,7 @@ def test_rows_use_model_columns_and_raw_keeps_the_source(
         {
             "Id": "O1",
             "Custom__c": {"nested": [datetime(2024, 1, 1, tzinfo=UTC)]},
-            "Nan": float("nan"),
+            "Empty": None,
         },
     )
     warehouse.apply(tenant_id, "opportunity", [change])
@@ -378,25 +405,32 @@ def test_rows_use_model_columns_and_raw_keeps_the_source(
     assert stored["raw"] == {
         "Id": "O1",
         "Custom__c": {"nested": ["2024-01-01T00:00:00+00:00"]},
-        "Nan": None,
+        "Empty": None,
     }
     assert set(stored) == set(schema.SYSTEM_COLUMNS) | {
         c.name for c in COMMON_OBJECTS["opportunity"]
     }
 
 
-def test_over_long_text_is_truncated_and_logged(
+def test_over_long_text_is_quarantined_not_truncated(
     warehouse: Warehouse, tenant_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """F4: one over-long value must not block a tenant's sync forever; raw keeps it whole."""
+    """F4: one over-long value must not block a tenant's sync forever, nor be cut silently:
+    the record waits in quarantine, whole, and the log says so without the value."""
     long_name = "x" * 300
     with caplog.at_level(logging.WARNING, logger="accrue.warehouse"):
-        warehouse.apply(tenant_id, "account", [upsert("A", T0, name=long_name, industry="i" * 81)])
-    stored = row(warehouse.engine, tenant_id, "account", "A")
-    assert stored["name"] == "x" * 255 and stored["industry"] == "i" * 80
-    assert stored["raw"]["name"] == long_name
-    assert "truncated" in caplog.text and "'name': 1" in caplog.text
-    assert long_name not in caplog.text
+        stats = warehouse.apply(
+            tenant_id, "account", [upsert("A", T0, name=long_name, industry="i" * 81)]
+        )
+    assert stats == WriteStats(quarantined=1)
+    assert warehouse.count(tenant_id, "account", include_deleted=True) == 0
+    [held] = warehouse.open_quarantine(tenant_id, "account")
+    assert held["reason"] == (
+        "account.name: 300 characters, the column holds 255; "
+        "account.industry: 81 characters, the column holds 80"
+    )
+    assert held["raw"]["name"] == long_name
+    assert "quarantined" in caplog.text and long_name not in caplog.text
 
 
 def test_values_are_coerced_the_same_on_both_backends(warehouse: Warehouse, tenant_id: str) -> None:
@@ -404,14 +438,14 @@ def test_values_are_coerced_the_same_on_both_backends(warehouse: Warehouse, tena
     warehouse.apply(
         tenant_id,
         "product",
-        [upsert("P", T0, name=42, is_active="true", unit_cost="9.5", family="F\x00x")],
+        [upsert("P", T0, name=42, is_active="true", unit_cost="9.5", family="F\u00e9x")],
     )
     stored = row(warehouse.engine, tenant_id, "product", "P")
     assert (stored["name"], stored["is_active"], stored["unit_cost"], stored["family"]) == (
         "42",
         True,
         9.5,
-        "Fx",
+        "F\u00e9x",
     )
 
 

@@ -37,13 +37,37 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class Quarantine:
+    """A record that cannot be mapped: kept with the reason, never dropped, retried later."""
+
+    source_id: str | None
+    modified_at: datetime | None
+    raw: Mapping[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class LiveIds:
+    """Every id the CRM holds live for the object, as of `as_of` (its clock).
+
+    Sent when the CRM's delete log no longer covers the gap since the last
+    sync (or on a scheduled reconciliation): a warehouse row that is live,
+    older than `as_of` and absent here was deleted in the CRM.
+    """
+
+    source_ids: frozenset[str]
+    as_of: datetime
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """Everything yielded before this point is covered by `state`."""
 
     state: Mapping[str, Any]
 
 
-Change = Upsert | Delete | Checkpoint
+Record = Upsert | Delete | Quarantine
+Change = Upsert | Delete | Quarantine | LiveIds | Checkpoint
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,8 @@ class AuthenticationError(ConnectorError):
 
 
 class QuotaExceeded(ConnectorError):
+    """The CRM's API budget is spent: stop cleanly, keep the checkpoint, resume later."""
+
     kind = "quota"
 
 
@@ -101,8 +127,20 @@ class Connector(ABC):
         """How many live (not deleted) records of the object the CRM holds now."""
 
     @abstractmethod
-    def read(self, object_name: str, state: Mapping[str, Any] | None) -> Iterator[Change]:
-        """Yield changes since `state` (None: from the beginning), with checkpoints."""
+    def read(
+        self, object_name: str, state: Mapping[str, Any] | None, *, reconcile: bool = False
+    ) -> Iterator[Change]:
+        """Yield changes since `state` (None: from the beginning), with checkpoints.
+
+        Each checkpoint's state covers everything yielded before it. By convention
+        the state holds `cursor` and `fields` (the source fields read, so the engine
+        can report schema drift). With `reconcile`, or when the CRM's delete log no
+        longer covers the gap, a `LiveIds` is yielded before the last checkpoint.
+        """
+
+    @abstractmethod
+    def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
+        """Map one raw source record; used to retry quarantined records after a fix."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release network resources."""

@@ -125,3 +125,12 @@ def table_name(object_name: str) -> str:
     if object_name not in COMMON_OBJECTS:
         raise KeyError(f"unknown common object {object_name!r}; known: {sorted(COMMON_OBJECTS)}")
     return f"crm_{object_name}"
+
+
+# Which columns point at which object: what the orphan checks verify.
+REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "contact": (("account_id", "account"),),
+    "opportunity": (("account_id", "account"),),
+    "opportunity_line": (("opportunity_id", "opportunity"), ("product_id", "product")),
+    "price_book_entry": (("product_id", "product"),),
+}

@@ -9,7 +9,7 @@ a checkpoint after every page, so a crash resumes mid-object.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
     SalesforceGeneralError,
+    SalesforceMalformedRequest,
     SalesforceRefusedRequest,
 )
 from tenacity import (
@@ -37,7 +38,10 @@ from connectors.base import (
     CheckResult,
     Connector,
     ConnectorError,
+    Delete,
+    LiveIds,
     ObjectInfo,
+    Quarantine,
     QuotaExceeded,
     SourceUnavailable,
     Upsert,
@@ -110,7 +114,10 @@ DEFAULTS: dict[str, Any] = {
     "max_attempts": 6,
     "max_backoff_seconds": 30.0,
     "timeout_seconds": 60.0,
+    "quota_share": 0.9,  # stop cleanly once this share of the daily API quota is used
 }
+# The deleted/ endpoint answers for at most 30 days per call.
+DELETE_LOG_WINDOW = timedelta(days=30)
 
 
 def parse_sf_datetime(value: str) -> datetime:
@@ -150,29 +157,60 @@ def _convert(value: Any, column_type: str) -> Any:
     raise ValueError(f"unknown column type {column_type}")
 
 
-def map_record(object_name: str, record: Mapping[str, Any]) -> Upsert:
-    """Map one Salesforce record (as the REST API returns it) to the common model."""
+def map_record(object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
+    """Map one Salesforce record to the common model, or quarantine it with the reason."""
     _, field_map = OBJECT_MAP[object_name]
     types = {c.name: c.type for c in COMMON_OBJECTS[object_name]}
-    fields = {col: _convert(record.get(field), types[col]) for col, field in field_map.items()}
     raw = {k: v for k, v in record.items() if k != "attributes"}
+    source_id = record.get("Id")
+    try:
+        modified_at = parse_sf_datetime(str(record[CURSOR_FIELD]))
+    except (KeyError, ValueError):
+        return Quarantine(source_id, None, raw, f"{CURSOR_FIELD} missing or not a datetime")
+    if not isinstance(source_id, str) or not source_id:
+        return Quarantine(None, modified_at, raw, "record has no Id")
+    fields: dict[str, Any] = {}
+    for column, field in field_map.items():
+        try:
+            fields[column] = _convert(record.get(field), types[column])
+        except (TypeError, ValueError, OverflowError):
+            value = repr(record.get(field))[:80]
+            return Quarantine(
+                source_id, modified_at, raw,
+                f"{object_name}.{column}: {field}={value} is not a valid {types[column]}",
+            )
     return Upsert(
-        source_id=record["Id"],
-        modified_at=parse_sf_datetime(record[CURSOR_FIELD]),
+        source_id=source_id,
+        modified_at=modified_at,
         fields=fields,
         raw=raw,
         is_deleted=bool(record.get("IsDeleted", False)),
     )
 
 
+def _state(cursor: datetime, fields: list[str], deletes_since: str | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"cursor": soql_datetime(cursor), "fields": fields}
+    if deletes_since is not None:
+        state["deletes_since"] = deletes_since
+    return state
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, requests.exceptions.RequestException):
         return True  # connection reset, timeout, body cut short
     if isinstance(exc, SalesforceRefusedRequest):
-        return "REQUEST_LIMIT_EXCEEDED" in str(exc.content)
+        # REQUEST_LIMIT_EXCEEDED is either the concurrency limit (passes in seconds) or
+        # the daily quota ("TotalRequests"), which no backoff will cure.
+        return _error_code(exc) == "REQUEST_LIMIT_EXCEEDED" and not _is_daily_quota(exc)
     if isinstance(exc, SalesforceGeneralError):
         return exc.status == 429 or exc.status >= 500
     return isinstance(exc, SalesforceExpiredSession)
+
+
+def _is_daily_quota(exc: SalesforceError) -> bool:
+    content = exc.content
+    message = content[0].get("message", "") if isinstance(content, list) and content else ""
+    return "TotalRequests" in str(message)
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -272,11 +310,13 @@ class SalesforceConnector(Connector):
                 hint="Re-enter the Salesforce credentials.",
             ) from None
         except SalesforceRefusedRequest as exc:
-            if _error_code(exc) == "REQUEST_LIMIT_EXCEEDED":
+            if _error_code(exc) == "REQUEST_LIMIT_EXCEEDED" and _is_daily_quota(exc):
                 raise QuotaExceeded(
                     "Salesforce daily API request limit exceeded",
                     hint="The sync resumes from its checkpoint when the quota resets.",
                 ) from None
+            if _error_code(exc) == "REQUEST_LIMIT_EXCEEDED":
+                raise SourceUnavailable("Salesforce concurrent request limit exceeded") from None
             raise ConnectorError(f"Salesforce refused the request: {_describe(exc)}") from None
         except SalesforceGeneralError as exc:
             raise SourceUnavailable(f"Salesforce unavailable: {_describe(exc)}") from None
@@ -326,54 +366,131 @@ class SalesforceConnector(Connector):
             if f["type"] not in UNSELECTABLE_TYPES
         ]
 
-    def read(self, object_name: str, state: Mapping[str, Any] | None) -> Iterator[Change]:
+    def read(
+        self, object_name: str, state: Mapping[str, Any] | None, *, reconcile: bool = False
+    ) -> Iterator[Change]:
         sobject = OBJECT_MAP[object_name][0]
         fields = self.selectable_fields(object_name)
         end = datetime.now(UTC)
-        if state and state.get("cursor"):
-            start = parse_sf_datetime(state["cursor"]) - timedelta(
-                seconds=int(self.config["lookback_seconds"])
-            )
+        previous = parse_sf_datetime(state["cursor"]) if state and state.get("cursor") else None
+        # Where the delete log was last replayed: kept apart from the cursor, which moves
+        # window by window, so a crash mid-read never skips a stretch of the delete log.
+        deletes_since = state.get("deletes_since", state.get("cursor")) if state else None
+        if previous is not None:
+            start = previous - timedelta(seconds=int(self.config["lookback_seconds"]))
         else:
-            start = self._earliest_stamp(sobject)
-            if start is None:
-                yield Checkpoint({"cursor": soql_datetime(end)})
-                return
+            start = self._earliest_stamp(sobject) or end
         window = timedelta(days=float(self.config["window_days"]))
         while start < end:
             window_end = min(start + window, end)
-            yield from self._read_window(object_name, sobject, fields, start, window_end)
+            yield from self._read_window(object_name, sobject, fields, start, window_end,
+                                         deletes_since)
             start = window_end
+            if start < end:
+                yield Checkpoint(_state(start, fields, deletes_since))
+        if deletes_since is not None:
+            covered = yield from self._deleted_since(
+                sobject, start=parse_sf_datetime(deletes_since), end=end
+            )
+            reconcile = reconcile or not covered
+        if reconcile:
+            yield self.live_ids(object_name)
+        yield Checkpoint(_state(end, fields, soql_datetime(end)))
+
+    def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
+        return map_record(object_name, record)
+
+    def live_ids(self, object_name: str) -> LiveIds:
+        """All live ids, stamped with a time taken before the query started."""
+        sobject = OBJECT_MAP[object_name][0]
+        as_of = datetime.now(UTC)
+        ids: set[str] = set()
+        page = self._call(lambda: self.sf.query(f"SELECT Id FROM {sobject}"))
+        while True:
+            ids.update(r["Id"] for r in page["records"])
+            if page.get("done", True):
+                return LiveIds(frozenset(ids), as_of)
+            next_url = page["nextRecordsUrl"]
+            page = self._call(
+                lambda url=next_url: self.sf.query_more(url, identifier_is_url=True)
+            )
+
+    def _deleted_since(
+        self, sobject: str, *, start: datetime, end: datetime
+    ) -> Generator[Delete, None, bool]:
+        """Replay the CRM's delete log since the last sync; False when it no longer covers it."""
+        lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
+        low = start - lookback
+        covered = True
+        while low < end:
+            high = min(low + DELETE_LOG_WINDOW, end)
+            if high - low < timedelta(minutes=1):  # the API's granularity
+                break
+            result = self._call(
+                lambda lo=low, hi=high: getattr(self.sf, sobject).deleted(lo, hi)
+            )
+            earliest = result.get("earliestDateAvailable")
+            if earliest and parse_sf_datetime(earliest) > start:
+                covered = False  # purged before we looked: only an id diff can tell
+            for row in result.get("deletedRecords", []):
+                yield Delete(row["id"], parse_sf_datetime(row["deletedDate"]))
+            low = high
+        return covered
 
     def _earliest_stamp(self, sobject: str) -> datetime | None:
         soql = f"SELECT {CURSOR_FIELD} FROM {sobject} ORDER BY {CURSOR_FIELD} ASC LIMIT 1"
         records = self._call(lambda: self.sf.query(soql, include_deleted=True))["records"]
         return parse_sf_datetime(records[0][CURSOR_FIELD]) if records else None
 
+    def _check_quota(self) -> None:
+        """Stop cleanly (between pages) once the configured share of the daily quota is used."""
+        usage = self.sf.api_usage.get("api-usage") if self._sf is not None else None
+        share = float(self.config["quota_share"])
+        if usage is not None and usage.total and usage.used >= share * usage.total:
+            raise QuotaExceeded(
+                f"stopped at {usage.used:,}/{usage.total:,} daily API requests "
+                f"({share:.0%} budget)",
+                hint="The sync resumes from its checkpoint when the quota frees up.",
+            )
+
     def _read_window(
-        self, object_name: str, sobject: str, fields: list[str], start: datetime, end: datetime
+        self, object_name: str, sobject: str, fields: list[str], start: datetime, end: datetime,
+        deletes_since: str | None,
     ) -> Iterator[Change]:
+        page_size = self.config["page_size"]
+        headers = {"Sforce-Query-Options": f"batchSize={int(page_size)}"} if page_size else {}
+        position = start
+        page = self._query_window(sobject, fields, position, end, headers)
+        while True:
+            records = page["records"]
+            for record in records:
+                yield map_record(object_name, record)
+            if page.get("done", True):
+                return
+            # Rows sharing the last stamp may continue on the next page: resume at it (>=).
+            position = parse_sf_datetime(records[-1][CURSOR_FIELD])
+            yield Checkpoint(_state(position, fields, deletes_since))
+            self._check_quota()
+            try:
+                page = self._call(
+                    lambda url=page["nextRecordsUrl"]: self.sf.query_more(
+                        url, identifier_is_url=True, headers=headers
+                    )
+                )
+            except SalesforceMalformedRequest as exc:
+                if _error_code(exc) != "INVALID_QUERY_LOCATOR":
+                    raise
+                # The cursor expired (a long pause): query again from the last checkpoint.
+                page = self._query_window(sobject, fields, position, end, headers)
+
+    def _query_window(
+        self, sobject: str, fields: list[str], start: datetime, end: datetime,
+        headers: Mapping[str, str],
+    ) -> dict[str, Any]:
         soql = (
             f"SELECT {', '.join(fields)} FROM {sobject} "
             f"WHERE {CURSOR_FIELD} >= {soql_datetime(start)} "
             f"AND {CURSOR_FIELD} < {soql_datetime(end)} "
             f"ORDER BY {CURSOR_FIELD} ASC, Id ASC"
         )
-        page_size = self.config["page_size"]
-        headers = {"Sforce-Query-Options": f"batchSize={int(page_size)}"} if page_size else {}
-        page = self._call(lambda: self.sf.query(soql, include_deleted=True, headers=headers))
-        while True:
-            records = page["records"]
-            for record in records:
-                yield map_record(object_name, record)
-            if page.get("done", True):
-                yield Checkpoint({"cursor": soql_datetime(end)})
-                return
-            # Rows sharing the last stamp may continue on the next page: resume at it (>=).
-            yield Checkpoint({"cursor": records[-1][CURSOR_FIELD]})
-            next_url = page["nextRecordsUrl"]
-            page = self._call(
-                lambda url=next_url: self.sf.query_more(
-                    url, identifier_is_url=True, headers=headers
-                )
-            )
+        return self._call(lambda: self.sf.query(soql, include_deleted=True, headers=headers))
