@@ -1,0 +1,691 @@
+"""Bid-response price model, optimal quote, guardrails and per-deal recommendations.
+
+Model. For a closed deal with price ratio x = quote / list, the win probability is
+the logit bid-response curve P(win | x) = 1 / (1 + exp(a + b·x)) with b > 0
+(Phillips, *Pricing and Revenue Optimization*, ch. 11). Internally we fit the
+log-odds of winning, A(s) + B(s)·(x − x̄), with x̄ the tenant's mean ratio, so
+a = −A + B·x̄ and b = −B. A(s) and B(s) are a tenant-wide value plus one additive
+deviation per segment dimension (industry, size band, product family, region, deal
+size). The deviations carry Gaussian priors (L2 penalties) toward zero, i.e. toward
+the tenant-wide curve: a segment with few deals keeps close to the tenant fit, a
+segment with many deals moves as far as its data say (partial pooling). The two
+prior precisions (one for intercepts, one for slopes) are chosen by empirical Bayes:
+maximising the Laplace approximation of the marginal likelihood, as GLMM software
+does. We prefer it to cross-validation because it uses all deals, is deterministic,
+and is cheap enough to run per tenant on every change.
+
+Optimum. Expected margin (x − c)·P(win | x) with c = cost / list has the closed form
+x* = c + (1 + W)/b, W = LambertW(exp(−(a + b·c) − 1)) (principal branch), with
+P* = W/(1 + W) and margin W/b. Without a cost, c = 0 (expected revenue).
+
+Honesty. No curve is shown when the data cannot carry one: too few priced deals,
+no lost (or no won) deal with a price, or a price effect that is absent or has the
+wrong sign (one-sided likelihood-ratio test), or, per segment, a price sensitivity
+whose posterior lower bound is not above zero. The deal then gets the segment's
+Floor / Target / Start band and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from accrue.analytics.segments import (
+    BAND_LEVELS,
+    SEGMENT_DIMENSIONS,
+    PriceBand,
+    band_for,
+    deal_size,
+    deal_size_cuts,
+    price_bands,
+)
+
+FIXED_EFFECT_PENALTY = 1e-6  # keeps the Hessian invertible under separation; otherwise inert
+
+
+# --------------------------------------------------------------------------- optimum
+
+
+def optimal_ratio(
+    a: np.ndarray | float, b: np.ndarray | float, c: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Closed-form maximiser of (x − c)·P(x) for P(x) = 1/(1 + exp(a + b·x)), b > 0.
+
+    Returns (x*, P(x*), expected margin at x*). Uses the Lambert W principal branch;
+    the exponent is computed in log space so large arguments do not overflow.
+    """
+    a_, b_, c_ = np.broadcast_arrays(
+        np.asarray(a, float), np.asarray(b, float), np.asarray(c, float)
+    )
+    if np.any(b_ <= 0):
+        raise ValueError("the price sensitivity b must be > 0 for an interior optimum")
+    log_z = -(a_ + b_ * c_) - 1.0
+    # For huge z, W(z) = log z − log log z + ... ; lambertw(exp(700)) would overflow.
+    w = special.lambertw(np.exp(np.minimum(log_z, 700.0))).real
+    huge = log_z >= 700.0
+    if np.any(huge):
+        w = np.where(huge, _lambertw_of_exp(np.where(huge, log_z, 700.0)), w)
+    x = c_ + (1.0 + w) / b_
+    return x, w / (1.0 + w), w / b_
+
+
+def _lambertw_of_exp(log_z: np.ndarray) -> np.ndarray:
+    """W(exp(t)) for large t by Newton on w + log w = t (no overflow)."""
+    t = np.asarray(log_z, float)
+    w = np.maximum(t - np.log(np.maximum(t, 1.0)), 1.0)
+    for _ in range(50):
+        w = w - (w + np.log(w) - t) / (1.0 + 1.0 / w)
+    return w
+
+
+def win_probability(a: np.ndarray | float, b: np.ndarray | float, x: np.ndarray | float
+                    ) -> np.ndarray:
+    """P(win | x) = 1/(1 + exp(a + b·x)), computed without overflow."""
+    return special.expit(-(np.asarray(a, float) + np.asarray(b, float) * np.asarray(x, float)))
+
+
+def numeric_optimum(a: float, b: float, c: float = 0.0, lo: float = 0.0, hi: float = 10.0
+                    ) -> float:
+    """Bounded 1-D search for the maximiser of (x − c)·P(x): the check on the closed form."""
+    result = optimize.minimize_scalar(
+        lambda x: -(x - c) * float(win_probability(a, b, x)),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-10, "maxiter": 500},
+    )
+    return float(result.x)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class PricingConfig:
+    """Thresholds of the model; defaults are conservative (fall back rather than guess)."""
+
+    dimensions: tuple[str, ...] = SEGMENT_DIMENSIONS
+    min_closed: int = 40  # priced closed deals needed for any curve
+    min_lost: int = 10  # priced lost deals needed: without losses price cannot be learned
+    min_won: int = 10
+    alpha: float = 0.01  # one-sided level of the tenant-wide price test
+    # A segment whose posterior P(b > 0) is below 1 − segment_alpha gets the band instead.
+    # Looser than `alpha`: the tenant test already established the effect; this catches
+    # segments whose own data pull the sensitivity to zero or below.
+    segment_alpha: float = 0.05
+    max_b: float = 200.0  # steeper than this (per unit of list) means separation, not a curve
+    band_quantiles: tuple[float, float, float] = (0.2, 0.5, 0.8)  # Floor, Target, Start
+    band_min_won: int = 12
+    range_quantiles: tuple[float, float] = (0.02, 0.98)  # observed range for guardrails
+    range_margin: float = 0.02  # how far outside the observed range we still quote
+    log10_lambda_grid: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
+    log10_lambda_bounds: tuple[float, float] = (-3.0, 6.0)
+    hierarchical: bool = True  # False: one tenant-wide curve (the pooled baseline)
+    n_comparables: int = 3
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def _nll_grad_hess(
+    theta: np.ndarray, X: np.ndarray, y: np.ndarray, pen: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Penalised negative log-likelihood of the win logit, its gradient and Hessian."""
+    u = X @ theta
+    mu = special.expit(u)
+    nll = float(np.sum(np.logaddexp(0.0, u) - y * u) + 0.5 * np.sum(pen * theta**2))
+    grad = X.T @ (mu - y) + pen * theta
+    hess = (X * (mu * (1 - mu))[:, None]).T @ X + np.diag(pen)
+    return nll, grad, hess
+
+
+def _newton(X: np.ndarray, y: np.ndarray, pen: np.ndarray, theta0: np.ndarray | None = None
+            ) -> tuple[np.ndarray, float, np.ndarray]:
+    """Damped Newton on the (strictly convex) penalised objective; returns θ̂, f(θ̂), H(θ̂)."""
+    theta = np.zeros(X.shape[1]) if theta0 is None else theta0.copy()
+    f, g, H = _nll_grad_hess(theta, X, y, pen)
+    for _ in range(100):
+        step = np.linalg.solve(H, g)
+        t = 1.0
+        while True:
+            candidate = theta - t * step
+            f_new, g_new, H_new = _nll_grad_hess(candidate, X, y, pen)
+            if f_new <= f - 1e-4 * t * float(g @ step) or t < 1e-8:
+                break
+            t *= 0.5
+        converged = abs(f - f_new) < 1e-10 * (1 + abs(f))
+        theta, f, g, H = candidate, f_new, g_new, H_new
+        if converged and float(np.max(np.abs(g))) < 1e-6:
+            break
+    return theta, f, H
+
+
+@dataclass(frozen=True)
+class _Design:
+    """How deals become model columns: [1, x − x̄, level one-hots, one-hots·(x − x̄)]."""
+
+    x_mean: float
+    levels: dict[str, tuple[str, ...]]
+    hierarchical: bool
+
+    @property
+    def n_levels(self) -> int:
+        return sum(len(v) for v in self.levels.values()) if self.hierarchical else 0
+
+    def onehots(self, deals: pd.DataFrame) -> np.ndarray:
+        blocks = []
+        for dim, values in self.levels.items():
+            column = deals[dim].astype(str).to_numpy()
+            blocks.append((column[:, None] == np.asarray(values)[None, :]).astype(float))
+        return np.hstack(blocks) if blocks else np.zeros((len(deals), 0))
+
+    def matrix(self, deals: pd.DataFrame, x: np.ndarray) -> np.ndarray:
+        xc = (np.asarray(x, float) - self.x_mean)[:, None]
+        base = np.hstack([np.ones_like(xc), xc])
+        if not self.hierarchical:
+            return base
+        Z = self.onehots(deals)
+        return np.hstack([base, Z, Z * xc])
+
+    def penalty(self, lam_a: float, lam_b: float) -> np.ndarray:
+        q = self.n_levels
+        return np.concatenate(
+            [[FIXED_EFFECT_PENALTY, FIXED_EFFECT_PENALTY], np.full(q, lam_a), np.full(q, lam_b)]
+        )
+
+
+def _log_marginal(f: float, H: np.ndarray, q: int, lam_a: float, lam_b: float) -> float:
+    """Laplace approximation of log p(y | λa, λb), up to a constant."""
+    sign, logdet = np.linalg.slogdet(H)
+    if sign <= 0:
+        return -math.inf
+    return -f + 0.5 * q * (math.log(lam_a) + math.log(lam_b)) - 0.5 * logdet
+
+
+def _empirical_bayes(
+    design: _Design, X: np.ndarray, y: np.ndarray, config: PricingConfig
+) -> tuple[float, float, np.ndarray, float, np.ndarray]:
+    """Prior precisions (λa, λb) maximising the Laplace marginal likelihood; and the fit."""
+    q = design.n_levels
+    cache: dict[tuple[float, float], tuple[float, np.ndarray, float, np.ndarray]] = {}
+    warm: list[np.ndarray] = []
+    lo, hi = config.log10_lambda_bounds
+
+    def evaluate(log_a: float, log_b: float) -> float:
+        key = (round(float(np.clip(log_a, lo, hi)), 6), round(float(np.clip(log_b, lo, hi)), 6))
+        if key not in cache:
+            lam_a, lam_b = 10 ** key[0], 10 ** key[1]
+            theta, f, H = _newton(X, y, design.penalty(lam_a, lam_b), warm[-1] if warm else None)
+            warm.append(theta)
+            cache[key] = (_log_marginal(f, H, q, lam_a, lam_b), theta, f, H)
+        return -cache[key][0]
+
+    grid = config.log10_lambda_grid
+    best = min(((la, lb) for la in grid for lb in grid), key=lambda p: evaluate(*p))
+    optimize.minimize(
+        lambda v: evaluate(v[0], v[1]),
+        np.asarray(best, float),
+        method="Nelder-Mead",
+        options={"xatol": 0.05, "fatol": 1e-3, "maxfev": 60, "initial_simplex": [
+            best, (best[0] + 0.5, best[1]), (best[0], best[1] + 0.5)]},
+    )
+    key = min(cache, key=lambda k: -cache[k][0])
+    _, theta, f, H = cache[key]
+    return 10 ** key[0], 10 ** key[1], theta, f, H
+
+
+def _price_test(
+    design: _Design, deals: pd.DataFrame, x: np.ndarray, y: np.ndarray, lam_a: float
+) -> dict[str, float]:
+    """One-sided likelihood-ratio test of 'price lowers the win chance' (b > 0).
+
+    Both models keep the segment intercepts (with the empirical-Bayes penalty, so
+    segment mix is not mistaken for a price effect); the alternative adds one
+    tenant-wide price slope. The signed root of the LR statistic is ~N(0, 1) under H0.
+    """
+    X = design.matrix(deals, x)
+    q = design.n_levels
+    keep_alt = np.r_[[True, True], np.ones(q, bool), np.zeros(q, bool)]
+    keep_null = keep_alt.copy()
+    keep_null[1] = False
+    pen_full = design.penalty(lam_a, 1.0)
+    theta_alt, f_alt, H_alt = _newton(X[:, keep_alt], y, pen_full[keep_alt])
+    _, f_null, _ = _newton(X[:, keep_null], y, pen_full[keep_null])
+    lr = max(0.0, 2.0 * (f_null - f_alt))
+    slope = float(theta_alt[1])  # d logit(win) / d ratio: negative when price hurts
+    root = math.copysign(math.sqrt(lr), -slope)
+    se = float(np.sqrt(np.linalg.inv(H_alt)[1, 1]))
+    return {
+        "b": -slope,
+        "se": se,
+        "wald_z": -slope / se if se > 0 else math.nan,
+        "lr": lr,
+        "p_value": float(stats.norm.sf(root)),
+    }
+
+
+@dataclass
+class PriceModel:
+    """A tenant's fitted bid-response model (or the reasons it has none) and its bands."""
+
+    config: PricingConfig
+    usable: bool
+    reasons: list[str]
+    n_closed: int
+    n_won: int
+    n_lost: int
+    x_mean: float = math.nan
+    ratio_range: tuple[float, float] = (math.nan, math.nan)
+    deal_size_cuts: tuple[float, float] = (math.inf, math.inf)
+    design: _Design | None = None
+    theta: np.ndarray | None = None
+    covariance: np.ndarray | None = None
+    lambdas: tuple[float, float] = (math.nan, math.nan)
+    price_test: dict[str, float] = field(default_factory=dict)
+    bands: dict[tuple[tuple[str, ...], tuple[str, ...]], PriceBand] = field(default_factory=dict)
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    _effects: pd.DataFrame | None = field(default=None, repr=False)
+
+    # -- curve ----------------------------------------------------------------
+
+    def _prepare(self, deals: pd.DataFrame) -> pd.DataFrame:
+        out = deals.copy()
+        if "deal_size" not in out.columns:
+            out["deal_size"] = deal_size(out["list_total"], self.deal_size_cuts)
+        for dim in self.config.dimensions:
+            if dim not in out.columns:
+                out[dim] = "Unknown"
+        return out
+
+    def curve(self, deals: pd.DataFrame) -> pd.DataFrame:
+        """Per deal: a, b of its curve and the posterior standard error of b."""
+        if not self.usable or self.design is None or self.theta is None:
+            nan = np.full(len(deals), np.nan)
+            return pd.DataFrame({"a": nan, "b": nan, "b_se": nan}, index=deals.index)
+        prepared = self._prepare(deals)
+        design = self.design
+        n = len(prepared)
+        # Gradient rows of A (at x̄) and B with respect to θ.
+        G_int = design.matrix(prepared, np.full(n, design.x_mean))
+        q = design.n_levels
+        G_slope = np.zeros_like(G_int)
+        G_slope[:, 1] = 1.0
+        if design.hierarchical:
+            G_slope[:, 2 + q:] = G_int[:, 2:2 + q]
+            G_int[:, 2 + q:] = 0.0
+        A = G_int @ self.theta
+        B = G_slope @ self.theta
+        cov = self.covariance if self.covariance is not None else np.zeros((len(self.theta),) * 2)
+        b_se = np.sqrt(np.einsum("ij,jk,ik->i", G_slope, cov, G_slope))
+        return pd.DataFrame(
+            {"a": -A + B * design.x_mean, "b": -B, "b_se": b_se}, index=deals.index
+        )
+
+    def predict(self, deals: pd.DataFrame, ratio: np.ndarray | pd.Series | None = None
+                ) -> np.ndarray:
+        """P(win) at the given ratios (default: each deal's own ratio); NaN without a curve."""
+        x = np.asarray(deals["ratio"] if ratio is None else ratio, float)
+        params = self.curve(deals)
+        return win_probability(params["a"].to_numpy(), params["b"].to_numpy(), x)
+
+    # -- explanation ----------------------------------------------------------
+
+    def segment_effects(self) -> pd.DataFrame:
+        """Each segment level's shift of the win log-odds and of the price sensitivity b."""
+        if self._effects is None:
+            self._effects = self._segment_effects()
+        return self._effects
+
+    def _segment_effects(self) -> pd.DataFrame:
+        if not self.usable or self.design is None or self.theta is None \
+                or not self.design.hierarchical:
+            return pd.DataFrame(columns=["dimension", "level", "deals", "logit_shift", "b_shift"])
+        q = self.design.n_levels
+        rows, i = [], 0
+        counts = {
+            dim: self.history[dim].astype(str).value_counts() for dim in self.design.levels
+        }
+        for dim, values in self.design.levels.items():
+            for value in values:
+                rows.append({
+                    "dimension": dim, "level": value, "deals": int(counts[dim].get(value, 0)),
+                    "logit_shift": float(self.theta[2 + i]),
+                    "b_shift": float(-self.theta[2 + q + i]),
+                })
+                i += 1
+        return pd.DataFrame(rows)
+
+    def explain(self, deal: pd.Series | None = None) -> str:
+        """In words: the tenant's model (no deal) or why this deal gets its recommendation."""
+        if deal is None:
+            return self._explain_tenant()
+        return _drivers(self, deal)
+
+    def _explain_tenant(self) -> str:
+        head = (f"{self.n_closed} priced closed deals ({self.n_won} won, {self.n_lost} lost).")
+        if not self.usable:
+            return f"{head} No price curve: {'; '.join(self.reasons)}. Using segment bands."
+        test = self.price_test
+        lines = [
+            head,
+            f"Price effect: a 1-point discount changes the win odds by "
+            f"{(math.exp(test['b'] / 100) - 1) * 100:.1f}% on average "
+            f"(one-sided LR test p = {test['p_value']:.2g}).",
+            f"Segment pooling (empirical Bayes): prior sd of intercept shifts "
+            f"{1 / math.sqrt(self.lambdas[0]):.2f}, of sensitivity shifts "
+            f"{1 / math.sqrt(self.lambdas[1]):.2f} (per unit of list price).",
+        ]
+        effects = self.segment_effects()
+        if not effects.empty:
+            ordered = effects.sort_values("b_shift")
+            low, high = ordered.iloc[0], ordered.iloc[-1]
+            lines.append(
+                f"Least price-sensitive: {low['dimension']} = {low['level']}; most: "
+                f"{high['dimension']} = {high['level']}."
+            )
+        return " ".join(lines)
+
+
+def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) -> PriceModel:
+    """Fit the tenant's bid-response model on its priced closed deals (see module doc).
+
+    `deals` is `features.build_deal_frame` output (or the same columns); only closed,
+    priced rows (no `exclusion`) are used. Never raises for lack of data: the model
+    then has `usable = False` and the reasons.
+    """
+    config = config or PricingConfig()
+    closed = deals[deals["is_closed"].astype(bool)]
+    if "exclusion" in closed.columns:
+        closed = closed[closed["exclusion"].isna()]
+    closed = closed[closed["ratio"].notna()].copy()
+    cuts = deal_size_cuts(closed["list_total"])
+    closed["deal_size"] = deal_size(closed["list_total"], cuts)
+    for dim in config.dimensions:
+        if dim not in closed.columns:
+            closed[dim] = "Unknown"
+    y = closed["is_won"].astype(bool).to_numpy(float)
+    n_won, n_lost = int(y.sum()), int(len(y) - y.sum())
+    bands = price_bands(closed, quantiles=config.band_quantiles, min_won=config.band_min_won)
+    model = PriceModel(
+        config=config, usable=False, reasons=[], n_closed=len(closed), n_won=n_won,
+        n_lost=n_lost, deal_size_cuts=cuts, bands=bands, history=closed,
+    )
+    if len(closed):
+        lo, hi = np.quantile(closed["ratio"].to_numpy(float), config.range_quantiles)
+        model.ratio_range = (float(lo), float(hi))
+    if n_lost == 0:
+        model.reasons.append("no lost deal has a quoted price, so price cannot be told apart "
+                             "from everything else that wins deals")
+    elif n_lost < config.min_lost:
+        model.reasons.append(f"only {n_lost} lost deals with a price (need {config.min_lost})")
+    if n_won < config.min_won:
+        model.reasons.append(f"only {n_won} won deals with a price (need {config.min_won})")
+    if len(closed) < config.min_closed:
+        model.reasons.append(f"only {len(closed)} priced closed deals (need {config.min_closed})")
+    x = closed["ratio"].to_numpy(float)
+    if len(closed) and float(np.std(x)) < 1e-3:
+        model.reasons.append("every deal was quoted at the same price: no price variation")
+    if model.reasons:
+        return model
+
+    levels = {
+        dim: tuple(sorted(closed[dim].astype(str).unique())) for dim in config.dimensions
+    } if config.hierarchical else {}
+    design = _Design(float(x.mean()), levels, config.hierarchical)
+    X = design.matrix(closed, x)
+    if config.hierarchical:
+        lam_a, lam_b, theta, _, H = _empirical_bayes(design, X, y, config)
+    else:
+        lam_a, lam_b = math.nan, math.nan
+        theta, _, H = _newton(X, y, design.penalty(1.0, 1.0))
+    model.x_mean, model.design, model.theta, model.lambdas = design.x_mean, design, theta, (
+        lam_a, lam_b)
+    model.covariance = np.linalg.inv(H)
+    model.price_test = _price_test(design, closed, x, y, lam_a if config.hierarchical else 1.0)
+    test = model.price_test
+    if test["b"] <= 0:
+        model.reasons.append(
+            f"price has the wrong sign: higher quotes won more often (b = {test['b']:.2f}); "
+            "discounts are probably given to harder deals, which the data does not show"
+        )
+    elif test["p_value"] >= config.alpha:
+        model.reasons.append(
+            f"no significant price effect (one-sided LR test p = {test['p_value']:.2g}, "
+            f"need < {config.alpha:g})"
+        )
+    elif test["b"] > config.max_b:
+        model.reasons.append(f"price separates wins from losses almost perfectly (b = "
+                             f"{test['b']:.0f}): no reliable curve")
+    model.usable = not model.reasons
+    return model
+
+
+# --------------------------------------------------------------------------- recommending
+
+
+def _guardrails(model: PriceModel, deals: pd.DataFrame, cost: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per deal: lowest and highest quotable ratio, and which rule set the lowest."""
+    lo, hi = model.ratio_range
+    margin = model.config.range_margin
+    observed_lo = np.full(len(deals), lo - margin)
+    book = deals["floor_ratio"].to_numpy(float) if "floor_ratio" in deals.columns \
+        else np.full(len(deals), np.nan)
+    floor = observed_lo.copy()
+    source = np.full(len(deals), "observed range", dtype=object)
+    for values, name in ((book, "price book"), (cost, "unit cost")):
+        higher = np.nan_to_num(values, nan=-np.inf) > floor
+        floor = np.where(higher, values, floor)
+        source = np.where(higher, name, source)
+    ceiling = np.maximum(np.full(len(deals), hi + margin), floor)
+    return floor, ceiling, source
+
+
+def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = True,
+              explain: bool = True) -> pd.DataFrame:
+    """A recommendation per open deal (one row each; see docs/pricing-model.md for columns).
+
+    Deals get the model optimum when the tenant's curve and their segment's price
+    sensitivity pass the checks, else their segment band's Target, with the reason.
+    Win probabilities and uplifts are model-based estimates, never observed outcomes.
+    """
+    deals = model._prepare(open_deals.reset_index(drop=True))
+    n = len(deals)
+    current = deals["ratio"].to_numpy(float)
+    list_total = deals["list_total"].to_numpy(float)
+    cost = deals["cost_ratio"].to_numpy(float) if use_cost and "cost_ratio" in deals.columns \
+        else np.full(n, np.nan)
+    c = np.nan_to_num(cost, nan=0.0)
+    objective = np.where(np.isnan(cost), "expected revenue", "expected margin")
+    params = model.curve(deals)
+    a, b, b_se = (params[k].to_numpy(float) for k in ("a", "b", "b_se"))
+    z_crit = stats.norm.isf(model.config.segment_alpha)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        segment_ok = model.usable & (b > 0) & (b / b_se >= z_crit)
+    floor, ceiling, floor_source = _guardrails(model, deals, cost)
+
+    bands = _bands_for(model, deals)
+    target = np.array([bd.target if bd else np.nan for bd in bands])
+
+    unclamped = np.full(n, np.nan)
+    if segment_ok.any():
+        unclamped[segment_ok] = optimal_ratio(a[segment_ok], b[segment_ok], c[segment_ok])[0]
+    proposal = np.where(segment_ok, unclamped, target)
+    recommended = np.clip(proposal, floor, ceiling)
+    clamp = np.where(
+        np.isnan(proposal), None,
+        np.where(proposal < floor - 1e-12, "floor (" + floor_source + ")",
+                 np.where(proposal > ceiling + 1e-12, "ceiling (observed range)", None)),
+    )
+    p_now = np.where(segment_ok, win_probability(a, b, current), np.nan)
+    p_rec = np.where(segment_ok, win_probability(a, b, recommended), np.nan)
+    margin_now = list_total * (current - c) * p_now
+    margin_rec = list_total * (recommended - c) * p_rec
+
+    reasons: list[str | None] = []
+    for i in range(n):
+        if segment_ok[i]:
+            reasons.append(None)
+        elif not model.usable:
+            reasons.append("; ".join(model.reasons))
+        else:
+            reasons.append(
+                f"price sensitivity in this segment is not distinguishable from zero "
+                f"(b = {b[i]:.2f} ± {b_se[i]:.2f})"
+            )
+    out = pd.DataFrame({
+        "opportunity_id": deals["opportunity_id"].to_numpy() if "opportunity_id" in deals
+        else np.arange(n),
+        "method": np.where(segment_ok, "model", "segment band"),
+        "fallback_reason": reasons,
+        "objective": objective,
+        "list_total": list_total,
+        "current_price": list_total * current,
+        "current_discount": 1 - current,
+        "recommended_price": list_total * recommended,
+        "recommended_ratio": recommended,
+        "recommended_discount": 1 - recommended,
+        "unclamped_ratio": proposal,
+        "clamp": clamp,
+        "win_probability_current": p_now,
+        "win_probability_recommended": p_rec,
+        "expected_value_current": margin_now,
+        "expected_value_recommended": margin_rec,
+        "expected_uplift": margin_rec - margin_now,
+        "band_segment": [bd.describe() if bd else None for bd in bands],
+        "band_floor": [bd.floor if bd else np.nan for bd in bands],
+        "band_target": target,
+        "band_start": [bd.start if bd else np.nan for bd in bands],
+        "band_won_deals": [bd.won_deals if bd else 0 for bd in bands],
+        "b": b,
+        "b_se": b_se,
+    })
+    if explain:
+        rows = [row for _, row in deals.iterrows()]
+        out["drivers"] = [
+            _drivers(model, rows[i], recommended[i] if segment_ok[i] else None, (a[i], b[i]))
+            for i in range(n)
+        ]
+        out["comparables"] = [
+            " | ".join(_comparables(model, rows[i], model.config.n_comparables))
+            for i in range(n)
+        ]
+    return out
+
+
+def _bands_for(model: PriceModel, deals: pd.DataFrame) -> list[PriceBand | None]:
+    """Each deal's most specific band, by a merge per hierarchy level (no per-row lookups)."""
+    found: list[PriceBand | None] = [None] * len(deals)
+    for level in BAND_LEVELS:
+        keys = zip(*(deals[d].astype(str) for d in level), strict=True) if level \
+            else iter([()] * len(deals))
+        for i, key in enumerate(keys):
+            if found[i] is None:
+                found[i] = model.bands.get((level, tuple(key)))
+    return found
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def _drivers(model: PriceModel, deal: pd.Series, recommended: float | None = None,
+             curve: tuple[float, float] | None = None) -> str:
+    """What moves this deal's win chance, in words a seller reads in five seconds."""
+    if not model.usable or model.design is None or model.theta is None:
+        band = band_for(deal, model.bands)
+        where = f" for {band.describe()}" if band else ""
+        return (f"No reliable price curve ({'; '.join(model.reasons)}); guidance is the "
+                f"range of won prices{where}.")
+    if curve is None:
+        params = model.curve(model._prepare(deal.to_frame().T)).iloc[0]
+        curve = (float(params["a"]), float(params["b"]))
+    a, b = curve
+    x = float(deal["ratio"]) if pd.notna(deal.get("ratio")) else model.x_mean
+    parts = []
+    if b > 0:
+        p0 = float(win_probability(a, b, x))
+        p1 = float(win_probability(a, b, x - 0.05))
+        parts.append(f"5 points more discount moves the win chance from {_pct(p0)} to "
+                     f"{_pct(p1)}")
+    else:
+        parts.append("no price sensitivity detectable for deals like this one")
+    if recommended is not None and abs(recommended - x) > 0.005:
+        verb = "lower" if recommended < x else "higher"
+        parts.append(f"recommended quote is {_pct(abs(recommended - x))} of list {verb}")
+    effects = model.segment_effects()
+    if not effects.empty:
+        levels = [str(deal.get(d)) for d in effects["dimension"]]
+        mine = effects[effects["level"].to_numpy() == np.asarray(levels, dtype=object)]
+        by_level = mine.reindex(mine["logit_shift"].abs().sort_values(ascending=False).index)
+        for _, eff in by_level.head(2).iterrows():
+            if abs(eff["logit_shift"]) < 0.1:
+                continue
+            direction = "more" if eff["logit_shift"] > 0 else "less"
+            parts.append(f"{eff['level']} ({eff['dimension'].replace('_', ' ')}) deals win "
+                         f"{direction} often than average at the same price")
+        by_sens = mine.reindex(mine["b_shift"].abs().sort_values(ascending=False).index)
+        for _, eff in by_sens.head(1).iterrows():
+            if abs(eff["b_shift"]) >= 0.15 * max(model.price_test.get("b", 1.0), 1e-9):
+                direction = "more" if eff["b_shift"] > 0 else "less"
+                parts.append(f"{eff['level']} ({eff['dimension'].replace('_', ' ')}) buyers "
+                             f"are {direction} price-sensitive than average")
+    return "; ".join(parts) + "."
+
+
+def _comparables(model: PriceModel, deal: pd.Series, k: int) -> list[str]:
+    """A few closed deals like this one: same industry, size band (and family), nearest size."""
+    history = model.history
+    if history.empty or k <= 0:
+        return []
+    pool = np.ones(len(history), bool)
+    for dims in (("industry", "size_band", "family"), ("industry", "size_band"), ("size_band",)):
+        same = np.ones(len(history), bool)
+        for dim in dims:
+            same &= history[dim].astype(str).to_numpy() == str(deal.get(dim))
+        if same.sum() >= k:
+            pool = same
+            break
+    chosen = history[pool]
+    size = float(deal.get("list_total", np.nan))
+    if math.isfinite(size) and size > 0:
+        distance = np.abs(np.log(chosen["list_total"].clip(lower=1.0).to_numpy(float))
+                          - math.log(size))
+        chosen = chosen.iloc[np.argsort(distance, kind="stable")[:k]]
+    else:
+        chosen = chosen.sort_values("close_date", ascending=False).head(k)
+    out = []
+    for other in chosen.itertuples():
+        when = other.close_date.date().isoformat() if pd.notna(other.close_date) else "?"
+        out.append(
+            f"{'Won' if other.is_won else 'Lost'} at {_pct(1 - other.ratio)} off list "
+            f"({other.list_total:,.0f} list; {other.industry}, {other.size_band}; "
+            f"closed {when})"
+        )
+    return out
+
+
+def describe_segments(model: PriceModel, dims: Sequence[str] = ("industry", "size_band")
+                      ) -> pd.DataFrame:
+    """Fitted curve per observed segment combination: a table for the Dagster UI preview."""
+    if model.history.empty:
+        return pd.DataFrame()
+    combos = model.history.groupby(list(dims), as_index=False).agg(
+        deals=("is_won", "size"), win_rate=("is_won", "mean"), median_ratio=("ratio", "median"))
+    probe = combos.copy()
+    for dim in model.config.dimensions:
+        if dim not in probe.columns:
+            probe[dim] = "(all)"  # an unseen level: the tenant-wide effect of that dimension
+    probe["ratio"] = probe["median_ratio"]
+    params = model.curve(probe)
+    return pd.concat([combos, params[["a", "b", "b_se"]]], axis=1)
+
+
+def _as_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-friendly rows (NaN → None) for writing to a warehouse table later."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")

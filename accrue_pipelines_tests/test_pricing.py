@@ -1,0 +1,288 @@
+"""Price recommendations: closed-form optimum, recovery, honesty fall-backs, guardrails, pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special
+
+from accrue.analytics.features import build_deal_frame, lines_at_close
+from accrue.analytics.pricing import (
+    PricingConfig,
+    fit_price_model,
+    numeric_optimum,
+    optimal_ratio,
+    recommend,
+    win_probability,
+)
+
+# (a, b, c, x*, P*, margin*) from docs/pricing notes §2A (checked there by grid search).
+REFERENCE = [
+    (-8.0, 10.0, 0.6, 0.800000, 0.500000, 0.100000),
+    (-5.0, 6.0, 0.5, 0.833333, 0.500000, 0.166667),
+    (-2.0, 4.0, 0.25, 0.641786, 0.361896, 0.141786),
+    (0.0, 1.0, 0.0, 1.278465, 0.217812, 0.278465),
+]
+MORE = [(a, b, c) for a in (-12.0, -6.5, -1.0, 2.0) for b in (0.5, 3.0, 8.0, 20.0)
+        for c in (0.0, 0.45, 0.9)]
+
+
+@pytest.mark.parametrize(("a", "b", "c", "x", "p", "m"), REFERENCE)
+def test_closed_form_matches_reference_table(a, b, c, x, p, m):
+    x_star, p_star, m_star = optimal_ratio(a, b, c)
+    assert float(x_star) == pytest.approx(x, abs=1e-6)
+    assert float(p_star) == pytest.approx(p, abs=1e-6)
+    assert float(m_star) == pytest.approx(m, abs=1e-6)
+
+
+@pytest.mark.parametrize(("a", "b", "c"), [r[:3] for r in REFERENCE] + MORE)
+def test_closed_form_matches_bounded_numeric_search(a, b, c):
+    x_star, p_star, m_star = (float(v) for v in optimal_ratio(a, b, c))
+    hi = c + 60.0 / b  # far beyond the optimum: the margin is ~0 there
+    assert numeric_optimum(a, b, c, lo=c, hi=hi) == pytest.approx(x_star, abs=1e-5)
+    assert p_star == pytest.approx(float(win_probability(a, b, x_star)), abs=1e-9)
+    assert m_star == pytest.approx((x_star - c) * p_star, abs=1e-9)
+    # First-order condition and the cost pass-through dp*/dc = 1 - P*.
+    assert (x_star - c) * b * (1 - p_star) == pytest.approx(1.0, abs=1e-9)
+    h = 1e-6
+    slope = (float(optimal_ratio(a, b, c + h)[0]) - float(optimal_ratio(a, b, c - h)[0])) / (2 * h)
+    assert slope == pytest.approx(1 - p_star, abs=1e-5)
+
+
+def test_closed_form_survives_extreme_arguments():
+    x, p, _ = optimal_ratio(-900.0, 1.0, 0.0)  # exp(899) overflows a float
+    assert np.isfinite(x) and float(x) == pytest.approx(numeric_optimum(-900.0, 1.0, 0, 0, 2000),
+                                                        abs=1e-4)
+    with pytest.raises(ValueError):
+        optimal_ratio(0.0, -1.0, 0.0)
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def deals(n: int, seed: int, *, a: dict[str, float], b: dict[str, float],
+          shares: dict[str, float] | None = None, noise: bool = False,
+          spread: float = 0.08) -> pd.DataFrame:
+    """Closed deals whose industry sets the true curve (or pure noise if `noise`)."""
+    rng = np.random.default_rng(seed)
+    names = list(a)
+    weights = np.array([(shares or {}).get(k, 1.0) for k in names])
+    industry = rng.choice(names, size=n, p=weights / weights.sum())
+    ratio = np.clip(0.85 + rng.normal(0, spread, n), 0.55, 1.0)
+    eta = np.array([a[k] for k in industry]) + np.array([b[k] for k in industry]) * ratio
+    p_win = np.full(n, 0.4) if noise else special.expit(-eta)
+    list_total = 20_000 * rng.lognormal(0, 0.5, n)
+    return pd.DataFrame({
+        "opportunity_id": [f"O{seed}-{i}" for i in range(n)],
+        "account_id": "A", "owner_id": "U",
+        "close_date": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) % 700, "D"),
+        "is_closed": True, "is_won": rng.random(n) < p_win,
+        "list_total": list_total, "quote_total": list_total * ratio, "ratio": ratio,
+        "cost_ratio": 0.5, "floor_ratio": np.nan,
+        "industry": industry, "size_band": "MM", "family": "Platform", "region": "EMEA",
+        "exclusion": None,
+    })
+
+
+def test_pooled_fit_recovers_known_parameters():
+    data = deals(6000, 1, a={"X": -6.0}, b={"X": 8.0})
+    model = fit_price_model(data, PricingConfig(hierarchical=False))
+    assert model.usable, model.reasons
+    curve = model.curve(data.head(1)).iloc[0]
+    # SE of b is ~0.6 here: a 20 % band around 8 fails if the fit is biased or mis-signed.
+    assert curve["b"] == pytest.approx(8.0, rel=0.2)
+    assert curve["a"] == pytest.approx(-6.0, abs=1.2)
+    assert curve["b_se"] == pytest.approx(model.price_test["se"], rel=0.3)
+
+
+def test_hierarchical_fit_recovers_segment_sensitivities():
+    a = {"Retail": -8.5, "Energy": -3.5}
+    b = {"Retail": 12.0, "Energy": 4.0}
+    data = deals(8000, 2, a=a, b=b)
+    model = fit_price_model(data, PricingConfig(dimensions=("industry",)))
+    assert model.usable, model.reasons
+    probe = data.drop_duplicates("industry")
+    fitted = model.curve(probe).set_axis(probe["industry"])
+    assert fitted.loc["Retail", "b"] == pytest.approx(12.0, rel=0.25)
+    assert fitted.loc["Energy", "b"] == pytest.approx(4.0, rel=0.35)
+    assert fitted.loc["Retail", "b"] > fitted.loc["Energy", "b"] + 4
+    # Win probability at a typical price is right to a few points in both segments.
+    for name in a:
+        truth = float(win_probability(a[name], b[name], 0.85))
+        got = float(win_probability(fitted.loc[name, "a"], fitted.loc[name, "b"], 0.85))
+        assert got == pytest.approx(truth, abs=0.04)
+
+
+def test_pooling_shrinks_a_tiny_segment_toward_the_tenant_fit():
+    common = {k: -6.0 for k in ("Tech", "Retail", "Energy", "Media", "Banking")}
+    big = deals(3000, 3, a=common, b=dict.fromkeys(common, 8.0))
+    tiny = deals(8, 4, a={"Tiny": -6.0}, b={"Tiny": 8.0})
+    tiny["is_won"] = [True] + [False] * 7  # 1 of 8 won: a large but finite unpooled shift
+    data = pd.concat([big, tiny], ignore_index=True)
+
+    def shifts(config: PricingConfig) -> pd.DataFrame:
+        model = fit_price_model(data, config)
+        assert model.usable, model.reasons
+        return model.segment_effects().set_index("level")
+
+    pooled = shifts(PricingConfig(dimensions=("industry",)))
+    unpooled = shifts(PricingConfig(dimensions=("industry",), log10_lambda_grid=(-3.0,),
+                                    log10_lambda_bounds=(-3.0, -3.0)))
+    assert unpooled.loc["Tiny", "logit_shift"] < -1.0  # what the 8 deals alone say
+    assert pooled.loc["Tiny", "logit_shift"] < 0  # pooled: same direction...
+    assert abs(pooled.loc["Tiny", "logit_shift"]) < 0.5 * abs(unpooled.loc["Tiny", "logit_shift"])
+    assert abs(pooled.loc["Tiny", "b_shift"]) < 0.5 * abs(unpooled.loc["Tiny", "b_shift"]) + 0.5
+    # Segments with 600 deals each are left where their data put them (near zero).
+    assert (pooled.drop("Tiny")["logit_shift"].abs() < 0.2).all()
+
+
+# --------------------------------------------------------------------------- honesty
+
+
+def warehouse_frames(lost_have_lines: bool) -> tuple[pd.DataFrame, ...]:
+    """Common-model tables for 120 closed deals and 2 open ones."""
+    rng = np.random.default_rng(5)
+    n = 122
+    opps = pd.DataFrame({
+        "source_id": [f"006{i:05d}" for i in range(n)],
+        "account_id": [f"001{i % 7:05d}" for i in range(n)],
+        "owner_id": "005A", "amount": 0.0,
+        "is_closed": [i < 120 for i in range(n)],
+        "is_won": [i < 120 and rng.random() < 0.4 for i in range(n)],
+        "close_date": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), "D"),
+        "is_deleted": False,
+    })
+    lines = []
+    for i, row in opps.iterrows():
+        if not lost_have_lines and row["is_closed"] and not row["is_won"]:
+            continue
+        unit = 100.0 * (1 - rng.uniform(0, 0.3))
+        lines.append({"source_id": f"00k{i:05d}", "opportunity_id": row["source_id"],
+                      "product_id": "01tA", "quantity": 10.0, "unit_price": unit,
+                      "list_price": 100.0, "discount": None, "total_price": 10 * unit,
+                      "is_deleted": False})
+    products = pd.DataFrame({"source_id": ["01tA"], "family": ["Platform"], "unit_cost": [45.0]})
+    accounts = pd.DataFrame({
+        "source_id": [f"001{i:05d}" for i in range(7)], "industry": "Retail",
+        "employee_count": [50, 500, 5000, 80, 900, 12000, None],
+        "billing_country": ["Germany", "United States", "Japan", "Brazil", "Mars", None, "France"],
+    })
+    return opps, pd.DataFrame(lines), products, accounts
+
+
+def test_no_lost_prices_falls_back_to_the_band_with_the_reason():
+    frame = build_deal_frame(*warehouse_frames(lost_have_lines=False))
+    lost = frame[frame["is_closed"] & ~frame["is_won"]]
+    assert (lost["exclusion"] == "no line items (no quoted price)").all()
+    model = fit_price_model(frame)
+    assert not model.usable
+    assert any("no lost deal has a quoted price" in r for r in model.reasons)
+    recs = recommend(model, frame[~frame["is_closed"]])
+    assert (recs["method"] == "segment band").all()
+    assert recs["fallback_reason"].str.contains("no lost deal").all()
+    assert recs["win_probability_current"].isna().all()  # no curve, no probability claimed
+    assert recs["recommended_ratio"].notna().all()
+    assert "No price curve" in model.explain()
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13, 14])
+def test_pure_noise_gives_no_curve(seed):
+    data = deals(1500, seed, a={"A": 0.0, "B": 0.0, "C": 0.0}, b={"A": 0.0, "B": 0.0, "C": 0.0},
+                 noise=True)
+    model = fit_price_model(data)
+    assert not model.usable
+    assert any("no significant price effect" in r or "wrong sign" in r for r in model.reasons)
+    recs = recommend(model, data.head(5).assign(is_closed=False))
+    assert (recs["method"] == "segment band").all()
+    assert recs["win_probability_recommended"].isna().all()
+
+
+def test_too_few_deals_gives_no_curve():
+    model = fit_price_model(deals(25, 6, a={"X": -6.0}, b={"X": 8.0}))
+    assert not model.usable
+    assert any("priced closed deals" in r for r in model.reasons)
+
+
+# --------------------------------------------------------------------------- guardrails
+
+
+def test_guardrail_clamps_are_reported():
+    data = deals(4000, 7, a={"X": -6.0}, b={"X": 8.0}, spread=0.05)
+    model = fit_price_model(data, PricingConfig(hierarchical=False))
+    assert model.usable, model.reasons
+    open_deals = data.head(3).assign(is_closed=False).reset_index(drop=True)
+    open_deals["cost_ratio"] = [0.95, np.nan, 0.5]  # optimum above the range; revenue; interior
+    open_deals.loc[2, "floor_ratio"] = 0.99  # a price-book floor above everything observed
+    recs = recommend(model, open_deals)
+    hi = model.ratio_range[1] + model.config.range_margin
+    assert recs.loc[0, "clamp"] == "ceiling (observed range)"
+    assert recs.loc[0, "recommended_ratio"] == pytest.approx(hi)
+    assert recs.loc[0, "unclamped_ratio"] > hi
+    assert recs.loc[1, "objective"] == "expected revenue"
+    assert recs.loc[1, "clamp"] == "floor (observed range)"  # revenue optimum far below data
+    assert recs.loc[2, "clamp"] == "floor (price book)"
+    assert recs.loc[2, "recommended_ratio"] == pytest.approx(0.99)
+    interior = recommend(model, open_deals.assign(cost_ratio=0.5, floor_ratio=np.nan)).iloc[0]
+    assert interior["clamp"] is None
+    x_star = float(optimal_ratio(interior["b"] * 0 + model.curve(open_deals.head(1))["a"].iloc[0],
+                                 interior["b"], 0.5)[0])
+    assert interior["recommended_ratio"] == pytest.approx(x_star)
+
+
+def test_recommendation_output_reads_for_a_seller():
+    data = deals(3000, 8, a={"Retail": -6.0, "Energy": -5.0}, b={"Retail": 8.0, "Energy": 6.0})
+    model = fit_price_model(data)
+    recs = recommend(model, data.head(2).assign(is_closed=False))
+    row = recs.iloc[0]
+    assert row["method"] == "model"
+    assert 0 < row["win_probability_current"] < 1 and 0 < row["win_probability_recommended"] < 1
+    assert row["band_floor"] <= row["band_target"] <= row["band_start"]
+    assert row["recommended_price"] == pytest.approx(row["list_total"] * row["recommended_ratio"])
+    assert row["recommended_discount"] == pytest.approx(1 - row["recommended_ratio"])
+    assert "win chance" in row["drivers"]
+    assert row["comparables"].count("off list") == 3
+    # The expected-margin uplift is consistent with the stated probabilities.
+    margin = row["list_total"] * (row["recommended_ratio"] - 0.5) * row[
+        "win_probability_recommended"]
+    assert row["expected_value_recommended"] == pytest.approx(margin)
+    assert row["expected_uplift"] >= -1e-9  # the optimum is never worse than the quote
+    assert "Price effect" in model.explain()
+
+
+# --------------------------------------------------------------------------- features
+
+
+def test_deal_frame_prices_deals_from_their_lines():
+    opps, lines, products, accounts = warehouse_frames(lost_have_lines=True)
+    frame = build_deal_frame(opps, lines, products, accounts).set_index("opportunity_id")
+    first = lines.iloc[0]
+    row = frame.loc[first["opportunity_id"]]
+    assert row["ratio"] == pytest.approx(first["total_price"] / 1000.0)
+    assert row["cost_ratio"] == pytest.approx(0.45)
+    assert row["family"] == "Platform"
+    assert set(frame["size_band"]) <= {"SMB", "MM", "ENT", "Unknown"}
+    assert {"EMEA", "North America", "APAC", "LATAM", "Other", "Unknown"} >= set(frame["region"])
+    assert frame["exclusion"].isna().all()
+
+
+def test_lines_at_close_use_the_price_the_deal_was_lost_at():
+    t = pd.Timestamp
+    opp_versions = pd.DataFrame([
+        {"source_id": "O1", "valid_from": t("2024-01-01", tz="UTC"),
+         "valid_to": t("2024-02-01", tz="UTC"), "is_deleted": False, "is_closed": False},
+        {"source_id": "O1", "valid_from": t("2024-02-01", tz="UTC"), "valid_to": None,
+         "is_deleted": False, "is_closed": True},
+    ])
+    line_versions = pd.DataFrame([
+        {"source_id": "L1", "opportunity_id": "O1", "valid_from": t("2024-01-05", tz="UTC"),
+         "valid_to": t("2024-03-01", tz="UTC"), "is_deleted": False, "unit_price": 90.0},
+        # After the loss someone re-quoted the line at a deeper discount: not the lost price.
+        {"source_id": "L1", "opportunity_id": "O1", "valid_from": t("2024-03-01", tz="UTC"),
+         "valid_to": None, "is_deleted": False, "unit_price": 70.0},
+        {"source_id": "L2", "opportunity_id": "O1", "valid_from": t("2024-03-02", tz="UTC"),
+         "valid_to": None, "is_deleted": False, "unit_price": 10.0},  # added after closing
+    ])
+    at_close = lines_at_close(opp_versions, line_versions)
+    assert list(at_close["source_id"]) == ["L1"]
+    assert at_close["unit_price"].tolist() == [90.0]
