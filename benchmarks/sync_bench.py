@@ -11,7 +11,7 @@ How it measures, and why that way:
   `<ACCRUE_HOME>/bench/`, because seeding 100k opportunities takes ~25 s. Each
   run serves a scratch copy, so the cache stays pristine.
 * The sandbox runs in its own process, and every timed phase runs in a fresh
-  child process, so a phase's peak RSS (`ru_maxrss`) is the sync's alone.
+  child process, so a phase's peak RSS (VmHWM) is the sync's alone.
 * The raw baseline re-inserts the rows the initial load wrote into empty
   scratch tables shaped like the `crm_*` tables (same columns, key and index),
   with SQLAlchemy Core executemany in one transaction and no ON CONFLICT.
@@ -36,6 +36,7 @@ import platform
 import random
 import resource
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -91,7 +92,24 @@ def _log(message: str) -> None:
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak resident set size (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """This process's own peak resident set size, in MiB.
+
+    On Linux this is VmHWM, the high-water mark of the current address space. Not
+    ru_maxrss: a child started by subprocess (vfork + exec) inherits the parent's
+    ru_maxrss, so it would report the orchestrator's peak whenever that is larger.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return _ru_maxrss_mb()
+
+
+def _ru_maxrss_mb() -> float:
+    """ru_maxrss in MiB (KiB on Linux, bytes on macOS); includes inherited peaks, see above."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -151,22 +169,28 @@ class SqlClock:
     (validation, row building, statement construction and compilation).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, skip_selects: bool = False) -> None:
+        self.skip_selects = skip_selects
         self.execute_seconds = 0.0
         self.statements = 0
         self.backend_pids: set[int] = set()
+        self._backend_start: dict[int, float] = {}
         self._started = threading.local()
         sa.event.listen(engine, "before_cursor_execute", self._before)
         sa.event.listen(engine, "after_cursor_execute", self._after)
         if engine.dialect.name == "postgresql":
             sa.event.listen(engine, "connect", self._note_backend)
 
-    def _before(self, *_args: Any) -> None:
+    def _counted(self, statement: str) -> bool:
+        return not (self.skip_selects and statement.lstrip()[:6].upper() == "SELECT")
+
+    def _before(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self._started.value = time.perf_counter()
 
-    def _after(self, *_args: Any) -> None:
-        self.execute_seconds += time.perf_counter() - self._started.value
-        self.statements += 1
+    def _after(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if self._counted(statement):
+            self.execute_seconds += time.perf_counter() - self._started.value
+            self.statements += 1
 
     def _note_backend(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -176,20 +200,40 @@ class SqlClock:
         finally:
             cursor.close()
 
-    def backend_cpu_seconds(self) -> float | None:
-        """CPU used so far by the PostgreSQL backends serving this engine (same host only)."""
+    def backend_cpu(self) -> dict[int, float] | None:
+        """CPU used so far by each PostgreSQL backend of this engine (None: not visible)."""
         if not self.backend_pids:
             return None
         import psutil
 
-        total = 0.0
+        used = {}
         for pid in self.backend_pids:
             try:
                 times = psutil.Process(pid).cpu_times()
             except (psutil.Error, OSError):
                 return None  # another host, or not visible: report nothing rather than a guess
-            total += times.user + times.system
-        return total
+            used[pid] = times.user + times.system
+        return used
+
+    def start(self) -> None:
+        """Mark the start of the timed region (setup such as migrations is excluded)."""
+        self.execute_seconds = 0.0
+        self.statements = 0
+        self._backend_start = self.backend_cpu() or {}
+
+    def backend_cpu_seconds(self, only: int | None = None) -> float | None:
+        """PostgreSQL backend CPU since `start` (backends opened later count from zero).
+
+        `only` restricts it to one backend pid, e.g. the writer's and not the reader's.
+        """
+        now = self.backend_cpu()
+        if now is None:
+            return None
+        return sum(
+            cpu - self._backend_start.get(pid, 0.0)
+            for pid, cpu in now.items()
+            if only is None or pid == only
+        )
 
 
 def _connector(spec: Mapping[str, Any], clock: HttpClock) -> Any:
@@ -211,12 +255,13 @@ def _phase_sync(spec: Mapping[str, Any]) -> dict[str, Any]:
     label = f"[{spec['backend']} {PHASE_LABELS[spec['phase']]}]"
     engine = make_engine(spec["db_url"])
     try:
-        upgrade(engine)  # a no-op for the incremental phase; outside the timed region
         sql = SqlClock(engine)
+        upgrade(engine)  # a no-op for the incremental phase; outside the timed region
         http = HttpClock()
         warehouse = Warehouse(engine)
         connector = _connector(spec, http)
         objects: list[dict[str, Any]] = []
+        sql.start()
         cpu_before = _cpu_seconds()
         started = time.perf_counter()
         try:
@@ -228,6 +273,11 @@ def _phase_sync(spec: Mapping[str, Any]) -> dict[str, Any]:
                     name,
                     progress=lambda line: _log(f"{label} {line}"),
                 )
+                if not getattr(result, "complete", True):
+                    raise BenchError(
+                        f"the {name} sync stopped early ({getattr(result, 'stop_reason', '')}): "
+                        "its figures would not be a full load"
+                    )
                 objects.append(
                     {
                         "object": name,
@@ -235,6 +285,7 @@ def _phase_sync(spec: Mapping[str, Any]) -> dict[str, Any]:
                         "upserted": result.upserted,
                         "deleted": result.deleted,
                         "skipped_stale": result.skipped_stale,
+                        "quarantined": getattr(result, "quarantined", 0),
                         "checkpoints": result.checkpoints,
                         "wall_seconds": result.duration_seconds,
                         "write_seconds": result.write_seconds,
@@ -291,14 +342,19 @@ def _phase_raw(spec: Mapping[str, Any]) -> dict[str, Any]:
     metadata = sa.MetaData()
     scratch = {name: _scratch_table(metadata, table) for name, table in OBJECT_TABLES.items()}
     try:
+        sql = SqlClock(engine, skip_selects=True)  # the read-back is not part of the baseline
         metadata.drop_all(engine)  # leftovers of an interrupted run
         metadata.create_all(engine)
-        sql = SqlClock(engine)
         insert_seconds = 0.0
         read_seconds = 0.0
         objects: list[dict[str, Any]] = []
-        cpu_before = _cpu_seconds()
+        cpu = 0.0  # the process's CPU while inserting (the read-back is excluded)
         with engine.connect() as source, engine.connect() as target:
+            writer_pid = None
+            if engine.dialect.name == "postgresql":
+                writer_pid = target.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+                target.commit()
+            sql.start()
             transaction = target.begin()
             for name, table in OBJECT_TABLES.items():
                 rows_written = 0
@@ -308,10 +364,12 @@ def _phase_raw(spec: Mapping[str, Any]) -> dict[str, Any]:
                 result = source.execution_options(yield_per=RAW_CHUNK_ROWS).execute(query)
                 for chunk in result.mappings().partitions():
                     rows = [dict(row) for row in chunk]
+                    cpu_began = _cpu_seconds()
                     began = time.perf_counter()
                     read_seconds += began - read_began
                     target.execute(scratch[name].insert(), rows)
                     read_began = time.perf_counter()
+                    cpu += _cpu_seconds() - cpu_began
                     object_seconds += read_began - began
                     rows_written += len(rows)
                 objects.append(
@@ -319,11 +377,13 @@ def _phase_raw(spec: Mapping[str, Any]) -> dict[str, Any]:
                 )
                 insert_seconds += object_seconds
                 _log(f"{label} {name}: {rows_written:,} rows in {object_seconds:.1f}s")
+            cpu_began = _cpu_seconds()
             began = time.perf_counter()
             transaction.commit()
             commit_seconds = time.perf_counter() - began
+            cpu += _cpu_seconds() - cpu_began
             insert_seconds += commit_seconds
-        cpu = _cpu_seconds() - cpu_before
+            db_server_cpu = sql.backend_cpu_seconds(only=writer_pid)
         with engine.connect() as conn:
             for entry in objects:
                 stored = conn.execute(
@@ -342,7 +402,7 @@ def _phase_raw(spec: Mapping[str, Any]) -> dict[str, Any]:
             "sql_execute_seconds": sql.execute_seconds,
             "sql_statements": sql.statements,
             "client_cpu_seconds": cpu,
-            "db_server_cpu_seconds": sql.backend_cpu_seconds(),
+            "db_server_cpu_seconds": db_server_cpu,
             "objects": objects,
         }
     finally:
@@ -358,6 +418,7 @@ def _child_phase() -> None:
     run = _phase_raw if spec["phase"] == "raw" else _phase_sync
     result = run(spec)
     result["peak_rss_mb"] = _peak_rss_mb()
+    result["ru_maxrss_mb"] = _ru_maxrss_mb()
     print(RESULT_MARK + json.dumps(result), flush=True)
 
 
@@ -807,7 +868,7 @@ def report(results: Mapping[str, Any]) -> str:
         + (" (medians)" if rounds > 1 else ""),
         f"machine: {results['machine']['cpus']} CPUs, {results['machine']['platform']}, "
         f"Python {results['machine']['python']}",
-        f"sandbox org: {sum(seeding['counts'].values()):,} records; seeding {seeded}",
+        f"sandbox org: {sum(seeding['counts'].values()):,} records seeded; seeding {seeded}",
         f"1% change: {results['change']['changed']:,} opportunities updated via sObject "
         f"Collections in {results['change']['seconds']:.1f}s (not timed)",
     ]
@@ -919,10 +980,11 @@ def report(results: Mapping[str, Any]) -> str:
     lines += [
         "",
         "wall s: the phase's elapsed time in its own process; records/s = records ÷ wall s;",
-        "peak RSS: the phase process's ru_maxrss. HTTP s: connector requests to the sandbox",
-        "(server work + transfer); JSON s: client-side decoding; apply s: Warehouse.apply",
-        "(row building, SQL, commit), of which SQL exec s is in the DB driver; map+engine s:",
-        "the rest (mapping records, sync engine). write ÷ raw = (rows ÷ apply s) ÷ raw rows/s.",
+        "peak RSS: that process's own high-water mark (VmHWM). HTTP s: the connector's",
+        "requests to the sandbox (server work + transfer); JSON s: client-side decoding;",
+        "apply s: Warehouse.apply (row building, SQL, commit), of which SQL exec s is in",
+        "the DB driver; map+engine s: the rest (mapping records, sync engine).",
+        "write ÷ raw = (rows ÷ apply s) ÷ raw rows/s; end-to-end ÷ raw = load records/s ÷ raw.",
     ]
     return "\n".join(lines)
 
@@ -1059,12 +1121,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in CHILD_ENTRIES:
         CHILD_ENTRIES[argv[0]]()
         return 0
     args = parse_args(argv)
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the sandbox, scratch files and databases go too.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = run(args)
     except BenchError as exc:
