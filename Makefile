@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench eval chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: install lint
 
 bench: install
 	$(BIN)/python -m benchmarks.sync_bench
+	$(BIN)/python -m benchmarks.concierge_p1
+
+eval: install
+	$(BIN)/python -m benchmarks.eval_pricing
+
+chaos: install
+	$(BIN)/python -m benchmarks.chaos --trials 50 $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .accrue .pytest_cache .ruff_cache

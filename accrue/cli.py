@@ -95,10 +95,22 @@ def keys_generate() -> None:
 
 @keys.command("rotate")
 def keys_rotate() -> None:
-    """Re-encrypt every stored credential under the primary (first) key."""
-    from accrue import db, tenants
+    """Re-encrypt every stored credential under the primary (first) key (audited)."""
+    import sqlalchemy as sa
 
-    counts = tenants.rotate_keys(db.make_engine())
+    from accrue import crypto, db, tenants
+    from accrue.schema import audit_event, utcnow
+
+    engine = db.make_engine()
+    ring = crypto.Keyring.from_env()
+    counts = tenants.rotate_keys(engine, keyring=ring)
+    # The audit trail records who rotated, when, and the counts: key ids only, no key material.
+    with engine.begin() as conn:
+        conn.execute(sa.insert(audit_event).values(
+            tenant_id=None, actor="cli", action="keys.rotated",
+            outcome="failed" if counts.get("failed") else "ok",
+            detail={**counts, "primary_key_id": ring.primary_kid}, created_at=utcnow(),
+        ))
     click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
     if counts.get("failed"):
         sys.exit(1)

@@ -39,6 +39,8 @@ DEMO_TENANTS = (
     DemoTenant("acme-demo", "Acme Industrial (demo)", 8701, 2000),
     DemoTenant("globex-demo", "Globex Software (demo)", 8702, 1200),
 )
+# A third org, for an admin who signs up in the concierge during the demo.
+CONCIERGE_SANDBOX = DemoTenant("new-signup", "Org for a new sign-up", 8703, 800)
 SANDBOX_CREDENTIALS = {
     "username": "admin@sandbox.accrue.local",
     "password": "sandbox-password",
@@ -130,13 +132,14 @@ def run_demo(*, check: bool = False, timeout: int = 600) -> int:
 
     dagster_port = _port("ACCRUE_DAGSTER_PORT", 3000)
     app_port = _port("ACCRUE_APP_PORT", 5050)
+    orgs = (*DEMO_TENANTS, CONCIERGE_SANDBOX)
     ports = {
         d.tenant_id: _port(f"ACCRUE_SANDBOX_PORT_{i}", d.port)
-        for i, d in enumerate(DEMO_TENANTS, start=1)
+        for i, d in enumerate(orgs, start=1)
     }
     _require_free(dagster_port, "Dagster", "ACCRUE_DAGSTER_PORT")
     _require_free(app_port, "the concierge", "ACCRUE_APP_PORT")
-    for i, demo in enumerate(DEMO_TENANTS, start=1):
+    for i, demo in enumerate(orgs, start=1):
         _require_free(
             ports[demo.tenant_id], f"the {demo.tenant_id} sandbox", f"ACCRUE_SANDBOX_PORT_{i}"
         )
@@ -144,6 +147,11 @@ def run_demo(*, check: bool = False, timeout: int = 600) -> int:
     env = {**os.environ, "DAGSTER_HOME": str(ensure_dagster_home())}
     if not env.get("ACCRUE_SECRET_KEYS"):  # children read the demo key once, quietly
         env["ACCRUE_SECRET_KEYS"] = (home / "secret_keys").read_text().strip()
+    concierge_org = f"http://127.0.0.1:{ports[CONCIERGE_SANDBOX.tenant_id]}"
+    # The concierge may contact this local org (OAuth and test connection); plain-http
+    # cookies for the local browser.
+    env.setdefault("ACCRUE_SALESFORCE_SANDBOX_URL", concierge_org)
+    env.setdefault("ACCRUE_APP_ENV", "development")
     children: list[subprocess.Popen[bytes]] = []
 
     def start(name: str, args: list[str]) -> None:
@@ -161,7 +169,7 @@ def run_demo(*, check: bool = False, timeout: int = 600) -> int:
 
     python = sys.executable
     try:
-        for demo in DEMO_TENANTS:
+        for demo in orgs:
             port = ports[demo.tenant_id]
             start(
                 f"sandbox-{demo.tenant_id}",
@@ -179,7 +187,7 @@ def run_demo(*, check: bool = False, timeout: int = 600) -> int:
                     str(home / f"sandbox-{demo.tenant_id}.db"),
                 ],
             )
-        for demo in DEMO_TENANTS:
+        for demo in orgs:
             _wait_http(
                 f"http://127.0.0.1:{ports[demo.tenant_id]}/_sandbox/health",
                 180,
@@ -210,6 +218,9 @@ Accrue demo is running (logs in {logs}):
   Concierge             http://127.0.0.1:{app_port}
   Salesforce sandboxes  {", ".join(f"{t}: http://127.0.0.1:{p}" for t, p in ports.items())}
   Warehouse             {config.database_url()}
+To try the concierge, sign up and connect the new-signup org ("Connect with Salesforce",
+or the legacy form: {SANDBOX_CREDENTIALS["username"]} / {SANDBOX_CREDENTIALS["password"]} /
+token {SANDBOX_CREDENTIALS["security_token"]}).
 The tenant sensors add both demo tenants and start their first syncs within a minute.
 Press Ctrl-C to stop.""",
             flush=True,

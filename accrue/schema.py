@@ -259,6 +259,98 @@ pipeline_summary = sa.Table(
 )
 
 
+
+# -- the concierge (onboarding_app): admins, their sessions, the wizard, the audit log ------
+
+ONBOARDING_STEPS: tuple[str, ...] = ("welcome", "crm", "details", "review", "terms", "complete")
+AUDIT_OUTCOMES: tuple[str, ...] = ("ok", "failed", "refused")
+
+# An admin of one tenant. Passwords are argon2 hashes; e-mail addresses are stored lowercased.
+app_user = sa.Table(
+    "app_user",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    _tenant_id(),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("full_name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("last_login_at", UtcDateTime(), nullable=True),
+    *_created_updated(),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sa.UniqueConstraint("email"),
+    sa.Index("ix_app_user_tenant_id", "tenant_id"),
+)
+
+# Server-side login sessions: the cookie holds a random token, this table its SHA-256,
+# so logging out (deleting the row) really ends the session even if the cookie is replayed.
+app_session = sa.Table(
+    "app_session",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer(), nullable=False),
+    _tenant_id(),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("last_seen_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(["user_id"], ["app_user.id"], ondelete="CASCADE"),
+    sa.Index("ix_app_session_user_id", "user_id"),
+)
+
+# The concierge's saved progress per tenant (U4/U5): the step to resume at and the
+# non-secret answers. Secrets go to crm_connection (encrypted), never here.
+onboarding_state = sa.Table(
+    "onboarding_state",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("step", sa.String(16), nullable=False),
+    sa.Column("data", json_type(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=True),
+    sa.Column("deferred_at", UtcDateTime(), nullable=True),
+    sa.Column("terms_version", sa.String(32), nullable=True),
+    sa.Column("terms_agreed_at", UtcDateTime(), nullable=True),
+    sa.Column("terms_agreed_by", sa.Integer(), nullable=True),
+    sa.Column("completed_at", UtcDateTime(), nullable=True),
+    sa.Column("first_data_notified_at", UtcDateTime(), nullable=True),
+    *_created_updated(),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sa.CheckConstraint(_in("step", ONBOARDING_STEPS), name="step"),
+)
+
+# Pending OAuth authorizations: `state` (hashed) is single-use and bound to the login
+# session and tenant that started it; the PKCE verifier is sealed by accrue.crypto.
+oauth_flow = sa.Table(
+    "oauth_flow",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    _tenant_id(),
+    sa.Column("user_id", sa.Integer(), nullable=False),
+    sa.Column("session_hash", sa.String(64), nullable=False),
+    sa.Column("verifier_ciphertext", sa.Text(), nullable=False),
+    sa.Column("redirect_uri", sa.String(500), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("used_at", UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sa.Index("ix_oauth_flow_tenant_id", "tenant_id"),
+)
+
+# Who did what, when, with what outcome; `detail` names fields, never their values.
+# No foreign key: the trail outlives the tenant and user it mentions.
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    _big_id(),
+    sa.Column("tenant_id", sa.String(TENANT_ID_LENGTH), nullable=True),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", json_type(), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint(_in("outcome", AUDIT_OUTCOMES), name="outcome"),
+    sa.Index("ix_audit_event_tenant_id_created_at", "tenant_id", "created_at"),
+)
+
 # A view (created by migration 0002, not part of `metadata`): each change-log
 # version with its validity interval, for point-in-time reads (F3).
 RECORD_HISTORY_VIEW = "crm_record_history"

@@ -38,7 +38,7 @@ from accrue.analytics import evaluation as ev  # noqa: E402
 from accrue.analytics.pricing import PricingConfig  # noqa: E402
 from accrue.config import accrue_home  # noqa: E402
 
-OURS = "hierarchical model (ours)"
+OURS = ev.OURS
 VARIANTS = ("clean", "confounded")
 LEARNING_SIZES = (300, 600, 1200)
 
@@ -60,7 +60,8 @@ def _calibration_job(args: tuple[int, str]) -> dict[str, object]:
     out: dict[str, object] = {"seed": seed, "variant": variant, "y": test["is_won"].to_numpy(float),
                               "truth": truth}
     for name, config in ((OURS, PricingConfig()),
-                         ("pooled logistic", PricingConfig(hierarchical=False))):
+                         ("pooled logistic",
+                          PricingConfig(hierarchical=False, control_function=False))):
         p, _, base = ev.time_ordered_holdout(tenant.history, config)
         out[name] = p
         out["base_rate"] = base
@@ -207,8 +208,22 @@ def main(argv: list[str] | None = None) -> int:
             kinds = reasons.str.split(" \\(| \\:|:", regex=True).str[0].value_counts()
             print("  reasons for no curve: " + "; ".join(f"{k} ({v} seeds)"
                                                           for k, v in kinds.items()))
+        ident = pd.Series([r["identification"].split(" (")[0] for r in chosen]).value_counts()
+        print("  our price-slope identification: " + "; ".join(f"{k} ({v} seeds)"
+                                                               for k, v in ident.items()))
+        control = pd.DataFrame([r["control"] for r in chosen])
+        if "rho_z" in control:
+            f_stat = control["first_stage_f"]
+            print(f"  first-stage F (seller habit | segments): median "
+                  f"{f_stat.median():.0f}, min {f_stat.min():.0f}"
+                  f"; control term |z|: median {control['rho_z'].abs().median():.1f}, "
+                  f"≥ 1.96 on {int((control['rho_z'].abs() >= 1.96).sum())} of {len(control)}"
+                  f"; over-identification test p < 0.01 on "
+                  f"{int((control['overid_p'] < 0.01).sum())} of {len(control)}")
         report[variant] = {"regret": table.to_dict("records"), "fallback_share": fallback,
-                           "clamped_share": clamped}
+                           "clamped_share": clamped,
+                           "identification": ident.to_dict(),
+                           "control": control.to_dict("list")}
     if not args.no_learning_curve:
         print("\n== Learning curve, clean variant: mean relative regret by history size ==")
         curve = []

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from simple_salesforce import Salesforce
@@ -266,6 +267,8 @@ class SalesforceConnector(Connector):
     def _login(self) -> Salesforce:
         s = self._secrets
         try:
+            if s.get("access_token") or s.get("refresh_token"):
+                return self._oauth_login()
             if s.get("session_id"):
                 return Salesforce(
                     session_id=s["session_id"], instance_url=s["instance_url"],
@@ -284,6 +287,55 @@ class SalesforceConnector(Connector):
             ) from None
         except KeyError as exc:
             raise AuthenticationError(f"missing Salesforce credential {exc.args[0]!r}") from None
+
+    def _oauth_login(self) -> Salesforce:
+        """A client on an OAuth access token that renews itself from the refresh token.
+
+        simple-salesforce calls `_salesforce_login_partial` when a call gets
+        401 INVALID_SESSION_ID, then repeats the call: pointing it at the
+        refresh grant makes an expired access token invisible to the sync.
+        """
+        s = self._secrets
+        access_token, instance_url = s.get("access_token"), s.get("instance_url")
+        if not access_token or not instance_url:
+            access_token, instance_url = self._oauth_refresh()
+        sf = Salesforce(
+            session_id=access_token, instance_url=instance_url,
+            session=self._session, version=self.config["api_version"],
+        )
+        if s.get("refresh_token"):
+            sf._salesforce_login_partial = self._oauth_refresh  # noqa: SLF001 - documented hook
+        return sf
+
+    def _oauth_refresh(self) -> tuple[str, str]:
+        """The refresh_token grant at /services/oauth2/token: (access token, instance host)."""
+        s = self._secrets
+        if not s.get("refresh_token"):
+            raise AuthenticationError(
+                "the Salesforce access token expired and no refresh token is stored",
+                hint="Connect with Salesforce again to grant offline access.",
+            )
+        base = s.get("instance_url") or f"https://{self.config['domain']}.salesforce.com"
+        form = {"grant_type": "refresh_token", "refresh_token": s["refresh_token"],
+                "client_id": self.config.get("client_id", "")}
+        if s.get("client_secret"):
+            form["client_secret"] = s["client_secret"]
+        response = self._session.post(
+            f"{base.rstrip('/')}/services/oauth2/token", data=form,
+            timeout=float(self.config["timeout_seconds"]), allow_redirects=False,
+        )
+        body = response.json() if response.content else {}
+        if response.status_code != 200 or "access_token" not in body:
+            code = body.get("error", f"HTTP {response.status_code}") if isinstance(
+                body, dict) else f"HTTP {response.status_code}"
+            raise AuthenticationError(
+                f"Salesforce refused the refresh token ({code})",
+                hint="The access was revoked or expired: connect with Salesforce again.",
+            )
+        self._secrets["access_token"] = body["access_token"]
+        self._secrets["instance_url"] = body.get("instance_url", base)
+        host = urlsplit(self._secrets["instance_url"]).netloc
+        return body["access_token"], host
 
     @property
     def sf(self) -> Salesforce:

@@ -1,39 +1,91 @@
-"""Application factory."""
+"""Application factory: settings, extensions, blueprints, headers, error pages."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, generate_csrf
+from werkzeug.exceptions import HTTPException
 
-from onboarding_app import views
-from onboarding_app.extensions import warehouse
+from onboarding_app import auth, onboarding, settings, status, views
+from onboarding_app.extensions import csrf, limiter, warehouse
+from onboarding_app.security import install_log_redaction, load_current_user
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
+
+def content_security_policy(app: Flask) -> str:
+    """Nothing external loads; forms may only post here or to Salesforce's authorize page."""
+    form_targets = ["'self'", "https://login.salesforce.com", "https://test.salesforce.com",
+                    "https://*.my.salesforce.com"]
+    sandbox = app.config.get("SALESFORCE_SANDBOX_URL")
+    if sandbox:
+        form_targets.append(str(sandbox).rstrip("/"))
+    return "; ".join([
+        "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+        "connect-src 'self'", "object-src 'none'", "base-uri 'none'",
+        f"form-action {' '.join(form_targets)}", "frame-ancestors 'none'",
+    ])
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.from_mapping(
-        SECRET_KEY=os.environ.get("ACCRUE_APP_SECRET_KEY") or os.urandom(32),
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-    )
+    app.config.from_mapping(settings.from_env())
     if test_config:
         app.config.update(test_config)
+    settings.finalise(app.config, testing=bool(app.config.get("TESTING")),
+                      explicit=set(test_config or {}))
+    install_log_redaction()
     warehouse.init_app(app)
-    app.register_blueprint(views.bp)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    for blueprint in (views.bp, auth.bp, onboarding.bp, status.bp):
+        app.register_blueprint(blueprint)
+    headers = {
+        "Content-Security-Policy": content_security_policy(app),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    }
+    if app.config["SESSION_COOKIE_SECURE"]:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+
+    @app.before_request
+    def _load_user() -> None:
+        if request.endpoint != "static":
+            load_current_user()
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in headers.items():
             response.headers.setdefault(name, value)
+        if g.get("user") is not None or request.method != "GET":
+            response.headers["Cache-Control"] = "no-store"
         return response
+
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        return {"csrf_token_value": generate_csrf, "user": g.get("user")}
+
+    def _error(code: int, title: str, message: str) -> tuple[Any, int]:
+        if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json"):
+            return jsonify(error=title, message=message), code
+        return render_template("error.html", title=title, message=message, back=None), code
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(_: CSRFError) -> tuple[Any, int]:
+        return _error(400, "This form has expired",
+                      "For your security the page was not submitted. Reload it and try again.")
+
+    @app.errorhandler(404)
+    def _not_found(_: HTTPException) -> tuple[Any, int]:
+        return _error(404, "Page not found", "There is nothing at this address.")
+
+    @app.errorhandler(429)
+    def _too_many(_: HTTPException) -> tuple[Any, int]:
+        return _error(429, "Too many attempts",
+                      "Please wait a minute before trying again.")
 
     return app

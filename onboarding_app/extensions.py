@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.engine import Engine
 
 from accrue import config, db
@@ -23,3 +26,7 @@ class WarehouseExtension:
 
 
 warehouse = WarehouseExtension()
+# Every POST, PUT, PATCH and DELETE needs the token: in the form or the X-CSRFToken header.
+csrf = CSRFProtect()
+# Storage from RATELIMIT_STORAGE_URI (memory:// locally; Redis when several processes serve).
+limiter = Limiter(key_func=get_remote_address)

@@ -1,23 +1,46 @@
-"""Public pages. The sign-up and setup wizard come with the concierge issue."""
+"""Public pages and the admin's home, where the concierge pop-up lives (U1)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, g, jsonify, redirect, render_template, session, url_for
 from sqlalchemy import text
+from werkzeug.wrappers import Response
 
 from connectors.registry import PLANNED, supported_crms
+from onboarding_app import store
 from onboarding_app.extensions import warehouse
+from onboarding_app.forms import ActionForm
+from onboarding_app.onboarding import STEP_TITLES, STEPS
+from onboarding_app.security import current_user, login_required
 
 bp = Blueprint("main", __name__)
 
 
 @bp.get("/")
-def index() -> str:
+def index() -> str | Response:
+    if g.get("user") is not None:
+        return redirect(url_for("main.home"))
     return render_template("index.html", supported=supported_crms(), planned=PLANNED)
 
 
 @bp.get("/healthz")
-def healthz():  # noqa: ANN201 - Flask response
+def healthz() -> Response:
     with warehouse.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     return jsonify(status="ok")
+
+
+@bp.get("/home")
+@login_required
+def home() -> str:
+    """The product's home; the pop-up shows once per login until setup is complete."""
+    wizard = store.load_wizard(warehouse.engine, current_user().tenant_id)
+    popup = bool(session.pop("concierge_popup", False)) and not wizard.complete
+    resume_step = wizard.step if wizard.step != "welcome" else None
+    return render_template(
+        "home.html", wizard=wizard, popup=popup, form=ActionForm(),
+        resume_step=resume_step,
+        resume_title=STEP_TITLES.get(resume_step or "", ""),
+        resume_number=STEPS.index(resume_step) if resume_step else None,
+        resume_url=url_for("onboarding.resume"),
+    )

@@ -14,6 +14,18 @@ maximising the Laplace approximation of the marginal likelihood, as GLMM softwar
 does. We prefer it to cross-validation because it uses all deals, is deterministic,
 and is cheap enough to run per tenant on every change.
 
+Confounding. Sellers tend to discount deals that are hard for reasons the data does
+not show; the naive fit then sees discounted deals losing and under-states b. We use
+a control function (Rivers & Vuong 1988; Petrin & Train 2010): a first stage regresses
+the ratio on seller identity (the instrument: a seller's discount habit moves the
+price but, assuming deals reach sellers independently of their hidden difficulty,
+not the win chance) and segment controls; its residual v enters the win model. The
+pricing curve averages v out (the average structural function). Checks, each with a
+stated fall-back: first-stage F < 10 (weak instrument) → naive fit, said so; the
+control term not significant (Durbin–Wu–Hausman) → naive fit, which is then
+consistent and more efficient; sellers winning more or less than their prices
+explain (over-identification LR test) → no curve, the band.
+
 Optimum. Expected margin (x − c)·P(win | x) with c = cost / list has the closed form
 x* = c + (1 + W)/b, W = LambertW(exp(−(a + b·c) − 1)) (principal branch), with
 P* = W/(1 + W) and margin W/b. Without a cost, c = 0 (expected revenue).
@@ -127,6 +139,13 @@ class PricingConfig:
     log10_lambda_bounds: tuple[float, float] = (-3.0, 6.0)
     hierarchical: bool = True  # False: one tenant-wide curve (the pooled baseline)
     n_comparables: int = 3
+    # Control function (see module doc): seller identity as the instrument for price.
+    control_function: bool = True
+    instrument: str = "owner_id"
+    min_seller_deals: int = 15  # sellers with fewer deals share one reference group
+    min_first_stage_f: float = 10.0  # below: weak instrument, no correction possible
+    exogeneity_alpha: float = 0.05  # two-sided test of the control term (Durbin–Wu–Hausman)
+    overid_alpha: float = 0.01  # sellers' direct effect on winning (instrument validity)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -167,11 +186,15 @@ def _newton(X: np.ndarray, y: np.ndarray, pen: np.ndarray, theta0: np.ndarray | 
 
 @dataclass(frozen=True)
 class _Design:
-    """How deals become model columns: [1, x − x̄, level one-hots, one-hots·(x − x̄)]."""
+    """How deals become model columns: [1, x − x̄, level one-hots, one-hots·(x − x̄), (v)].
+
+    With `control`, the last column is the first-stage residual v of the control function.
+    """
 
     x_mean: float
     levels: dict[str, tuple[str, ...]]
     hierarchical: bool
+    control: bool = False
 
     @property
     def n_levels(self) -> int:
@@ -184,19 +207,123 @@ class _Design:
             blocks.append((column[:, None] == np.asarray(values)[None, :]).astype(float))
         return np.hstack(blocks) if blocks else np.zeros((len(deals), 0))
 
-    def matrix(self, deals: pd.DataFrame, x: np.ndarray) -> np.ndarray:
+    def matrix(self, deals: pd.DataFrame, x: np.ndarray, v: np.ndarray | None = None
+               ) -> np.ndarray:
         xc = (np.asarray(x, float) - self.x_mean)[:, None]
-        base = np.hstack([np.ones_like(xc), xc])
-        if not self.hierarchical:
-            return base
-        Z = self.onehots(deals)
-        return np.hstack([base, Z, Z * xc])
+        cols = [np.ones_like(xc), xc]
+        if self.hierarchical:
+            Z = self.onehots(deals)
+            cols += [Z, Z * xc]
+        if self.control:
+            cols.append(np.zeros_like(xc) if v is None else np.asarray(v, float)[:, None])
+        return np.hstack(cols)
 
     def penalty(self, lam_a: float, lam_b: float) -> np.ndarray:
         q = self.n_levels
-        return np.concatenate(
-            [[FIXED_EFFECT_PENALTY, FIXED_EFFECT_PENALTY], np.full(q, lam_a), np.full(q, lam_b)]
-        )
+        return np.concatenate([
+            [FIXED_EFFECT_PENALTY, FIXED_EFFECT_PENALTY], np.full(q, lam_a), np.full(q, lam_b),
+            [FIXED_EFFECT_PENALTY] if self.control else [],
+        ])
+
+
+@dataclass(frozen=True)
+class FirstStage:
+    """OLS of the price ratio on seller identity (the instrument) and segment controls.
+
+    Its residual v is the part of a quote that neither the seller's habit nor the
+    segment explains; under the control-function assumption it carries everything the
+    price knows about the deal's hidden difficulty, so adding v to the win model
+    removes the confounding of the price slope.
+    """
+
+    instrument: str
+    sellers: tuple[str, ...]  # own column each; the rest (and unseen sellers) are the base
+    levels: dict[str, tuple[str, ...]]  # segment levels; the first of each is the base
+    coef: np.ndarray
+    covariance: np.ndarray  # of coef, homoskedastic OLS
+    sigma: float  # residual standard deviation
+    f_stat: float  # partial F of the seller columns given the segments
+    df: tuple[int, int]
+    n_sellers: int  # seller groups, the base group included
+
+    def controls(self, deals: pd.DataFrame) -> np.ndarray:
+        """[1, segment dummies] — the exogenous part shared with the win model."""
+        blocks = [np.ones((len(deals), 1))]
+        for dim, values in self.levels.items():
+            column = deals[dim].astype(str).to_numpy()
+            blocks.append((column[:, None] == np.asarray(values[1:])[None, :]).astype(float))
+        return np.hstack(blocks)
+
+    def seller_dummies(self, deals: pd.DataFrame) -> np.ndarray:
+        column = deals[self.instrument].astype(str).to_numpy() if self.instrument in deals \
+            else np.full(len(deals), "")
+        return (column[:, None] == np.asarray(self.sellers)[None, :]).astype(float)
+
+    def matrix(self, deals: pd.DataFrame) -> np.ndarray:
+        return np.hstack([self.controls(deals), self.seller_dummies(deals)])
+
+    def residual(self, deals: pd.DataFrame, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, float) - self.matrix(deals) @ self.coef
+
+
+def _first_stage(closed: pd.DataFrame, x: np.ndarray, config: PricingConfig
+                 ) -> tuple[FirstStage | None, str | None]:
+    """Fit the first stage; (None, why) when there is no usable instrument column."""
+    if config.instrument not in closed.columns or closed[config.instrument].isna().all():
+        return None, f"no {config.instrument} column to use as an instrument"
+    counts = closed[config.instrument].astype(str).value_counts()
+    big = sorted(counts[counts >= config.min_seller_deals].index)
+    small_total = int(counts[counts < config.min_seller_deals].sum())
+    # The base group is the pooled small sellers, or else the first big one.
+    sellers = tuple(big if small_total > 0 else big[1:])
+    if len(sellers) == 0:
+        return None, (f"fewer than 2 sellers with ≥ {config.min_seller_deals} deals: seller "
+                      "habit cannot serve as an instrument")
+    levels = {dim: tuple(sorted(closed[dim].astype(str).unique())) for dim in config.dimensions}
+    stage = FirstStage(config.instrument, sellers, levels, np.zeros(0), np.zeros((0, 0)),
+                       math.nan, math.nan, (0, 0), len(sellers) + 1)
+    W = stage.matrix(closed)
+    C = stage.controls(closed)
+    coef, *_ = np.linalg.lstsq(W, x, rcond=None)
+    rss = float(np.sum((x - W @ coef) ** 2))
+    coef_r, *_ = np.linalg.lstsq(C, x, rcond=None)
+    rss_r = float(np.sum((x - C @ coef_r) ** 2))
+    k = int(np.linalg.matrix_rank(W))
+    q = k - int(np.linalg.matrix_rank(C))
+    df2 = len(x) - k
+    if q <= 0 or df2 <= 0 or rss <= 0:
+        return None, "seller identity adds nothing to the segments in explaining the price"
+    f_stat = ((rss_r - rss) / q) / (rss / df2)
+    sigma2 = rss / df2
+    return FirstStage(config.instrument, sellers, levels, coef,
+                      sigma2 * np.linalg.pinv(W.T @ W), math.sqrt(sigma2), float(f_stat),
+                      (q, df2), len(sellers) + 1), None
+
+
+def _first_stage_jacobian(X: np.ndarray, y: np.ndarray, theta: np.ndarray, H: np.ndarray,
+                          W: np.ndarray) -> np.ndarray:
+    """dθ̂/dπ: how the win-model fit moves with the first-stage coefficients.
+
+    v = x − Wπ is the last column of X. θ̂ solves g(θ, π) = 0 with g the penalised
+    score, so by the implicit-function theorem dθ̂/dπ = −H⁻¹ ∂g/∂π.
+    """
+    mu = special.expit(X @ theta)
+    w = mu * (1 - mu)
+    dg = -(X.T @ (w[:, None] * W)) * float(theta[-1])
+    dg[-1, :] -= (mu - y) @ W
+    return -np.linalg.solve(H, dg)
+
+
+def _generated_regressor_cov(X: np.ndarray, y: np.ndarray, theta: np.ndarray, H: np.ndarray,
+                             W: np.ndarray, cov_pi: np.ndarray) -> np.ndarray:
+    """Posterior covariance of θ plus the first stage's uncertainty (delta method).
+
+    v is estimated, so θ̂ inherits π̂'s error: Cov = H⁻¹ + J Cov(π̂) Jᵀ with
+    J = dθ̂/dπ. The Murphy–Topel cross term vanishes when the win model is correctly
+    specified given (x, v, segments). A Monte Carlo check is in docs/pricing-model.md.
+    """
+    J = _first_stage_jacobian(X, y, theta, H, W)
+    return np.linalg.inv(H) + J @ cov_pi @ J.T
 
 
 def _log_marginal(f: float, H: np.ndarray, q: int, lam_a: float, lam_b: float) -> float:
@@ -240,17 +367,20 @@ def _empirical_bayes(
 
 
 def _price_test(
-    design: _Design, deals: pd.DataFrame, x: np.ndarray, y: np.ndarray, lam_a: float
+    design: _Design, deals: pd.DataFrame, x: np.ndarray, y: np.ndarray, lam_a: float,
+    v: np.ndarray | None = None,
 ) -> dict[str, float]:
     """One-sided likelihood-ratio test of 'price lowers the win chance' (b > 0).
 
     Both models keep the segment intercepts (with the empirical-Bayes penalty, so
-    segment mix is not mistaken for a price effect); the alternative adds one
-    tenant-wide price slope. The signed root of the LR statistic is ~N(0, 1) under H0.
+    segment mix is not mistaken for a price effect) and, with a control function, the
+    control v; the alternative adds one tenant-wide price slope. The signed root of the
+    LR statistic is ~N(0, 1) under H0 (conditional on the first stage).
     """
-    X = design.matrix(deals, x)
+    X = design.matrix(deals, x, v)
     q = design.n_levels
-    keep_alt = np.r_[[True, True], np.ones(q, bool), np.zeros(q, bool)]
+    keep_alt = np.r_[[True, True], np.ones(q, bool), np.zeros(q, bool),
+                     np.ones(int(design.control), bool)]
     keep_null = keep_alt.copy()
     keep_null[1] = False
     pen_full = design.penalty(lam_a, 1.0)
@@ -289,6 +419,12 @@ class PriceModel:
     price_test: dict[str, float] = field(default_factory=dict)
     bands: dict[tuple[tuple[str, ...], tuple[str, ...]], PriceBand] = field(default_factory=dict)
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # How the price slope is identified: "control function (seller habit)" or "naive: …".
+    identification: str = "naive"
+    first_stage: FirstStage | None = None
+    # Control-function diagnostics: rho (win log-odds per unit of v), its z, first-stage F,
+    # the over-identification test, and kappa, the factor that averages v out of the curve.
+    control: dict[str, float] = field(default_factory=dict)
     _effects: pd.DataFrame | None = field(default=None, repr=False)
 
     # -- curve ----------------------------------------------------------------
@@ -303,35 +439,65 @@ class PriceModel:
         return out
 
     def curve(self, deals: pd.DataFrame) -> pd.DataFrame:
-        """Per deal: a, b of its curve and the posterior standard error of b."""
+        """Per deal: a, b of its curve and the posterior standard error of b.
+
+        This is the curve for choosing a price. With a control function it is the
+        average structural function: the win model with the control v averaged over
+        its distribution N(0, σ_v²), so a price change is not read as a change in the
+        deal's hidden difficulty. The average of a logit over a normal shift is
+        approximated by a logit with both coefficients scaled by
+        κ = 1/√(1 + π·ρ²σ_v²/8), which keeps the Lambert W optimum exact for it.
+        """
         if not self.usable or self.design is None or self.theta is None:
             nan = np.full(len(deals), np.nan)
             return pd.DataFrame({"a": nan, "b": nan, "b_se": nan}, index=deals.index)
         prepared = self._prepare(deals)
         design = self.design
         n = len(prepared)
-        # Gradient rows of A (at x̄) and B with respect to θ.
+        # Gradient rows of A (at x̄, v = 0) and B with respect to θ.
         G_int = design.matrix(prepared, np.full(n, design.x_mean))
         q = design.n_levels
         G_slope = np.zeros_like(G_int)
         G_slope[:, 1] = 1.0
         if design.hierarchical:
-            G_slope[:, 2 + q:] = G_int[:, 2:2 + q]
-            G_int[:, 2 + q:] = 0.0
+            G_slope[:, 2 + q:2 + 2 * q] = G_int[:, 2:2 + q]
+            G_int[:, 2 + q:2 + 2 * q] = 0.0
         A = G_int @ self.theta
         B = G_slope @ self.theta
         cov = self.covariance if self.covariance is not None else np.zeros((len(self.theta),) * 2)
         b_se = np.sqrt(np.einsum("ij,jk,ik->i", G_slope, cov, G_slope))
+        kappa = self.control.get("kappa", 1.0) if design.control else 1.0
         return pd.DataFrame(
-            {"a": -A + B * design.x_mean, "b": -B, "b_se": b_se}, index=deals.index
+            {"a": kappa * (-A + B * design.x_mean), "b": -kappa * B, "b_se": kappa * b_se},
+            index=deals.index,
         )
 
     def predict(self, deals: pd.DataFrame, ratio: np.ndarray | pd.Series | None = None
                 ) -> np.ndarray:
-        """P(win) at the given ratios (default: each deal's own ratio); NaN without a curve."""
+        """P(win) on the pricing curve at the given ratios (default: each deal's own ratio).
+
+        NaN without a curve. This is the curve recommendations use; to check
+        calibration on closed deals at the prices they were quoted, use
+        `predict_observed`, which also conditions on what the quote reveals.
+        """
         x = np.asarray(deals["ratio"] if ratio is None else ratio, float)
         params = self.curve(deals)
         return win_probability(params["a"].to_numpy(), params["b"].to_numpy(), x)
+
+    def predict_observed(self, deals: pd.DataFrame) -> np.ndarray:
+        """P(win | the deal's own quote, seller, segment): the model's forecast for a deal.
+
+        Without a control function it equals `predict`. With one, the deal's first-stage
+        residual v (how far the quote is from its seller's habit) enters, as it did in
+        the fit; this is the probability a time-ordered hold-out can check.
+        """
+        if not (self.usable and self.design is not None and self.design.control
+                and self.first_stage is not None and self.theta is not None):
+            return self.predict(deals)
+        prepared = self._prepare(deals)
+        x = prepared["ratio"].to_numpy(float)
+        v = self.first_stage.residual(prepared, x)
+        return special.expit(self.design.matrix(prepared, x, v) @ self.theta)
 
     # -- explanation ----------------------------------------------------------
 
@@ -379,6 +545,7 @@ class PriceModel:
             f"Segment pooling (empirical Bayes): prior sd of intercept shifts "
             f"{1 / math.sqrt(self.lambdas[0]):.2f}, of sensitivity shifts "
             f"{1 / math.sqrt(self.lambdas[1]):.2f} (per unit of list price).",
+            f"Price slope identified by: {self.identification}.",
         ]
         effects = self.segment_effects()
         if not effects.empty:
@@ -443,10 +610,22 @@ def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) ->
     else:
         lam_a, lam_b = math.nan, math.nan
         theta, _, H = _newton(X, y, design.penalty(1.0, 1.0))
+    covariance = np.linalg.inv(H)
+    v: np.ndarray | None = None
+    if config.control_function:
+        chosen = _control_function(model, closed, x, y, design, (lam_a, lam_b), theta)
+        if chosen is not None:
+            design, theta, covariance, v = chosen
     model.x_mean, model.design, model.theta, model.lambdas = design.x_mean, design, theta, (
         lam_a, lam_b)
-    model.covariance = np.linalg.inv(H)
-    model.price_test = _price_test(design, closed, x, y, lam_a if config.hierarchical else 1.0)
+    model.covariance = covariance
+    model.price_test = _price_test(design, closed, x, y, lam_a if config.hierarchical else 1.0, v)
+    if model.control.get("overid_p", 1.0) < config.overid_alpha:
+        model.reasons.append(
+            f"sellers differ in how often they win beyond what their prices explain "
+            f"(over-identification test p = {model.control['overid_p']:.2g}): seller skill "
+            "or who gets which deals confounds the price effect, so no curve can be trusted"
+        )
     test = model.price_test
     if test["b"] <= 0:
         model.reasons.append(
@@ -463,6 +642,66 @@ def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) ->
                              f"{test['b']:.0f}): no reliable curve")
     model.usable = not model.reasons
     return model
+
+
+def _control_function(
+    model: PriceModel, closed: pd.DataFrame, x: np.ndarray, y: np.ndarray, naive: _Design,
+    lambdas: tuple[float, float], naive_theta: np.ndarray,
+) -> tuple[_Design, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Fit the control-function logit; return it if it is needed and usable, else None.
+
+    Records diagnostics in `model.control` and the choice in `model.identification`.
+    Steps: first stage (weak instrument → keep the naive fit, said so); win model with
+    the first-stage residual v at the naive fit's prior precisions; Durbin–Wu–Hausman
+    test of ρ = 0 (not rejected → the naive fit is consistent and more efficient, keep
+    it); over-identification test (seller dummies added to the win model).
+    """
+    config = model.config
+    stage, why = _first_stage(closed, x, config)
+    if stage is None:
+        model.identification = f"naive: {why}"
+        return None
+    model.control.update(first_stage_f=stage.f_stat, sellers=float(stage.n_sellers),
+                         sigma_v=stage.sigma)
+    if stage.f_stat < config.min_first_stage_f:
+        model.identification = (
+            f"naive: weak instrument (sellers' habits explain little of the price, first-stage "
+            f"F = {stage.f_stat:.1f} < {config.min_first_stage_f:g}); price confounding "
+            "could not be checked")
+        return None
+    v = stage.residual(closed, x)
+    design = _Design(naive.x_mean, naive.levels, naive.hierarchical, control=True)
+    X = design.matrix(closed, x, v)
+    lam_a, lam_b = (lambdas if naive.hierarchical else (1.0, 1.0))
+    pen = design.penalty(lam_a, lam_b)
+    theta, f_cf, H = _newton(X, y, pen, np.r_[naive_theta, 0.0])
+    rho = float(theta[-1])
+    rho_se = float(np.sqrt(np.linalg.inv(H)[-1, -1]))
+    z = rho / rho_se
+    # Over-identification: do sellers win more or less than their prices explain?
+    D = stage.seller_dummies(closed)
+    drop = int(np.argmax(D.sum(axis=0)))  # one seller column is implied by x − v
+    extra = np.delete(D, drop, axis=1)
+    overid_p = 1.0
+    if extra.shape[1] > 0:
+        _, f_over, _ = _newton(np.hstack([X, extra]), y,
+                               np.r_[pen, np.full(extra.shape[1], FIXED_EFFECT_PENALTY)],
+                               np.r_[theta, np.zeros(extra.shape[1])])
+        overid_p = float(stats.chi2.sf(max(0.0, 2 * (f_cf - f_over)), extra.shape[1]))
+    kappa = 1.0 / math.sqrt(1.0 + math.pi * (rho * stage.sigma) ** 2 / 8.0)
+    model.control.update(rho=rho, rho_se=rho_se, rho_z=z, overid_p=overid_p,
+                         overid_df=float(extra.shape[1]), kappa=kappa)
+    if 2 * stats.norm.sf(abs(z)) >= config.exogeneity_alpha:
+        model.identification = (
+            f"naive: no sign that prices are confounded (control term z = {z:.1f}, first-stage "
+            f"F = {stage.f_stat:.0f})")
+        return None
+    model.identification = (
+        f"control function (seller habit as instrument, first-stage F = {stage.f_stat:.0f}; "
+        f"control term z = {z:.1f})")
+    model.first_stage = stage
+    cov = _generated_regressor_cov(X, y, theta, H, stage.matrix(closed), stage.covariance)
+    return design, theta, cov, v
 
 
 # --------------------------------------------------------------------------- recommending
@@ -564,6 +803,7 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         "band_won_deals": [bd.won_deals if bd else 0 for bd in bands],
         "b": b,
         "b_se": b_se,
+        "identification": np.where(segment_ok, model.identification, None),
     })
     if explain:
         rows = [row for _, row in deals.iterrows()]

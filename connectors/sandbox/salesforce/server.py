@@ -35,6 +35,7 @@ from werkzeug.wrappers import Request, Response
 from . import soap
 from .errors import ApiError, unexpected_error
 from .faults import FaultConfig, FaultInjector, as_fault_config
+from .oauth import OAuthError, OAuthServer, consent_page, redirect_target
 from .sandbox import SalesforceSandbox
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ def _rules() -> list[Rule]:
     Rule("/services/data/v<version>/composite/sobjects/<sobject>",
          endpoint="rest.collection_get", methods=["GET"]),
     Rule("/services/oauth2/token", endpoint="oauth.token", methods=["POST"]),
+    Rule("/services/oauth2/authorize", endpoint="oauth.authorize", methods=["GET", "POST"]),
+    Rule("/services/oauth2/revoke", endpoint="oauth.revoke", methods=["GET", "POST"]),
     Rule("/services/Soap/u/<version>", endpoint="soap.partner", methods=["POST"]),
     Rule("/services/Soap/u/<version>/<org_id>", endpoint="soap.partner", methods=["POST"]),
     Rule("/_sandbox/health", endpoint="admin.health", methods=["GET"]),
@@ -153,6 +156,8 @@ class SandboxApp:
             "rest.collection_get": self.collection_get,
             "soap.partner": self.soap_partner,
             "oauth.token": self.oauth_token,
+            "oauth.authorize": self.oauth_authorize,
+            "oauth.revoke": self.oauth_revoke,
             "admin.health": self.admin_health,
             "admin.config": self.admin_config,
             "admin.fields": self.admin_fields,
@@ -163,6 +168,7 @@ class SandboxApp:
             "admin.truth": self.admin_truth,
             "admin.faults": self.admin_faults,
         }
+        self.oauth = OAuthServer(sandbox)
         self.faults = FaultInjector(sandbox)
         self.faults.install(self)
 
@@ -442,29 +448,21 @@ class SandboxApp:
     # -- OAuth 2.0 ------------------------------------------------------------
 
     def oauth_token(self, ctx: RequestContext) -> Response:
-        """Token endpoint for OAuth clients (Airbyte-style connectors).
+        """Token endpoint: authorization_code (with PKCE), refresh_token and password grants.
 
-        `grant_type=password` takes the username and password + security token;
-        `grant_type=refresh_token` takes the security token as refresh token.
-        Client ids and secrets are accepted as given: the org has no apps.
+        `grant_type=authorization_code` exchanges a code from the authorize page
+        and its `code_verifier` for an access token and a refresh token;
+        `grant_type=refresh_token` takes a refresh token issued that way (or, for
+        older clients, the security token); `grant_type=password` takes the
+        username and password + security token. Errors use Salesforce's OAuth
+        JSON shape `{"error", "error_description"}`.
         """
-        form = ctx.request.form
+        form = {k: v for k, v in ctx.request.form.items()}
         grant = form.get("grant_type", "")
-        sid: str | None = None
-        if grant == "password":
-            sid = self.sandbox.login(form.get("username", ""), form.get("password", ""))
-        elif grant == "refresh_token":
-            token = form.get("refresh_token", "")
-            if token and hmac.compare_digest(token.encode(),
-                                             self.sandbox.security_token.encode()):
-                sid = self.sandbox.login(self.sandbox.username,
-                                         self.sandbox.password + self.sandbox.security_token)
-        else:
-            return json_response({"error": "unsupported_grant_type",
-                                  "error_description": "grant type not supported"}, 400)
-        if sid is None:
-            return json_response({"error": "invalid_grant",
-                                  "error_description": "authentication failure"}, 400)
+        try:
+            tokens = self._grant(grant, form)
+        except OAuthError as error:
+            return json_response(error.as_json(), error.status)
         host = ctx.request.host
         issued = str(int(self.sandbox.now().timestamp() * 1000))
         identity = f"https://{host}/id/{self.sandbox.org_id}/{self.sandbox.admin_user_id}"
@@ -472,9 +470,78 @@ class SandboxApp:
             self.sandbox.security_token.encode(), (identity + issued).encode(), hashlib.sha256
         ).digest()).decode()
         return json_response({
-            "access_token": sid, "instance_url": f"https://{host}", "id": identity,
+            **tokens, "instance_url": f"https://{host}", "id": identity,
             "token_type": "Bearer", "issued_at": issued, "signature": signature,
-        })
+        }, headers={"Cache-Control": "no-store"})
+
+    def _grant(self, grant: str, form: dict[str, str]) -> dict[str, str]:
+        if grant == "authorization_code":
+            return self.oauth.exchange_code(form)
+        sid: str | None = None
+        if grant == "password":
+            sid = self.sandbox.login(form.get("username", ""), form.get("password", ""))
+        elif grant == "refresh_token":
+            issued = self.oauth.refresh(form)
+            if issued is not None:
+                return issued
+            token = form.get("refresh_token", "")
+            if token and hmac.compare_digest(token.encode(),
+                                             self.sandbox.security_token.encode()):
+                sid = self.sandbox.login(self.sandbox.username,
+                                         self.sandbox.password + self.sandbox.security_token)
+            if sid is None:
+                raise OAuthError("invalid_grant", "expired access/refresh token")
+        else:
+            raise OAuthError("unsupported_grant_type", "grant type not supported")
+        if sid is None:
+            raise OAuthError("invalid_grant", "authentication failure")
+        return {"access_token": sid}
+
+    def oauth_authorize(self, ctx: RequestContext) -> Response:
+        """The consent page (GET) and the user's decision (POST), which redirects back."""
+        source = ctx.request.args if ctx.request.method == "GET" else ctx.request.form
+        args = {k: v for k, v in source.items()}
+        try:
+            request = self.oauth.parse_authorize(args)
+        except OAuthError as error:  # never redirect to an unchecked redirect_uri
+            return Response(f"<!doctype html><title>OAuth error</title><h1>{error.error}</h1>"
+                            f"<p>{error.description}</p>", status=400,
+                            content_type="text/html;charset=UTF-8")
+        try:
+            self.oauth.check_authorize(request, args)
+        except OAuthError as error:
+            return _redirect(redirect_target(request.redirect_uri, {
+                "error": error.error, "error_description": error.description,
+                "state": request.state}))
+        if ctx.request.method == "GET":
+            user = json.loads(self.sandbox.get_record("User", self.sandbox.admin_user_id))
+            page = consent_page(self.oauth, request, str(user.get("Name") or ""),
+                                self.sandbox.username)
+            return Response(page, content_type="text/html;charset=UTF-8", headers={
+                "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                           "form-action 'self' http: https:; "
+                                           "frame-ancestors 'none'"})
+        if not hmac.compare_digest(args.get("consent_token", ""),
+                                   self.oauth.consent_token(request)):
+            return Response("<!doctype html><title>OAuth error</title><h1>invalid_request</h1>"
+                            "<p>The consent form was not submitted from this page.</p>",
+                            status=400, content_type="text/html;charset=UTF-8")
+        if args.get("decision") != "allow":
+            return _redirect(redirect_target(request.redirect_uri, {
+                "error": "access_denied", "error_description": "end-user denied authorization",
+                "state": request.state}))
+        code = self.oauth.issue_code(request)
+        return _redirect(redirect_target(request.redirect_uri,
+                                         {"code": code, "state": request.state}))
+
+    def oauth_revoke(self, ctx: RequestContext) -> Response:
+        """Revoke a refresh token (`token=`); unknown tokens get `unsupported_token_type`."""
+        token = ctx.request.values.get("token", "")
+        if not self.oauth.revoke(token):
+            return json_response({"error": "unsupported_token_type",
+                                  "error_description": "this token type is not supported"}, 400)
+        return Response(status=200)
 
     # -- admin ---------------------------------------------------------------
 
@@ -534,6 +601,10 @@ class SandboxApp:
         if truth is None:
             raise ApiError(404, "NOT_FOUND", "This sandbox was not seeded by the generator")
         return json_response(truth)
+
+
+def _redirect(location: str) -> Response:
+    return Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 def _bearer(request: Request) -> str | None:

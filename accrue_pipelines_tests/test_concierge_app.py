@@ -1,0 +1,395 @@
+"""The concierge wizard through Flask's test client: sign-up to "Finish and Close".
+
+CSRF protection stays on in every test (tokens are read from the pages, as a
+browser would). Fixtures and the `Admin` driver here are reused by the other
+test_concierge_* modules.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import requests
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import Engine
+
+from accrue import db, tenants
+from accrue.schema import audit_event, onboarding_state
+from connectors.sandbox.salesforce import RunningSandbox
+from onboarding_app import create_app
+
+CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session", name="concierge_db_url")
+def concierge_db_url_fixture(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite database for the app tests that need only one backend."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('concierge') / 'warehouse.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def make_app(database_url: str, sandbox_url: str | None = None, **config: Any) -> Flask:
+    settings: dict[str, Any] = {
+        "TESTING": True, "DATABASE_URL": database_url, "ENV_NAME": "development",
+        "SALESFORCE_SANDBOX_URL": sandbox_url, "SERVER_NAME": "concierge.test",
+    }
+    settings.update(config)
+    return create_app(settings)
+
+
+@pytest.fixture(name="app")
+def app_fixture(concierge_db_url: str, sf_sandbox: RunningSandbox) -> Flask:
+    return make_app(concierge_db_url, sf_sandbox.url)
+
+
+class Admin:
+    """Drives the concierge like a browser: reads CSRF tokens from pages, posts forms."""
+
+    def __init__(self, client: FlaskClient, email: str | None = None) -> None:
+        self.client = client
+        self.email = email or f"admin-{uuid.uuid4().hex[:10]}@example.com"
+        self.password = PASSWORD
+
+    def token(self, path: str = "/auth/login") -> str:
+        match = CSRF.search(self.client.get(path).get_data(as_text=True))
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def post(self, path: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        form = {"csrf_token": self.token(), **(data or {})}
+        return self.client.post(path, data=form, **kwargs)
+
+    def signup(self, company: str = "Acme Corp") -> Any:
+        response = self.post("/auth/signup", {"company": company, "full_name": "Ana Admin",
+                                              "email": self.email, "password": self.password})
+        assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+        return response
+
+    def login(self, password: str | None = None) -> Any:
+        return self.post("/auth/login", {"email": self.email,
+                                         "password": password or self.password})
+
+    def logout(self) -> Any:
+        return self.post("/auth/logout")
+
+    @property
+    def tenant_id(self) -> str:
+        with self.client.application.app_context():
+            engine = self.client.application.extensions["accrue_warehouse"]
+            with engine.connect() as conn:
+                return conn.execute(sa.text(
+                    "SELECT tenant_id FROM app_user WHERE email = :e"), {"e": self.email}
+                ).scalar_one()
+
+    # -- the wizard ----------------------------------------------------------------
+
+    def start(self) -> Any:
+        return self.post("/onboarding/start")
+
+    def choose_crm(self, crm: str = "salesforce", action: str = "continue") -> Any:
+        return self.post("/onboarding/crm", {"crm": crm, "action": action})
+
+    def details(self, sandbox: RunningSandbox | None = None, action: str = "continue",
+                headers: dict[str, str] | None = None, **fields: str) -> Any:
+        data = {"auth_method": "password", "environment": "production", "my_domain": "",
+                "action": action}
+        if sandbox is not None:
+            data.update(username=sandbox.username, password=sandbox.password,
+                        security_token=sandbox.security_token)
+        data.update(fields)
+        return self.post("/onboarding/details", data, headers=headers or {})
+
+    def oauth_connect(self, sandbox: RunningSandbox, decision: str = "allow") -> Any:
+        """Connect with Salesforce: consent in the sandbox, back to the callback."""
+        callback = self.authorize(sandbox, decision)
+        return self.client.get(callback)
+
+    def authorize(self, sandbox: RunningSandbox, decision: str = "allow") -> str:
+        """Start OAuth and click Allow/Deny on the sandbox page; the callback path + query."""
+        start = self.post("/onboarding/details/oauth", {
+            "auth_method": "oauth", "environment": "production", "my_domain": ""})
+        assert start.status_code == 302, start.get_data(as_text=True)[:1000]
+        authorize_url = start.headers["Location"]
+        assert authorize_url.startswith(sandbox.url + "/services/oauth2/authorize?")
+        page = requests.get(authorize_url, timeout=5)
+        assert page.status_code == 200 and "Allow Access?" in page.text
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page.text))
+        fields = {k: v.replace("&amp;", "&") for k, v in fields.items()}
+        fields["decision"] = decision
+        answer = requests.post(f"{sandbox.url}/services/oauth2/authorize", data=fields,
+                               allow_redirects=False, timeout=5)
+        assert answer.status_code == 302
+        target = urlsplit(answer.headers["Location"])
+        return f"{target.path}?{target.query}"
+
+    def review(self, frequency: int = 15, action: str = "continue", **imports: bool) -> Any:
+        data: dict[str, Any] = {"frequency": str(frequency), "action": action}
+        data.update({k: "y" for k, v in imports.items() if v})
+        return self.post("/onboarding/review", data)
+
+    def terms(self, agree: bool = True, action: str = "continue") -> Any:
+        data: dict[str, Any] = {"action": action}
+        if agree:
+            data["agree"] = "y"
+        return self.post("/onboarding/terms", data)
+
+    def finish(self) -> Any:
+        return self.post("/onboarding/finish")
+
+
+def location(response: Any) -> str:
+    return urlsplit(response.headers.get("Location", "")).path
+
+
+def query(response: Any) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(response.headers.get("Location", "")).query))
+
+
+@pytest.fixture(name="admin")
+def admin_fixture(app: Flask) -> Admin:
+    return Admin(app.test_client())
+
+
+def audit_actions(engine: Engine, tenant_id: str) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            sa.select(audit_event.c.action, audit_event.c.outcome)
+            .where(audit_event.c.tenant_id == tenant_id).order_by(audit_event.c.id))]
+
+
+# -- tests ------------------------------------------------------------------------------
+
+
+def test_full_flow_with_legacy_credentials_on_both_backends(
+    database_url: str, sf_sandbox: RunningSandbox
+) -> None:
+    app = make_app(database_url, sf_sandbox.url)
+    admin = Admin(app.test_client())
+    admin.signup()
+    engine = app.extensions["accrue_warehouse"]
+    tenant = tenants.require_tenant(engine, admin.tenant_id)
+    assert tenant.status == "pending"
+
+    home = admin.client.get("/home").get_data(as_text=True)
+    assert 'id="concierge"' in home and "Start Now" in home  # U1 pop-up after sign-up
+    assert location(admin.start()) == "/onboarding/crm"
+    crm_page = admin.client.get("/onboarding/crm").get_data(as_text=True)
+    for name in ("Salesforce", "NetSuite", "HubSpot", "Close", "SugarCRM", "Coming soon",
+                 "My CRM is not listed", "push API"):
+        assert name in crm_page
+    assert location(admin.choose_crm()) == "/onboarding/details"
+    assert location(admin.details(sf_sandbox)) == "/onboarding/review"
+
+    review = admin.client.get("/onboarding/review").get_data(as_text=True)
+    counts = sf_sandbox.sandbox.counts()
+    assert "Opportunities (deals)" in review and "Activities" in review
+    assert f">{counts['Opportunity']['live']:,}<" in review
+    for minutes in ("5", "15", "30", "60", "360", "1440"):
+        assert f'value="{minutes}"' in review
+    assert location(admin.review(frequency=15, market_data=True)) == "/onboarding/terms"
+    assert location(admin.terms()) == "/onboarding/complete"
+    assert "Finish and Close" in admin.client.get("/onboarding/complete").get_data(as_text=True)
+    assert location(admin.finish()) == "/status"
+
+    tenant = tenants.require_tenant(engine, admin.tenant_id)
+    assert (tenant.status, tenant.sync_frequency_minutes) == ("active", 15)
+    with engine.connect() as conn:
+        state = conn.execute(sa.select(onboarding_state).where(
+            onboarding_state.c.tenant_id == admin.tenant_id)).mappings().one()
+    assert state["step"] == "complete" and state["completed_at"] is not None
+    assert state["terms_version"] == app.config["TERMS_VERSION"]
+    assert state["terms_agreed_at"] is not None and state["started_at"] is not None
+    assert state["data"]["review"]["imports"]["market_data"] is True
+    actions = audit_actions(engine, admin.tenant_id)
+    for expected in [("credentials.saved", "ok"), ("connection.tested", "ok"),
+                     ("terms.agreed", "ok"), ("onboarding.completed", "ok")]:
+        assert expected in actions
+    # After completion the wizard is closed and the status page takes over.
+    assert location(admin.client.get("/onboarding/crm")) == "/status"
+    status = admin.client.get("/status").get_data(as_text=True)
+    assert "First data" in status and "First recommendations" in status
+
+
+def test_save_and_continue_later_resumes_at_the_saved_step_with_fields_filled(
+    app: Flask, admin: Admin, sf_sandbox: RunningSandbox
+) -> None:
+    admin.signup()
+    admin.start()
+    admin.choose_crm()
+    saved = admin.details(sf_sandbox, action="save")
+    assert location(saved) == "/home"
+    admin.logout()
+    assert location(admin.client.get("/home")) == "/auth/login"
+
+    admin.login()
+    home = admin.client.get("/home").get_data(as_text=True)
+    assert "Finish connecting your CRM" in home and "Provide Details" in home  # U1 + U5
+    resume = admin.client.get("/onboarding/")
+    assert location(resume) == "/onboarding/details"
+    page = admin.client.get("/onboarding/details").get_data(as_text=True)
+    assert f'value="{sf_sandbox.username}"' in page  # non-secret field filled in
+    assert page.count('class="saved-badge">Saved<') == 2  # password and token: "saved"
+    assert sf_sandbox.password not in page and sf_sandbox.security_token not in page
+    # Blank secrets keep the saved ones: continuing without retyping them works.
+    kept = admin.details(None, username=sf_sandbox.username, password="", security_token="")
+    assert location(kept) == "/onboarding/review"
+
+
+def test_each_step_is_saved_in_the_database_not_the_cookie(app: Flask, admin: Admin,
+                                                           sf_sandbox: RunningSandbox) -> None:
+    admin.signup()
+    admin.start()
+    admin.choose_crm(action="save")
+    engine = app.extensions["accrue_warehouse"]
+    wizard = _wizard_row(engine, admin.tenant_id)
+    assert (wizard["step"], wizard["data"]["crm"]) == ("crm", {"key": "salesforce"})
+    admin.choose_crm()
+    admin.details(sf_sandbox)
+    admin.review(frequency=360, activities=True, action="save")
+    wizard = _wizard_row(engine, admin.tenant_id)
+    assert wizard["step"] == "review"
+    assert wizard["data"]["review"]["frequency"] == 360
+    assert wizard["data"]["review"]["imports"]["activities"] is True
+    assert location(admin.client.get("/onboarding/terms")) == "/onboarding/review"
+    admin.review(frequency=360, activities=True)
+    admin.terms(agree=True, action="save")
+    wizard = _wizard_row(engine, admin.tenant_id)
+    assert wizard["step"] == "terms" and wizard["terms_agreed_at"] is not None
+    cookie = admin.client.get_cookie(app.config["SESSION_COOKIE_NAME"], domain="concierge.test")
+    assert cookie is not None and "review" not in cookie.value and "crm" not in cookie.value
+
+
+def _wizard_row(engine: Engine, tenant_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(onboarding_state).where(
+            onboarding_state.c.tenant_id == tenant_id)).mappings().one())
+
+
+def test_terms_must_be_agreed_to_finish(app: Flask, admin: Admin,
+                                        sf_sandbox: RunningSandbox) -> None:
+    admin.signup()
+    admin.start()
+    admin.choose_crm()
+    admin.details(sf_sandbox)
+    admin.review()
+    refused = admin.terms(agree=False)
+    assert refused.status_code == 400
+    assert "Please agree to the Terms and Policies" in refused.get_data(as_text=True)
+    assert location(admin.client.get("/onboarding/complete")) == "/onboarding/terms"
+    assert location(admin.finish()) == "/onboarding/terms"
+    engine = app.extensions["accrue_warehouse"]
+    assert tenants.require_tenant(engine, admin.tenant_id).status == "pending"
+
+
+def test_steps_cannot_be_skipped(app: Flask, admin: Admin) -> None:
+    admin.signup()
+    admin.start()
+    for path in ("/onboarding/details", "/onboarding/review", "/onboarding/terms",
+                 "/onboarding/complete"):
+        assert location(admin.client.get(path)) == "/onboarding/crm"
+    admin.choose_crm()
+    assert location(admin.client.get("/onboarding/review")) == "/onboarding/details"
+
+
+def test_coming_soon_crms_cannot_be_chosen(app: Flask, admin: Admin) -> None:
+    admin.signup()
+    admin.start()
+    response = admin.choose_crm("hubspot")
+    assert response.status_code == 400 and "coming soon" in response.get_data(as_text=True)
+
+
+def test_popup_at_every_login_until_complete_and_never_after(
+    app: Flask, admin: Admin, sf_sandbox: RunningSandbox
+) -> None:
+    admin.signup()
+    assert 'id="concierge"' in admin.client.get("/home").get_data(as_text=True)
+    admin.post("/onboarding/defer")  # "Not now"
+    assert 'id="concierge"' not in admin.client.get("/home").get_data(as_text=True)
+    for _ in range(2):
+        admin.logout()
+        admin.login()
+        assert 'id="concierge"' in admin.client.get("/home").get_data(as_text=True)
+    admin.start()
+    admin.choose_crm()
+    admin.details(sf_sandbox)
+    admin.review()
+    admin.terms()
+    admin.finish()
+    admin.logout()
+    admin.login()
+    home = admin.client.get("/home").get_data(as_text=True)
+    assert 'id="concierge"' not in home and "Your CRM is connected" in home
+
+
+def test_connection_error_is_mapped_to_the_field_with_a_hint(
+    app: Flask, admin: Admin, sf_sandbox: RunningSandbox
+) -> None:
+    admin.signup()
+    admin.start()
+    admin.choose_crm()
+    response = admin.details(sf_sandbox, action="test", security_token="OLDTOKEN",
+                             headers={"Accept": "application/json"})
+    body = response.get_json()
+    assert body["ok"] is False and body["field"] == "security_token"
+    assert "token changes when the password changes" in body["hint"]
+    assert body["seconds"] < 3
+    page = admin.details(sf_sandbox, action="continue", security_token="OLDTOKEN")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400 and 'id="security_token-error"' in html
+    ok = admin.details(sf_sandbox, action="test", headers={"Accept": "application/json"})
+    assert ok.get_json()["ok"] is True and ok.get_json()["next"] == "/onboarding/review"
+
+
+def test_missing_fields_are_reported_without_contacting_salesforce(
+    app: Flask, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin.signup()
+    admin.start()
+    admin.choose_crm()
+    calls: list[str] = []
+    monkeypatch.setattr(requests.Session, "send",
+                        lambda self, request, **kw: calls.append(request.url))
+    response = admin.details(None, action="continue", username="", password="")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Enter the Salesforce username." in html and "Enter the password." in html
+    assert calls == []
+
+
+def test_details_page_has_help_per_field_and_labels(app: Flask, admin: Admin) -> None:
+    admin.signup()
+    admin.start()
+    admin.choose_crm()
+    html = admin.client.get("/onboarding/details").get_data(as_text=True)
+    assert html.count("Where do I find this?") >= 5
+    for field in ("my_domain", "username", "password", "security_token"):
+        assert f'<label for="{field}">' in html
+    for text in ("Connect with Salesforce", "Test connection", "Save and Continue Later",
+                 "Continue"):
+        assert text in html
+
+
+def test_healthz_and_public_pages(concierge_db_url: str) -> None:
+    client = make_app(concierge_db_url).test_client()
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert "Salesforce" in client.get("/").get_data(as_text=True)
+    assert location(client.get("/home")) == "/auth/login"
+
+
+def test_files_are_plain_ascii_paths(tmp_path: Path) -> None:
+    """Templates live inside the package (shipped with it)."""
+    root = Path(__file__).resolve().parents[1] / "onboarding_app"
+    for name in ("templates/base.html", "templates/onboarding/details.html",
+                 "static/app.css", "static/app.js", "templates/email/first_data.txt"):
+        assert (root / name).is_file()

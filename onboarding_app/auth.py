@@ -1,0 +1,112 @@
+"""Sign-up, login and logout.
+
+One message for an unknown e-mail and a wrong password (and the same work
+for both, see security.verify_password); logins are rate-limited per account
+and per address; every login starts a new server-side session.
+"""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.wrappers import Response
+
+from onboarding_app import audit, store
+from onboarding_app.extensions import limiter, warehouse
+from onboarding_app.forms import ActionForm, LoginForm, SignupForm
+from onboarding_app.security import (
+    LOGIN_FAILED,
+    end_session,
+    get_logger,
+    hash_password,
+    safe_next,
+    start_session,
+    verify_password,
+)
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+logger = get_logger(__name__)
+
+
+def _account_key() -> str:
+    """Rate-limit key per e-mail typed, so one address cannot be guessed from many IPs."""
+    return "login:" + (request.form.get("email") or "").strip().lower()[:254]
+
+
+def _limit(name: str) -> str:
+    return str(current_app.config[name])
+
+
+def _after_login(tenant_id: str) -> None:
+    """U1: the concierge pop-up shows at every login until setup is complete."""
+    wizard = store.load_wizard(warehouse.engine, tenant_id)
+    if not wizard.complete:
+        session["concierge_popup"] = True
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(lambda: _limit("SIGNUP_LIMIT_PER_IP"), methods=["POST"])
+def signup() -> str | Response:
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            tenant_id, user_id = store.create_account(
+                warehouse.engine, company=form.company.data or "",
+                full_name=form.full_name.data or "", email=form.email.data or "",
+                password_hash=hash_password(form.password.data or ""),
+            )
+        except store.EmailTaken:
+            # Say so: sign-up cannot hide it anyway (the address must be unique).
+            form.email.errors = ["An account with this e-mail exists: log in instead."]
+            return render_template("auth/signup.html", form=form), 409
+        start_session(user_id, tenant_id)
+        audit.record(warehouse.engine, "account.created", tenant_id=tenant_id,
+                     actor=f"user:{user_id}")
+        _after_login(tenant_id)
+        return redirect(url_for("main.home"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("auth/signup.html", form=form), status
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: _limit("LOGIN_LIMIT_PER_IP"), methods=["POST"])
+@limiter.limit(lambda: _limit("LOGIN_LIMIT_PER_ACCOUNT"), methods=["POST"], key_func=_account_key)
+def login() -> str | Response:
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = safe_next(request.args.get("next")) or ""
+    if form.validate_on_submit():
+        user = store.find_user(warehouse.engine, form.email.data or "")
+        if verify_password(user.password_hash if user else None, form.password.data or ""):
+            assert user is not None
+            start_session(user.id, user.tenant_id)
+            audit.record(warehouse.engine, "login", tenant_id=user.tenant_id,
+                         actor=f"user:{user.id}")
+            _after_login(user.tenant_id)
+            return redirect(safe_next(form.next.data) or url_for("main.home"))
+        audit.record(warehouse.engine, "login", outcome="failed",
+                     tenant_id=user.tenant_id if user else None, actor="anonymous")
+        form.password.data = ""
+        return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
+    status = 400 if form.is_submitted() else 200
+    return render_template("auth/login.html", form=form, error=None), status
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    form = ActionForm()
+    form.validate_on_submit()  # CSRFProtect has already refused a missing or bad token
+    if g.get("user") is not None:
+        audit.record(warehouse.engine, "logout")
+    end_session()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))

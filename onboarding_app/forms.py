@@ -1,0 +1,108 @@
+"""One form per page. Flask-WTF adds the CSRF token to each; labels are the visible ones."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+)
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+
+from accrue.schema import SYNC_FREQUENCIES_MINUTES
+from onboarding_app import crm
+
+EMAIL = Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter an e-mail address like ana@acme.com.")
+MIN_PASSWORD = 12
+
+FREQUENCY_LABELS = {
+    5: "Every 5 minutes", 15: "Every 15 minutes", 30: "Every 30 minutes",
+    60: "Every hour (recommended)", 360: "Every 6 hours", 1440: "Once a day",
+}
+
+
+class SignupForm(FlaskForm):
+    company = StringField("Company name", validators=[DataRequired(), Length(max=200)])
+    full_name = StringField("Your name", validators=[DataRequired(), Length(max=200)])
+    email = EmailField("Work e-mail", validators=[DataRequired(), EMAIL, Length(max=254)])
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), Length(min=MIN_PASSWORD, max=200,
+                                           message=f"Use at least {MIN_PASSWORD} characters.")],
+        description=f"At least {MIN_PASSWORD} characters. A passphrase is easiest.",
+    )
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    next = HiddenField()
+
+
+class ActionForm(FlaskForm):
+    """Pages whose only input is the button pressed (Welcome, Complete, logout)."""
+
+
+class SelectCrmForm(FlaskForm):
+    crm = RadioField(
+        "Which CRM does your team use?",
+        choices=[(o.key, o.name) for o in crm.catalog()],
+        validators=[Optional()],
+    )
+
+    def validate_crm(self, field: RadioField) -> None:
+        supported = {o.key for o in crm.catalog() if o.supported}
+        if field.data and field.data not in supported:
+            raise ValidationError("That CRM is coming soon: use the push API or a file import.")
+
+
+class SalesforceDetailsForm(FlaskForm):
+    auth_method = RadioField(
+        "How should Accrue sign in to Salesforce?",
+        choices=[("oauth", "Connect with Salesforce (recommended)"),
+                 ("password", "Username, password and security token")],
+        default="oauth",
+    )
+    environment = RadioField(
+        crm.SALESFORCE_HELP["environment"].label,
+        choices=[("production", "Production"), ("sandbox", "Sandbox")],
+        default="production",
+    )
+    my_domain = StringField(crm.SALESFORCE_HELP["my_domain"].label,
+                            validators=[Optional(), Length(max=253)])
+    username = StringField(crm.SALESFORCE_HELP["username"].label,
+                           validators=[Optional(), Length(max=254)])
+    password = PasswordField(crm.SALESFORCE_HELP["password"].label,
+                             validators=[Optional(), Length(max=200)])
+    security_token = PasswordField(crm.SALESFORCE_HELP["security_token"].label,
+                                   validators=[Optional(), Length(max=100)])
+
+    def validate_my_domain(self, field: StringField) -> None:
+        try:
+            field.data = crm.normalise_my_domain(field.data or "")
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_username(self, field: StringField) -> None:
+        if field.data and not EMAIL.regex.match(field.data.strip()):
+            raise ValidationError("A Salesforce username looks like an e-mail address.")
+
+
+class ReviewForm(FlaskForm):
+    activities = BooleanField("Activities (tasks, calls, meetings)")
+    market_data = BooleanField("Market data (competitors, market prices)")
+    vendor_price_lists = BooleanField("Vendor data (stock, vendor price lists)")
+    frequency = SelectField(
+        "How often should Accrue sync?",
+        choices=[(str(m), FREQUENCY_LABELS[m]) for m in SYNC_FREQUENCIES_MINUTES],
+        default="60",
+    )
+
+
+class TermsForm(FlaskForm):
+    agree = BooleanField("I have read and agree to the Accrue Terms and Policies")

@@ -1,0 +1,185 @@
+"""Passwords, login sessions, the current admin, and log redaction.
+
+Login sessions live in the database (`app_session`); the signed Flask cookie
+only carries a random token, so logging out deletes the session for good and
+a replayed cookie is worthless. A new token (and a new CSRF token) is issued
+at every login, which defeats session fixation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, g, redirect, request, session, url_for
+
+from accrue import crypto
+from accrue.schema import app_session, app_user, utcnow
+from onboarding_app.extensions import warehouse
+
+F = TypeVar("F", bound=Callable[..., Any])
+_hasher = PasswordHasher()
+# Verified when the e-mail is unknown, so both failures cost the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+LOGIN_FAILED = "That e-mail and password do not match an account."
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Constant work whether or not the account exists (no user enumeration by timing)."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    id: int
+    tenant_id: str
+    email: str
+    full_name: str
+    session_hash: str
+
+
+def start_session(user_id: int, tenant_id: str) -> None:
+    """Replace whatever session the browser had with a fresh one for this admin."""
+    session.clear()
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    hours = int(current_app.config["SESSION_MAX_HOURS"])
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.insert(app_session).values(
+            token_hash=token_hash(token), user_id=user_id, tenant_id=tenant_id,
+            created_at=now, last_seen_at=now, expires_at=now + timedelta(hours=hours),
+        ))
+        conn.execute(sa.update(app_user).where(app_user.c.id == user_id)
+                     .values(last_login_at=now, updated_at=now))
+    session["sid"] = token
+    session.permanent = False
+
+
+def end_session() -> None:
+    """Delete the server-side session, then the cookie's content."""
+    token = session.get("sid")
+    if isinstance(token, str):
+        with warehouse.engine.begin() as conn:
+            conn.execute(
+                sa.delete(app_session).where(app_session.c.token_hash == token_hash(token))
+            )
+    session.clear()
+
+
+def load_current_user() -> None:
+    """Resolve the cookie's token to an admin, or None; slides the idle timeout."""
+    g.user = None
+    token = session.get("sid")
+    if not isinstance(token, str):
+        return
+    digest = token_hash(token)
+    now = utcnow()
+    idle = timedelta(minutes=int(current_app.config["SESSION_IDLE_MINUTES"]))
+    with warehouse.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(app_session.c.last_seen_at, app_session.c.expires_at, app_user.c.id,
+                      app_user.c.tenant_id, app_user.c.email, app_user.c.full_name)
+            .join(app_user, app_user.c.id == app_session.c.user_id)
+            .where(app_session.c.token_hash == digest)
+        ).first()
+    if row is None or row.expires_at <= now or row.last_seen_at + idle <= now:
+        if row is not None:
+            with warehouse.engine.begin() as conn:
+                conn.execute(sa.delete(app_session).where(app_session.c.token_hash == digest))
+        session.clear()
+        return
+    if now - row.last_seen_at > timedelta(minutes=1):
+        with warehouse.engine.begin() as conn:
+            conn.execute(sa.update(app_session).where(app_session.c.token_hash == digest)
+                         .values(last_seen_at=now))
+    g.user = CurrentUser(row.id, row.tenant_id, row.email, row.full_name, digest)
+
+
+def current_user() -> CurrentUser:
+    return cast(CurrentUser, g.user)
+
+
+def login_required(view: F) -> F:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if g.get("user") is None:
+            if request.method == "GET":
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            return redirect(url_for("auth.login"))
+        return view(*args, **kwargs)
+
+    return cast(F, wrapped)
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site relative paths: never an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
+# -- logs -----------------------------------------------------------------------------
+
+_OAUTH_QUERY = re.compile(r"\b(code|state|code_verifier)=[^&\s\"']+", re.I)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs credentials from every record a handler emits (S1, second line of defence).
+
+    The first line is not logging secrets at all; this catches the rest: OAuth
+    codes in request lines, `password=...`, bearer tokens, sealed tokens.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record must still be logged
+            return True
+        cleaned = _OAUTH_QUERY.sub(lambda m: f"{m.group(1)}=[REDACTED]", crypto.redact(message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A module logger whose records are redacted before any handler sees them."""
+    log = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in log.filters):
+        log.addFilter(RedactingFilter())
+    return log
+
+
+def install_log_redaction() -> None:
+    """Redact the request log (werkzeug) and whatever reaches the root handlers.
+
+    Logger filters do not apply to records propagated from child loggers, so
+    the root's handlers get the filter too; our own modules use `get_logger`.
+    """
+    for name in ("werkzeug", "flask.app"):
+        get_logger(name)
+    root = logging.getLogger()
+    get_logger("")
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -1,0 +1,98 @@
+"""Concierge settings, read from the environment once per `create_app`.
+
+Secure by default: outside `ACCRUE_APP_ENV=development` cookies are `Secure`
+and `__Host-` prefixed. Everything a test or an operator may change is a
+Flask config key, so `create_app(test_config)` can override any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from accrue import config as accrue_config
+
+logger = logging.getLogger(__name__)
+
+APP_ENV = "ACCRUE_APP_ENV"
+SECRET_KEY_ENV = "ACCRUE_APP_SECRET_KEY"
+SECRET_KEY_FILENAME = "app_secret_key"
+TERMS_VERSION = "2026-01"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = _env(name)
+    return default if value is None else value.lower() in ("1", "true", "yes", "on")
+
+
+def _local_secret_key() -> str:
+    """A per-machine key in ACCRUE_HOME, like the demo encryption key: fine locally only."""
+    path = Path(accrue_config.accrue_home()) / SECRET_KEY_FILENAME
+    if not path.is_file():
+        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        path.chmod(0o600)
+        logger.warning(
+            "%s is not set: signing sessions with a generated key in %s. Set it in production.",
+            SECRET_KEY_ENV, path,
+        )
+    return path.read_text(encoding="utf-8").strip()
+
+
+def from_env() -> dict[str, Any]:
+    """Defaults for every setting the app reads (Flask config keys)."""
+    return {
+        "ENV_NAME": _env(APP_ENV, "production"),
+        "SECRET_KEY": _env(SECRET_KEY_ENV),
+        "DATABASE_URL": None,  # None: accrue.config.database_url()
+        "PUBLIC_URL": _env("ACCRUE_APP_PUBLIC_URL"),
+        # Salesforce: the sandbox replaces every Salesforce host when configured.
+        "SALESFORCE_SANDBOX_URL": _env("ACCRUE_SALESFORCE_SANDBOX_URL"),
+        "SALESFORCE_CLIENT_ID": _env("ACCRUE_SALESFORCE_CLIENT_ID"),
+        "SALESFORCE_CLIENT_SECRET": _env("ACCRUE_SALESFORCE_CLIENT_SECRET"),
+        "CONNECTION_TEST_TIMEOUT_SECONDS": float(_env("ACCRUE_CONNECTION_TEST_TIMEOUT", "8")),
+        # E-mail: nothing is sent when no SMTP host is configured.
+        "SMTP_HOST": _env("ACCRUE_SMTP_HOST"),
+        "SMTP_PORT": int(_env("ACCRUE_SMTP_PORT", "25") or 25),
+        "SMTP_USERNAME": _env("ACCRUE_SMTP_USERNAME"),
+        "SMTP_PASSWORD": _env("ACCRUE_SMTP_PASSWORD"),
+        "SMTP_STARTTLS": _flag("ACCRUE_SMTP_STARTTLS"),
+        "SMTP_SSL": _flag("ACCRUE_SMTP_SSL"),
+        "MAIL_FROM": _env("ACCRUE_MAIL_FROM", "Accrue <concierge@accrue.local>"),
+        # Login protection.
+        "RATELIMIT_STORAGE_URI": _env("ACCRUE_RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "LOGIN_LIMIT_PER_ACCOUNT": "5 per minute;30 per hour",
+        "LOGIN_LIMIT_PER_IP": "30 per minute",
+        "SIGNUP_LIMIT_PER_IP": "20 per hour",
+        "CONNECTION_TEST_LIMIT": "20 per minute",
+        "SESSION_IDLE_MINUTES": 120,
+        "SESSION_MAX_HOURS": 12,
+        "TERMS_VERSION": TERMS_VERSION,
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the login session
+        "WTF_CSRF_SSL_STRICT": True,
+    }
+
+
+def finalise(config: dict[str, Any], *, testing: bool, explicit: set[str]) -> None:
+    """Derive cookie settings from ENV_NAME (unless set explicitly) and ensure a signing key."""
+    development = config.get("ENV_NAME") == "development"
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = secrets.token_urlsafe(48) if testing else _local_secret_key()
+    derived = {
+        "SESSION_COOKIE_SECURE": not development,
+        "SESSION_COOKIE_NAME": "accrue_session" if development else "__Host-accrue_session",
+        "PREFERRED_URL_SCHEME": "http" if development else "https",
+    }
+    for key, value in derived.items():
+        if key not in explicit:
+            config[key] = value
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"

@@ -1,0 +1,142 @@
+"""Data access for the concierge: admins, tenants at sign-up, and the saved wizard.
+
+Every function takes the tenant id from the caller's login session, never
+from the request, and filters on it: that is the whole of tenant isolation.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from accrue import tenants
+from accrue.schema import ONBOARDING_STEPS, app_user, onboarding_state, utcnow
+
+STEPS = ONBOARDING_STEPS
+
+
+class EmailTaken(ValueError):
+    """An account with this e-mail exists."""
+
+
+@dataclass
+class Wizard:
+    """The saved concierge state of one tenant."""
+
+    tenant_id: str
+    step: str
+    data: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    deferred_at: datetime | None = None
+    terms_version: str | None = None
+    terms_agreed_at: datetime | None = None
+    completed_at: datetime | None = None
+    first_data_notified_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.completed_at is not None
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name)
+        return dict(value) if isinstance(value, dict) else {}
+
+
+def slugify(name: str) -> str:
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40].strip("-")
+    return slug if len(slug) >= 2 else "tenant"
+
+
+def create_account(
+    engine: Engine, *, company: str, full_name: str, email: str, password_hash: str
+) -> tuple[str, int]:
+    """Register a pending tenant, its first admin and an empty wizard; (tenant id, user id)."""
+    email = email.strip().lower()
+    with engine.connect() as conn:
+        if conn.execute(sa.select(app_user.c.id).where(app_user.c.email == email)).first():
+            raise EmailTaken(email)
+    base = slugify(company)
+    for attempt in range(6):
+        tenant_id = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
+        try:
+            # The CRM is chosen in the wizard; Salesforce is the only adapter so far.
+            tenants.add_tenant(engine, tenant_id, company, "salesforce", status="pending")
+            break
+        except tenants.TenantExists:
+            continue
+    else:  # pragma: no cover - six random collisions
+        raise RuntimeError("could not allocate a tenant id")
+    now = utcnow()
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(sa.insert(app_user).values(
+                tenant_id=tenant_id, email=email, full_name=full_name.strip(),
+                password_hash=password_hash, created_at=now, updated_at=now,
+            ).returning(app_user.c.id)).scalar_one()
+            conn.execute(sa.insert(onboarding_state).values(
+                tenant_id=tenant_id, step="welcome", data={}, created_at=now, updated_at=now,
+            ))
+    except IntegrityError:
+        tenants.set_status(engine, tenant_id, "deleted")
+        raise EmailTaken(email) from None
+    return tenant_id, int(user_id)
+
+
+def find_user(engine: Engine, email: str) -> sa.Row[Any] | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(app_user).where(app_user.c.email == email.strip().lower())
+        ).first()
+
+
+def load_wizard(engine: Engine, tenant_id: str) -> Wizard:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(onboarding_state).where(onboarding_state.c.tenant_id == tenant_id)
+        ).mappings().first()
+    if row is None:  # a tenant registered with `accrue tenant add` has no wizard yet
+        now = utcnow()
+        with engine.begin() as conn:
+            conn.execute(sa.insert(onboarding_state).values(
+                tenant_id=tenant_id, step="welcome", data={}, created_at=now, updated_at=now))
+        return Wizard(tenant_id, "welcome")
+    return Wizard(
+        tenant_id=row["tenant_id"], step=row["step"], data=dict(row["data"] or {}),
+        started_at=row["started_at"], deferred_at=row["deferred_at"],
+        terms_version=row["terms_version"], terms_agreed_at=row["terms_agreed_at"],
+        completed_at=row["completed_at"], first_data_notified_at=row["first_data_notified_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def save_wizard(engine: Engine, tenant_id: str, **values: Any) -> None:
+    """Update the saved state (step, data, timestamps) of the caller's tenant."""
+    if "step" in values and values["step"] not in STEPS:
+        raise ValueError(f"unknown step {values['step']!r}")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(onboarding_state).where(onboarding_state.c.tenant_id == tenant_id)
+            .values(**values, updated_at=utcnow())
+        )
+
+
+def mark_notified(engine: Engine, tenant_id: str) -> bool:
+    """Claim the 'first data is ready' e-mail; True only for the one caller that sends it."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.update(onboarding_state)
+            .where(onboarding_state.c.tenant_id == tenant_id,
+                   onboarding_state.c.first_data_notified_at.is_(None))
+            .values(first_data_notified_at=utcnow())
+        )
+    return result.rowcount == 1
