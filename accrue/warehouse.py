@@ -30,7 +30,7 @@ import math
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -44,6 +44,7 @@ from accrue.schema import (
     ERROR_KINDS,
     OBJECT_TABLES,
     RUN_STATUSES,
+    UtcDateTime,
     crm_change_log,
     crm_quarantine,
     object_table,
@@ -63,6 +64,7 @@ DEFAULT_BATCH_ROWS = 500
 ERROR_MAX_CHARS = 8_000
 REASON_MAX_CHARS = 2_000
 RECONCILE_BATCH_IDS = 5_000  # ids per UPDATE when reconciliation marks rows deleted
+RECONCILE_STAMP_STEP = timedelta(microseconds=1)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_LIMIT = 1e15  # beyond this a CRM amount or ratio is a data error, not a value
 _JSON_INT_LIMIT = 10**4000  # Python will not even print longer integers (int_max_str_digits)
@@ -514,7 +516,17 @@ class _Page:
             row.update(source_modified_at=stamp, is_deleted=True, deleted_at=stamp)
             row.update(synced_at=self.now)
         previous = self.winners.get(source_id)
-        if previous is None or stamp >= previous[0]:
+        if previous is None:
+            self.winners[source_id] = (stamp, row)
+        elif values is None and "raw" in previous[1]:
+            # An id-only delete (the CRM's delete log) never replaces a version that
+            # carries values: at a tie that version already says it is deleted; a later
+            # delete marks it deleted and keeps its values.
+            if stamp > previous[0]:
+                kept = dict(previous[1])
+                kept.update(is_deleted=True, deleted_at=stamp, source_modified_at=stamp)
+                self.winners[source_id] = (stamp, kept)
+        elif stamp >= previous[0]:
             self.winners[source_id] = (stamp, row)
         if resolves:
             known = self.resolving.get(source_id)
@@ -854,52 +866,55 @@ class Warehouse:
         if not isinstance(keep, set | frozenset):
             keep = frozenset(keep)
         candidates = conn.execute(
-            sa.select(table.c.source_id).where(
+            sa.select(table.c.source_id, table.c.source_modified_at).where(
                 table.c.tenant_id == page.tenant_id,
                 sa.not_(table.c.is_deleted),
                 table.c.source_modified_at < as_of,
             )
-        ).scalars()
-        missing = sorted(source_id for source_id in candidates if source_id not in keep)
-        gone: list[str] = []
-        size = max(1, min(RECONCILE_BATCH_IDS, self._param_limit - 16))
-        for batch in _batches(missing, size):
-            stmt = (
-                sa.update(table)
-                .where(
-                    table.c.tenant_id == page.tenant_id,
-                    table.c.source_id.in_(batch),
-                    sa.not_(table.c.is_deleted),
-                    table.c.source_modified_at < as_of,
-                )
-                .values(
-                    is_deleted=True,
-                    deleted_at=as_of,
-                    source_modified_at=as_of,  # a delete is newer than what it deletes
-                    synced_at=page.now,
-                )
+        ).all()
+        # The delete is stamped just after the stored version, not with our clock: any
+        # real later version from the CRM (its own delete, an undelete) still wins, and
+        # a replay of the stored version cannot revive the row.
+        missing = sorted(
+            (source_id, stamp + RECONCILE_STAMP_STEP)
+            for source_id, stamp in candidates
+            if source_id not in keep
+        )
+        stmt = (
+            sa.update(table)
+            .where(
+                table.c.tenant_id == page.tenant_id,
+                table.c.source_id == sa.bindparam("b_source_id"),
+                sa.not_(table.c.is_deleted),
+                table.c.source_modified_at < sa.bindparam("b_stamp", type_=UtcDateTime()),
             )
-            if conn.dialect.update_returning:
-                gone.extend(conn.execute(stmt.returning(table.c.source_id)).scalars())
-            else:
-                conn.execute(stmt)
-                gone.extend(batch)
+            .values(
+                is_deleted=True,
+                deleted_at=as_of,
+                source_modified_at=sa.bindparam("b_stamp", type_=UtcDateTime()),
+                synced_at=page.now,
+            )
+        )
+        gone: list[tuple[str, datetime]] = []
+        for batch in _batches(missing, RECONCILE_BATCH_IDS):
+            conn.execute(stmt, [{"b_source_id": sid, "b_stamp": stamp} for sid, stamp in batch])
+            gone.extend(batch)
         log = [
             {
                 "tenant_id": page.tenant_id,
                 "object_name": page.object_name,
                 "source_id": source_id,
-                "source_modified_at": as_of,
+                "source_modified_at": stamp,
                 "is_deleted": True,
                 "fields": {},
                 "raw": None,
                 "synced_at": page.now,
                 "sync_run_id": page.sync_run_id,
             }
-            for source_id in sorted(gone)
+            for source_id, stamp in gone
         ]
         self._write(conn, self._log_statement(), log, crm_change_log.c.id)
-        return gone
+        return [source_id for source_id, _ in gone]
 
     def _resolve_superseded(self, conn: Connection, table: sa.Table, page: _Page) -> int:
         """Resolve open quarantine rows of the page's records that a faithful version supersedes.

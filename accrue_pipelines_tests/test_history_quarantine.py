@@ -397,7 +397,8 @@ def test_live_ids_marks_exactly_the_missing_older_rows_deleted(
     warehouse: Warehouse, tenant_id: str
 ) -> None:
     """Deletes are flagged, never physical: rows the CRM no longer lists are marked deleted
-    as of the listing, with a delete version; rows newer than the listing are left alone."""
+    as of the listing, with a delete version stamped just after the stored one (so any real
+    later CRM version still wins); rows newer than the listing are left alone."""
     warehouse.apply(tenant_id, "contact", [upsert(i, T0) for i in ("A", "B", "C")])
     warehouse.apply(tenant_id, "contact", [Delete("D", T0), upsert("N", T2)])
 
@@ -405,11 +406,14 @@ def test_live_ids_marks_exactly_the_missing_older_rows_deleted(
     assert stats == WriteStats(deleted=2)
     assert warehouse.live_ids(tenant_id, "contact") == {"A", "N"}
     assert warehouse.count(tenant_id, "contact", include_deleted=True) == 5  # nothing removed
+    just_after = T0 + timedelta(microseconds=1)
     for source_id in ("B", "C"):
         row = current(warehouse.engine, tenant_id, "contact", source_id)
-        assert (row["is_deleted"], row["deleted_at"], row["source_modified_at"]) == (True, T1, T1)
+        assert (row["is_deleted"], row["deleted_at"], row["source_modified_at"]) == (
+            True, T1, just_after
+        )
         gone = warehouse.history(tenant_id, "contact", source_id)[-1]
-        assert (gone["is_deleted"], gone["valid_from"], gone["raw"]) == (True, T1, None)
+        assert (gone["is_deleted"], gone["valid_from"], gone["raw"]) == (True, just_after, None)
     assert current(warehouse.engine, tenant_id, "contact", "D")["deleted_at"] == T0
     assert warehouse.get_state(tenant_id, "contact") == {"c": 1}
 
@@ -417,9 +421,15 @@ def test_live_ids_marks_exactly_the_missing_older_rows_deleted(
     again = warehouse.apply(tenant_id, "contact", [LiveIds(frozenset({"A"}), T1)])
     assert again == WriteStats()
     assert warehouse.change_count(tenant_id, "contact") == logged
-    # A version older than the reconciliation does not revive the record.
+    # A replay of the stored version does not revive the record...
     assert warehouse.apply(tenant_id, "contact", [upsert("B", T0)]).skipped_stale == 1
     assert "B" not in warehouse.live_ids(tenant_id, "contact")
+    # ...but the CRM's own later version does, even one older than our listing's clock
+    # (an undelete committed late, or a CRM clock behind ours).
+    late = T0 + timedelta(seconds=1)
+    assert late < T1
+    assert warehouse.apply(tenant_id, "contact", [upsert("C", late)]).upserted == 1
+    assert "C" in warehouse.live_ids(tenant_id, "contact")
 
 
 def test_live_ids_apply_after_the_rest_of_the_page(warehouse: Warehouse, tenant_id: str) -> None:
@@ -609,3 +619,29 @@ def test_every_new_read_is_scoped_to_its_tenant(
     assert warehouse.resolve_quarantine(a, [held["id"]]) == 0
     assert warehouse.record_quarantine_attempt(a, [held["id"]]) == 0
     assert warehouse.open_quarantine(b)[0]["attempts"] == 1
+
+
+def test_delete_log_entry_never_replaces_the_deleted_version_it_duplicates(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """Found by `make chaos`: queryAll's deleted row and the delete log's entry for the same
+    delete arrive in one page with the same stamp; the row must keep the record's last
+    values, not fall back to older ones or to an empty tombstone."""
+    warehouse.apply(tenant_id, "lead", [upsert("L", T0, last_name="Old")])
+    soft = Upsert("L", T1, {"last_name": "New"}, {"Id": "L", "LastName": "New", "IsDeleted": True},
+                  is_deleted=True)
+    warehouse.apply(tenant_id, "lead", [soft, Delete("L", T1)])
+    row = current(warehouse.engine, tenant_id, "lead", "L")
+    assert (row["is_deleted"], row["last_name"], row["raw"]["LastName"]) == (True, "New", "New")
+
+    # A record created and deleted between two syncs: never a NULL-raw tombstone.
+    fresh = Upsert("F", T1, {"last_name": "Brief"}, {"Id": "F", "IsDeleted": True},
+                   is_deleted=True)
+    warehouse.apply(tenant_id, "lead", [fresh, Delete("F", T1)])
+    assert current(warehouse.engine, tenant_id, "lead", "F")["raw"] == {"Id": "F",
+                                                                       "IsDeleted": True}
+
+    # A later delete of a version read in the same page keeps that version's values.
+    warehouse.apply(tenant_id, "lead", [upsert("G", T0, last_name="Kept"), Delete("G", T1)])
+    row = current(warehouse.engine, tenant_id, "lead", "G")
+    assert (row["is_deleted"], row["last_name"], row["source_modified_at"]) == (True, "Kept", T1)

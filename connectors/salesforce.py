@@ -196,6 +196,18 @@ def _state(cursor: datetime, fields: list[str], deletes_since: str | None) -> di
     return state
 
 
+def _default_timeout(session: requests.Session, seconds: float) -> None:
+    """Give every call a timeout: simple-salesforce sets none, and a silent server would
+    otherwise hang a sync forever (a timeout is retried like any transient failure)."""
+    send = session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", seconds)
+        return send(method, url, **kwargs)
+
+    session.request = request  # type: ignore[method-assign]
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, requests.exceptions.RequestException):
         return True  # connection reset, timeout, body cut short
@@ -251,6 +263,7 @@ class SalesforceConnector(Connector):
         self._secrets = dict(secrets)
         self.config = {**DEFAULTS, **(config or {})}
         self._session = session or self._make_session()
+        _default_timeout(self._session, float(self.config["timeout_seconds"]))
         self._sf: Salesforce | None = None
         self._describes: dict[str, dict[str, Any]] = {}
 

@@ -1,0 +1,317 @@
+"""The sync process the chaos run (`benchmarks.chaos`) kills with SIGKILL.
+
+Why a separate process: a SIGKILL is the one failure nothing inside a process
+can clean up after, so it is the honest test of F4 (a sync dying anywhere is
+completed by the next attempt from its last committed checkpoint). The harness
+kills the worker at random moments and starts a fresh one.
+
+The worker loops `sync_object` over the eight common objects, starting at a
+random one so that every object gets killed mid-sync, and runs a share of its
+syncs with `reconcile=True` (the nightly id reconciliation). Each object gets a
+fresh connector, as a pipeline run would, so custom fields added meanwhile are
+selected. Connector errors are logged and the loop goes on, as run retries do.
+
+It journals every version it committed: `JournalingWarehouse.apply` appends one
+line per Upsert/Delete to the journal *after* `Warehouse.apply` returned (after
+the commit), flushed and fsync'ed. A kill between the commit and the journal
+write only makes the journal smaller, so "journal ⊆ change log" is a sound check.
+
+Run alone (`python -m benchmarks.chaos_worker --sandbox-url … --tenant …
+--journal …`) it syncs in a loop itself; with `--fork-server EVENTS` it imports
+once and forks a fresh sync process per command, so restarts after a kill take
+milliseconds instead of the 1.5–2.5 s the imports cost.
+
+Credentials come from the environment (never argv, never printed):
+ACCRUE_CHAOS_SF_USERNAME, ACCRUE_CHAOS_SF_PASSWORD, ACCRUE_CHAOS_SF_TOKEN; the
+warehouse URL from --database-url or ACCRUE_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from accrue.db import make_engine
+from accrue.sync import sync_object
+from accrue.warehouse import PageChange, Warehouse, WriteStats
+from connectors.base import ConnectorError, Delete, Upsert
+from connectors.salesforce import OBJECT_MAP, SalesforceConnector
+
+USERNAME_ENV = "ACCRUE_CHAOS_SF_USERNAME"
+PASSWORD_ENV = "ACCRUE_CHAOS_SF_PASSWORD"
+TOKEN_ENV = "ACCRUE_CHAOS_SF_TOKEN"
+DATABASE_URL_ENV = "ACCRUE_DATABASE_URL"
+OBJECTS: tuple[str, ...] = tuple(OBJECT_MAP)
+# Retries stay those of production (6 attempts); only the backoff ceiling is
+# lowered so a trial of a few seconds sees several syncs, not one long sleep.
+MAX_BACKOFF_SECONDS = 1.0
+FAILURE_PAUSE_SECONDS = 0.1  # after a failed sync, as a run retry would wait
+
+JournalKey = tuple[str, str, str, bool]  # (object, source_id, source_modified_at ISO, deleted)
+
+
+def stamp_key(value: datetime) -> str:
+    """The one text form of a version stamp used by the journal and the harness."""
+    return value.astimezone(UTC).isoformat()
+
+
+def journal_entries(object_name: str, changes: Iterable[PageChange]) -> list[JournalKey]:
+    """The versions a page carries, keyed as `crm_change_log` keys them."""
+    entries: list[JournalKey] = []
+    for change in changes:
+        if isinstance(change, Upsert):
+            entries.append(
+                (object_name, change.source_id, stamp_key(change.modified_at),
+                 bool(change.is_deleted))
+            )
+        elif isinstance(change, Delete):
+            entries.append((object_name, change.source_id, stamp_key(change.deleted_at), True))
+    return entries
+
+
+class JournalingWarehouse(Warehouse):
+    """A Warehouse that records, after each commit, the versions that commit held."""
+
+    def __init__(self, engine: Any, journal: IO[str]) -> None:
+        super().__init__(engine)
+        self.journal = journal
+
+    def apply(
+        self,
+        tenant_id: str,
+        object_name: str,
+        changes: Iterable[PageChange],
+        state: Mapping[str, Any] | None = None,
+        *,
+        sync_run_id: int | None = None,
+    ) -> WriteStats:
+        page = list(changes)
+        stats = super().apply(tenant_id, object_name, page, state, sync_run_id=sync_run_id)
+        entries = journal_entries(object_name, page)
+        if entries:
+            self.journal.write("".join(json.dumps(entry) + "\n" for entry in entries))
+            self.journal.flush()
+            os.fsync(self.journal.fileno())
+        return stats
+
+
+def read_journal(path: Path) -> set[JournalKey]:
+    """Every complete journal line; a line cut short by a kill is ignored."""
+    entries: set[JournalKey] = set()
+    if not path.exists():
+        return entries
+    with path.open(encoding="utf-8") as journal:
+        for line in journal:
+            if not line.endswith("\n"):
+                break  # the kill landed mid-write: that entry was never promised
+            object_name, source_id, stamp, deleted = json.loads(line)
+            entries.add((object_name, source_id, stamp, bool(deleted)))
+    return entries
+
+
+def sandbox_secrets() -> dict[str, str]:
+    """The sandbox credentials from the environment (KeyError names the missing one)."""
+    return {
+        "username": os.environ[USERNAME_ENV],
+        "password": os.environ[PASSWORD_ENV],
+        "security_token": os.environ[TOKEN_ENV],
+    }
+
+
+def timed_session(sandbox_url: str, timeout: float | None) -> requests.Session:
+    """A sandbox session whose requests time out (the adapter sets no timeout itself)."""
+    from connectors.sandbox.transport import sandbox_session
+
+    session = sandbox_session(sandbox_url)
+    if timeout is None:
+        return session
+    send = session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", timeout)
+        return send(method, url, **kwargs)
+
+    session.request = request  # type: ignore[method-assign]
+    return session
+
+
+def make_connector(
+    sandbox_url: str, secrets: Mapping[str, str], timeout: float | None = None
+) -> SalesforceConnector:
+    """The production adapter, on the sandbox, with a short backoff ceiling."""
+    return SalesforceConnector(
+        secrets,
+        {"sandbox_url": sandbox_url, "max_backoff_seconds": MAX_BACKOFF_SECONDS},
+        session=timed_session(sandbox_url, timeout),
+    )
+
+
+def _emit(out: IO[str], event: str, **fields: Any) -> None:
+    out.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
+    out.flush()
+
+
+def _rotation(rng: random.Random) -> Iterator[str]:
+    start = rng.randrange(len(OBJECTS))
+    while True:
+        for offset in range(len(OBJECTS)):
+            yield OBJECTS[(start + offset) % len(OBJECTS)]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    database_url: str
+    sandbox_url: str
+    tenant: str
+    journal: Path
+    seed: int = 0
+    reconcile_rate: float = 0.0
+    request_timeout: float | None = None
+    passes: int | None = None
+
+
+def sync_loop(config: WorkerConfig, out: IO[str]) -> None:
+    """Sync every object round and round until killed (or `passes` object syncs are done)."""
+    secrets = sandbox_secrets()
+    rng = random.Random(config.seed)
+    engine = make_engine(config.database_url)
+    with open(config.journal, "a", encoding="utf-8") as journal:
+        warehouse = JournalingWarehouse(engine, journal)
+        _emit(out, "started", pid=os.getpid())
+        for done, object_name in enumerate(_rotation(rng)):
+            if config.passes is not None and done >= config.passes:
+                break
+            reconcile = rng.random() < config.reconcile_rate
+            try:
+                with make_connector(config.sandbox_url, secrets,
+                                    config.request_timeout) as connector:
+                    result = sync_object(
+                        warehouse, connector, config.tenant, object_name, reconcile=reconcile
+                    )
+            except ConnectorError as exc:
+                _emit(out, "sync", object=object_name, status="failed", kind=exc.kind,
+                      error=type(exc).__name__)
+                time.sleep(FAILURE_PAUSE_SECONDS)
+                continue
+            except Exception as exc:  # a run retry would go on too; logged
+                logging.getLogger(__name__).exception("sync of %s failed", object_name)
+                _emit(out, "sync", object=object_name, status="failed", kind="error",
+                      error=type(exc).__name__)
+                time.sleep(FAILURE_PAUSE_SECONDS)
+                continue
+            _emit(
+                out, "sync", object=object_name,
+                status="succeeded" if result.complete else "stopped",
+                records=result.records_read, reconciled=result.reconciled,
+                checkpoints=result.checkpoints,
+            )
+    engine.dispose()
+
+
+def serve_forks(base: WorkerConfig, events: Path) -> int:
+    """Fork server: import once, then fork a fresh sync process per `spawn` command.
+
+    Why: importing SQLAlchemy, Alembic and simple-salesforce takes 1.5–2.5 s, which
+    would cap the kills per trial. A forked child is a separate process that opens
+    its own database connections and journal after the fork, and is SIGKILLed like
+    any other. Commands are JSON lines on stdin, answers JSON lines on stdout:
+    `{"cmd": "spawn", "seed": N, "request_timeout": T|null}` → `{"pid": P}`;
+    `{"cmd": "reap", "pid": P}` → `{"pid": P, "signal": S|null, "code": C|null}`.
+    """
+    replies = sys.stdout
+    _reply(replies, {"ready": os.getpid()})
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["cmd"] == "spawn":
+            config = replace(base, seed=int(command["seed"]),
+                             request_timeout=command.get("request_timeout"))
+            pid = os.fork()
+            if pid == 0:  # the child: never returns into the server loop
+                _child(config, events)
+            _reply(replies, {"pid": pid})
+        elif command["cmd"] == "reap":
+            _, status = os.waitpid(int(command["pid"]), 0)
+            _reply(replies, {
+                "pid": command["pid"],
+                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            })
+    return 0
+
+
+def _child(config: WorkerConfig, events: Path) -> None:
+    code = 0
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)  # let go of the server's command pipes
+        os.dup2(devnull, 1)
+        with events.open("a", encoding="utf-8") as out:
+            sync_loop(config, out)
+    except BaseException:
+        logging.getLogger(__name__).exception("worker %d died", os.getpid())
+        code = 1
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _reply(out: IO[str], message: Mapping[str, Any]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.chaos_worker",
+        description="Sync all common objects from the sandbox in a loop (the chaos run's "
+        "victim). Credentials come from the environment.",
+    )
+    parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV))
+    parser.add_argument("--sandbox-url", required=True)
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--journal", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reconcile-rate", type=float, default=0.0,
+                        help="share of syncs run with reconcile=True (the nightly id diff)")
+    parser.add_argument("--request-timeout", type=float, default=None,
+                        help="seconds before an HTTP call times out (default: none)")
+    parser.add_argument("--passes", type=int, default=None,
+                        help="stop after this many object syncs (default: run until killed)")
+    parser.add_argument("--fork-server", type=Path, default=None, metavar="EVENTS",
+                        help="serve spawn/reap commands on stdin; children append their "
+                        "events to this file")
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error(f"--database-url or {DATABASE_URL_ENV} is required")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    config = WorkerConfig(
+        database_url=args.database_url, sandbox_url=args.sandbox_url, tenant=args.tenant,
+        journal=args.journal, seed=args.seed, reconcile_rate=args.reconcile_rate,
+        request_timeout=args.request_timeout, passes=args.passes,
+    )
+    if args.fork_server is not None:
+        return serve_forks(config, args.fork_server)
+    sync_loop(config, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
