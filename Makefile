@@ -27,6 +27,7 @@ test: install lint
 bench: install
 	$(BIN)/python -m benchmarks.sync_bench
 	$(BIN)/python -m benchmarks.concierge_p1
+	$(BIN)/python -m benchmarks.first_recommendation
 
 eval: install
 	$(BIN)/python -m benchmarks.eval_pricing

@@ -260,6 +260,94 @@ pipeline_summary = sa.Table(
 
 
 
+# -- analytics outputs (accrue.analytics.store is their one write path) ---------------------
+
+OPPORTUNITY_KINDS: tuple[str, ...] = ("cross_sell", "upsell", "win_back", "stalled")
+MONTH_LENGTH = 7  # 'YYYY-MM'
+
+
+def _f(name: str, *, nullable: bool = True) -> sa.Column[float]:
+    return sa.Column(name, sa.Float(53), nullable=nullable)
+
+
+# One row per open opportunity: what to quote, why, and how sure we are (replaced per tenant).
+price_recommendation = sa.Table(
+    "price_recommendation",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("opportunity_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),  # model | segment band
+    sa.Column("objective", sa.String(32), nullable=True),
+    _f("list_total"),
+    _f("current_price"),
+    _f("current_discount"),
+    _f("recommended_price"),
+    _f("recommended_discount"),
+    _f("win_probability_current"),
+    _f("win_probability_recommended"),
+    _f("expected_uplift"),
+    sa.Column("band_segment", sa.String(255), nullable=True),
+    _f("band_floor"),
+    _f("band_target"),
+    _f("band_start"),
+    sa.Column("clamp", sa.String(64), nullable=True),
+    sa.Column("fallback_reason", sa.Text(), nullable=True),
+    sa.Column("drivers", sa.Text(), nullable=True),
+    sa.Column("comparables", sa.Text(), nullable=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+)
+
+# Deal-specific revenue opportunities (replaced per tenant).
+revenue_opportunity = sa.Table(
+    "revenue_opportunity",
+    metadata,
+    _big_id(),
+    _tenant_id(),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("account_id", sa.String(ID_LENGTH), nullable=True),
+    sa.Column("opportunity_id", sa.String(ID_LENGTH), nullable=True),
+    sa.Column("product_id", sa.String(ID_LENGTH), nullable=True),
+    _f("expected_value", nullable=False),
+    _f("score"),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint(_in("kind", OPPORTUNITY_KINDS), name="kind"),
+    sa.Index("ix_revenue_opportunity_tenant_id_kind", "tenant_id", "kind"),
+)
+
+# Per seller and month, next to the team (replaced per tenant and month).
+seller_month_metric = sa.Table(
+    "seller_month_metric",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("month", sa.String(MONTH_LENGTH), primary_key=True),
+    sa.Column("seller_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("seller_name", sa.String(255), nullable=True),
+    sa.Column("manager_id", sa.String(ID_LENGTH), nullable=True),
+    sa.Column("deals_closed", sa.Integer(), nullable=False),
+    sa.Column("won", sa.Integer(), nullable=False),
+    _f("win_rate"),
+    _f("win_rate_ci_low"),
+    _f("win_rate_ci_high"),
+    _f("win_rate_shrunk"),
+    _f("team_win_rate"),
+    _f("win_rate_percentile"),
+    _f("revenue_won", nullable=False),
+    _f("revenue_percentile"),
+    _f("avg_deal_size"),
+    _f("avg_discount"),
+    _f("avg_discount_shrunk"),
+    _f("team_avg_discount"),
+    _f("cycle_days"),
+    _f("open_pipeline", nullable=False),
+    _f("quota"),
+    _f("quota_attainment"),
+    sa.Column("flag", sa.Text(), nullable=True),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
+)
+
+
 # -- the concierge (onboarding_app): admins, their sessions, the wizard, the audit log ------
 
 ONBOARDING_STEPS: tuple[str, ...] = ("welcome", "crm", "details", "review", "terms", "complete")
@@ -433,7 +521,7 @@ def model_columns(object_name: str) -> tuple[Column, ...]:
     return COMMON_OBJECTS[object_name]
 
 
-_OWNED_PREFIXES = ("crm_", "sync_", "pipeline_")
+_OWNED_PREFIXES = ("crm_", "sync_", "pipeline_", "price_", "revenue_", "seller_")
 
 
 def is_accrue_table(name: str) -> bool:

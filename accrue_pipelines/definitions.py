@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from accrue_pipelines.analytics_assets import analytics_assets, seller_metrics_sensor
 from accrue_pipelines.health import sync_failure_sensor
 from accrue_pipelines.jobs import sync_tenant_job
 from accrue_pipelines.resources import CrmResource, WarehouseResource
@@ -20,9 +21,12 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[*sync_assets, pipeline_summary],
+    assets=[*sync_assets, pipeline_summary, *analytics_assets],
     jobs=[sync_tenant_job],
-    sensors=[tenant_registry_sensor, tenant_sync_sensor, sync_failure_sensor, automation_sensor],
+    sensors=[
+        tenant_registry_sensor, tenant_sync_sensor, sync_failure_sensor, automation_sensor,
+        seller_metrics_sensor,
+    ],
     schedules=[nightly_reconciliation],
     resources={
         "warehouse": warehouse_resource,

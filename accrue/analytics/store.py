@@ -1,0 +1,223 @@
+"""Reading a tenant's CRM data as frames, and the one write path of the analytics tables.
+
+Every read and write is scoped by tenant_id. Writes replace a tenant's rows (and,
+for seller metrics, one tenant-month's rows) in one transaction, so a rerun is
+idempotent and a reader never sees half of a recomputation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from accrue.analytics.features import build_deal_frame, flatten_versions, lines_at_close
+from accrue.schema import (
+    OPPORTUNITY_KINDS,
+    object_table,
+    price_recommendation,
+    record_history,
+    revenue_opportunity,
+    seller_month_metric,
+    utcnow,
+)
+from accrue.tenants import validate_tenant_id
+
+FRAME_OBJECTS = ("account", "opportunity", "opportunity_line", "product", "price_book_entry",
+                 "user")
+
+
+@dataclass
+class TenantData:
+    """A tenant's current CRM tables (live rows) and the deal frame built from them."""
+
+    tables: dict[str, pd.DataFrame]
+    deals: pd.DataFrame  # build_deal_frame output plus amount, created_at, stage, probability
+
+
+def read_table(engine: Engine, tenant_id: str, object_name: str) -> pd.DataFrame:
+    """The tenant's live rows of one crm_* table (without the raw JSON, except for users)."""
+    validate_tenant_id(tenant_id)
+    table = object_table(object_name)
+    columns = [c for c in table.c if c.name != "raw" or object_name == "user"]
+    query = sa.select(*columns).where(table.c.tenant_id == tenant_id, sa.not_(table.c.is_deleted))
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in columns])
+
+
+def _versions(engine: Engine, tenant_id: str, object_name: str) -> pd.DataFrame:
+    h = record_history
+    query = sa.select(h.c.source_id, h.c.valid_from, h.c.valid_to, h.c.is_deleted,
+                      h.c.fields).where(h.c.tenant_id == tenant_id,
+                                        h.c.object_name == object_name)
+    with engine.connect() as conn:
+        return flatten_versions(dict(r) for r in conn.execute(query).mappings())
+
+
+def load_tenant(engine: Engine, tenant_id: str, *, closed_lines_at_close: bool = True
+                ) -> TenantData:
+    """Current tables and the deal frame; closed deals priced with the lines they closed with."""
+    tables = {name: read_table(engine, tenant_id, name) for name in FRAME_OBJECTS}
+    opps, lines = tables["opportunity"], tables["opportunity_line"]
+    if closed_lines_at_close and not opps.empty and not lines.empty:
+        at_close = lines_at_close(_versions(engine, tenant_id, "opportunity"),
+                                  _versions(engine, tenant_id, "opportunity_line"))
+        closed_ids = set(opps.loc[opps["is_closed"].fillna(False).astype(bool), "source_id"])
+        if not at_close.empty:
+            at_close = at_close[at_close["opportunity_id"].isin(closed_ids)]
+            open_lines = lines[~lines["opportunity_id"].isin(set(at_close["opportunity_id"]))]
+            lines = pd.concat([open_lines, at_close], ignore_index=True)
+    deals = build_deal_frame(opps, lines, tables["product"], tables["account"],
+                             tables["price_book_entry"])
+    extra = opps.rename(columns={"source_id": "opportunity_id", "source_created_at": "created_at"})
+    keep = [c for c in ("opportunity_id", "amount", "created_at", "stage", "probability",
+                        "source_modified_at", "name") if c in extra.columns]
+    deals = deals.merge(extra[keep], on="opportunity_id", how="left")
+    deals["amount"] = pd.to_numeric(deals["amount"], errors="coerce").astype(float)
+    return TenantData(tables=tables, deals=deals)
+
+
+def _clean(value: Any) -> Any:
+    """NaN / NaT / numpy scalars as plain Python values a driver accepts."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _rows(frame: pd.DataFrame, table: sa.Table, fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
+    names = [c.name for c in table.c if c.name in frame.columns and c.name not in fixed]
+    out = []
+    for record in frame[names].to_dict("records"):
+        row = {k: _clean(v) for k, v in record.items()}
+        row.update(fixed)
+        out.append(row)
+    return out
+
+
+def replace_price_recommendations(engine: Engine, tenant_id: str, recs: pd.DataFrame,
+                                  model_version: str, *, at: datetime | None = None) -> int:
+    """Replace the tenant's recommendations with `recs` (`pricing.recommend` output)."""
+    validate_tenant_id(tenant_id)
+    frame = recs.copy()
+    for column in ("fallback_reason", "clamp", "drivers", "comparables"):
+        if column in frame.columns:
+            frame[column] = frame[column].astype(object)
+    fixed = {"tenant_id": tenant_id, "computed_at": at or utcnow(),
+             "model_version": model_version}
+    rows = _rows(frame, price_recommendation, fixed)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(price_recommendation)
+                     .where(price_recommendation.c.tenant_id == tenant_id))
+        if rows:
+            conn.execute(sa.insert(price_recommendation), rows)
+    return len(rows)
+
+
+def replace_revenue_opportunities(engine: Engine, tenant_id: str, items: pd.DataFrame,
+                                  *, at: datetime | None = None) -> int:
+    """Replace the tenant's revenue opportunities (`opportunities.find_all` output)."""
+    validate_tenant_id(tenant_id)
+    unknown = set(items.get("kind", pd.Series(dtype=object))) - set(OPPORTUNITY_KINDS)
+    if unknown:
+        raise ValueError(f"unknown opportunity kinds {sorted(unknown)}")
+    rows = _rows(items, revenue_opportunity, {"tenant_id": tenant_id,
+                                               "computed_at": at or utcnow()})
+    for row in rows:
+        row.pop("id", None)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(revenue_opportunity)
+                     .where(revenue_opportunity.c.tenant_id == tenant_id))
+        if rows:
+            conn.execute(sa.insert(revenue_opportunity), rows)
+    return len(rows)
+
+
+def replace_seller_month(engine: Engine, tenant_id: str, month: str, metrics: pd.DataFrame,
+                         *, at: datetime | None = None) -> int:
+    """Replace one tenant-month of seller metrics (`sellers.monthly_metrics` output)."""
+    validate_tenant_id(tenant_id)
+    rows = _rows(metrics, seller_month_metric, {"tenant_id": tenant_id, "month": month,
+                                                 "computed_at": at or utcnow()})
+    t = seller_month_metric
+    with engine.begin() as conn:
+        conn.execute(sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.month == month))
+        if rows:
+            conn.execute(sa.insert(t), rows)
+    return len(rows)
+
+
+def read_rows(engine: Engine, table: sa.Table, tenant_id: str,
+              **filters: str) -> list[dict[str, Any]]:
+    """A tenant's stored rows of an analytics table (optionally filtered by equal columns)."""
+    validate_tenant_id(tenant_id)
+    query = sa.select(table).where(table.c.tenant_id == tenant_id)
+    for name, value in filters.items():
+        query = query.where(table.c[name] == value)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def months_touched(engine: Engine, tenant_id: str, after_id: int
+                   ) -> tuple[set[str], int]:
+    """Close-date months touched by change-log versions with id > after_id, and the max id.
+
+    An opportunity version touches the month of its close date and the month of the
+    previous version's close date (a deal moved from March to May touches both); a
+    line-item version touches its opportunity's current close month.
+    """
+    from accrue.schema import crm_change_log as log
+
+    validate_tenant_id(tenant_id)
+    query = (
+        sa.select(log.c.id, log.c.object_name, log.c.source_id, log.c.source_modified_at,
+                  log.c.fields)
+        .where(log.c.tenant_id == tenant_id, log.c.id > after_id,
+               log.c.object_name.in_(("opportunity", "opportunity_line")))
+        .order_by(log.c.id)
+    )
+    with engine.connect() as conn:
+        changes = conn.execute(query).mappings().all()
+        if not changes:
+            return set(), after_id
+        opp_ids = {c["source_id"] for c in changes if c["object_name"] == "opportunity"}
+        line_opps = {(c["fields"] or {}).get("opportunity_id") for c in changes
+                     if c["object_name"] == "opportunity_line"} - {None}
+        prev_q = sa.select(log.c.source_id, log.c.source_modified_at, log.c.fields).where(
+            log.c.tenant_id == tenant_id, log.c.object_name == "opportunity",
+            log.c.source_id.in_(sorted(opp_ids | line_opps)),
+        )
+        versions: dict[str, list[tuple[datetime, Any]]] = {}
+        for row in conn.execute(prev_q).mappings():
+            versions.setdefault(row["source_id"], []).append(
+                (row["source_modified_at"], (row["fields"] or {}).get("close_date")))
+    for history in versions.values():
+        history.sort(key=lambda v: v[0])
+    months: set[str] = set()
+    for change in changes:
+        if change["object_name"] == "opportunity":
+            history = versions.get(change["source_id"], [])
+            at = change["source_modified_at"]
+            earlier = [close for stamp, close in history if stamp < at]
+            candidates: Iterable[Any] = [(change["fields"] or {}).get("close_date")]
+            if earlier:
+                candidates = [*candidates, earlier[-1]]
+        else:
+            history = versions.get((change["fields"] or {}).get("opportunity_id"), [])
+            candidates = [history[-1][1]] if history else []
+        months |= {str(c)[:7] for c in candidates if c}
+    return months, max(c["id"] for c in changes)
