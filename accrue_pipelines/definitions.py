@@ -5,6 +5,7 @@ import dagster as dg
 from accrue_pipelines.analytics_assets import analytics_assets, seller_metrics_sensor
 from accrue_pipelines.health import sync_failure_sensor
 from accrue_pipelines.jobs import sync_tenant_job
+from accrue_pipelines.notify_sensors import first_data_email_sensor
 from accrue_pipelines.resources import CrmResource, WarehouseResource
 from accrue_pipelines.schedules import nightly_reconciliation
 from accrue_pipelines.sensors import tenant_registry_sensor, tenant_sync_sensor
@@ -25,7 +26,7 @@ defs = dg.Definitions(
     jobs=[sync_tenant_job],
     sensors=[
         tenant_registry_sensor, tenant_sync_sensor, sync_failure_sensor, automation_sensor,
-        seller_metrics_sensor,
+        seller_metrics_sensor, first_data_email_sensor,
     ],
     schedules=[nightly_reconciliation],
     resources={

@@ -232,15 +232,19 @@ def test_save_and_continue_later_resumes_at_the_saved_step_with_fields_filled(
     admin.logout()
     assert location(admin.client.get("/home")) == "/auth/login"
 
-    admin.login()
-    home = admin.client.get("/home").get_data(as_text=True)
-    assert "Finish connecting your CRM" in home and "Provide Details" in home  # U1 + U5
-    resume = admin.client.get("/onboarding/")
-    assert location(resume) == "/onboarding/details"
+    assert location(admin.login()) == "/onboarding/details"  # U5: lands on the saved step
     page = admin.client.get("/onboarding/details").get_data(as_text=True)
+    # U1: the login's pop-up is on that page, as "welcome back", and only once.
+    assert 'id="concierge"' in page and "Welcome back — continue where you left off" in page
+    assert "Provide Details</strong>" in page
     assert f'value="{sf_sandbox.username}"' in page  # non-secret field filled in
     assert page.count('class="saved-badge">Saved<') == 2  # password and token: "saved"
     assert sf_sandbox.password not in page and sf_sandbox.security_token not in page
+    again = admin.client.get("/onboarding/details").get_data(as_text=True)
+    assert 'id="concierge"' not in again
+    assert location(admin.client.get("/onboarding/")) == "/onboarding/details"
+    home = admin.client.get("/home").get_data(as_text=True)
+    assert "Continue setup" in home and 'id="concierge"' not in home
     # Blank secrets keep the saved ones: continuing without retyping them works.
     kept = admin.details(None, username=sf_sandbox.username, password="", security_token="")
     assert location(kept) == "/onboarding/review"
@@ -268,6 +272,43 @@ def test_each_step_is_saved_in_the_database_not_the_cookie(app: Flask, admin: Ad
     assert wizard["step"] == "terms" and wizard["terms_agreed_at"] is not None
     cookie = admin.client.get_cookie(app.config["SESSION_COOKIE_NAME"], domain="concierge.test")
     assert cookie is not None and "review" not in cookie.value and "crm" not in cookie.value
+
+
+def test_login_lands_on_the_saved_step_at_every_login_until_complete(
+    app: Flask, admin: Admin, sf_sandbox: RunningSandbox
+) -> None:
+    admin.signup()
+    admin.start()
+    admin.logout()
+    # "Start Now" saved the next step: Select CRM, with the pop-up on it.
+    assert location(admin.login()) == "/onboarding/crm"
+    assert "Welcome back" in admin.client.get("/onboarding/crm").get_data(as_text=True)
+    admin.choose_crm()
+    admin.details(sf_sandbox)
+    admin.review(frequency=30, action="save")
+    assert location(admin.post("/onboarding/defer")) == "/home"  # "Not now" on the pop-up
+    admin.logout()
+    assert location(admin.login()) == "/onboarding/review"
+    review = admin.client.get("/onboarding/review").get_data(as_text=True)
+    assert "Welcome back" in review and '<option selected value="30">' in review
+    # An explicit destination (?next=, e.g. after a session timed out) still wins.
+    admin.logout()
+    assert location(admin.post("/auth/login?next=/status", {
+        "email": admin.email, "password": admin.password, "next": "/status"})) == "/status"
+    # Credentials removed since the save: land on the furthest step that can open.
+    engine = app.extensions["accrue_warehouse"]
+    tenants.delete_connection(engine, admin.tenant_id, "salesforce")
+    admin.logout()
+    assert location(admin.login()) == "/onboarding/details"
+
+
+def test_login_with_nothing_saved_lands_home_with_the_popup(app: Flask, admin: Admin) -> None:
+    admin.signup()
+    admin.post("/onboarding/defer")
+    admin.logout()
+    assert location(admin.login()) == "/home"
+    home = admin.client.get("/home").get_data(as_text=True)
+    assert 'id="concierge"' in home and "Start Now" in home
 
 
 def _wizard_row(engine: Engine, tenant_id: str) -> dict[str, Any]:
@@ -391,5 +432,7 @@ def test_files_are_plain_ascii_paths(tmp_path: Path) -> None:
     """Templates live inside the package (shipped with it)."""
     root = Path(__file__).resolve().parents[1] / "onboarding_app"
     for name in ("templates/base.html", "templates/onboarding/details.html",
-                 "static/app.css", "static/app.js", "templates/email/first_data.txt"):
+                 "static/app.css", "static/app.js", "templates/email/setup_complete.txt"):
         assert (root / name).is_file()
+    # The first-data e-mail is sent by the pipelines too, so it lives with accrue.
+    assert (root.parent / "accrue" / "templates" / "email" / "first_data.txt").is_file()

@@ -99,12 +99,13 @@ def sign_up(page: Any, email: str) -> None:
     page.wait_for_url("**/home")
 
 
-def log_in(page: Any, email: str) -> None:
+def log_in(page: Any, email: str, lands_on: str = "/home") -> None:
+    """Log in and wait for the landing page: home, or the saved step (U5)."""
     page.goto("/auth/login")
     page.get_by_label("E-mail").fill(email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/home")
+    page.wait_for_url(f"**{lands_on}")
 
 
 def log_out(page: Any) -> None:
@@ -179,11 +180,15 @@ def test_save_log_out_log_in_and_resume_with_fields_filled(
     page.get_by_role("button", name="Save and Continue Later").click()
     page.wait_for_url("**/home")
     log_out(page)
-    log_in(page, email)
-    dialog = popup(page)
+    log_in(page, email, lands_on="/onboarding/details")  # U5: straight to the saved step
+    assert page.url == f"{live.url}/onboarding/details"
+    dialog = popup(page)  # U1: the login's pop-up, on the step itself
+    assert dialog.is_visible()
+    assert "Welcome back — continue where you left off" in dialog.inner_text()
     assert "Provide Details" in dialog.inner_text()
-    dialog.get_by_role("link", name="Continue setup").click()
-    page.wait_for_url("**/onboarding/details")
+    dialog.get_by_role("button", name="Continue setup").click()
+    assert popup(page).count() == 0 or not popup(page).is_visible()
+    assert page.url == f"{live.url}/onboarding/details"
     assert page.get_by_label("Username, password and security token").is_checked()
     assert page.get_by_label("Salesforce username").input_value() == sf_sandbox.username
     assert page.get_by_label("Password Saved").input_value() == ""  # the label says "Saved"

@@ -20,7 +20,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from onboarding_app import audit, store
+from onboarding_app import audit, onboarding, store
 from onboarding_app.extensions import limiter, warehouse
 from onboarding_app.forms import ActionForm, LoginForm, SignupForm
 from onboarding_app.security import (
@@ -46,11 +46,17 @@ def _limit(name: str) -> str:
     return str(current_app.config[name])
 
 
-def _after_login(tenant_id: str) -> None:
-    """U1: the concierge pop-up shows at every login until setup is complete."""
+def _after_login(tenant_id: str) -> str | None:
+    """U1 and U5: arm the pop-up until setup is complete; the saved step to land on, if any.
+
+    The pop-up shows on whichever page renders next: home (nothing saved yet)
+    or the saved step, as "Welcome back" (see onboarding._render).
+    """
     wizard = store.load_wizard(warehouse.engine, tenant_id)
-    if not wizard.complete:
-        session["concierge_popup"] = True
+    if wizard.complete:
+        return None
+    session["concierge_popup"] = True
+    return onboarding.login_landing(tenant_id)
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -91,8 +97,9 @@ def login() -> str | Response:
             start_session(user.id, user.tenant_id)
             audit.record(warehouse.engine, "login", tenant_id=user.tenant_id,
                          actor=f"user:{user.id}")
-            _after_login(user.tenant_id)
-            return redirect(safe_next(form.next.data) or url_for("main.home"))
+            landing = _after_login(user.tenant_id)
+            # A page the admin asked for (?next=) wins; otherwise the saved step (U5).
+            return redirect(safe_next(form.next.data) or landing or url_for("main.home"))
         audit.record(warehouse.engine, "login", outcome="failed",
                      tenant_id=user.tenant_id if user else None, actor="anonymous")
         form.password.data = ""

@@ -1,19 +1,19 @@
-"""E-mails to the admin: setup complete, first data ready.
+"""E-mails to the admin rendered from the app's templates: setup complete.
 
-SMTP settings come from the environment (ACCRUE_SMTP_*). Sending is
-best-effort: a mail server that is down must not undo a finished setup, so
-failures are logged (without addresses' passwords, of course) and audited.
+SMTP settings come from the environment (ACCRUE_SMTP_*), and the hand-over
+is `accrue.onboarding_notify.send_email`, the one SMTP client shared with the
+pipelines (which send "first data is ready"). Sending is best-effort: a mail
+server that is down must not undo a finished setup, so failures are logged
+and audited by the caller.
 """
 
 from __future__ import annotations
 
-import smtplib
-import ssl
-from email.message import EmailMessage
 from typing import Any
 
 from flask import current_app, render_template
 
+from accrue.onboarding_notify import SmtpSettings, send_email
 from onboarding_app.security import get_logger
 
 logger = get_logger(__name__)
@@ -21,30 +21,8 @@ logger = get_logger(__name__)
 
 def send(to: str, subject: str, template: str, **context: Any) -> bool:
     """Send one plain-text e-mail rendered from templates/email/; True when handed over."""
-    config = current_app.config
-    host = config.get("SMTP_HOST")
-    if not host:
+    settings = SmtpSettings.from_config(current_app.config)
+    if not settings.host:
         logger.info("no SMTP host configured: not sending %r", subject)
         return False
-    message = EmailMessage()
-    message["From"] = config["MAIL_FROM"]
-    message["To"] = to
-    message["Subject"] = subject
-    message.set_content(render_template(f"email/{template}", **context))
-    port = int(config["SMTP_PORT"])
-    try:
-        if config.get("SMTP_SSL"):
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                host, port, timeout=10, context=ssl.create_default_context())
-        else:
-            client = smtplib.SMTP(host, port, timeout=10)
-        with client:
-            if config.get("SMTP_STARTTLS"):
-                client.starttls(context=ssl.create_default_context())
-            if config.get("SMTP_USERNAME"):
-                client.login(config["SMTP_USERNAME"], config.get("SMTP_PASSWORD") or "")
-            client.send_message(message)
-    except (OSError, smtplib.SMTPException) as exc:
-        logger.warning("could not send %r: %s", subject, type(exc).__name__)
-        return False
-    return True
+    return send_email(settings, to, subject, render_template(f"email/{template}", **context))

@@ -152,13 +152,35 @@ def _render(template: str, step: str, wizard: store.Wizard, status: int = 200,
          "done": STEPS.index(key) < STEPS.index(step) or wizard.complete}
         for number, key in enumerate(STEPS[1:], start=1)
     ]
+    # U1 after a U5 landing: the login's pop-up shows on the step the admin lands on.
+    welcome_back = bool(session.pop("concierge_popup", False)) and not wizard.complete
     return render_template(
         template, step=step, steps=steps, title=STEP_TITLES[step], wizard=wizard,
-        step_number=STEPS.index(step), **context,
+        step_number=STEPS.index(step), welcome_back=welcome_back,
+        popup_form=ActionForm() if welcome_back else None, **context,
     ), status
 
 
 # -- Welcome ----------------------------------------------------------------------------
+
+
+def saved_step(wizard: store.Wizard, info: tenants.ConnectionInfo | None) -> str | None:
+    """U5: the step to resume at, or None when setup is done or nothing was saved yet.
+
+    The saved step, unless what it depends on changed since (e.g. the
+    credentials were removed): then the furthest step that can open.
+    """
+    if wizard.complete or wizard.step == "welcome":
+        return None
+    furthest = furthest_step(wizard, info)
+    return wizard.step if STEPS.index(wizard.step) <= STEPS.index(furthest) else furthest
+
+
+def login_landing(tenant_id: str) -> str | None:
+    """Where a login lands (U5): the saved step's URL, or None for the home page."""
+    wizard = store.load_wizard(warehouse.engine, tenant_id)
+    step = saved_step(wizard, tenants.connection_info(warehouse.engine, tenant_id))
+    return url_for(STEP_ENDPOINTS[step]) if step else None
 
 
 @bp.get("/")
@@ -167,10 +189,7 @@ def resume() -> Response:
     wizard, info, _ = _gate("welcome")
     if wizard.complete:
         return redirect(url_for("status.page"))
-    step = wizard.step
-    if STEPS.index(step) > STEPS.index(furthest_step(wizard, info)):
-        step = furthest_step(wizard, info)
-    return redirect(url_for(STEP_ENDPOINTS[step]))
+    return redirect(url_for(STEP_ENDPOINTS[saved_step(wizard, info) or "welcome"]))
 
 
 @bp.get("/welcome")

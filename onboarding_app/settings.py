@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from accrue import config as accrue_config
+from accrue.onboarding_notify import SmtpSettings
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +27,6 @@ TERMS_VERSION = "2026-01"
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or default
-
-
-def _flag(name: str, default: bool = False) -> bool:
-    value = _env(name)
-    return default if value is None else value.lower() in ("1", "true", "yes", "on")
 
 
 def _local_secret_key() -> str:
@@ -48,6 +44,7 @@ def _local_secret_key() -> str:
 
 def from_env() -> dict[str, Any]:
     """Defaults for every setting the app reads (Flask config keys)."""
+    smtp = SmtpSettings.from_env()
     return {
         "ENV_NAME": _env(APP_ENV, "production"),
         "SECRET_KEY": _env(SECRET_KEY_ENV),
@@ -59,13 +56,14 @@ def from_env() -> dict[str, Any]:
         "SALESFORCE_CLIENT_SECRET": _env("ACCRUE_SALESFORCE_CLIENT_SECRET"),
         "CONNECTION_TEST_TIMEOUT_SECONDS": float(_env("ACCRUE_CONNECTION_TEST_TIMEOUT", "8")),
         # E-mail: nothing is sent when no SMTP host is configured.
-        "SMTP_HOST": _env("ACCRUE_SMTP_HOST"),
-        "SMTP_PORT": int(_env("ACCRUE_SMTP_PORT", "25") or 25),
-        "SMTP_USERNAME": _env("ACCRUE_SMTP_USERNAME"),
-        "SMTP_PASSWORD": _env("ACCRUE_SMTP_PASSWORD"),
-        "SMTP_STARTTLS": _flag("ACCRUE_SMTP_STARTTLS"),
-        "SMTP_SSL": _flag("ACCRUE_SMTP_SSL"),
-        "MAIL_FROM": _env("ACCRUE_MAIL_FROM", "Accrue <concierge@accrue.local>"),
+        # The same variables the pipelines' e-mail sensor reads (accrue.onboarding_notify).
+        "SMTP_HOST": smtp.host,
+        "SMTP_PORT": smtp.port,
+        "SMTP_USERNAME": smtp.username,
+        "SMTP_PASSWORD": smtp.password,
+        "SMTP_STARTTLS": smtp.starttls,
+        "SMTP_SSL": smtp.use_ssl,
+        "MAIL_FROM": smtp.mail_from,
         # Login protection.
         "RATELIMIT_STORAGE_URI": _env("ACCRUE_RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -129,14 +129,3 @@ def save_wizard(engine: Engine, tenant_id: str, **values: Any) -> None:
             .values(**values, updated_at=utcnow())
         )
 
-
-def mark_notified(engine: Engine, tenant_id: str) -> bool:
-    """Claim the 'first data is ready' e-mail; True only for the one caller that sends it."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            sa.update(onboarding_state)
-            .where(onboarding_state.c.tenant_id == tenant_id,
-                   onboarding_state.c.first_data_notified_at.is_(None))
-            .values(first_data_notified_at=utcnow())
-        )
-    return result.rowcount == 1
