@@ -36,7 +36,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue import tenants
-from accrue.schema import app_user, audit_event, onboarding_state, utcnow
+from accrue.schema import (
+    app_user,
+    audit_event,
+    onboarding_state,
+    price_recommendation,
+    utcnow,
+)
 from accrue.warehouse import Warehouse
 
 FIRST_DATA_SUBJECT = "Your first Accrue data is ready"
@@ -234,12 +240,31 @@ def progress(engine: Engine, tenant_id: str) -> dict[str, Any]:
         "first_data_ready": bool(objects) and all(o["state"] == "done" for o in objects),
         "records_synced": sum(o["synced"] for o in objects),
         "records_expected": sum(o["expected"] for o in objects),
-        "recommendations": {
-            "state": "not_available",
-            "message": "Price recommendations are not computed by this release yet. They "
-                       "will start from the data synced here, and we will e-mail you when "
-                       "they do.",
-        },
+        "recommendations": _recommendations(engine, tenant_id),
+    }
+
+
+def _recommendations(engine: Engine, tenant_id: str) -> dict[str, Any]:
+    """The second milestone: price recommendations computed from the synced deals."""
+    query = sa.select(sa.func.count(), sa.func.max(price_recommendation.c.computed_at)).where(
+        price_recommendation.c.tenant_id == tenant_id
+    )
+    with engine.connect() as conn:
+        count, computed_at = conn.execute(query).one()
+    if count:
+        return {
+            "state": "ready",
+            "count": int(count),
+            "computed_at": _iso(computed_at),
+            "message": f"{count:,} open deals have a recommended price; they are refreshed "
+                       "whenever your deals change.",
+        }
+    return {
+        "state": "pending",
+        "count": 0,
+        "computed_at": None,
+        "message": "They are computed automatically from your synced deals, usually within "
+                   "minutes of the first data.",
     }
 
 

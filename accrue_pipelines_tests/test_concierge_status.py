@@ -9,11 +9,13 @@ from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
+import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
 
 from accrue import tenants
+from accrue.analytics import store
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
 from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
@@ -97,9 +99,10 @@ def test_status_page_follows_the_first_sync_and_emails_once_when_data_is_in(
     before = admin.client.get("/status/progress.json").get_json()
     assert before["first_data_ready"] is False
     assert {o["state"] for o in before["objects"]} == {"waiting"}
-    assert before["recommendations"]["state"] == "not_available"
+    assert before["recommendations"]["state"] == "pending"
     page = admin.client.get("/status").get_data(as_text=True)
-    assert "Waiting to start" in page and "First recommendations" in page and "Coming." in page
+    assert "Waiting to start" in page and "First recommendations" in page
+    assert "Being computed." in page
 
     engine = mailing_app.extensions["accrue_warehouse"]
     connection = tenants.load_connection(engine, admin.tenant_id)
@@ -122,6 +125,18 @@ def test_status_page_follows_the_first_sync_and_emails_once_when_data_is_in(
     assert subjects.count("Your first Accrue data is ready") == 1
     page = admin.client.get("/status").get_data(as_text=True)
     assert "Ready." in page and "Latest syncs" in page
+
+    # The second milestone: the price_recommendations asset has written the tenant's rows.
+    store.replace_price_recommendations(
+        engine, admin.tenant_id,
+        pd.DataFrame([{"opportunity_id": "006000000000001AAA", "method": "model",
+                       "recommended_price": 1000.0}]),
+        "test-model",
+    )
+    ready = admin.client.get("/status/progress.json").get_json()["recommendations"]
+    assert (ready["state"], ready["count"]) == ("ready", 1)
+    page = admin.client.get("/status").get_data(as_text=True)
+    assert "1 open deals have a recommended price" in page
 
 
 def test_no_smtp_host_means_no_mail_but_setup_still_completes(

@@ -3,9 +3,9 @@
 Numbers come from the warehouse (rows stored, sync runs and their outcome)
 and from the counts the CRM reported at setup, so progress is "stored of
 expected"; the computation lives in `accrue.onboarding_notify`, which the
-pipelines' first-data e-mail sensor uses too. Price recommendations are not
-computed by the platform yet: the page says so plainly instead of promising a
-time.
+pipelines' first-data e-mail sensor uses too. The second milestone, price
+recommendations, is ready once the `price_recommendations` asset has written
+the tenant's rows.
 """
 
 from __future__ import annotations
