@@ -277,7 +277,7 @@ price_recommendation = sa.Table(
     _tenant_id(primary_key=True),
     sa.Column("opportunity_id", sa.String(ID_LENGTH), primary_key=True),
     sa.Column("computed_at", UtcDateTime(), nullable=False),
-    sa.Column("method", sa.String(32), nullable=False),  # model | segment band
+    sa.Column("method", sa.String(32), nullable=False),  # model | tenant_curve | segment band
     sa.Column("objective", sa.String(32), nullable=True),
     _f("list_total"),
     _f("current_price"),

@@ -140,7 +140,8 @@ def price_recommendations(
     return dg.MaterializeResult(metadata={
         "recommendations": written,
         "by_model": int((recs["method"] == "model").sum()) if len(recs) else 0,
-        "by_band": int((recs["method"] != "model").sum()) if len(recs) else 0,
+        "by_tenant_curve": int((recs["method"] == "tenant_curve").sum()) if len(recs) else 0,
+        "by_band": int((recs["method"] == "segment band").sum()) if len(recs) else 0,
         "clamped": int(recs["clamp"].notna().sum()) if len(recs) else 0,
         "model_version": version,
         "model": dg.MetadataValue.md(model.explain()),

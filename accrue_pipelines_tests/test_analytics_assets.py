@@ -72,7 +72,7 @@ def test_assets_materialize_for_a_tenant(instance, resources, synced_tenant, eng
     open_priced = data.deals[~data.deals["is_closed"] & data.deals["exclusion"].isna()]
     assert {r["opportunity_id"] for r in recs} == set(open_priced["opportunity_id"])
     for r in recs:
-        assert r["method"] in ("model", "segment band")
+        assert r["method"] in ("model", "tenant_curve", "segment band")
         assert r["model_version"]
         if r["method"] == "segment band":
             assert r["fallback_reason"]

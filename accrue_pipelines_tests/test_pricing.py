@@ -198,6 +198,42 @@ def test_pure_noise_gives_no_curve(seed):
     assert recs["win_probability_recommended"].isna().all()
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unsupported_segment_gets_the_tenant_curve_but_noise_gets_the_band(seed):
+    # Two big segments with a strong price effect, and a small one whose own 40 deals say
+    # nothing about price: its segment slope fails the posterior check, the tenant's does not.
+    big = deals(2000, 20 + seed, a={"Retail": -9.0, "Energy": -3.0},
+                b={"Retail": 12.0, "Energy": 4.0})
+    tiny = deals(40, 40 + seed, a={"Tiny": 0.0}, b={"Tiny": 0.0}, noise=True)
+    data = pd.concat([big, tiny], ignore_index=True)
+    model = fit_price_model(data, PricingConfig(dimensions=("industry",)))
+    assert model.usable, model.reasons
+    assert model.tenant_curve is not None and model.tenant_curve.usable
+    probe = data.drop_duplicates("industry").assign(is_closed=False)
+    recs = recommend(model, probe).set_axis(probe["industry"])
+    assert (recs.loc[["Retail", "Energy"], "method"] == "model").all()
+    tiny_rec = recs.loc["Tiny"]
+    assert tiny_rec["method"] == "tenant_curve"
+    assert "not distinguishable from zero" in tiny_rec["fallback_reason"]
+    assert "tenant-wide curve" in tiny_rec["fallback_reason"]
+    # Priced on the pooled curve: its b, a win probability, and the model optimum.
+    tenant = model.tenant_curve.curve(probe.tail(1)).iloc[0]
+    assert tiny_rec["b"] == pytest.approx(tenant["b"])
+    assert 4.0 < tiny_rec["b"] < 12.0
+    assert 0 < tiny_rec["win_probability_recommended"] < 1
+    assert tiny_rec["identification"]
+
+    # Pure noise: neither curve is supported, so every deal still gets the band.
+    noise = deals(1500, 11 + seed, a=dict.fromkeys("ABC", 0.0), b=dict.fromkeys("ABC", 0.0),
+                  noise=True)
+    model = fit_price_model(noise)
+    assert not model.usable
+    assert model.tenant_curve is None or not model.tenant_curve.usable
+    recs = recommend(model, noise.head(5).assign(is_closed=False))
+    assert (recs["method"] == "segment band").all()
+    assert recs["win_probability_recommended"].isna().all()
+
+
 def test_too_few_deals_gives_no_curve():
     model = fit_price_model(deals(25, 6, a={"X": -6.0}, b={"X": 8.0}))
     assert not model.usable

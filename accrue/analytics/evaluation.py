@@ -259,7 +259,7 @@ def evaluate_seed(seed: int, *, confounded: bool, n_history: int = 2000,
     regret = {name: 1.0 - true_margin(tenant, x).sum() / best for name, x in ratios.items()}
     return SeedResult(
         regret=regret,
-        fallback_share=float((recs["method"] != "model").mean()),
+        fallback_share=float((recs["method"] == "segment band").mean()),
         b_mae={"pooled logistic": _b_mae(pooled, tenant), OURS: _b_mae(model, tenant)},
         clamped_share=float(recs["clamp"].notna().mean()),
         reasons=tuple(model.reasons),

@@ -33,15 +33,18 @@ P* = W/(1 + W) and margin W/b. Without a cost, c = 0 (expected revenue).
 Honesty. No curve is shown when the data cannot carry one: too few priced deals,
 no lost (or no won) deal with a price, or a price effect that is absent or has the
 wrong sign (one-sided likelihood-ratio test), or, per segment, a price sensitivity
-whose posterior lower bound is not above zero. The deal then gets the segment's
-Floor / Target / Start band and the reason.
+whose posterior lower bound is not above zero. A deal whose segment fails only that
+last check is priced on the tenant-wide curve instead (one pooled logit, fitted with the
+same identification logic and passing the same tests), with the reason; only when that
+curve is not supported either does the deal get the segment's Floor / Target / Start
+band and the reason.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -425,6 +428,9 @@ class PriceModel:
     # Control-function diagnostics: rho (win log-odds per unit of v), its z, first-stage F,
     # the over-identification test, and kappa, the factor that averages v out of the curve.
     control: dict[str, float] = field(default_factory=dict)
+    # The tenant-wide (pooled) curve: same data, identification logic and tests, no
+    # segment terms. Deals whose segment slope is not supported are priced on it.
+    tenant_curve: PriceModel | None = field(default=None, repr=False)
     _effects: pd.DataFrame | None = field(default=None, repr=False)
 
     # -- curve ----------------------------------------------------------------
@@ -641,6 +647,10 @@ def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) ->
         model.reasons.append(f"price separates wins from losses almost perfectly (b = "
                              f"{test['b']:.0f}): no reliable curve")
     model.usable = not model.reasons
+    if model.usable and config.hierarchical:
+        # The fall-back curve for segments whose own slope is not supported. It must pass
+        # every check on its own (instrument, exogeneity, over-identification, price test).
+        model.tenant_curve = fit_price_model(deals, replace(config, hierarchical=False))
     return model
 
 
@@ -730,7 +740,9 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
     """A recommendation per open deal (one row each; see docs/pricing-model.md for columns).
 
     Deals get the model optimum when the tenant's curve and their segment's price
-    sensitivity pass the checks, else their segment band's Target, with the reason.
+    sensitivity pass the checks ("model"); when only the segment check fails, the
+    optimum of the tenant-wide curve if that passes its own checks ("tenant_curve");
+    otherwise their segment band's Target ("segment band"). Both fall-backs state why.
     Win probabilities and uplifts are model-based estimates, never observed outcomes.
     """
     deals = model._prepare(open_deals.reset_index(drop=True))
@@ -746,23 +758,34 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
     z_crit = stats.norm.isf(model.config.segment_alpha)
     with np.errstate(invalid="ignore", divide="ignore"):
         segment_ok = model.usable & (b > 0) & (b / b_se >= z_crit)
+    seg_b, seg_b_se = b.copy(), b_se.copy()
+    tenant = model.tenant_curve
+    tenant_ok = np.zeros(n, bool)
+    t_b = t_se = np.full(n, np.nan)
+    if tenant is not None and tenant.usable and not segment_ok.all():
+        t_params = tenant.curve(deals)
+        t_a, t_b, t_se = (t_params[k].to_numpy(float) for k in ("a", "b", "b_se"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tenant_ok = ~segment_ok & (t_b > 0) & (t_b / t_se >= z_crit)
+        a, b, b_se = (np.where(tenant_ok, t, s) for t, s in ((t_a, a), (t_b, b), (t_se, b_se)))
+    curve_ok = segment_ok | tenant_ok
     floor, ceiling, floor_source = _guardrails(model, deals, cost)
 
     bands = _bands_for(model, deals)
     target = np.array([bd.target if bd else np.nan for bd in bands])
 
     unclamped = np.full(n, np.nan)
-    if segment_ok.any():
-        unclamped[segment_ok] = optimal_ratio(a[segment_ok], b[segment_ok], c[segment_ok])[0]
-    proposal = np.where(segment_ok, unclamped, target)
+    if curve_ok.any():
+        unclamped[curve_ok] = optimal_ratio(a[curve_ok], b[curve_ok], c[curve_ok])[0]
+    proposal = np.where(curve_ok, unclamped, target)
     recommended = np.clip(proposal, floor, ceiling)
     clamp = np.where(
         np.isnan(proposal), None,
         np.where(proposal < floor - 1e-12, "floor (" + floor_source + ")",
                  np.where(proposal > ceiling + 1e-12, "ceiling (observed range)", None)),
     )
-    p_now = np.where(segment_ok, win_probability(a, b, current), np.nan)
-    p_rec = np.where(segment_ok, win_probability(a, b, recommended), np.nan)
+    p_now = np.where(curve_ok, win_probability(a, b, current), np.nan)
+    p_rec = np.where(curve_ok, win_probability(a, b, recommended), np.nan)
     margin_now = list_total * (current - c) * p_now
     margin_rec = list_total * (recommended - c) * p_rec
 
@@ -773,14 +796,25 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         elif not model.usable:
             reasons.append("; ".join(model.reasons))
         else:
-            reasons.append(
-                f"price sensitivity in this segment is not distinguishable from zero "
-                f"(b = {b[i]:.2f} ± {b_se[i]:.2f})"
-            )
+            why = (f"price sensitivity in this segment is not distinguishable from zero "
+                   f"(b = {seg_b[i]:.2f} ± {seg_b_se[i]:.2f})")
+            if tenant_ok[i]:
+                why += (f"; priced on the tenant-wide curve (b = {b[i]:.2f} ± {b_se[i]:.2f}, "
+                        f"one-sided LR test p = {tenant.price_test['p_value']:.2g})")
+            elif tenant is None:
+                why += "; no tenant-wide curve was fitted"
+            elif not tenant.usable:
+                why += ("; the tenant-wide curve is not supported either ("
+                        + "; ".join(tenant.reasons) + ")")
+            else:
+                why += (f"; nor is the tenant-wide curve's for this deal "
+                        f"(b = {t_b[i]:.2f} ± {t_se[i]:.2f})")
+            reasons.append(why)
     out = pd.DataFrame({
         "opportunity_id": deals["opportunity_id"].to_numpy() if "opportunity_id" in deals
         else np.arange(n),
-        "method": np.where(segment_ok, "model", "segment band"),
+        "method": np.where(segment_ok, "model",
+                           np.where(tenant_ok, "tenant_curve", "segment band")),
         "fallback_reason": reasons,
         "objective": objective,
         "list_total": list_total,
@@ -803,12 +837,15 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         "band_won_deals": [bd.won_deals if bd else 0 for bd in bands],
         "b": b,
         "b_se": b_se,
-        "identification": np.where(segment_ok, model.identification, None),
+        "identification": np.where(
+            segment_ok, model.identification,
+            np.where(tenant_ok, tenant.identification if tenant else None, None)),
     })
     if explain:
         rows = [row for _, row in deals.iterrows()]
         out["drivers"] = [
-            _drivers(model, rows[i], recommended[i] if segment_ok[i] else None, (a[i], b[i]))
+            _drivers(tenant if tenant_ok[i] else model, rows[i],
+                     recommended[i] if curve_ok[i] else None, (a[i], b[i]))
             for i in range(n)
         ]
         out["comparables"] = [
