@@ -121,3 +121,32 @@ def require_current(engine: Engine) -> None:
             f"the warehouse at {url} is at revision {current or 'none'}, the code expects "
             f"{head}: run `accrue db upgrade` (or `make demo`, which does it)"
         )
+
+
+def create_database(server_url: str | URL, prefix: str) -> str:
+    """Create a uniquely named PostgreSQL database on the server; its URL (for tests and
+    benchmarks, which each need a scratch database they can drop afterwards)."""
+    import os
+    import uuid
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return admin.url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str | URL) -> None:
+    """Drop the database `url` names (connections to it are closed first)."""
+    parsed = _normalise_url(url)
+    name = parsed.database or ""
+    admin = make_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT",
+                        poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue import config, crypto, db
@@ -48,16 +47,11 @@ def _postgres_database() -> Iterator[str]:
             f"PostgreSQL tests need {POSTGRES_URL_ENV}, "
             "e.g. postgresql://postgres@127.0.0.1:5432/test"
         )
-    server = db.make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    name = f"accrue_test_{_worker()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with server.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = db.create_database(server_url, f"accrue_test_{_worker()}")
     try:
-        yield server.url.set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
+        db.drop_database(url)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])

@@ -51,7 +51,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +69,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from accrue.db import make_engine, upgrade
+from accrue.db import create_database, drop_database, make_engine, upgrade
 from accrue.schema import crm_change_log, object_table
 from accrue.sync import sync_object
 from accrue.tenants import add_tenant, get_tenant
@@ -1149,30 +1148,16 @@ class PostgresDatabase:
     server_url: str
     name: str = ""
 
-    def _admin(self) -> sa.engine.Engine:
-        return make_engine(self.server_url, isolation_level="AUTOCOMMIT",
-                           poolclass=sa.pool.NullPool)
+    url: str = ""
 
     def create(self) -> str:
-        self.name = f"accrue_chaos_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        engine = self._admin()
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{self.name}"'))
-        finally:
-            engine.dispose()
-        return sa.make_url(self.server_url).set(database=self.name).render_as_string(
-            hide_password=False)
+        self.url = create_database(self.server_url, "accrue_chaos")
+        self.name = sa.make_url(self.url).database or ""
+        return self.url
 
     def drop(self) -> None:
-        if not self.name:
-            return
-        engine = self._admin()
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        finally:
-            engine.dispose()
+        if self.url:
+            drop_database(self.url)
 
 
 def postgres_reachable(url: str) -> str | None:

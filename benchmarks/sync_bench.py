@@ -44,7 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,7 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from accrue import config
-from accrue.db import make_engine, upgrade
+from accrue.db import create_database, drop_database, make_engine, upgrade
 from accrue.schema import OBJECT_TABLES
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
@@ -696,24 +695,13 @@ class PostgresServer:
             engine.dispose()
 
     def create(self, round_number: int) -> str:
-        name = f"accrue_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}_{round_number}"
-        engine = self.admin_engine()
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        finally:
-            engine.dispose()
-        self.created.append(name)
-        return self.url.set(database=name).render_as_string(hide_password=False)
+        url = create_database(self.url, f"accrue_bench_{round_number}")
+        self.created.append(sa.make_url(url).database or "")
+        return url
 
     def drop(self, url: str) -> None:
+        drop_database(url)
         name = sa.make_url(url).database or ""
-        engine = self.admin_engine()
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        finally:
-            engine.dispose()
         if name in self.created:
             self.created.remove(name)
 
