@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Engine
 
 from accrue import config
+
+if TYPE_CHECKING:  # alembic costs half a second to import; most processes never migrate
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +77,8 @@ def dialect_insert(dialect: Dialect) -> Callable[..., Any]:
 
 def alembic_config(engine: Engine | None = None) -> Config:
     """An Alembic config built in code, so no alembic.ini is needed at runtime."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if engine is not None:
@@ -94,17 +95,23 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             # released at commit.
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         cfg.attributes["connection"] = connection
+        from alembic import command
+
         command.upgrade(cfg, revision)
 
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None when never migrated)."""
     with engine.connect() as connection:
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str | None:
     """The newest revision shipped with the code."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

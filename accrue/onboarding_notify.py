@@ -43,6 +43,7 @@ from accrue.schema import (
     price_recommendation,
     utcnow,
 )
+from accrue.schema import tenant as tenant_table
 from accrue.warehouse import Warehouse
 
 FIRST_DATA_SUBJECT = "Your first Accrue data is ready"
@@ -268,19 +269,29 @@ def _recommendations(engine: Engine, tenant_id: str) -> dict[str, Any]:
     }
 
 
-def awaiting_first_data_email(engine: Engine, limit: int = 200) -> list[str]:
-    """Active tenants whose setup is complete and whose admin has not been told yet."""
+def awaiting_first_data_email(engine: Engine, limit: int = 200, after: str = "") -> list[str]:
+    """Active tenants whose setup is complete and whose admin has not been told yet.
+
+    At most `limit`, in tenant-id order starting after `after` and wrapping around, so
+    a caller that passes the last id it handled visits every waiting tenant in turn:
+    tenants whose data is slow to arrive never crowd out a newer one.
+    """
     has_admin = sa.exists().where(app_user.c.tenant_id == onboarding_state.c.tenant_id)
-    query = (
+    waiting = (
         sa.select(onboarding_state.c.tenant_id)
+        .join(tenant_table, tenant_table.c.id == onboarding_state.c.tenant_id)
         .where(onboarding_state.c.completed_at.is_not(None),
-               onboarding_state.c.first_data_notified_at.is_(None), has_admin)
-        .order_by(onboarding_state.c.completed_at).limit(limit)
+               onboarding_state.c.first_data_notified_at.is_(None),
+               tenant_table.c.status == "active", has_admin)
+        .order_by(onboarding_state.c.tenant_id)
     )
     with engine.connect() as conn:
-        ids = list(conn.execute(query).scalars())
-    active = {t.id for t in tenants.list_tenants(engine, status="active")}
-    return [tenant_id for tenant_id in ids if tenant_id in active]
+        ids = list(conn.execute(
+            waiting.where(onboarding_state.c.tenant_id > after).limit(limit)).scalars())
+        if len(ids) < limit and after:
+            ids += conn.execute(waiting.where(onboarding_state.c.tenant_id <= after)
+                                .limit(limit - len(ids))).scalars()
+    return ids
 
 
 def _claim(engine: Engine, tenant_id: str) -> datetime | None:

@@ -179,6 +179,22 @@ sync_run = sa.Table(
 )
 
 
+# The scheduler's memory per tenant (accrue.sync_schedule is its one write path): when the
+# last full sync succeeded and when the last one ended, how many failed in a row, when a
+# sync was last requested and when the last full id reconciliation ran. Due times are
+# computed from it, so a failed tenant is retried with backoff, not after a full interval.
+tenant_sync_schedule = sa.Table(
+    "tenant_sync_schedule",
+    metadata,
+    sa.Column("tenant_id", sa.String(TENANT_ID_LENGTH), primary_key=True),
+    sa.Column("last_requested_at", UtcDateTime(), nullable=True),
+    sa.Column("last_success_at", UtcDateTime(), nullable=True),
+    sa.Column("last_outcome_at", UtcDateTime(), nullable=True),
+    sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_reconciled_at", UtcDateTime(), nullable=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
 # Every version of every record ever written (F3): the crm_* tables hold the
 # current version only. A version is (source_id, source_modified_at, is_deleted),
 # so a replayed or overlapping page never logs one twice (F2).
@@ -347,6 +363,18 @@ seller_month_metric = sa.Table(
     sa.Column("computed_at", UtcDateTime(), nullable=False),
 )
 
+
+# How far into crm_change_log an incremental analytics asset has read, per tenant. Written in
+# the same transaction as the rows computed from those changes, so the rows and the mark
+# never disagree (a crash recomputes, never skips).
+analytics_watermark = sa.Table(
+    "analytics_watermark",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("asset_name", sa.String(64), primary_key=True),
+    sa.Column("change_log_id", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
 
 # -- the concierge (onboarding_app): admins, their sessions, the wizard, the audit log ------
 

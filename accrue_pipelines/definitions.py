@@ -1,36 +1,56 @@
-"""The Dagster code location: assets, checks, sensors and resources."""
+"""The Dagster code location: assets, checks, sensors and resources.
+
+Loading it must stay cheap (target ≤ 5 s on a busy 2-core machine): the webserver,
+the daemon and every run load it. Heavy libraries are imported inside the assets
+that use them, never at module level.
+"""
 
 import dagster as dg
 
-from accrue_pipelines.analytics_assets import analytics_assets, seller_metrics_sensor
+from accrue_pipelines import run_tags
+from accrue_pipelines.analytics_assets import analytics_assets
 from accrue_pipelines.health import sync_failure_sensor
 from accrue_pipelines.jobs import sync_tenant_job
 from accrue_pipelines.notify_sensors import first_data_email_sensor
 from accrue_pipelines.resources import CrmResource, WarehouseResource
-from accrue_pipelines.schedules import nightly_reconciliation
-from accrue_pipelines.sensors import tenant_registry_sensor, tenant_sync_sensor
+from accrue_pipelines.sensors import tenant_sync_sensor
 from accrue_pipelines.summary_assets import pipeline_summary
 from accrue_pipelines.sync_assets import sync_assets
 
 warehouse_resource = WarehouseResource()
 
+# Analytics after a sync: above routine syncs (a new customer's first recommendations
+# should not wait behind other tenants' hourly syncs), below first syncs.
+ANALYTICS_PRIORITY = 5
+
+# Only the assets with an automation condition: the sync assets are requested by the
+# scheduler sensor, and evaluating conditions for them would only cost tick time.
+automated_assets = dg.AssetSelection.assets(pipeline_summary, *analytics_assets)
+
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "accrue_automation",
-    target=dg.AssetSelection.all(),
+    target=automated_assets,
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
+    run_tags={
+        run_tags.TRIGGER: "data-changed",
+        run_tags.PRIORITY: str(ANALYTICS_PRIORITY),
+        run_tags.CELERY_QUEUE: run_tags.ANALYTICS_QUEUE,
+    },
+    description="Recomputes the summary and the analytics of each tenant whose synced data "
+                "changed (and only of those).",
 )
 
 defs = dg.Definitions(
     assets=[*sync_assets, pipeline_summary, *analytics_assets],
     jobs=[sync_tenant_job],
     sensors=[
-        tenant_registry_sensor, tenant_sync_sensor, sync_failure_sensor, automation_sensor,
-        seller_metrics_sensor, first_data_email_sensor,
+        tenant_sync_sensor, sync_failure_sensor, automation_sensor, first_data_email_sensor,
     ],
-    schedules=[nightly_reconciliation],
     resources={
         "warehouse": warehouse_resource,
         "crm": CrmResource(warehouse=warehouse_resource),
     },
+    # Every run is one process: see accrue_pipelines.jobs.
+    executor=dg.in_process_executor,
 )

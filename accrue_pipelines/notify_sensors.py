@@ -4,9 +4,11 @@ The concierge's status page sends "your first data is ready" when it notices
 the milestone, but an admin who closed the page would never hear of it. This
 sensor runs the same check (`accrue.onboarding_notify`) for every tenant
 still waiting for that e-mail. The "notified" mark in `onboarding_state` is
-the only state: it is claimed in the database before sending, so the page and
-the sensor never both send, and a tick that repeats after a crash finds it
-set. No cursor is kept, since a second copy of that mark could only disagree.
+the only notification state: it is claimed in the database before sending, so
+the page and the sensor never both send, and a tick that repeats after a crash
+finds it set. The cursor holds only a position: the last tenant id checked, so
+successive ticks walk round every waiting tenant and none is starved by others
+whose data is slow to arrive.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from accrue import onboarding_notify
 from accrue_pipelines.resources import WarehouseResource
 
 ACTOR = "dagster:first_data_email_sensor"
-# Bounds one tick's work (each tenant costs two small queries, one e-mail at most).
+# Bounds one tick's work (each tenant costs a few small queries, one e-mail at most); the
+# cursor carries the round on, so every waiting tenant is checked every N/200 ticks.
 MAX_TENANTS_PER_TICK = 200
 
 
@@ -34,12 +37,13 @@ MAX_TENANTS_PER_TICK = 200
 )
 def first_data_email_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
-) -> dg.SkipReason:
+) -> dg.SensorResult | dg.SkipReason:
     settings = onboarding_notify.SmtpSettings.from_env()
     if not settings.host:
         return dg.SkipReason("e-mail is off: ACCRUE_SMTP_HOST is not set")
     engine = warehouse.engine()
-    waiting = onboarding_notify.awaiting_first_data_email(engine, limit=MAX_TENANTS_PER_TICK)
+    waiting = onboarding_notify.awaiting_first_data_email(
+        engine, limit=MAX_TENANTS_PER_TICK, after=context.cursor or "")
     status_url = onboarding_notify.public_status_url()
     outcomes: Counter[str] = Counter()
     for tenant_id in waiting:
@@ -49,5 +53,9 @@ def first_data_email_sensor(
         if outcome in ("sent", "failed"):
             context.log.info(f"first-data e-mail for {tenant_id}: {outcome}")
     summary = ", ".join(f"{n} {word}" for word, n in sorted(outcomes.items())) or "none"
-    return dg.SkipReason(
-        f"{len(waiting)} tenant(s) awaiting the first-data e-mail; outcomes: {summary}")
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason(
+            f"{len(waiting)} tenant(s) awaiting the first-data e-mail checked; outcomes: "
+            f"{summary}"),
+        cursor=waiting[-1] if waiting else context.cursor,
+    )

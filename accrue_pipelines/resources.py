@@ -42,6 +42,10 @@ class CrmResource(dg.ConfigurableResource):
 
     warehouse: WarehouseResource
 
+    def crm_type(self, tenant_id: str) -> str:
+        """The tenant's CRM (no secrets read): names its API pool and its run queue."""
+        return tenants.require_tenant(self.warehouse.engine(), tenant_id).crm_type
+
     def open(self, tenant_id: str) -> Connector:
         connection = tenants.load_connection(self.warehouse.engine(), tenant_id)
         return create_connector(connection.crm_type, connection.secrets, connection.config)

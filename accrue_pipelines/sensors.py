@@ -1,16 +1,21 @@
-"""Sensors that keep Dagster in step with the tenant registry.
+"""The tenant scheduler: tenant partitions follow the registry, syncs follow the schedule.
 
-Both compute everything first and return their cursor last, so a failing
-tick never records progress it did not make.
+One sensor does both, so a new tenant's partition and its first sync are created
+in the same tick. Each tick computes everything first, saves the scheduler's
+memory (`accrue.sync_schedule`), and returns its cursor last, so a failing tick
+never records progress it did not make. Every limit below states its reason.
 """
 
+from __future__ import annotations
+
 import json
-import time
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from accrue import tenants
-from accrue_pipelines.jobs import sync_tenant_job
+from accrue import sync_schedule, tenants
+from accrue_pipelines import run_tags
+from accrue_pipelines.jobs import SYNC_JOB_NAME, covers_every_object, sync_tenant_job
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
 from accrue_pipelines.resources import WarehouseResource
 
@@ -18,81 +23,165 @@ from accrue_pipelines.resources import WarehouseResource
 PARTITIONED_STATUSES = ("active", "paused")
 # SQLite instances fail on very large single partition requests (dagster#16260).
 MAX_PARTITION_CHANGES_PER_TICK = 500
+# The run queue starts at most max_concurrent_runs runs at a time (dagster.yaml); asking
+# for far more per tick only lengthens the queue, and every request costs a run record.
+# 25 per 15-second tick is 100 a minute: more than 2 cores sync, fewer than a tick can
+# create without slowing down.
+MAX_RUN_REQUESTS_PER_TICK = 25
+# Back-pressure: with this many runs already queued, routine syncs wait for a later tick
+# (they are due again then, most overdue first); first syncs of new tenants still go.
+QUEUED_RUNS_TARGET = 50
+# Run records are updated by several processes; re-reading a short window is harmless
+# (an outcome older than the last one seen is ignored) and catches late writers.
+OUTCOME_OVERLAP = timedelta(minutes=2)
+# Outcomes read per tick; more wait for the next tick (the cursor moves only past read ones).
+MAX_OUTCOMES_PER_TICK = 2000
+# Without a cursor (first tick, or a reset), outcomes of the last day are read again.
+COLD_START_LOOKBACK = timedelta(days=1)
+
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
+            dg.DagsterRunStatus.CANCELED]
 
 
-@dg.sensor(
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Adds a tenant partition when a tenant is registered, removes it when deleted.",
-)
-def tenant_registry_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
-) -> dg.SensorResult | dg.SkipReason:
-    wanted = {
-        t.id for t in tenants.list_tenants(warehouse.engine()) if t.status in PARTITIONED_STATUSES
-    }
-    existing = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+def _now() -> datetime:
+    """The tick's clock (a seam for tests that need time to pass)."""
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _partition_requests(
+    registered: list[tenants.Tenant], existing: set[str]
+) -> tuple[list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest], set[str]]:
+    """Partition changes that make Dagster match the registry, and the partitions after them."""
+    wanted = {t.id for t in registered if t.status in PARTITIONED_STATUSES}
     to_add = sorted(wanted - existing)[:MAX_PARTITION_CHANGES_PER_TICK]
     to_remove = sorted(existing - wanted)[:MAX_PARTITION_CHANGES_PER_TICK]
-    if not to_add and not to_remove:
-        return dg.SkipReason(f"{len(existing)} tenant partitions match the registry")
-    requests = []
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if to_add:
         requests.append(tenant_partitions.build_add_request(to_add))
     if to_remove:
         requests.append(tenant_partitions.build_delete_request(to_remove))
-    context.log.info(f"tenant partitions: adding {to_add}, removing {to_remove}")
-    return dg.SensorResult(
-        dynamic_partitions_requests=requests,
-        cursor=json.dumps({"partitions": len(existing) + len(to_add) - len(to_remove)}),
+    return requests, (existing | set(to_add)) - set(to_remove)
+
+
+def _read_outcomes(
+    instance: dg.DagsterInstance, since: datetime
+) -> tuple[list[sync_schedule.RunOutcome], datetime]:
+    """Finished full-sync runs updated after `since`, oldest first, and the new watermark."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=SYNC_JOB_NAME, statuses=FINISHED,
+                              updated_after=since - OUTCOME_OVERLAP),
+        limit=MAX_OUTCOMES_PER_TICK, order_by="update_timestamp", ascending=True,
     )
+    outcomes = []
+    watermark = since
+    for record in records:
+        watermark = max(watermark, _utc(record.update_timestamp))
+        run = record.dagster_run
+        tenant_id = run.tags.get("dagster/partition")
+        if not tenant_id or not covers_every_object(run):
+            continue  # a partial sync (one object from the CLI) says nothing about the rest
+        finished = record.end_time or record.update_timestamp.timestamp()
+        outcomes.append(sync_schedule.RunOutcome(
+            tenant_id=tenant_id,
+            finished_at=datetime.fromtimestamp(finished, UTC),
+            succeeded=run.status == dg.DagsterRunStatus.SUCCESS,
+            reconciled=run.tags.get(run_tags.RECONCILE) == "true",
+        ))
+    return outcomes, watermark
+
+
+def _trigger(request: sync_schedule.SyncRequest) -> str:
+    if request.reconcile:
+        return "reconciliation"
+    if request.priority >= sync_schedule.PRIORITY_FIRST_SYNC:
+        return "first-sync"
+    return "retry" if request.reason.startswith("retry") else "frequency"
 
 
 @dg.sensor(
     job=sync_tenant_job,
-    minimum_interval_seconds=20,
+    minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Requests each active tenant's sync at the frequency its admin chose "
-        "(a new tenant's first sync at once); skips tenants with a sync in flight."
+        "Keeps one partition per registered tenant and requests each active tenant's sync "
+        "when due: the frequency its admin chose, counted from the last successful sync; "
+        "failed syncs retried with backoff; new tenants first; the nightly id "
+        f"reconciliation spread over the night; at most {MAX_RUN_REQUESTS_PER_TICK} "
+        "requests per tick."
     ),
 )
 def tenant_sync_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
-) -> dg.SensorResult | dg.SkipReason:
-    now = time.time()
-    last_requested: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
-    partitions = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
-    busy = {
-        run.tags.get("dagster/partition")
-        for run in context.instance.get_runs(
-            filters=dg.RunsFilter(job_name=sync_tenant_job.name, statuses=IN_FLIGHT)
-        )
-    }
+) -> dg.SensorResult:
+    now = _now()
+    engine = warehouse.engine()
+    instance = context.instance
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    since = (datetime.fromisoformat(cursor["runs_updated_after"])
+             if "runs_updated_after" in cursor else now - COLD_START_LOOKBACK)
+
+    registered = tenants.list_tenants(engine)
+    existing = set(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+    partition_requests, partitions = _partition_requests(registered, existing)
+    active = [t for t in registered if t.status == "active" and t.id in partitions]
+
+    schedules = sync_schedule.load(engine)
+    outcomes, watermark = _read_outcomes(instance, since)
+    changed: dict[str, sync_schedule.TenantSchedule] = {}
+    for outcome in outcomes:
+        current = changed.get(outcome.tenant_id) or schedules.get(
+            outcome.tenant_id, sync_schedule.TenantSchedule(outcome.tenant_id))
+        updated = current.with_outcome(outcome)
+        if updated != current:
+            changed[outcome.tenant_id] = updated
+    schedules.update(changed)
+
+    in_flight = instance.get_runs(
+        filters=dg.RunsFilter(job_name=SYNC_JOB_NAME, statuses=IN_FLIGHT))
+    busy = {run.tags.get("dagster/partition", "") for run in in_flight}
+    queued = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
+    chosen, waiting = sync_schedule.plan(
+        [(t.id, t.sync_frequency_minutes) for t in active], schedules, busy, now,
+        limit=MAX_RUN_REQUESTS_PER_TICK,
+        routine_limit=max(0, QUEUED_RUNS_TARGET - queued),
+    )
+    crm_of = {t.id: t.crm_type for t in active}
     run_requests = []
-    active = [
-        t for t in tenants.list_tenants(warehouse.engine(), status="active") if t.id in partitions
-    ]
-    for tenant in active:
-        due_at = last_requested.get(tenant.id, 0.0) + tenant.sync_frequency_minutes * 60
-        if now < due_at or tenant.id in busy:
-            continue
-        run_requests.append(
-            dg.RunRequest(
-                partition_key=tenant.id,
-                run_key=f"{tenant.id}-{int(now)}",
-                tags={"accrue/tenant": tenant.id, "accrue/trigger": "frequency"},
-            )
-        )
-        last_requested[tenant.id] = now
-    known = {t.id for t in active}
-    cursor = json.dumps({k: v for k, v in last_requested.items() if k in known}, sort_keys=True)
-    if not run_requests:
+    for request in chosen:
+        run_requests.append(dg.RunRequest(
+            partition_key=request.tenant_id,
+            run_key=f"{request.tenant_id}-{int(now.timestamp())}",
+            tags=run_tags.sync_run_tags(
+                request.tenant_id, crm_of[request.tenant_id], trigger=_trigger(request),
+                priority=request.priority, reconcile=request.reconcile),
+        ))
+        current = schedules.get(request.tenant_id,
+                                sync_schedule.TenantSchedule(request.tenant_id))
+        changed[request.tenant_id] = current.with_request(now)
+    sync_schedule.save(engine, changed.values())  # before the cursor: see the module doc
+
+    if run_requests or partition_requests:
+        context.log.info(
+            f"{len(active)} active tenants: requested {len(run_requests)} sync(s) "
+            f"({', '.join(f'{r.tenant_id}: {r.reason}' for r in chosen[:10])}"
+            f"{' …' if len(chosen) > 10 else ''}); {waiting} more due, {len(busy)} in "
+            f"flight, {queued} runs queued; {len(outcomes)} outcome(s) read")
+    new_cursor = json.dumps({"runs_updated_after": watermark.isoformat()})
+    if not run_requests and not partition_requests:
         return dg.SensorResult(
-            skip_reason=dg.SkipReason(f"no tenant due among {len(active)} active"), cursor=cursor
+            skip_reason=dg.SkipReason(
+                f"no tenant due among {len(active)} active ({len(busy)} in flight, "
+                f"{waiting} waiting for queue room, {len(outcomes)} outcome(s) read)"),
+            cursor=new_cursor,
         )
-    return dg.SensorResult(run_requests=run_requests, cursor=cursor)
+    return dg.SensorResult(run_requests=run_requests,
+                           dynamic_partitions_requests=partition_requests, cursor=new_cursor)

@@ -9,7 +9,9 @@ import dagster as dg
 
 from accrue.sync import SyncResult, sync_object
 from accrue.warehouse import Warehouse
+from accrue_pipelines import run_tags
 from accrue_pipelines.partitions import tenant_partitions
+from accrue_pipelines.pools import crm_api_slot
 from accrue_pipelines.resources import CrmResource, WarehouseResource
 from connectors.base import AuthenticationError
 from connectors.common_model import COMMON_OBJECTS, REFERENCES, table_name
@@ -18,7 +20,7 @@ SYNC_GROUP = "crm_sync"
 SYNC_RETRY = dg.RetryPolicy(
     max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-RECONCILE_TAG = "accrue/reconcile"
+RECONCILE_TAG = run_tags.RECONCILE
 
 DUPLICATES_CHECK = "no_duplicate_keys"
 COUNT_CHECK = "count_matches_source"
@@ -82,7 +84,7 @@ def build_sync_asset(object_name: str) -> dg.AssetsDefinition:
         store = warehouse.warehouse()
         reconcile = context.run.tags.get(RECONCILE_TAG) == "true"
         try:
-            with crm.open(tenant_id) as connector:
+            with crm_api_slot(context, crm.crm_type(tenant_id)), crm.open(tenant_id) as connector:
                 if object_name not in {o.name for o in connector.objects()}:
                     context.log.info(f"{tenant_id}: the CRM offers no {object_name}")
                     return _not_offered_result(object_name)

@@ -90,3 +90,13 @@ def make_tenant_id() -> Callable[[], str]:
 @pytest.fixture
 def tenant_id(make_tenant_id: Callable[[], str]) -> str:
     return make_tenant_id()
+
+
+@pytest.fixture
+def private_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite warehouse of this test alone, for code that reads every tenant
+    (schedulers, sensors): the shared session database holds other tests' tenants."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'private-warehouse.db'}")
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -14,7 +14,6 @@ from accrue_pipelines.analytics_assets import (
     price_recommendations,
     revenue_opportunities,
     seller_metrics,
-    seller_metrics_sensor,
 )
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.resources import CrmResource, WarehouseResource
@@ -52,14 +51,11 @@ def _sync(instance, resources, tenant_id):
                           resources=resources).success
 
 
-def _tick(instance, resources, cursor=None):
-    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
-        return seller_metrics_sensor(ctx)
-
-
-def _requested(result, tenant_id) -> set[str]:
-    return {r.partition_key.keys_by_dimension["month"] for r in result.run_requests or []
-            if r.partition_key.keys_by_dimension["tenant"] == tenant_id}
+def _seller_run(instance, resources, tenant_id):
+    result = dg.materialize([seller_metrics], instance=instance, partition_key=tenant_id,
+                            resources=resources)
+    assert result.success
+    return result.asset_materializations_for_node("seller_metrics")[0].metadata
 
 
 def test_assets_materialize_for_a_tenant(instance, resources, synced_tenant, engine):
@@ -91,37 +87,57 @@ def test_assets_materialize_for_a_tenant(instance, resources, synced_tenant, eng
                           resources=resources).success
     assert len(store.read_rows(engine, price_recommendation, tenant_id)) == len(recs)
 
+    meta = _seller_run(instance, resources, tenant_id)
     month = data.deals.loc[data.deals["is_closed"], "close_date"].max().strftime("%Y-%m")
-    key = dg.MultiPartitionKey({"tenant": tenant_id, "month": month})
-    result = dg.materialize([seller_metrics], instance=instance, partition_key=key,
-                            resources=resources)
-    assert result.success
     rows = store.read_rows(engine, seller_month_metric, tenant_id, month=month)
     assert rows and sum(r["deals_closed"] for r in rows) == int(
         (data.deals["is_closed"] & (data.deals["close_date"].dt.strftime("%Y-%m") == month)).sum())
+    # All history counts: every close month of an owned deal, past and future, no fixed start.
+    months = {r["month"] for r in store.read_rows(engine, seller_month_metric, tenant_id)}
+    owned = data.deals[data.deals["owner_id"].notna()]
+    expected = set(owned["close_date"].dt.strftime("%Y-%m").dropna())
+    assert months == expected
+    assert meta["months_recomputed"].value == len(expected)
+    assert min(expected) < "2025-01" and max(expected) > datetime.now(UTC).strftime("%Y-%m")
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_changed_deal_reruns_only_its_old_and_new_month(
-    instance, resources, synced_tenant, sf_client
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_changed_deal_recomputes_only_its_old_and_new_month(
+    instance, resources, synced_tenant, sf_client, engine
 ):
+    """F5: moving one two-year-old closed deal recomputes exactly its old and new month."""
     tenant_id = synced_tenant
-    first = _tick(instance, resources)
-    initial = _requested(first, tenant_id)
-    assert len(initial) > 6  # a new tenant: every month with deals
-    quiet = _tick(instance, resources, first.cursor)
-    assert not _requested(quiet, tenant_id)
+    first = _seller_run(instance, resources, tenant_id)
+    assert first["recompute_reason"].value.startswith("first run")
+    quiet = _seller_run(instance, resources, tenant_id)
+    assert quiet["months_recomputed"].value == 0  # nothing changed since
 
-    last_year = datetime.now(UTC).year - 1
     closed = sf_client.query_all(
         "SELECT Id, CloseDate FROM Opportunity WHERE IsClosed = true")["records"]
-    deal = next(r for r in closed if r["CloseDate"].startswith(str(last_year)))
+    deal = min(closed, key=lambda r: r["CloseDate"])
     old_month = deal["CloseDate"][:7]
-    new_month_number = (int(old_month[5:]) + 5) % 12 + 1
-    new_date = f"{last_year}-{new_month_number:02d}-15"
+    today = datetime.now(UTC)
+    age_months = (today.year - int(old_month[:4])) * 12 + today.month - int(old_month[5:])
+    assert age_months >= 18  # a deal from about two years ago
+    moved_to = int(old_month[5:]) % 12 + 1
+    new_date = f"{old_month[:4]}-{moved_to:02d}-15"
+    before = {(r["month"], r["seller_id"]): r
+              for r in store.read_rows(engine, seller_month_metric, tenant_id)}
     sf_client.Opportunity.update(deal["Id"], {"CloseDate": new_date})
     _sync(instance, resources, tenant_id)
 
-    result = _tick(instance, resources, quiet.cursor)
-    assert _requested(result, tenant_id) == {old_month, new_date[:7]}
-    assert not _requested(_tick(instance, resources, result.cursor), tenant_id)
+    meta = _seller_run(instance, resources, tenant_id)
+    touched = {old_month, new_date[:7]}
+    assert meta["months"].value == ", ".join(sorted(touched))
+    assert meta["months_recomputed"].value == 2
+    after = {(r["month"], r["seller_id"]): r
+             for r in store.read_rows(engine, seller_month_metric, tenant_id)}
+    untouched = {k for k in before if k[0] not in touched}
+    assert untouched and all(after[k] == before[k] for k in untouched)  # same computed_at too
+    recomputed = {k for k in after if k[0] in touched}
+    assert recomputed and all(after[k]["computed_at"] > before.get(k, after[k])["computed_at"]
+                              or k not in before for k in recomputed)
+    deals_in_new = sum(r["deals_closed"] for k, r in after.items() if k[0] == new_date[:7])
+    deals_before = sum(r["deals_closed"] for k, r in before.items() if k[0] == new_date[:7])
+    assert deals_in_new == deals_before + 1
+    assert _seller_run(instance, resources, tenant_id)["months_recomputed"].value == 0

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from accrue import onboarding_notify, tenants
 from accrue.schema import app_user, audit_event, onboarding_state, utcnow
+from accrue.schema import tenant as tenant_table
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
 from accrue_pipelines.notify_sensors import first_data_email_sensor
@@ -77,9 +78,9 @@ def sync_first_data(engine: Engine, tenant_id: str) -> None:
             sync_object(Warehouse(engine), connector, tenant_id, name)
 
 
-def tick(instance: dg.DagsterInstance, database_url: str) -> Any:
+def tick(instance: dg.DagsterInstance, database_url: str, cursor: str | None = None) -> Any:
     resources = {"warehouse": WarehouseResource(database_url=database_url)}
-    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
         return first_data_email_sensor(ctx)
 
 
@@ -112,8 +113,8 @@ def test_one_email_across_two_ticks_and_none_without_data(
 
     sync_first_data(engine, tenant_id)
     first = tick(instance, database_url)
-    second = tick(instance, database_url)
-    assert isinstance(first, dg.SkipReason) and isinstance(second, dg.SkipReason)
+    second = tick(instance, database_url, first.cursor)
+    assert first.skip_reason and second.skip_reason and not first.run_requests
 
     mails = mails_to(mail_env, synced_admin, empty_admin)
     assert len(mails) == 1
@@ -164,3 +165,57 @@ def test_no_smtp_host_claims_nothing(
     assert isinstance(result, dg.SkipReason) and "ACCRUE_SMTP_HOST" in str(result.skip_message)
     # Left for a process that has e-mail configured (the app, or this sensor later).
     assert notified_at(engine, tenant_id) is None
+
+
+def _earlier_setups(engine: Engine, make_tenant_id: Any, count: int, status: str) -> list[str]:
+    """`count` tenants that finished setup before anyone else and never got first data."""
+    ids = sorted(make_tenant_id() for _ in range(count))
+    long_ago = utcnow().replace(year=2020)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tenant_table), [
+            {"id": t, "name": "Early Co", "crm_type": "salesforce", "status": status,
+             "sync_frequency_minutes": 60, "created_at": long_ago, "updated_at": long_ago}
+            for t in ids])
+        conn.execute(sa.insert(app_user), [
+            {"tenant_id": t, "email": f"a@{t}.example.com", "full_name": "Early",
+             "password_hash": "unused", "created_at": long_ago, "updated_at": long_ago}
+            for t in ids])
+        conn.execute(sa.insert(onboarding_state), [
+            {"tenant_id": t, "step": "complete", "data": {}, "started_at": long_ago,
+             "completed_at": long_ago, "created_at": long_ago, "updated_at": long_ago}
+            for t in ids])
+    return ids
+
+
+@pytest.mark.parametrize("status", ["paused", "active"])
+def test_a_new_tenant_is_never_starved_by_earlier_ones(
+    engine: Engine, database_url: str, make_tenant_id: Any, tenant_id: str, status: str,
+    sf_sandbox: RunningSandbox, instance: dg.DagsterInstance, mail_env: Inbox,
+) -> None:
+    """250 earlier setups (paused, or active with no data yet) ahead of a new ready tenant."""
+    earlier = _earlier_setups(engine, make_tenant_id, 250, status)
+    try:
+        _new_tenant_gets_its_email(engine, database_url, tenant_id, status, earlier, sf_sandbox,
+                                   instance, mail_env)
+    finally:  # the session database is shared: leave no crowd behind for other tests
+        with engine.begin() as conn:
+            for table in (onboarding_state, app_user):
+                conn.execute(sa.delete(table).where(table.c.tenant_id.in_(earlier)))
+            conn.execute(sa.delete(tenant_table).where(tenant_table.c.id.in_(earlier)))
+
+
+def _new_tenant_gets_its_email(
+    engine: Engine, database_url: str, tenant_id: str, status: str, earlier: list[str],
+    sf_sandbox: RunningSandbox, instance: dg.DagsterInstance, mail_env: Inbox,
+) -> None:
+    admin = completed_setup(engine, tenant_id, sf_sandbox)
+    sync_first_data(engine, tenant_id)
+    waiting = onboarding_notify.awaiting_first_data_email(engine, limit=10_000)
+    assert (set(earlier) <= set(waiting)) == (status == "active")  # paused ones never listed
+    cursor = None
+    for _ in range(-(-len(waiting) // 200)):  # one full round of ticks
+        cursor = tick(instance, database_url, cursor).cursor
+        if mails_to(mail_env, admin):
+            break
+    assert len(mails_to(mail_env, admin)) == 1
+    assert notified_at(engine, tenant_id) is not None

@@ -8,9 +8,8 @@ import pytest
 from accrue import tenants
 from accrue_pipelines.definitions import defs
 from accrue_pipelines.launch import run_tenant_sync
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
 from accrue_pipelines.resources import CrmResource, WarehouseResource
-from accrue_pipelines.sensors import tenant_registry_sensor, tenant_sync_sensor
 from accrue_pipelines.summary_assets import pipeline_summary
 from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
 from connectors.common_model import COMMON_OBJECTS
@@ -40,19 +39,28 @@ def instance():
         yield instance
 
 
-def _tick(sensor, instance, resources, cursor=None):
-    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
-        return sensor(ctx)
-
-
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {f"crm/{name}" for name in COMMON_OBJECTS} | {"pipeline_summary"} <= keys
-    assert defs.resolve_job_def("sync_tenant") is not None
-    for name in ("tenant_registry_sensor", "tenant_sync_sensor", "accrue_automation"):
+    job = defs.resolve_job_def("sync_tenant")
+    assert job.executor_def.name == dg.in_process_executor.name  # one process per run
+    for name in ("tenant_sync_sensor", "accrue_automation", "sync_failure_sensor",
+                 "first_data_email_sensor"):
         assert defs.resolve_sensor_def(name) is not None
+    assert not list(defs.schedules or [])  # the nightly reconciliation rides on the scheduler
+    # Every tenant-scoped asset has one partition per tenant: no tenant × month explosion.
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def == tenant_partitions, key
+
+
+def test_automation_evaluates_only_the_assets_that_need_it():
+    sensor = defs.resolve_sensor_def("accrue_automation")
+    targeted = sensor.asset_selection.resolve(defs.resolve_asset_graph())
+    assert {k.to_user_string() for k in targeted} == {
+        "pipeline_summary", "price_recommendations", "revenue_opportunities", "seller_metrics"}
+    assert int(sensor.run_tags["dagster/priority"]) > 0  # analytics before routine syncs
 
 
 def test_tenant_partition_materializes_with_checks(
@@ -80,42 +88,6 @@ def test_tenant_partition_materializes_with_checks(
     for secret in ("sandbox-password", "SANDBOXTOKEN"):
         assert secret not in blob
         assert secret not in repr(run.run_config)
-
-
-def test_registry_sensor_adds_and_removes_partitions(instance, resources, engine, tenant_id):
-    tenants.add_tenant(engine, tenant_id, "New Co", "salesforce")
-    result = _tick(tenant_registry_sensor, instance, resources)
-    added = [k for r in result.dynamic_partitions_requests
-             if isinstance(r, dg.AddDynamicPartitionsRequest) for k in r.partition_keys]
-    assert tenant_id in added
-    assert result.cursor is not None
-
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, added)
-    tenants.set_status(engine, tenant_id, "deleted")
-    result = _tick(tenant_registry_sensor, instance, resources)
-    removed = [k for r in result.dynamic_partitions_requests
-               if isinstance(r, dg.DeleteDynamicPartitionsRequest) for k in r.partition_keys]
-    assert tenant_id in removed
-
-
-def test_sync_sensor_requests_due_tenants_once_per_frequency(
-    instance, resources, engine, tenant_id
-):
-    tenants.add_tenant(engine, tenant_id, "Due Co", "salesforce", sync_frequency_minutes=15)
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
-    first = _tick(tenant_sync_sensor, instance, resources)
-    assert tenant_id in {r.partition_key for r in first.run_requests}
-    again = _tick(tenant_sync_sensor, instance, resources, cursor=first.cursor)
-    assert tenant_id not in {r.partition_key for r in again.run_requests or []}
-
-
-def test_sync_sensor_ignores_tenants_without_partition_or_paused(
-    instance, resources, engine, tenant_id
-):
-    tenants.add_tenant(engine, tenant_id, "Paused Co", "salesforce", status="paused")
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
-    result = _tick(tenant_sync_sensor, instance, resources)
-    assert tenant_id not in {r.partition_key for r in result.run_requests or []}
 
 
 def test_summary_reruns_only_when_upstream_data_changes(
@@ -213,19 +185,34 @@ def test_failing_tenant_shows_why_on_its_sync_healthy_check(
     assert "not-the-password" not in repr(evaluation)  # S1
 
 
-def test_nightly_reconciliation_requests_every_active_tenant(
-    instance, resources, engine, tenant_id
-):
-    from accrue_pipelines.schedules import nightly_reconciliation
+def test_sync_steps_take_turns_in_their_crm_api_pool(resources, registered_tenant):
+    """Per-CRM API limit: a full `crm_api_salesforce` pool holds the sync until a slot frees."""
+    import threading
 
-    tenants.add_tenant(engine, tenant_id, "Nightly Co", "salesforce")
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
-    from datetime import UTC, datetime
+    from accrue_pipelines.pools import crm_pool
 
-    with dg.build_schedule_context(
-        instance=instance, resources=resources,
-        scheduled_execution_time=datetime(2026, 11, 23, 3, tzinfo=UTC),
-    ) as context:
-        requests = nightly_reconciliation(context)
-    mine = [r for r in requests if r.partition_key == tenant_id]
-    assert len(mine) == 1 and mine[0].tags["accrue/reconcile"] == "true"
+    pool = crm_pool("salesforce")
+    user = next(a for a in sync_assets if a.key == sync_asset_key("user"))
+    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
+        storage = instance.event_log_storage
+        storage.initialize_concurrency_limit_to_default(pool)
+        assert storage.claim_concurrency_slot(pool, "other-run", "other-step").is_claimed
+        outcome: dict[str, object] = {}
+
+        def sync() -> None:
+            outcome["result"] = dg.materialize([user], instance=instance, resources=resources,
+                                               partition_key=registered_tenant)
+
+        worker = threading.Thread(target=sync)
+        worker.start()
+        worker.join(timeout=6)
+        assert worker.is_alive() and "result" not in outcome  # waiting for the slot
+        info = storage.get_concurrency_info(pool)
+        assert info.slot_count == 1 and info.pending_step_count == 1
+        storage.free_concurrency_slot_for_step("other-run", "other-step")
+        worker.join(timeout=60)
+        assert outcome["result"].success  # type: ignore[attr-defined]
+        after = storage.get_concurrency_info(pool)
+        assert after.active_slot_count == 0 and after.pending_step_count == 0  # slot returned

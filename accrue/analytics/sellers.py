@@ -77,8 +77,8 @@ def shrink_means(means: np.ndarray, variances: np.ndarray, n: np.ndarray) -> np.
     if ok.sum() == 0:
         return np.full(len(x), np.nan)
     grand = float(np.sum(n[ok] * x[ok]) / n[ok].sum())
-    within = float(np.nanmean(np.where(ok & np.isfinite(s2), s2, np.nan))) if ok.sum() else 0.0
-    within = within if np.isfinite(within) else 0.0
+    known = ok & np.isfinite(s2)  # a seller with one deal has no variance yet
+    within = float(np.mean(s2[known])) if known.any() else 0.0
     se2 = within / np.maximum(n, 1)
     tau2 = max(float(np.var(x[ok])) - float(np.mean(se2[ok])), 0.0) if ok.sum() > 1 else 0.0
     if tau2 == 0.0:
@@ -89,6 +89,12 @@ def shrink_means(means: np.ndarray, variances: np.ndarray, n: np.ndarray) -> np.
 
 def _month(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, errors="coerce").dt.strftime("%Y-%m")
+
+
+def months_with_deals(deals: pd.DataFrame) -> list[str]:
+    """Every close month ('YYYY-MM') of a deal with an owner: all history, future months too."""
+    frame = deals[deals["owner_id"].notna()]
+    return sorted(set(_month(frame["close_date"]).dropna()))
 
 
 def monthly_metrics(

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from accrue.analytics.features import build_deal_frame, flatten_versions, lines_at_close
 from accrue.schema import (
     OPPORTUNITY_KINDS,
+    analytics_watermark,
     object_table,
     price_recommendation,
     record_history,
@@ -29,6 +30,9 @@ from accrue.schema import (
 )
 from accrue.tenants import validate_tenant_id
 
+# The asset whose incremental progress `analytics_watermark` records, and what it reads.
+SELLER_METRICS_ASSET = "seller_metrics"
+SELLER_INPUT_OBJECTS = ("opportunity", "opportunity_line", "user")
 FRAME_OBJECTS = ("account", "opportunity", "opportunity_line", "product", "price_book_entry",
                  "user")
 
@@ -147,18 +151,52 @@ def replace_revenue_opportunities(engine: Engine, tenant_id: str, items: pd.Data
     return len(rows)
 
 
-def replace_seller_month(engine: Engine, tenant_id: str, month: str, metrics: pd.DataFrame,
-                         *, at: datetime | None = None) -> int:
-    """Replace one tenant-month of seller metrics (`sellers.monthly_metrics` output)."""
+def replace_seller_months(engine: Engine, tenant_id: str,
+                          metrics_by_month: Mapping[str, pd.DataFrame], *, last_change_id: int,
+                          full: bool, at: datetime | None = None) -> int:
+    """Replace the given months of seller metrics and move the watermark, in one transaction.
+
+    `full` replaces every month of the tenant (months absent from `metrics_by_month`
+    are removed); otherwise only the given months are touched and the others' rows
+    stay exactly as they were. The watermark moves with the rows, so a crash before
+    the commit recomputes the same months and never skips one.
+    """
     validate_tenant_id(tenant_id)
-    rows = _rows(metrics, seller_month_metric, {"tenant_id": tenant_id, "month": month,
-                                                 "computed_at": at or utcnow()})
+    stamp = at or utcnow()
     t = seller_month_metric
+    rows: list[dict[str, Any]] = []
+    for month, metrics in metrics_by_month.items():
+        rows += _rows(metrics, t, {"tenant_id": tenant_id, "month": month, "computed_at": stamp})
     with engine.begin() as conn:
-        conn.execute(sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.month == month))
+        stale = t.c.tenant_id == tenant_id
+        if not full:
+            stale = sa.and_(stale, t.c.month.in_(sorted(metrics_by_month)))
+        conn.execute(sa.delete(t).where(stale))
         if rows:
             conn.execute(sa.insert(t), rows)
+        _set_watermark(conn, tenant_id, SELLER_METRICS_ASSET, last_change_id, stamp)
     return len(rows)
+
+
+def _set_watermark(conn: sa.Connection, tenant_id: str, asset_name: str, change_log_id: int,
+                   at: datetime) -> None:
+    w = analytics_watermark
+    updated = conn.execute(
+        sa.update(w).where(w.c.tenant_id == tenant_id, w.c.asset_name == asset_name)
+        .values(change_log_id=change_log_id, updated_at=at)
+    ).rowcount
+    if not updated:
+        conn.execute(sa.insert(w).values(tenant_id=tenant_id, asset_name=asset_name,
+                                         change_log_id=change_log_id, updated_at=at))
+
+
+def watermark(engine: Engine, tenant_id: str, asset_name: str) -> int | None:
+    """The last change-log id whose effects are in the asset's rows; None before its first run."""
+    w = analytics_watermark
+    query = sa.select(w.c.change_log_id).where(w.c.tenant_id == validate_tenant_id(tenant_id),
+                                               w.c.asset_name == asset_name)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one_or_none()
 
 
 def read_rows(engine: Engine, table: sa.Table, tenant_id: str,
@@ -172,13 +210,23 @@ def read_rows(engine: Engine, table: sa.Table, tenant_id: str,
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def months_touched(engine: Engine, tenant_id: str, after_id: int
-                   ) -> tuple[set[str], int]:
+@dataclass(frozen=True)
+class SellerChanges:
+    """What the change-log versions after a watermark mean for seller metrics."""
+
+    months: frozenset[str]  # close months touched by changed deals and line items
+    sellers_changed: bool  # a user record changed: names, managers and quotas of every month
+    last_change_id: int  # the new watermark (the old one when nothing changed)
+
+
+def seller_changes(engine: Engine, tenant_id: str, after_id: int) -> SellerChanges:
     """Close-date months touched by change-log versions with id > after_id, and the max id.
 
     An opportunity version touches the month of its close date and the month of the
-    previous version's close date (a deal moved from March to May touches both); a
-    line-item version touches its opportunity's current close month.
+    previous version's close date (a deal moved from March to May touches both; a
+    deleted deal touches the month it was in); a line-item version touches its
+    opportunity's current close month. A changed user (seller) is reported apart:
+    it changes the seller's rows in every month.
     """
     from accrue.schema import crm_change_log as log
 
@@ -187,13 +235,13 @@ def months_touched(engine: Engine, tenant_id: str, after_id: int
         sa.select(log.c.id, log.c.object_name, log.c.source_id, log.c.source_modified_at,
                   log.c.fields)
         .where(log.c.tenant_id == tenant_id, log.c.id > after_id,
-               log.c.object_name.in_(("opportunity", "opportunity_line")))
+               log.c.object_name.in_(SELLER_INPUT_OBJECTS))
         .order_by(log.c.id)
     )
     with engine.connect() as conn:
         changes = conn.execute(query).mappings().all()
         if not changes:
-            return set(), after_id
+            return SellerChanges(frozenset(), False, after_id)
         opp_ids = {c["source_id"] for c in changes if c["object_name"] == "opportunity"}
         line_opps = {(c["fields"] or {}).get("opportunity_id") for c in changes
                      if c["object_name"] == "opportunity_line"} - {None}
@@ -209,6 +257,8 @@ def months_touched(engine: Engine, tenant_id: str, after_id: int
         history.sort(key=lambda v: v[0])
     months: set[str] = set()
     for change in changes:
+        if change["object_name"] == "user":
+            continue
         if change["object_name"] == "opportunity":
             history = versions.get(change["source_id"], [])
             at = change["source_modified_at"]
@@ -220,4 +270,8 @@ def months_touched(engine: Engine, tenant_id: str, after_id: int
             history = versions.get((change["fields"] or {}).get("opportunity_id"), [])
             candidates = [history[-1][1]] if history else []
         months |= {str(c)[:7] for c in candidates if c}
-    return months, max(c["id"] for c in changes)
+    return SellerChanges(
+        months=frozenset(months),
+        sellers_changed=any(c["object_name"] == "user" for c in changes),
+        last_change_id=max(c["id"] for c in changes),
+    )
