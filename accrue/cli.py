@@ -247,10 +247,24 @@ def sync_command(tenant_id: str, object_names: tuple[str, ...]) -> None:
 
 
 @main.command("demo")
-@click.option("--check", is_flag=True, help="Exit once both demo tenants are synced (smoke run).")
-@click.option("--timeout", type=int, default=600, show_default=True)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 0 once both demo tenants have data and price recommendations (smoke run).",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds from start before --check gives up and exits 1.",
+)
 def demo_command(check: bool, timeout: int) -> None:
-    """Start the whole system on embedded defaults with two seeded demo tenants."""
+    """Start the whole system on embedded defaults with two seeded demo tenants.
+
+    Ctrl-C, SIGTERM or SIGHUP stops every process it started. Ports: ACCRUE_DAGSTER_PORT,
+    ACCRUE_APP_PORT, ACCRUE_SANDBOX_PORT_1..3; smaller seeds: ACCRUE_DEMO_OPPORTUNITIES_SCALE.
+    """
     from accrue.demo import run_demo
 
     sys.exit(run_demo(check=check, timeout=timeout))

@@ -1,30 +1,47 @@
 """`make demo`: the whole system on embedded defaults, with two seeded tenants.
 
-Starts one Salesforce sandbox per demo tenant, registers the tenants through
-the same registry the concierge uses, then starts Dagster (webserver and
-daemon) and the concierge. The tenant sensors add the partitions and launch
-the first syncs by themselves: nobody has to click anything.
+Starts one Salesforce sandbox per demo tenant, registers the tenants through the same
+registry the concierge uses, then starts Dagster (webserver and daemon) and the concierge.
+The sensors add the partitions and launch the first syncs: nobody clicks anything, and the
+demo prints when each tenant's first data and first price recommendations are in. Ctrl-C,
+SIGTERM and SIGHUP stop every process it started, descendants included, freeing every port.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import math
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
+import psutil
 import requests
+from sqlalchemy.engine import Engine
 
 from accrue import config, db, tenants
+from accrue.localstack import LocalStack, log_tail
 
-log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
+# A frequency an admin would pick (accrue.schema.SYNC_FREQUENCIES_MINUTES); 5 was the old
+# demo value, upgraded on start so an older ACCRUE_HOME gets the same demo.
+DEMO_SYNC_FREQUENCY_MINUTES = 15
+OLD_DEMO_SYNC_FREQUENCY_MINUTES = 5
+SCALE_ENV = "ACCRUE_DEMO_OPPORTUNITIES_SCALE"
+MIN_OPPORTUNITIES = 10
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+POLL_S = 2.0
+LOCATIONS_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries {
+  name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,7 @@ DEMO_TENANTS = (
 )
 # A third org, for an admin who signs up in the concierge during the demo.
 CONCIERGE_SANDBOX = DemoTenant("new-signup", "Org for a new sign-up", 8703, 800)
+ORGS = (*DEMO_TENANTS, CONCIERGE_SANDBOX)  # ports ACCRUE_SANDBOX_PORT_1..3, in this order
 SANDBOX_CREDENTIALS = {
     "username": "admin@sandbox.accrue.local",
     "password": "sandbox-password",
@@ -48,30 +66,106 @@ SANDBOX_CREDENTIALS = {
 }
 
 
-def _port(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+# -- stopping: signals and process trees ------------------------------------------------
 
 
-def _require_free(port: int, what: str, env: str) -> None:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            raise SystemExit(
-                f"port {port} for {what} is already in use: stop what runs there "
-                f"or choose another port with {env}=..."
-            )
+class DemoStopped(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP: a KeyboardInterrupt, so every stop takes the same path."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    def describe(self) -> str:
+        return "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
 
 
-def _wait_http(url: str, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+class StopSignals:
+    """Turns stop signals into DemoStopped, once: later ones must not cut the shutdown short.
+
+    (`make` forwards its own SIGTERM to the demo right after the process group got one.)
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._holding = False
+        self._pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        if self._holding:
+            self._pending = signum
+            return
+        self.stopping = True
+        raise DemoStopped(signum)
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in STOP_SIGNALS:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # started under nohup: the user asked to survive a closed terminal
+            self._previous[sig] = signal.signal(sig, self._handler)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Delay a stop signal until the block ends: a child started is a child recorded."""
+        self._holding = True
         try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{what} did not come up at {url} within {timeout:.0f}s; see .accrue/logs/")
+            yield
+        finally:
+            self._holding = False
+        if self._pending is not None and not self.stopping:
+            self.stopping = True
+            raise DemoStopped(self._pending)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Print and flush; a closed terminal (SIGHUP) or pipe must not break the shutdown."""
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _elapsed(seconds: float) -> str:
+    total = round(seconds)
+    return f"{total} s" if total < 60 else f"{total // 60} min {total % 60} s"
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip() or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"{name}={raw!r} is not a port number: set it to e.g. {default}")
+    return int(raw)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def opportunities_scale() -> float:
+    """ACCRUE_DEMO_OPPORTUNITIES_SCALE: smaller seeds so tests start the whole demo quickly."""
+    raw = os.environ.get(SCALE_ENV, "").strip()
+    try:
+        scale = float(raw) if raw else 1.0
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise SystemExit(
+            f"{SCALE_ENV}={raw!r} is not a positive number: use e.g. 0.05 for a small demo, "
+            "or unset it for the full one"
+        )
+    return scale
 
 
 def ensure_demo_keys() -> None:
@@ -84,170 +178,316 @@ def ensure_demo_keys() -> None:
 
         key_file.write_text(crypto.generate_key() + "\n")
         key_file.chmod(0o600)
-    print(
-        f"WARNING: demo encryption key in {key_file}; production sets ACCRUE_SECRET_KEYS",
-        file=sys.stderr,
-    )
+    _say(f"WARNING: demo encryption key in {key_file}; production sets ACCRUE_SECRET_KEYS",
+         err=True)
 
 
-def register_demo_tenants(engine: object, ports: dict[str, int]) -> None:
+def register_demo_tenants(engine: Engine, ports: dict[str, int]) -> None:
+    """Register the demo tenants once; point their credentials at this run's sandbox ports."""
     for demo in DEMO_TENANTS:
-        if tenants.get_tenant(engine, demo.tenant_id) is None:
-            tenants.add_tenant(
-                engine, demo.tenant_id, demo.name, "salesforce", sync_frequency_minutes=5
-            )
-        tenants.save_credentials(
-            engine,
-            demo.tenant_id,
-            "salesforce",
-            SANDBOX_CREDENTIALS,
-            {"domain": "login", "sandbox_url": f"http://127.0.0.1:{ports[demo.tenant_id]}"},
-        )
+        existing = tenants.get_tenant(engine, demo.tenant_id)
+        if existing is None:
+            tenants.add_tenant(engine, demo.tenant_id, demo.name, "salesforce",
+                               sync_frequency_minutes=DEMO_SYNC_FREQUENCY_MINUTES)
+        elif existing.sync_frequency_minutes == OLD_DEMO_SYNC_FREQUENCY_MINUTES:
+            tenants.set_sync_frequency(engine, demo.tenant_id, DEMO_SYNC_FREQUENCY_MINUTES)
+        url = f"http://127.0.0.1:{ports[demo.tenant_id]}"
+        tenants.save_credentials(engine, demo.tenant_id, "salesforce", SANDBOX_CREDENTIALS,
+                                 {"domain": "login", "sandbox_url": url})
 
 
-def _synced(engine: object) -> bool:
+def tenant_data(engine: Engine, tenant_id: str) -> tuple[int, int] | None:
+    """(objects, live records) once every common object has synced once, else None.
+
+    A sync that succeeded, as on the concierge's status page: the saved state alone is
+    written after the first page, while a large object is still being read.
+    """
     from accrue.warehouse import Warehouse
     from connectors.common_model import COMMON_OBJECTS
 
     store = Warehouse(engine)
-    for demo in DEMO_TENANTS:
-        for object_name in COMMON_OBJECTS:
-            if store.get_state(demo.tenant_id, object_name) is None:
-                return False
-        # The downstream summary proves the automation chain ran too.
-        if not any(row["live_rows"] for row in store.read_summary(demo.tenant_id)):
-            return False
+    health = store.sync_health(tenant_id)
+    if any(health.get(name, {}).get("last_success_at") is None for name in COMMON_OBJECTS):
+        return None
+    return len(COMMON_OBJECTS), sum(row["live_rows"] for row in store.summary(tenant_id))
+
+
+def recommendation_count(engine: Engine, tenant_id: str) -> int:
+    """Open deals with a stored price recommendation."""
+    import sqlalchemy as sa
+
+    from accrue.schema import price_recommendation as table
+
+    query = sa.select(sa.func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def prepare_dagster_instance() -> None:
+    """Create the Dagster instance's storage once, before the webserver and the daemon start.
+
+    Started together on a fresh DAGSTER_HOME, both would stamp the SQLite schema at the same
+    time ("alembic_version has more than one head") and their code servers would not load.
+    """
+    import dagster as dg
+
+    dg.DagsterInstance.get().dispose()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def _code_loaded(dagster_url: str) -> bool:
+    """True once Dagster loaded the pipelines' code; a load error stops the demo at once."""
+    try:
+        reply = requests.post(f"{dagster_url}/graphql", json={"query": LOCATIONS_QUERY}, timeout=5)
+        entries = reply.json()["data"]["workspaceOrError"]["locationEntries"]
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return False
+    if not entries or any(e["loadStatus"] != "LOADED" for e in entries):
+        return False
+    errors = [f"{e['name']}: {e['locationOrLoadError'].get('message', '')}" for e in entries
+              if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
+    if errors:
+        raise SystemExit("Dagster could not load the pipelines' code; fix it and start the demo "
+                         "again:\n" + "\n".join(errors))
     return True
 
 
-def run_demo(*, check: bool = False, timeout: int = 600) -> int:
-    from accrue_pipelines.launch import ensure_dagster_home
+def _executable(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if not found:
+        raise SystemExit(f"{name} not found next to {sys.executable}: run `make install`")
+    return found
 
-    home = config.accrue_home()
-    logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    ensure_demo_keys()
-    engine = db.make_engine()
-    db.upgrade(engine)
 
-    dagster_port = _port("ACCRUE_DAGSTER_PORT", 3000)
-    app_port = _port("ACCRUE_APP_PORT", 5050)
-    orgs = (*DEMO_TENANTS, CONCIERGE_SANDBOX)
-    ports = {
-        d.tenant_id: _port(f"ACCRUE_SANDBOX_PORT_{i}", d.port)
-        for i, d in enumerate(orgs, start=1)
-    }
-    _require_free(dagster_port, "Dagster", "ACCRUE_DAGSTER_PORT")
-    _require_free(app_port, "the concierge", "ACCRUE_APP_PORT")
-    for i, demo in enumerate(orgs, start=1):
-        _require_free(
-            ports[demo.tenant_id], f"the {demo.tenant_id} sandbox", f"ACCRUE_SANDBOX_PORT_{i}"
-        )
+# -- the demo ---------------------------------------------------------------------------
 
-    env = {**os.environ, "DAGSTER_HOME": str(ensure_dagster_home())}
-    if not env.get("ACCRUE_SECRET_KEYS"):  # children read the demo key once, quietly
-        env["ACCRUE_SECRET_KEYS"] = (home / "secret_keys").read_text().strip()
-    concierge_org = f"http://127.0.0.1:{ports[CONCIERGE_SANDBOX.tenant_id]}"
-    # The concierge may contact this local org (OAuth and test connection); plain-http
-    # cookies for the local browser.
-    env.setdefault("ACCRUE_SALESFORCE_SANDBOX_URL", concierge_org)
-    env.setdefault("ACCRUE_APP_ENV", "development")
-    children: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, args: list[str]) -> None:
-        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        children.append(
-            subprocess.Popen(
-                args,
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+@dataclass
+class _Milestones:
+    """Which demo tenants have their first data and first recommendations in."""
 
-    python = sys.executable
-    try:
-        for demo in orgs:
-            port = ports[demo.tenant_id]
-            start(
-                f"sandbox-{demo.tenant_id}",
-                [
-                    python,
-                    "-m",
-                    "accrue.cli",
-                    "sandbox",
-                    "salesforce",
-                    "--port",
-                    str(port),
-                    "--seed",
-                    str(demo.opportunities),
-                    "--state",
-                    str(home / f"sandbox-{demo.tenant_id}.db"),
-                ],
-            )
-        for demo in orgs:
-            _wait_http(
-                f"http://127.0.0.1:{ports[demo.tenant_id]}/_sandbox/health",
-                180,
-                f"the {demo.tenant_id} sandbox",
-            )
-        register_demo_tenants(engine, ports)
-        dagster = shutil.which("dagster", path=str(Path(python).parent)) or "dagster"
-        start(
-            "dagster",
-            [
-                dagster,
-                "dev",
-                "-w",
-                str(REPO / "workspace.yaml"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(dagster_port),
-            ],
-        )
-        start("concierge", [python, "-m", "accrue.cli", "app", "--port", str(app_port)])
-        _wait_http(f"http://127.0.0.1:{app_port}/healthz", 60, "the concierge")
-        _wait_http(f"http://127.0.0.1:{dagster_port}/server_info", 180, "Dagster")
-        print(
-            f"""
-Accrue demo is running (logs in {logs}):
-  Dagster UI            http://127.0.0.1:{dagster_port}
-  Concierge             http://127.0.0.1:{app_port}
-  Salesforce sandboxes  {", ".join(f"{t}: http://127.0.0.1:{p}" for t, p in ports.items())}
+    data: set[str] = field(default_factory=set)
+    recommendations: set[str] = field(default_factory=set)
+    earlier: list[str] = field(default_factory=list)  # done by an earlier demo in this home
+
+    def missing(self) -> list[str]:
+        return [
+            f"{d.tenant_id} has no {'recommendations' if d.tenant_id in self.data else 'data'} yet"
+            for d in DEMO_TENANTS if d.tenant_id not in self.recommendations
+        ]
+
+
+class Demo:
+    """The demo's processes and progress; `stop()` always leaves nothing running."""
+
+    def __init__(self, signals: StopSignals) -> None:
+        # Timings count from the process start (`make demo`), imports included.
+        self.started = time.monotonic() - (time.time() - psutil.Process().create_time())
+        self.signals = signals
+        self.home = config.accrue_home()
+        self.logs = self.home / "logs"
+        self.stack: LocalStack | None = None
+        self.ports: dict[str, int] = {}
+        self.milestones = _Milestones()
+
+    def elapsed(self) -> str:
+        return _elapsed(time.monotonic() - self.started)
+
+    def start(self, name: str, args: list[str]) -> None:
+        assert self.stack is not None, "configure() first"
+        with self.signals.held():  # a child started is a child recorded (and stopped)
+            self.stack.start(name, args)
+
+    def check_children(self) -> None:
+        for name, code in (self.stack.exited() if self.stack else {}).items():
+            path = self.stack.log_path(name)  # type: ignore[union-attr]
+            tail = "\n".join(f"  | {line}" for line in log_tail(path, 12).splitlines())
+            raise SystemExit(f"{name} exited unexpectedly (exit code {code}); last lines of "
+                             f"{path}:\n{tail}")
+
+    def wait_for(self, probe: Callable[[], bool], timeout: float, failure: str) -> None:
+        """Poll until `probe()` holds, failing fast (with its log) when a child dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_children()
+            if probe():
+                return
+            time.sleep(0.5)
+        raise SystemExit(f"{failure} within {timeout:.0f} s; see the logs in {self.logs}")
+
+    def poll_milestones(self, engine: Engine) -> None:
+        """Print each tenant's first data and first recommendations, once, as they arrive."""
+        import sqlalchemy as sa
+
+        for demo in DEMO_TENANTS:
+            tid = demo.tenant_id
+            try:
+                if tid not in self.milestones.data and (found := tenant_data(engine, tid)):
+                    objects, records = found
+                    self.milestones.data.add(tid)
+                    _say(f"{tid}: first data in after {self.elapsed()} "
+                         f"({objects} objects, {records:,} records)")
+                if tid in self.milestones.data and tid not in self.milestones.recommendations:
+                    priced = recommendation_count(engine, tid)
+                    if priced:
+                        self.milestones.recommendations.add(tid)
+                        _say(f"{tid}: first price recommendations after {self.elapsed()} "
+                             f"({priced:,} open deals priced)")
+            except sa.exc.OperationalError:
+                return  # the warehouse is busy (SQLite); look again at the next poll
+
+    def stop(self, reason: str) -> None:
+        """Stop every process started, with all descendants; say which ports are free again."""
+        self.signals.stopping = True
+        if self.stack is None or not self.stack.children:
+            if reason != "error":
+                _say(f"Demo stopped ({reason}) before it started any process.")
+            return
+        _say(f"Stopping the demo ({reason})...")
+        stopped = self.stack.stop()
+        busy = [port for port in self.ports.values() if _listening(port)]
+        if busy:
+            _say(f"WARNING: ports {', '.join(map(str, busy))} are still in use; "
+                 "find what holds them with `ss -ltnp` and stop it", err=True)
+        else:
+            ports = ", ".join(str(p) for p in sorted(self.ports.values()))
+            _say(f"Demo stopped: {stopped} processes ended, ports {ports} are free.")
+
+    def configure(self) -> dict[str, str]:
+        """Ports (each checked free) and the children's environment; the sandboxes' URLs."""
+        from accrue_pipelines.launch import ensure_dagster_home
+
+        wanted = [("dagster", "ACCRUE_DAGSTER_PORT", 3000, "Dagster"),
+                  ("concierge", "ACCRUE_APP_PORT", 5050, "the concierge")]
+        wanted += [(d.tenant_id, f"ACCRUE_SANDBOX_PORT_{i}", d.port, f"the {d.tenant_id} sandbox")
+                   for i, d in enumerate(ORGS, start=1)]
+        for key, env_name, default, what in wanted:
+            self.ports[key] = port = _port(env_name, default)
+            if _listening(port):
+                raise SystemExit(f"port {port} for {what} is already in use: stop what runs "
+                                 f"there or choose another port with {env_name}=...")
+        if not os.environ.get("ACCRUE_SECRET_KEYS"):  # read the demo key once, quietly
+            os.environ["ACCRUE_SECRET_KEYS"] = (self.home / "secret_keys").read_text().strip()
+        urls = {d.tenant_id: f"http://127.0.0.1:{self.ports[d.tenant_id]}" for d in ORGS}
+        env = {**os.environ, "DAGSTER_HOME": str(ensure_dagster_home()),
+               "ACCRUE_HOME": str(self.home)}
+        # The concierge may contact this local org (OAuth and test connection); plain-http
+        # cookies for the local browser.
+        env.setdefault("ACCRUE_SALESFORCE_SANDBOX_URL", urls[CONCIERGE_SANDBOX.tenant_id])
+        env.setdefault("ACCRUE_APP_ENV", "development")
+        self.stack = LocalStack(self.logs, env=env, cwd=REPO)
+        return urls
+
+    def run(self, *, check: bool, timeout: int) -> int:
+        scale = opportunities_scale()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        ensure_demo_keys()
+        engine = db.make_engine()
+        db.upgrade(engine)
+        urls = self.configure()
+        python = sys.executable
+        for demo in ORGS:
+            seed = max(MIN_OPPORTUNITIES, round(demo.opportunities * scale))
+            self.start(f"sandbox-{demo.tenant_id}", [
+                python, "-m", "accrue.cli", "sandbox", "salesforce", "--seed", str(seed),
+                "--port", str(self.ports[demo.tenant_id]),
+                "--state", str(self.home / f"sandbox-{demo.tenant_id}.db")])
+        for demo in ORGS:
+            url = f"{urls[demo.tenant_id]}/_sandbox/health"
+            self.wait_for(lambda u=url: _http_ok(u), 180, f"the {demo.tenant_id} sandbox "
+                          f"did not answer at {url}")
+        register_demo_tenants(engine, self.ports)
+        for demo in DEMO_TENANTS:  # an earlier demo in this ACCRUE_HOME may have done the work
+            if tenant_data(engine, demo.tenant_id):
+                self.milestones.data.add(demo.tenant_id)
+                self.milestones.earlier.append(demo.tenant_id)
+                if recommendation_count(engine, demo.tenant_id):
+                    self.milestones.recommendations.add(demo.tenant_id)
+
+        # Webserver and daemon as two processes, as in production: no `dagster dev` layer
+        # (nor its "superseded" warning) between the demo and the processes it must stop.
+        prepare_dagster_instance()
+        workspace = str(REPO / "workspace.yaml")
+        self.start("dagster-webserver", [_executable("dagster-webserver"), "-w", workspace,
+                                         "-h", "127.0.0.1", "-p", str(self.ports["dagster"])])
+        self.start("dagster-daemon", [_executable("dagster-daemon"), "run", "-w", workspace])
+        self.start("concierge", [python, "-m", "accrue.cli", "app",
+                                 "--port", str(self.ports["concierge"])])
+        concierge = f"http://127.0.0.1:{self.ports['concierge']}"
+        dagster = f"http://127.0.0.1:{self.ports['dagster']}"
+        self.wait_for(lambda: _http_ok(f"{concierge}/healthz"), 60,
+                      f"the concierge did not answer at {concierge}")
+        self.wait_for(lambda: _http_ok(f"{dagster}/server_info"), 180,
+                      f"Dagster did not answer at {dagster}")
+        self.wait_for(lambda: _code_loaded(dagster), 180, "Dagster did not load the pipelines")
+        _say(f"""
+Accrue demo is running after {self.elapsed()} (logs in {self.logs}):
+  Dagster UI            {dagster}
+  Concierge             {concierge}
+  Salesforce sandboxes  {", ".join(f"{t}: {u}" for t, u in urls.items())}
   Warehouse             {config.database_url()}
 To try the concierge, sign up and connect the new-signup org ("Connect with Salesforce",
 or the legacy form: {SANDBOX_CREDENTIALS["username"]} / {SANDBOX_CREDENTIALS["password"]} /
 token {SANDBOX_CREDENTIALS["security_token"]}).
-The tenant sensors add both demo tenants and start their first syncs within a minute.
-Press Ctrl-C to stop.""",
-            flush=True,
-        )
-        deadline = time.monotonic() + timeout
-        reported = False
+The sensors start both demo tenants' first syncs within a minute, then sync them every
+{DEMO_SYNC_FREQUENCY_MINUTES} minutes; their first data and price recommendations show here.
+Press Ctrl-C to stop.""")
+        if self.milestones.earlier:
+            _say(f"{', '.join(self.milestones.earlier)}: data already in the warehouse "
+                 "from an earlier demo")
+        return self.watch(engine, check=check, deadline=self.started + timeout)
+
+    def watch(self, engine: Engine, *, check: bool, deadline: float) -> int:
+        """Report milestones until stopped; with `check`, until both tenants are done."""
+        announced = False
         while True:
-            if any(child.poll() is not None for child in children):
-                print("a demo process exited; see the logs above", file=sys.stderr)
-                return 1
-            if not reported and _synced(engine):
-                reported = True
-                print("Both demo tenants are synced into the warehouse and summarized.", flush=True)
+            self.check_children()
+            self.poll_milestones(engine)
+            if not announced and not self.milestones.missing():
+                announced = True
+                _say(f"Both demo tenants have data and price recommendations ({self.elapsed()}).")
                 if check:
                     return 0
             if check and time.monotonic() > deadline:
-                print(f"demo tenants not synced within {timeout}s", file=sys.stderr)
+                _say(f"demo check failed after {self.elapsed()}: "
+                     f"{'; '.join(self.milestones.missing())}. See {self.logs}/dagster-daemon.log "
+                     "and the runs in the Dagster UI.", err=True)
                 return 1
-            time.sleep(2)
-    except KeyboardInterrupt:
+            time.sleep(POLL_S)
+
+
+def run_demo(*, check: bool = False, timeout: int = 600) -> int:
+    """Run the demo until stopped (or, with `check`, until both tenants have recommendations)."""
+    signals = StopSignals()
+    signals.install()
+    demo: Demo | None = None
+    reason = "error"
+    try:
+        demo = Demo(signals)
+        code = demo.run(check=check, timeout=timeout)
+        reason = "check passed" if code == 0 else "check failed"
+        return code
+    except KeyboardInterrupt as exc:
+        reason = exc.describe() if isinstance(exc, DemoStopped) else "Ctrl-C"
+        if check:
+            _say("demo check stopped before both tenants had recommendations", err=True)
+            return 1
         return 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            _say(exc.code, err=True)
+            return 1
+        raise
     finally:
-        for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+        signals.stopping = True
+        try:
+            if demo is not None:
+                demo.stop(reason)
+        finally:
+            signals.restore()

@@ -204,9 +204,10 @@ def test_single_host_config_runs_syncs_and_stores_events_in_postgres(
         assert events > 20 and materialized == len(COMMON_OBJECTS)
         _assert_complete(warehouse_url, "single-host-co", sandbox)
     finally:
-        assert not stack.processes.stop()
+        stack.processes.stop()
         stack.instance.dispose()
         sandbox.stop()
+        assert not stack.processes.leftovers()
 
 
 @pytest.fixture
@@ -293,9 +294,9 @@ def test_celery_workers_sync_two_tenants_and_resume_a_killed_run(
                 workers.add(result.worker)
         assert workers and all(w.startswith("accrue-w") for w in workers)
     finally:
-        survivors = stack.processes.stop()
+        stack.processes.stop()
         _purge(env, queues)
         stack.instance.dispose()
         quick.stop()
         slow.stop()
-        assert not survivors
+        assert not stack.processes.leftovers()

@@ -267,7 +267,7 @@ def seller_changes(engine: Engine, tenant_id: str, after_id: int) -> SellerChang
             if earlier:
                 candidates = [*candidates, earlier[-1]]
         else:
-            history = versions.get((change["fields"] or {}).get("opportunity_id"), [])
+            history = versions.get(str((change["fields"] or {}).get("opportunity_id")), [])
             candidates = [history[-1][1]] if history else []
         months |= {str(c)[:7] for c in candidates if c}
     return SellerChanges(
