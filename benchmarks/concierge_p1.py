@@ -48,7 +48,7 @@ class Typist:
         self.count += 1
 
 
-def _setup(page: Any, sandbox: Any, typist: Typist, method: str) -> float:
+def complete_setup(page: Any, sandbox: Any, typist: Typist, method: str) -> float:
     """From "Start Now" to "Finish and Close"; returns the seconds it took."""
     started = time.perf_counter()
     page.get_by_role("dialog").get_by_role("button", name="Start Now").click()
@@ -73,7 +73,7 @@ def _setup(page: Any, sandbox: Any, typist: Typist, method: str) -> float:
     return time.perf_counter() - started
 
 
-def _sign_up(page: Any, typist: Typist) -> str:
+def sign_up(page: Any, typist: Typist) -> str:
     email = f"p1-{uuid.uuid4().hex[:8]}@example.com"
     page.goto("/auth/signup")
     typist.fill("Company name", "Timing Co")
@@ -133,9 +133,9 @@ def run(opportunities: int) -> dict[str, Any]:
                 context = browser.new_context(base_url=base_url)
                 page = context.new_page()
                 typist = Typist(page)
-                _sign_up(page, typist)
+                sign_up(page, typist)
                 signup_inputs = typist.count
-                seconds = _setup(page, sandbox, typist, method)
+                seconds = complete_setup(page, sandbox, typist, method)
                 report[method] = {"seconds": seconds,
                                   "typed_inputs": typist.count - signup_inputs,
                                   "signup_inputs": signup_inputs}
