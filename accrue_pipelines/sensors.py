@@ -23,11 +23,11 @@ from accrue_pipelines.resources import WarehouseResource
 PARTITIONED_STATUSES = ("active", "paused")
 # SQLite instances fail on very large single partition requests (dagster#16260).
 MAX_PARTITION_CHANGES_PER_TICK = 500
-# The run queue starts at most max_concurrent_runs runs at a time (dagster.yaml); asking
-# for far more per tick only lengthens the queue, and every request costs a run record.
-# 25 per 15-second tick is 100 a minute: more than 2 cores sync, fewer than a tick can
-# create without slowing down.
-MAX_RUN_REQUESTS_PER_TICK = 25
+# Submitting a sync run costs the daemon about a second on a loaded 2-core machine (Dagster
+# writes a run record and a planned event per asset and per check, 52 per sync run), inside
+# the tick. 10 per 15-second tick, submitted on 4 threads (dagster.yaml `sensors`), keeps a
+# tick within a few seconds and still asks for 40 runs a minute, more than 2 cores finish.
+MAX_RUN_REQUESTS_PER_TICK = 10
 # Back-pressure: with this many runs already queued, routine syncs wait for a later tick
 # (they are due again then, most overdue first); first syncs of new tenants still go.
 QUEUED_RUNS_TARGET = 50

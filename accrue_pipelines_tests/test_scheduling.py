@@ -196,7 +196,7 @@ def test_one_tick_adds_a_new_tenants_partition_and_requests_its_first_sync(
 
 
 def test_requests_are_capped_per_tick_and_the_rest_follow(instance, resources, private_engine):
-    extra = 15
+    extra = sensors.MAX_RUN_REQUESTS_PER_TICK // 2
     names = [f"crowd-{i:03d}" for i in range(sensors.MAX_RUN_REQUESTS_PER_TICK + extra)]
     for name in names:
         tenants.add_tenant(private_engine, name, name, "salesforce")
