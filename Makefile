@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test lint bench eval chaos clean
+.PHONY: install demo test lint bench scale eval chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ bench: install
 	$(BIN)/python -m benchmarks.sync_bench
 	$(BIN)/python -m benchmarks.concierge_p1
 	$(BIN)/python -m benchmarks.first_recommendation
+	$(BIN)/python -m benchmarks.run_overhead
+
+# The real daemon with 10, 100, 200 and 1,000 tenants (about 1.5-2 hours; not part of `test`).
+scale: install
+	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 eval: install
 	$(BIN)/python -m benchmarks.eval_pricing
