@@ -159,8 +159,9 @@ def test_instance_configs_keep_the_shared_rules(tmp_path: Path) -> None:
                          ("run_monitoring", "max_resume_run_attempts")}),
     ):
         production = yaml.safe_load((DEPLOY / name).read_text())
-        assert production["storage"]["postgres"]["postgres_db"]["scheme"] == (
-            "postgresql+psycopg2")
+        storage = production["storage"]["custom"]
+        assert storage["class"] == "PooledPostgresStorage"
+        assert storage["config"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
         differences = set()
         for section, value in local.items():
             if isinstance(value, dict):
