@@ -2,14 +2,16 @@
 
 A sync that fails never materializes, so its in-asset checks cannot speak.
 This run-failure sensor reports the `sync_healthy` check as failed on the
-tenant's partition of every asset whose step failed, with the kind of error
-and the action it calls for; the next successful sync turns it green again.
+tenant's partition of every object the run was meant to sync but did not
+(all of them when the credentials were refused; only the failing ones when the
+others synced), with the kind of error and the action it calls for; the next
+successful sync turns it green again.
 """
 
 import dagster as dg
 
 from accrue_pipelines.jobs import sync_tenant_job
-from accrue_pipelines.sync_assets import HEALTH_CHECK
+from accrue_pipelines.sync_assets import HEALTH_CHECK, sync_asset_keys
 
 ERROR_KINDS = {
     "AuthenticationError": "credentials",
@@ -38,6 +40,17 @@ def classify(error: "dg.SerializableErrorInfo | None") -> tuple[str, str]:
     return "error", message
 
 
+def unsynced_objects(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.AssetKey]:
+    """The crm/* assets the run was meant to materialize and did not (in any attempt)."""
+    meant = [k for k in sync_asset_keys if not run.asset_selection or k in run.asset_selection]
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1000
+    ).records
+    done = {r.event_log_entry.dagster_event.asset_key for r in records
+            if r.event_log_entry.dagster_event is not None}
+    return [key for key in meant if key not in done]
+
+
 @dg.run_failure_sensor(
     monitored_jobs=[sync_tenant_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -45,15 +58,13 @@ def classify(error: "dg.SerializableErrorInfo | None") -> tuple[str, str]:
     description="Marks a failing tenant's sync_healthy check red with the reason and action.",
 )
 def sync_failure_sensor(context: dg.RunFailureSensorContext) -> None:
-    tenant_id = context.dagster_run.tags.get("dagster/partition")
-    if not tenant_id:
-        return
+    run = context.dagster_run
+    tenant_id = run.tags.get("dagster/partition")
     failures = context.get_step_failure_events()
-    for event in failures:
-        asset_key = dg.AssetKey(event.step_key.split("__")) if event.step_key else None
-        if asset_key is None:
-            continue
-        kind, message = classify(event.step_failure_data.error)
+    if not tenant_id or not failures:
+        return
+    kind, message = classify(failures[-1].step_failure_data.error)
+    for asset_key in unsynced_objects(context.instance, run):
         context.instance.report_runless_asset_event(
             dg.AssetCheckEvaluation(
                 asset_key=asset_key,
@@ -65,7 +76,7 @@ def sync_failure_sensor(context: dg.RunFailureSensorContext) -> None:
                     "error_kind": kind,
                     "error": message[:2000],
                     "action": ACTIONS[kind],
-                    "run_id": context.dagster_run.run_id,
+                    "run_id": run.run_id,
                 },
             )
         )

@@ -1,9 +1,11 @@
 """Jobs the sensors and the CLI launch.
 
-A tenant's sync is one run executed in one process (the in-process executor):
-its objects are small, sequential steps, and a process per step would cost far
-more than the step itself (every process loads the code location). The catalog
-still has one asset per object, with its own checks, retries and history.
+A tenant's sync is one run, executed in its own process (the in-process executor),
+with one step for all of its objects (accrue_pipelines/sync_assets.py): a process
+per step would load the code location again, and a step per object would log in to
+the CRM and write Dagster's step events once per object, each costing more than an
+incremental sync of an object that did not change. The catalog still has one asset
+per object, with its own materializations, checks and history.
 """
 
 from __future__ import annotations

@@ -1,9 +1,19 @@
-"""One tenant-partitioned asset per common CRM object: an incremental sync each.
+"""The tenant's CRM objects: one asset per object, all synced in one step per tenant.
 
 The assets know nothing about any CRM: the tenant's connector (chosen by the
 registry from the tenant's connection) does the reading, the sync engine does
 the committing, and this module only reports what happened to Dagster.
+
+Why one step: a Dagster step costs its own events, a CRM login and a claim on the
+CRM's API pool, about half a second, which is more than an incremental sync of an
+object that has not changed. So the objects share one step (a subsettable
+multi-asset): one login, one pool slot, and still one asset per object in the
+catalog, each with its own materialization, checks and history. One object's
+failure does not stop the others: the step syncs every object it can, then fails
+naming those that did not sync, and the retry resumes each from its checkpoint.
 """
+
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -13,10 +23,11 @@ from accrue_pipelines import run_tags
 from accrue_pipelines.partitions import tenant_partitions
 from accrue_pipelines.pools import crm_api_slot
 from accrue_pipelines.resources import CrmResource, WarehouseResource
-from connectors.base import AuthenticationError
+from connectors.base import AuthenticationError, Connector
 from connectors.common_model import COMMON_OBJECTS, REFERENCES, table_name
 
 SYNC_GROUP = "crm_sync"
+SYNC_STEP = "crm_sync"
 SYNC_RETRY = dg.RetryPolicy(
     max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -32,6 +43,27 @@ HEALTH_CHECK = "sync_healthy"
 
 def sync_asset_key(object_name: str) -> dg.AssetKey:
     return dg.AssetKey(["crm", object_name])
+
+
+def object_of(key: dg.AssetKey) -> str:
+    """The common object a crm/* asset key stands for."""
+    return key.path[-1]
+
+
+def parents(object_name: str) -> list[str]:
+    """The objects this one references: synced first, so its references can be checked."""
+    return sorted({target for _, target in REFERENCES.get(object_name, ())})
+
+
+def sync_order() -> list[str]:
+    """Every common object, parents before children, otherwise in the common model's order."""
+    ordered: list[str] = []
+    pending = list(COMMON_OBJECTS)
+    while pending:
+        ready = next(name for name in pending if set(parents(name)) <= set(ordered))
+        ordered.append(ready)
+        pending.remove(ready)
+    return ordered
 
 
 def _check_specs(object_name: str) -> list[dg.AssetCheckSpec]:
@@ -57,15 +89,11 @@ def _check_specs(object_name: str) -> list[dg.AssetCheckSpec]:
     return specs
 
 
-def build_sync_asset(object_name: str) -> dg.AssetsDefinition:
-    key = sync_asset_key(object_name)
+def _asset_spec(object_name: str) -> dg.AssetSpec:
     table = table_name(object_name)
-
-    @dg.asset(
-        key=key,
-        partitions_def=tenant_partitions,
+    return dg.AssetSpec(
+        key=sync_asset_key(object_name),
         group_name=SYNC_GROUP,
-        retry_policy=SYNC_RETRY,
         kinds={"sql"},
         description=(
             f"Incremental sync of each tenant's CRM {object_name} records into `{table}` "
@@ -73,47 +101,100 @@ def build_sync_asset(object_name: str) -> dg.AssetsDefinition:
             "crm_change_log, checkpoint per page)."
         ),
         metadata={"dagster/table_name": table},
-        check_specs=_check_specs(object_name),
         # Parents sync first, so references (checked below) point at rows already there.
-        deps=sorted({sync_asset_key(target) for _, target in REFERENCES.get(object_name, ())}),
+        deps=[sync_asset_key(target) for target in parents(object_name)],
     )
-    def _sync(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource, crm: CrmResource
-    ) -> dg.MaterializeResult:
-        tenant_id = context.partition_key
-        store = warehouse.warehouse()
-        reconcile = context.run.tags.get(RECONCILE_TAG) == "true"
-        try:
-            with crm_api_slot(context, crm.crm_type(tenant_id)), crm.open(tenant_id) as connector:
-                if object_name not in {o.name for o in connector.objects()}:
-                    context.log.info(f"{tenant_id}: the CRM offers no {object_name}")
-                    return _not_offered_result(object_name)
-                result = sync_object(
-                    store, connector, tenant_id, object_name, reconcile=reconcile,
-                    progress=context.log.info, run_id=context.run_id,
-                )
-                source_count = connector.count(object_name) if result.complete else None
-        except AuthenticationError as exc:
-            # Retrying cannot fix credentials: fail now, with what to do.
-            raise dg.Failure(
-                description=f"{tenant_id}: {exc}" + (f" — {exc.hint}" if exc.hint else ""),
-                metadata={"error_kind": exc.kind},
-                allow_retries=False,
-            ) from exc
-        if result.new_fields or result.removed_fields:
-            context.log.warning(
-                f"{tenant_id}/{object_name}: schema drift: new fields {result.new_fields}, "
-                f"removed fields {result.removed_fields}"
-            )
-        return _materialize_result(store, tenant_id, object_name, result, source_count)
 
-    return _sync
+
+class ObjectsFailed(Exception):
+    """Some objects did not sync; the others did. Carries the first error as its cause."""
+
+    def __init__(self, tenant_id: str, failed: dict[str, BaseException]):
+        self.failed = failed
+        detail = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failed.items())
+        super().__init__(f"{tenant_id}: {len(failed)} object(s) did not sync ({detail})")
+
+
+@dg.multi_asset(
+    name=SYNC_STEP,
+    specs=[_asset_spec(name) for name in COMMON_OBJECTS],
+    check_specs=[spec for name in COMMON_OBJECTS for spec in _check_specs(name)],
+    partitions_def=tenant_partitions,
+    can_subset=True,
+    retry_policy=SYNC_RETRY,
+    description="Incremental sync of one tenant's CRM objects, parents first, in one step.",
+)
+def crm_sync(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, crm: CrmResource
+) -> Iterator[dg.MaterializeResult]:
+    tenant_id = context.partition_key
+    selected = {object_of(key) for key in context.selected_asset_keys}
+    store = warehouse.warehouse()
+    failed: dict[str, BaseException] = {}
+    try:
+        with crm_api_slot(context, crm.crm_type(tenant_id)), crm.open(tenant_id) as connector:
+            offered = {o.name for o in connector.objects()}
+            for object_name in sync_order():
+                if object_name not in selected:
+                    continue
+                if object_name not in offered:
+                    context.log.info(f"{tenant_id}: the CRM offers no {object_name}")
+                    yield _selected_checks(context, _not_offered_result(object_name))
+                    continue
+                try:
+                    yield _selected_checks(context, _sync_one(context, store, connector,
+                                                              object_name))
+                except AuthenticationError:
+                    raise  # the same credentials fail for every object: stop now
+                except Exception as exc:  # noqa: BLE001 - the other objects go on; raised below
+                    context.log.error(f"{tenant_id}/{object_name}: {type(exc).__name__}: {exc}")
+                    failed[object_name] = exc
+    except AuthenticationError as exc:
+        # Retrying cannot fix credentials: fail now, with what to do.
+        raise dg.Failure(
+            description=f"{tenant_id}: {exc}" + (f" — {exc.hint}" if exc.hint else ""),
+            metadata={"error_kind": exc.kind, "objects": ", ".join(sorted(selected))},
+            allow_retries=False,
+        ) from exc
+    if failed:
+        # Retried by SYNC_RETRY: objects already synced cost one incremental read each.
+        raise ObjectsFailed(tenant_id, failed) from next(iter(failed.values()))
+
+
+def _selected_checks(
+    context: dg.AssetExecutionContext, result: dg.MaterializeResult
+) -> dg.MaterializeResult:
+    """The result with only the check results this run selected (a subset may leave some out)."""
+    selected = context.selected_asset_check_keys
+    checks = [c for c in result.check_results or []
+              if dg.AssetCheckKey(result.asset_key, c.check_name) in selected]  # type: ignore[arg-type]
+    return dg.MaterializeResult(asset_key=result.asset_key, metadata=result.metadata,
+                                data_version=result.data_version, check_results=checks)
+
+
+def _sync_one(
+    context: dg.AssetExecutionContext, store: Warehouse, connector: Connector, object_name: str
+) -> dg.MaterializeResult:
+    tenant_id = context.partition_key
+    result = sync_object(
+        store, connector, tenant_id, object_name,
+        reconcile=context.run.tags.get(RECONCILE_TAG) == "true",
+        progress=context.log.info, run_id=context.run_id,
+    )
+    source_count = connector.count(object_name) if result.complete else None
+    if result.new_fields or result.removed_fields:
+        context.log.warning(
+            f"{tenant_id}/{object_name}: schema drift: new fields {result.new_fields}, "
+            f"removed fields {result.removed_fields}"
+        )
+    return _materialize_result(store, tenant_id, object_name, result, source_count)
 
 
 def _materialize_result(
     store: Warehouse, tenant_id: str, object_name: str, result: SyncResult,
     source_count: int | None,
 ) -> dg.MaterializeResult:
+    key = sync_asset_key(object_name)
     live = store.count(tenant_id, object_name)
     deleted = store.count(tenant_id, object_name, include_deleted=True) - live
     duplicates = store.duplicate_keys(tenant_id, object_name)
@@ -122,25 +203,26 @@ def _materialize_result(
         (row for row in store.summary(tenant_id) if row["object_name"] == object_name), {}
     )
     checks = [
-        dg.AssetCheckResult(check_name=DUPLICATES_CHECK, passed=duplicates == 0,
+        dg.AssetCheckResult(asset_key=key, check_name=DUPLICATES_CHECK, passed=duplicates == 0,
                             metadata={"duplicate_keys": duplicates}),
-        dg.AssetCheckResult(check_name=COMPLETE_CHECK, passed=result.complete,
+        dg.AssetCheckResult(asset_key=key, check_name=COMPLETE_CHECK, passed=result.complete,
                             severity=dg.AssetCheckSeverity.WARN,
                             metadata={"stop_reason": result.stop_reason or ""}),
-        dg.AssetCheckResult(check_name=QUARANTINE_CHECK, passed=quarantined == 0,
+        dg.AssetCheckResult(asset_key=key, check_name=QUARANTINE_CHECK, passed=quarantined == 0,
                             severity=dg.AssetCheckSeverity.WARN,
                             metadata={"quarantined_records": quarantined}),
-        dg.AssetCheckResult(check_name=HEALTH_CHECK, passed=True,
+        dg.AssetCheckResult(asset_key=key, check_name=HEALTH_CHECK, passed=True,
                             metadata={"last_sync_run": result.sync_run_id or 0}),
     ]
     if source_count is None:  # stopped early: comparing counts now would only mislead
         checks.append(dg.AssetCheckResult(
-            check_name=COUNT_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
+            asset_key=key, check_name=COUNT_CHECK, passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
             metadata={"reason": "sync incomplete; compared after the next full sync"},
         ))
     else:
         checks.append(dg.AssetCheckResult(
-            check_name=COUNT_CHECK, passed=live == source_count,
+            asset_key=key, check_name=COUNT_CHECK, passed=live == source_count,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"warehouse_live": live, "source_live": source_count,
                       "difference": live - source_count},
@@ -148,7 +230,7 @@ def _materialize_result(
     if object_name in REFERENCES:
         orphans = store.orphans(tenant_id, object_name)
         checks.append(dg.AssetCheckResult(
-            check_name=ORPHANS_CHECK, passed=not any(orphans.values()),
+            asset_key=key, check_name=ORPHANS_CHECK, passed=not any(orphans.values()),
             severity=dg.AssetCheckSeverity.WARN, metadata={f"orphan_{k}": v
                                                            for k, v in orphans.items()},
         ))
@@ -156,6 +238,7 @@ def _materialize_result(
     metadata["new_fields"] = ", ".join(result.new_fields)
     metadata["removed_fields"] = ", ".join(result.removed_fields)
     return dg.MaterializeResult(
+        asset_key=key,
         metadata={
             **metadata,
             "dagster/row_count": live,
@@ -168,13 +251,15 @@ def _materialize_result(
 
 
 def _not_offered_result(object_name: str) -> dg.MaterializeResult:
-    names = [spec.name for spec in _check_specs(object_name)]
+    key = sync_asset_key(object_name)
     return dg.MaterializeResult(
+        asset_key=key,
         metadata={"offered_by_crm": False},
         data_version=dg.DataVersion("not-offered"),
-        check_results=[dg.AssetCheckResult(check_name=name, passed=True) for name in names],
+        check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True)
+                       for spec in _check_specs(object_name)],
     )
 
 
-sync_assets = [build_sync_asset(name) for name in COMMON_OBJECTS]
+sync_assets = [crm_sync]
 sync_asset_keys = [sync_asset_key(name) for name in COMMON_OBJECTS]

@@ -76,7 +76,9 @@ def test_tenant_partition_materializes_with_checks(
     assert {c.check_name for c in checks} >= {"no_duplicate_keys", "count_matches_source",
                                               "sync_complete", "quarantine_empty", "no_orphans"}
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
-    opp = result.asset_materializations_for_node("crm__opportunity")[0]
+    opp = next(e.event_specific_data.materialization
+               for e in result.get_asset_materialization_events()
+               if e.asset_key == sync_asset_key("opportunity"))
     source = sf_client.query("SELECT COUNT() FROM Opportunity")["totalSize"]
     assert opp.metadata["dagster/row_count"].value == source
     assert opp.metadata["records_read"].value >= source
@@ -156,9 +158,9 @@ def test_failing_tenant_shows_why_on_its_sync_healthy_check(
         {"sandbox_url": sf_sandbox.url},
     )
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
-    account = next(a for a in sync_assets if a.key == sync_asset_key("account"))
     result = dg.materialize(
-        [account],
+        sync_assets,
+        selection=[sync_asset_key("account")],
         instance=instance,
         partition_key=tenant_id,
         resources=resources,
@@ -192,7 +194,6 @@ def test_sync_steps_take_turns_in_their_crm_api_pool(resources, registered_tenan
     from accrue_pipelines.pools import crm_pool
 
     pool = crm_pool("salesforce")
-    user = next(a for a in sync_assets if a.key == sync_asset_key("user"))
     overrides = {"concurrency": {"pools": {"default_limit": 1}}}
     with dg.instance_for_test(overrides=overrides) as instance:
         instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
@@ -202,7 +203,8 @@ def test_sync_steps_take_turns_in_their_crm_api_pool(resources, registered_tenan
         outcome: dict[str, object] = {}
 
         def sync() -> None:
-            outcome["result"] = dg.materialize([user], instance=instance, resources=resources,
+            outcome["result"] = dg.materialize(sync_assets, selection=[sync_asset_key("user")],
+                                               instance=instance, resources=resources,
                                                partition_key=registered_tenant)
 
         worker = threading.Thread(target=sync)
@@ -216,3 +218,104 @@ def test_sync_steps_take_turns_in_their_crm_api_pool(resources, registered_tenan
         assert outcome["result"].success  # type: ignore[attr-defined]
         after = storage.get_concurrency_info(pool)
         assert after.active_slot_count == 0 and after.pending_step_count == 0  # slot returned
+
+
+OPENED: list[str] = []  # tenants whose CRM FlakyCrm opened, in order
+FAILED_READS: list[str] = []  # objects whose read FlakyCrm failed, in order
+
+
+class FlakyCrm(CrmResource):
+    """The tenant's real connector, except that reading `failing_object` raises `error`
+    (the first `failures` times)."""
+
+    failing_object: str
+    error: str  # "outage" or "credentials"
+    failures: int = 1_000
+
+    def open(self, tenant_id):  # type: ignore[no-untyped-def]
+        from connectors.base import AuthenticationError, SourceUnavailable
+
+        connector = super().open(tenant_id)
+        OPENED.append(tenant_id)
+        read = connector.read
+
+        def failing_read(object_name, state, **kwargs):  # type: ignore[no-untyped-def]
+            if object_name == self.failing_object and len(FAILED_READS) < self.failures:
+                FAILED_READS.append(object_name)
+                if self.error == "credentials":
+                    raise AuthenticationError("INVALID_LOGIN: session revoked",
+                                              hint="re-enter the credentials")
+                raise SourceUnavailable("the CRM did not answer (503)")
+            return read(object_name, state, **kwargs)
+
+        connector.read = failing_read  # type: ignore[method-assign]
+        return connector
+
+
+def test_one_step_syncs_every_object_and_one_failure_does_not_stop_the_others(
+    instance, resources, registered_tenant, warehouse
+):
+    """One login per attempt; an object that fails is named and retried, the others are
+    synced anyway in the same attempt."""
+    from accrue_pipelines.sync_assets import sync_order
+
+    assert set(sync_order()) == set(COMMON_OBJECTS)
+    assert sync_order().index("product") < sync_order().index("opportunity_line")  # parents first
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
+    crm = FlakyCrm(warehouse=resources["warehouse"], failing_object="contact", error="outage",
+                   failures=1)
+    OPENED.clear()
+    FAILED_READS.clear()
+    result = dg.materialize(sync_assets, instance=instance, partition_key=registered_tenant,
+                            resources={**resources, "crm": crm})
+    assert result.success  # the retry synced contact
+    assert FAILED_READS == ["contact"]
+    assert len(OPENED) == 2 and set(OPENED) == {registered_tenant}  # one login per attempt
+    events = result.all_events
+    retry = next(i for i, e in enumerate(events)
+                 if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert "contact" in str(events[retry].event_specific_data.error)
+    first_attempt = {e.asset_key for e in events[:retry]
+                     if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
+    every = {sync_asset_key(o) for o in COMMON_OBJECTS}
+    assert first_attempt == every - {sync_asset_key("contact")}
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == every
+    assert warehouse.count(registered_tenant, "contact") > 0
+    steps = {e.step_key for e in events if e.event_type == dg.DagsterEventType.STEP_START}
+    assert steps == {"crm_sync"}  # one step for all objects
+def test_credentials_refused_midway_mark_only_the_unsynced_objects_red(
+    instance, resources, registered_tenant
+):
+    from accrue_pipelines.health import sync_failure_sensor
+    from accrue_pipelines.sync_assets import sync_order
+
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
+    crm = FlakyCrm(warehouse=resources["warehouse"], failing_object="opportunity",
+                   error="credentials")
+    FAILED_READS.clear()
+    result = dg.materialize(sync_assets, instance=instance, partition_key=registered_tenant,
+                            resources={**resources, "crm": crm}, raise_on_error=False)
+    assert not result.success
+    assert not [e for e in result.all_events
+                if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]  # no pointless retry
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="sync_failure_sensor", dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id), dagster_event=failure,
+    ).for_run_failure()
+    sync_failure_sensor(context)
+
+    def latest_health(object_name: str):  # type: ignore[no-untyped-def]
+        key = dg.AssetCheckKey(sync_asset_key(object_name), "sync_healthy")
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        return records[0].event.dagster_event.event_specific_data if records else None
+
+    order = sync_order()
+    before = order[:order.index("opportunity")]
+    assert before == ["account", "contact", "lead"]
+    for name in before:  # synced before the refusal: their last word is a pass
+        assert latest_health(name).passed is True, name
+    for name in order[len(before):]:
+        evaluation = latest_health(name)
+        assert evaluation.passed is False and evaluation.partition == registered_tenant, name
+        assert evaluation.metadata["error_kind"].value == "credentials"
