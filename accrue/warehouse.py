@@ -279,22 +279,35 @@ def _int(value: Any) -> int:
 
 
 def _float(value: Any) -> float:
+    """A float column's value, only if the float says the same number (shortest form).
+
+    An integer beyond 2**53 or a decimal with more digits than a float holds would be
+    rounded on the way in: refused instead, so the record is quarantined, not changed.
+    """
     if isinstance(value, bool):
         raise _wrong_type("a number", value)
-    if isinstance(value, int | float | Decimal):
-        number: int | float | Decimal = value
-    elif isinstance(value, str):
+    if isinstance(value, str):
         try:
-            number = float(value)
-        except ValueError:
+            exact = Decimal(value.strip())
+        except ArithmeticError:
             raise _wrong_type("a number", value) from None
+    elif isinstance(value, int | float | Decimal):
+        try:
+            exact = Decimal(value)
+        except (ArithmeticError, ValueError):  # an integer longer than Python converts
+            raise UnstorableValue("number too long for a float") from None
     else:
         raise _wrong_type("a number", value)
-    if not isinstance(number, int) and not _is_finite(number):
-        raise UnstorableValue(f"not a finite number ({number})")
-    if abs(number) > FLOAT_LIMIT:
-        raise UnstorableValue(f"{float(number):g} is beyond {FLOAT_LIMIT:g} in magnitude")
-    return float(number)
+    if not exact.is_finite():
+        raise UnstorableValue(f"not a finite number ({value})")
+    if abs(exact) > FLOAT_LIMIT:
+        raise UnstorableValue(f"{float(exact):g} is beyond {FLOAT_LIMIT:g} in magnitude")
+    number = float(exact)
+    if isinstance(value, float):
+        return number
+    if Decimal(repr(number)) != exact:
+        raise UnstorableValue(f"{value} has more digits than a float holds ({number!r})")
+    return number
 
 
 def _bool(value: Any) -> bool:
@@ -468,7 +481,10 @@ class _Page:
             raw = to_json(change.raw)
         except UnstorableValue as exc:
             problems.append(f"{self.object_name}.{exc}")
-        deleted = bool(change.is_deleted)
+        deleted = change.is_deleted
+        if not isinstance(deleted, bool):  # truthiness would delete on "false": a connector bug
+            raise TypeError(f"Upsert.is_deleted of {source_id!r} must be a bool, got "
+                            f"{type(deleted).__name__}; map the CRM's flag strictly")
         if problems:
             self._quarantine(source_id, stamp, "; ".join(problems), change.raw)
             if deleted:
@@ -1142,24 +1158,20 @@ class Warehouse:
         references = REFERENCES.get(object_name, ())
         if not references:
             return {}
+        # One outer join per reference on the target's primary key (no row multiplies): the
+        # database plans it as one hash or merge join, where a correlated EXISTS per row was
+        # a probe per child row (0.37 s for a 2,000-deal tenant's checks on PostgreSQL).
+        joined: sa.FromClause = table
         counts = []
         for column, target_name in references:
             target = object_table(target_name).alias(f"target_{column}")
-            points_to_live = (
-                sa.exists()
-                .where(
-                    target.c.tenant_id == table.c.tenant_id,
-                    target.c.source_id == table.c[column],
-                    sa.not_(target.c.is_deleted),
-                )
-                .correlate(table)
-            )
-            counts.append(
-                sa.func.count()
-                .filter(sa.or_(table.c[column].is_(None), sa.not_(points_to_live)))
-                .label(column)
-            )
-        query = sa.select(*counts).where(
+            joined = sa.outerjoin(joined, target, sa.and_(
+                target.c.tenant_id == table.c.tenant_id,
+                target.c.source_id == table.c[column],
+                sa.not_(target.c.is_deleted),
+            ))
+            counts.append(sa.func.count().filter(target.c.source_id.is_(None)).label(column))
+        query = sa.select(*counts).select_from(joined).where(
             table.c.tenant_id == tenant_id, sa.not_(table.c.is_deleted)
         )
         with self.engine.connect() as conn:

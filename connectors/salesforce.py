@@ -141,21 +141,19 @@ def soql_datetime(value: datetime) -> str:
 
 
 def _convert(value: Any, column_type: str) -> Any:
-    if value is None or value == "":
+    """Parse only what Salesforce spells its own way: its date-time and date text.
+
+    Every other value goes to the warehouse as it came. The warehouse's column rules,
+    the same for every connector, store it exactly or quarantine it with the reason
+    (`"false"` is never true, `true` is never 1.0, a dict is never text).
+    """
+    if value is None:
         return None
-    if column_type == "str":
-        return str(value)
-    if column_type == "int":
-        return int(value)
-    if column_type == "float":
-        return float(value)
-    if column_type == "bool":
-        return bool(value)
-    if column_type == "datetime":
+    if column_type == "datetime" and isinstance(value, str):
         return parse_sf_datetime(value)
-    if column_type == "date":
-        return date.fromisoformat(str(value)[:10])
-    raise ValueError(f"unknown column type {column_type}")
+    if column_type == "date" and isinstance(value, str):
+        return date.fromisoformat(value)
+    return value
 
 
 def map_record(object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
@@ -180,13 +178,12 @@ def map_record(object_name: str, record: Mapping[str, Any]) -> Upsert | Quaranti
                 source_id, modified_at, raw,
                 f"{object_name}.{column}: {field}={value} is not a valid {types[column]}",
             )
-    return Upsert(
-        source_id=source_id,
-        modified_at=modified_at,
-        fields=fields,
-        raw=raw,
-        is_deleted=bool(record.get("IsDeleted", False)),
-    )
+    is_deleted = record.get("IsDeleted", False)
+    if not isinstance(is_deleted, bool):  # "false" is truthy: never guess a deletion
+        return Quarantine(source_id, modified_at, raw,
+                          f"{object_name}: IsDeleted={is_deleted!r:.80} is not a boolean")
+    return Upsert(source_id=source_id, modified_at=modified_at, fields=fields, raw=raw,
+                  is_deleted=is_deleted)
 
 
 def _state(cursor: datetime, fields: list[str], deletes_since: str | None) -> dict[str, Any]:
