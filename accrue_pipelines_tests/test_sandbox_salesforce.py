@@ -385,6 +385,9 @@ def test_write_validation_and_derived_fields(sf_client: Salesforce) -> None:
          "JSON_PARSER_ERROR"),
         ({"Name": "x", "StageName": "Sleeping", "CloseDate": "2030-01-01"},
          "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        # A lone surrogate (JSON's \ud800 escape) is a 400 as in Salesforce, not a 500.
+        ({"Name": "bad \ud800 text", "StageName": "Prospecting", "CloseDate": "2030-01-01"},
+         "JSON_PARSER_ERROR"),
         ({"Name": "x", "StageName": "Prospecting", "CloseDate": "2030-01-01",
           "AccountId": "001000000000000AAA"}, "INVALID_CROSS_REFERENCE_KEY"),
     ]
@@ -697,3 +700,11 @@ def test_cascade_delete_and_undelete(sf_client: Salesforce) -> None:
     assert not lines & {r["Id"] for r in all_records(
         sf_client, "SELECT Id FROM OpportunityLineItem WHERE IsDeleted = true",
         include_deleted=True)}
+
+
+def test_year_one_dates_keep_four_digits(sf_client: Salesforce) -> None:
+    """0001-01-01 is served as Salesforce writes it, not as `1-01-01` (glibc's %Y)."""
+    created = sf_client.Opportunity.create({"Name": "Ancient", "StageName": "Prospecting",
+                                            "CloseDate": "0001-01-01"})
+    record = sf_client.Opportunity.get(created["id"])
+    assert record["CloseDate"] == "0001-01-01"

@@ -137,7 +137,8 @@ def parse_sf_datetime(value: str) -> datetime:
 def soql_datetime(value: datetime) -> str:
     """A SOQL datetime literal (unquoted, UTC, milliseconds)."""
     utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return (f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}."  # four-digit year: glibc %Y writes `1`
+            f"{utc.microsecond // 1000:03d}Z")
 
 
 def _convert(value: Any, column_type: str) -> Any:

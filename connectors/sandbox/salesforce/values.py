@@ -18,11 +18,16 @@ _DATETIME = re.compile(
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 
+def _ymd_hms(value: datetime) -> str:
+    """`YYYY-MM-DDThh:mm:ss` with a four-digit year (glibc's %Y writes year 1 as `1`)."""
+    return f"{format_date(value)}T{value:%H:%M:%S}"
+
+
 def format_datetime(value: datetime) -> str:
     """The REST form of a datetime: UTC, milliseconds, `+0000`."""
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}+0000"
+    return f"{_ymd_hms(value)}.{value.microsecond // 1000:03d}+0000"
 
 
 def format_datetime_precise(value: datetime) -> str:
@@ -35,12 +40,12 @@ def format_datetime_precise(value: datetime) -> str:
     value = value.astimezone(UTC) if value.tzinfo is not None else value
     if value.microsecond % 1000 == 0:
         return format_datetime(value)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond:06d}+0000"
+    return f"{_ymd_hms(value)}.{value.microsecond:06d}+0000"
 
 
 def format_date(value: date) -> str:
-    """The REST form of a date."""
-    return f"{value:%Y-%m-%d}"
+    """The REST form of a date, always with a four-digit year (`0001-01-01`)."""
+    return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
 
 
 def parse_datetime(text: str) -> datetime:

@@ -23,7 +23,7 @@ from .errors import ApiError
 from .ids import normalize_id
 from .schema import NUMBER_TYPES, STAGES, STRING_TYPES, FieldDef, ObjectDef
 from .store import StoredRecord
-from .values import format_datetime, parse_date, parse_datetime
+from .values import format_date, format_datetime, parse_date, parse_datetime
 
 if TYPE_CHECKING:
     from .sandbox import SalesforceSandbox
@@ -134,6 +134,12 @@ class RecordWriter:
             if isinstance(value, bool) or not isinstance(value, str | int | float):
                 raise _json_error("String", value)
             text = value if isinstance(value, str) else str(value)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # JSON's \ud800 escape: not text Salesforce can store
+                raise ApiError(400, "JSON_PARSER_ERROR",
+                               f"{definition.label}: invalid UTF-8 (a lone surrogate)",
+                               [definition.name]) from None
             if type_ != "textarea" and len(text) > definition.length:
                 raise ApiError(400, "STRING_TOO_LONG",
                                f"{definition.label}: data value too large: {text[:40]} "
@@ -177,7 +183,7 @@ class RecordWriter:
         if type_ == "date":
             if isinstance(value, str):
                 try:
-                    return f"{parse_date(value[:10]):%Y-%m-%d}"
+                    return format_date(parse_date(value[:10]))
                 except ValueError:
                     pass
             raise _json_error("date", value)
