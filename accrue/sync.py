@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -144,6 +144,19 @@ def sync_object(
     if progress:
         progress(_progress_line(result, result.duration_seconds, done=True))
     return result
+
+
+def record_failed_attempt(
+    warehouse: Warehouse, tenant_id: str, object_names: Iterable[str], exc: BaseException,
+    *, run_id: str | None = None,
+) -> None:
+    """A failed sync_run row per object for a sync that failed before it could read them
+    (a refused login, an outage at describe): every attempt is on record with its error,
+    as `sync_object` records its own failures."""
+    for object_name in object_names:
+        sync_run_id = warehouse.start_run(tenant_id, object_name, run_id=run_id)
+        warehouse.finish_run(sync_run_id, "failed", {}, error=_error_text(exc),
+                             error_kind=getattr(exc, "kind", "error"))
 
 
 def _retry_quarantine(

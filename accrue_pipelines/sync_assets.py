@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from accrue.sync import SyncResult, sync_object
+from accrue.sync import SyncResult, record_failed_attempt, sync_object
 from accrue.warehouse import Warehouse
 from accrue_pipelines import run_tags
 from accrue_pipelines.partitions import tenant_partitions
@@ -130,6 +130,7 @@ def crm_sync(
     tenant_id = context.partition_key
     selected = {object_of(key) for key in context.selected_asset_keys}
     store = warehouse.warehouse()
+    handled: set[str] = set()  # objects with their own outcome (synced, failed, not offered)
     failed: dict[str, BaseException] = {}
     try:
         with crm_api_slot(context, crm.crm_type(tenant_id)), crm.open(tenant_id) as connector:
@@ -137,6 +138,7 @@ def crm_sync(
             for object_name in sync_order():
                 if object_name not in selected:
                     continue
+                handled.add(object_name)
                 if object_name not in offered:
                     context.log.info(f"{tenant_id}: the CRM offers no {object_name}")
                     yield _selected_checks(context, _not_offered_result(object_name))
@@ -149,13 +151,19 @@ def crm_sync(
                 except Exception as exc:  # noqa: BLE001 - the other objects go on; raised below
                     context.log.error(f"{tenant_id}/{object_name}: {type(exc).__name__}: {exc}")
                     failed[object_name] = exc
-    except AuthenticationError as exc:
-        # Retrying cannot fix credentials: fail now, with what to do.
-        raise dg.Failure(
-            description=f"{tenant_id}: {exc}" + (f" — {exc.hint}" if exc.hint else ""),
-            metadata={"error_kind": exc.kind, "objects": ", ".join(sorted(selected))},
-            allow_retries=False,
-        ) from exc
+    except Exception as exc:
+        # Failed before reaching these objects (login, describe, refused credentials):
+        # their attempt is on record too.
+        unreached = [o for o in sync_order() if o in selected and o not in handled]
+        record_failed_attempt(store, tenant_id, unreached, exc, run_id=context.run_id)
+        if isinstance(exc, AuthenticationError):
+            # Retrying cannot fix credentials: fail now, with what to do.
+            raise dg.Failure(
+                description=f"{tenant_id}: {exc}" + (f" — {exc.hint}" if exc.hint else ""),
+                metadata={"error_kind": exc.kind, "objects": ", ".join(sorted(selected))},
+                allow_retries=False,
+            ) from exc
+        raise
     if failed:
         # Retried by SYNC_RETRY: objects already synced cost one incremental read each.
         raise ObjectsFailed(tenant_id, failed) from next(iter(failed.values()))

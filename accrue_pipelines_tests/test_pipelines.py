@@ -185,6 +185,12 @@ def test_failing_tenant_shows_why_on_its_sync_healthy_check(
     assert evaluation.metadata["error_kind"].value == "credentials"
     assert "re-enter" in evaluation.metadata["action"].value
     assert "not-the-password" not in repr(evaluation)  # S1
+    # The refused login never reached the object's sync, yet the attempt is on record.
+    from accrue.warehouse import Warehouse
+
+    health = Warehouse(engine).sync_health(tenant_id)
+    assert health["account"]["last_status"] == "failed"
+    assert health["account"]["error_kind"] == "credentials"
 
 
 def test_sync_steps_take_turns_in_their_crm_api_pool(resources, registered_tenant):
@@ -319,3 +325,10 @@ def test_credentials_refused_midway_mark_only_the_unsynced_objects_red(
         evaluation = latest_health(name)
         assert evaluation.passed is False and evaluation.partition == registered_tenant, name
         assert evaluation.metadata["error_kind"].value == "credentials"
+    # Every object's attempt is on record: synced, failed at the refusal, or not reached.
+    from accrue.warehouse import Warehouse
+
+    health = Warehouse(resources["warehouse"].engine()).sync_health(registered_tenant)
+    assert {name: health[name]["last_status"] for name in order} == {
+        name: "succeeded" if name in before else "failed" for name in order}
+    assert all(health[name]["error_kind"] == "credentials" for name in order[len(before):])

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+import requests
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceRefusedRequest
 
 from connectors.base import Checkpoint, Upsert
 from connectors.common_model import COMMON_OBJECTS
 from connectors.registry import create_connector
 from connectors.salesforce import (
+    SalesforceConnector,
     _is_transient,
     map_record,
     parse_sf_datetime,
@@ -160,3 +162,60 @@ def test_map_record_rejects_nothing_and_fills_missing_with_none():
     assert upsert.fields["name"] == "Widget"
     assert upsert.fields["unit_cost"] is None
     assert set(upsert.fields) == {c.name for c in COMMON_OBJECTS["product"]}
+
+
+class _TokenEndpoint(requests.Session):
+    """A session whose POSTs (the refresh grant) answer from a script, then succeed."""
+
+    def __init__(self, answers: list[tuple[int, bytes]]):
+        super().__init__()
+        self.answers = list(answers)
+        self.posts = 0
+
+    def post(self, url, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.posts += 1
+        status, body = self.answers.pop(0) if self.answers else (
+            200, b'{"access_token": "fresh", "instance_url": "https://na1.example.com"}')
+        response = requests.Response()
+        response.status_code, response._content, response.url = status, body, url
+        return response
+
+
+def _oauth_connector(answers: list[tuple[int, bytes]], attempts: int = 3):
+    session = _TokenEndpoint(answers)
+    connector = SalesforceConnector(
+        {"refresh_token": "rt", "instance_url": "https://na1.example.com"},
+        {"client_id": "app", "max_attempts": attempts, "max_backoff_seconds": 0.1},
+        session=session)
+    return connector, session
+
+
+@pytest.mark.parametrize(("status", "body", "kind"), [
+    (400, b'{"error": "invalid_grant", "error_description": "expired access/refresh token"}',
+     "credentials"),
+    (400, b'{"error": "inactive_user"}', "credentials"),
+    (503, b'{"error": "temporarily_unavailable"}', "outage"),
+    (400, b'{"error": "server_error"}', "outage"),
+    (502, b"<html>Bad gateway</html>", "outage"),
+    (429, b"", "outage"),
+    (400, b'{"error": "unsupported_grant_type"}', "error"),
+])
+def test_only_a_revoked_grant_asks_to_connect_again(status, body, kind):
+    """A refresh that fails for an outage is retried, then reported as one (issue 9, item 2)."""
+    from connectors.base import AuthenticationError, ConnectorError, SourceUnavailable
+
+    connector, session = _oauth_connector([(status, body)] * 5, attempts=2)
+    expected = {"credentials": AuthenticationError, "outage": SourceUnavailable,
+                "error": ConnectorError}[kind]
+    with pytest.raises(ConnectorError) as failure:
+        connector._call(connector._login)
+    assert type(failure.value) is expected, failure.value
+    assert failure.value.kind == kind
+    assert session.posts == (2 if kind == "outage" else 1)  # only outages are retried
+
+
+def test_a_refresh_that_fails_for_a_moment_then_works_goes_on():
+    connector, session = _oauth_connector([(503, b'{"error": "temporarily_unavailable"}'),
+                                           (500, b"")])
+    client = connector._call(connector._login)
+    assert session.posts == 3 and client.session_id == "fresh"

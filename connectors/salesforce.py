@@ -206,6 +206,35 @@ def _default_timeout(session: requests.Session, seconds: float) -> None:
     session.request = request  # type: ignore[method-assign]
 
 
+# OAuth token endpoint errors (RFC 6749 §5.2 and Salesforce's own) that mean the grant
+# itself is gone: only these ask a person to connect again.
+REFRESH_REVOKED = frozenset({
+    "invalid_grant", "invalid_client", "invalid_client_id", "invalid_client_credentials",
+    "unauthorized_client", "inactive_user", "inactive_org",
+})
+# ... and those that say "not now": retried like any outage.
+REFRESH_TRANSIENT = frozenset({"server_error", "temporarily_unavailable", "rate_limit_exceeded"})
+
+
+def _refresh_error(url: str, status: int, body: Mapping[str, Any]) -> Exception:
+    """What a failed refresh grant means: revoked (connect again), an outage, or neither."""
+    code = body.get("error")
+    if code in REFRESH_REVOKED:
+        return AuthenticationError(
+            f"Salesforce refused the refresh token ({code})",
+            hint="The access was revoked or expired: connect with Salesforce again.",
+        )
+    if status >= 500 or status == 429 or code in REFRESH_TRANSIENT or not code:
+        # Not a verdict on the credentials: `_call` retries it, then reports SourceUnavailable,
+        # so the run is retried instead of failing fast as revoked.
+        return SalesforceGeneralError(url, status if status >= 500 else 503, "oauth2/token",
+                                      [{"errorCode": code or f"HTTP {status}",
+                                        "message": body.get("error_description", "")}])
+    description = body.get("error_description")
+    return ConnectorError(f"Salesforce refused the token refresh ({code}"
+                          + (f": {description}" if description else "") + ")")
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, requests.exceptions.RequestException):
         return True  # connection reset, timeout, body cut short
@@ -331,18 +360,17 @@ class SalesforceConnector(Connector):
                 "client_id": self.config.get("client_id", "")}
         if s.get("client_secret"):
             form["client_secret"] = s["client_secret"]
+        url = f"{base.rstrip('/')}/services/oauth2/token"
         response = self._session.post(
-            f"{base.rstrip('/')}/services/oauth2/token", data=form,
-            timeout=float(self.config["timeout_seconds"]), allow_redirects=False,
+            url, data=form, timeout=float(self.config["timeout_seconds"]), allow_redirects=False,
         )
-        body = response.json() if response.content else {}
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:  # an HTML error page from a proxy or an outage
+            body = {}
+        body = body if isinstance(body, dict) else {}
         if response.status_code != 200 or "access_token" not in body:
-            code = body.get("error", f"HTTP {response.status_code}") if isinstance(
-                body, dict) else f"HTTP {response.status_code}"
-            raise AuthenticationError(
-                f"Salesforce refused the refresh token ({code})",
-                hint="The access was revoked or expired: connect with Salesforce again.",
-            )
+            raise _refresh_error(url, response.status_code, body)
         self._secrets["access_token"] = body["access_token"]
         self._secrets["instance_url"] = body.get("instance_url", base)
         host = urlsplit(self._secrets["instance_url"]).netloc
