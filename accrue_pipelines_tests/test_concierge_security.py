@@ -362,3 +362,36 @@ def test_oauth_state_rows_hold_no_plain_verifier(app: Flask, admin: Admin,
             oauth_flow.c.tenant_id == admin.tenant_id)).mappings().one()
     assert row["state_hash"] != state and state not in json.dumps(dict(row), default=str)
     assert row["verifier_ciphertext"].startswith("v1.")
+
+
+# What browsers turn into another site: tabs and newlines are dropped, a backslash is a slash.
+OFFSITE_TARGETS = ["/\t/evil.com", "/\n/evil.com", "/\\evil.com", "\\\\evil.com", "//evil.com",
+                   "/\r\n/evil.com", "https://evil.com/", "javascript:alert(1)", "/\x7f/evil.com",
+                   "evil.com", "///evil.com"]
+
+
+def test_redirect_targets_are_same_site_paths_only() -> None:
+    from onboarding_app.security import safe_next
+
+    for target in OFFSITE_TARGETS:
+        assert safe_next(target) is None, repr(target)
+    for target in ("/status", "/onboarding/review?from=mail", "/home#top"):
+        assert safe_next(target) == target
+
+
+@pytest.mark.parametrize("target", OFFSITE_TARGETS)
+def test_login_and_save_for_later_never_redirect_off_site(
+    app: Flask, admin: Admin, target: str
+) -> None:
+    """Issue 9, items 4 and 6: no open redirect, and no 500 for control characters."""
+    admin.signup()
+    admin.start()
+    saved = admin.post("/onboarding/crm", {"crm": "salesforce", "action": "save",
+                                           "next_url": target})
+    assert saved.status_code == 302 and location(saved) == "/home"
+    admin.logout()
+    response = admin.post("/auth/login", {"email": admin.email, "password": admin.password,
+                                          "next": target})
+    assert response.status_code == 302
+    landing = location(response)
+    assert landing.startswith("/") and not landing.startswith("//") and "evil" not in landing

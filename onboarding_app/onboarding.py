@@ -39,7 +39,7 @@ from onboarding_app.forms import (
     SelectCrmForm,
     TermsForm,
 )
-from onboarding_app.security import current_user, get_logger, login_required
+from onboarding_app.security import current_user, get_logger, login_required, safe_next
 
 bp = Blueprint("onboarding", __name__, url_prefix="/onboarding")
 logger = get_logger(__name__)
@@ -136,10 +136,7 @@ def _wants_json() -> bool:
 def _saved_for_later(step: str) -> Response:
     audit.record(warehouse.engine, "onboarding.saved", detail={"step": step})
     flash(f"Saved. Next time you log in you will continue at “{STEP_TITLES[step]}”.", "success")
-    target = request.form.get("next_url")
-    if target and target.startswith("/") and not target.startswith("//"):
-        return redirect(target)
-    return redirect(url_for("main.home"))
+    return redirect(safe_next(request.form.get("next_url")) or url_for("main.home"))
 
 
 def _render(template: str, step: str, wizard: store.Wizard, status: int = 200,

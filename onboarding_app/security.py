@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -133,8 +134,17 @@ def login_required(view: F) -> F:
 
 
 def safe_next(target: str | None) -> str | None:
-    """Only same-site relative paths: never an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A same-site path to redirect to, or None: the one check for every redirect target.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    `/\t/evil.com` and `/\\evil.com` become `//evil.com`, another site: any control
+    character or backslash is refused, and what remains must parse as a path with no
+    scheme and no host.
+    """
+    if not target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target) or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or target.startswith("//"):
         return None
     return target
 
