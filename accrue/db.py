@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,21 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600), or tighten an existing one.
+
+    It holds password hashes, sealed credentials and CRM data; SQLite gives its -wal and
+    -shm files the database file's mode, so they follow.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            path.chmod(0o600)
+
+
 def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     """An engine for the warehouse (default: `ACCRUE_DATABASE_URL`, see accrue.config)."""
     parsed = _normalise_url(url if url is not None else config.database_url())
@@ -52,7 +68,7 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(database).expanduser())
         engine = sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
         sa.event.listen(engine, "connect", _sqlite_on_connect)
     elif backend == "postgresql":

@@ -395,3 +395,54 @@ def test_login_and_save_for_later_never_redirect_off_site(
     assert response.status_code == 302
     landing = location(response)
     assert landing.startswith("/") and not landing.startswith("//") and "evil" not in landing
+
+
+def test_odd_requests_get_a_clear_answer_never_a_500(app: Flask, admin: Admin) -> None:
+    """Issue 9, items 6 and 9: a huge id, a huge body, JSON callers, an unexpected error."""
+    admin.signup()
+    huge_id = admin.client.get("/status/runs/99999999999999999999999")
+    assert huge_id.status_code == 404
+    json_404 = admin.client.get("/no/such/page", headers={"Accept": "application/json"})
+    assert json_404.status_code == 404 and json_404.get_json()["error"] == "Page not found"
+    json_405 = admin.client.delete("/status", headers={"Accept": "application/json"})
+    assert json_405.status_code == 405 and json_405.is_json
+    too_big = admin.client.post("/auth/login", data={"email": "x@example.com",
+                                                     "password": "p" * (20 * 1024 * 1024)})
+    assert too_big.status_code == 413 and "at most" in too_big.get_data(as_text=True)
+
+
+def test_an_unexpected_error_is_logged_and_answered_without_detail(
+    concierge_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(concierge_db_url)
+
+    def fail() -> str:
+        raise RuntimeError("database exploded: password=hunter2")
+
+    app.add_url_rule("/boom", view_func=fail)
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR):
+        page = client.get("/boom")
+        answer = client.get("/boom", headers={"Accept": "application/json"})
+    assert page.status_code == 500 and "Something went wrong" in page.get_data(as_text=True)
+    assert answer.status_code == 500 and answer.get_json()["error"] == "Something went wrong"
+    for response in (page, answer):
+        assert "exploded" not in response.get_data(as_text=True)  # no detail to the browser
+    assert "database exploded" in caplog.text and "hunter2" not in caplog.text  # redacted log
+
+
+def test_the_embedded_warehouse_file_is_private(tmp_path: Path) -> None:
+    """Issue 9, item 9: password hashes and sealed credentials live there: 0600."""
+    fresh = tmp_path / "home" / "warehouse.db"
+    engine = db.make_engine(f"sqlite:///{fresh}")
+    db.upgrade(engine)
+    engine.dispose()
+    assert fresh.stat().st_mode & 0o777 == 0o600
+    assert fresh.parent.stat().st_mode & 0o777 == 0o700
+    for leftover in fresh.parent.iterdir():  # -wal / -shm follow the database's mode
+        assert leftover.stat().st_mode & 0o077 == 0, leftover
+    older = tmp_path / "old.db"
+    older.touch(mode=0o644)
+    older.chmod(0o644)
+    db.make_engine(f"sqlite:///{older}").dispose()
+    assert older.stat().st_mode & 0o777 == 0o600  # tightened on first use

@@ -8,10 +8,11 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from onboarding_app import auth, onboarding, settings, status, views
 from onboarding_app.extensions import csrf, limiter, warehouse
-from onboarding_app.security import install_log_redaction, load_current_user
+from onboarding_app.security import get_logger, install_log_redaction, load_current_user
 
 
 def content_security_policy(app: Flask) -> str:
@@ -28,6 +29,14 @@ def content_security_policy(app: Flask) -> str:
     ])
 
 
+class RowIdConverter(IntegerConverter):
+    """`<row_id:name>`: a database id, so at most 64 bits; a longer number is a 404 at
+    routing, instead of overflowing the query (a 500)."""
+
+    def __init__(self, url_map: Any) -> None:
+        super().__init__(url_map, max=2**63 - 1)
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(settings.from_env())
@@ -39,6 +48,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     warehouse.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    app.url_map.converters["row_id"] = RowIdConverter
     for blueprint in (views.bp, auth.bp, onboarding.bp, status.bp):
         app.register_blueprint(blueprint)
     headers = {
@@ -87,5 +97,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def _too_many(_: HTTPException) -> tuple[Any, int]:
         return _error(429, "Too many attempts",
                       "Please wait a minute before trying again.")
+
+    @app.errorhandler(413)
+    def _too_large(_: HTTPException) -> tuple[Any, int]:
+        limit = app.config["MAX_CONTENT_LENGTH"] // 1024
+        return _error(413, "Too much data",
+                      f"A form may send at most {limit} KB. Shorten what you entered.")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Any, int]:
+        """Every other HTTP error, as a page or as JSON for JSON callers."""
+        return _error(exc.code or 500, exc.name, exc.description or "")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Any, int]:
+        # Logged with its traceback (through the redacting filter); the person gets no detail.
+        get_logger(__name__).exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "Something went wrong",
+                      "The error was logged. Try again; if it repeats, tell your Accrue contact.")
 
     return app

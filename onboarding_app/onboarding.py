@@ -512,7 +512,7 @@ def oauth_callback() -> str | Response | tuple[str, int]:
     return redirect(url_for("onboarding.details"))
 
 
-@bp.post("/connections/<int:connection_id>/test")
+@bp.post("/connections/<row_id:connection_id>/test")
 @limiter.limit(lambda: str(current_app.config["CONNECTION_TEST_LIMIT"]))
 def test_connection(connection_id: int) -> Response | tuple[Response, int]:
     """Re-test the saved connection (JSON); another tenant's id is a 404."""
@@ -525,7 +525,7 @@ def test_connection(connection_id: int) -> Response | tuple[Response, int]:
     return jsonify(**outcome.public())
 
 
-@bp.post("/connections/<int:connection_id>/delete")
+@bp.post("/connections/<row_id:connection_id>/delete")
 def delete_connection(connection_id: int) -> Response:
     """Forget the saved credentials (works even when they can no longer be decrypted)."""
     info = _connection()

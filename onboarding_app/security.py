@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import secrets
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -162,14 +163,22 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.exc_text:
+            # A traceback quotes exception messages (a driver's error may hold a DSN):
+            # formatted and scrubbed here, the formatter then uses this text as it is.
+            record.exc_text = _scrub("".join(traceback.format_exception(*record.exc_info))).rstrip()
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken record must still be logged
             return True
-        cleaned = _OAUTH_QUERY.sub(lambda m: f"{m.group(1)}=[REDACTED]", crypto.redact(message))
+        cleaned = _scrub(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+def _scrub(text: str) -> str:
+    return _OAUTH_QUERY.sub(lambda m: f"{m.group(1)}=[REDACTED]", crypto.redact(text))
 
 
 def get_logger(name: str) -> logging.Logger:

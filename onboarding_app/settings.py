@@ -64,6 +64,8 @@ def from_env() -> dict[str, Any]:
         "SMTP_STARTTLS": smtp.starttls,
         "SMTP_SSL": smtp.use_ssl,
         "MAIL_FROM": smtp.mail_from,
+        # Our forms send a few KB; refuse anything far larger before reading it (413).
+        "MAX_CONTENT_LENGTH": 256 * 1024,
         # Login protection.
         "RATELIMIT_STORAGE_URI": _env("ACCRUE_RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -73,7 +73,7 @@ def report_json() -> Response:
     return jsonify(report)
 
 
-@bp.get("/runs/<int:run_id>")
+@bp.get("/runs/<row_id:run_id>")
 def run_detail(run_id: int) -> str:
     """One sync run of the admin's tenant; another tenant's run id is a 404."""
     query = sa.select(sync_run).where(
