@@ -69,13 +69,43 @@ def test_one_message_for_unknown_user_and_wrong_password(app: Flask, admin: Admi
         "nobody-here@example.com", "")
 
 
-def test_login_is_rate_limited_per_account(app: Flask, admin: Admin) -> None:
+def test_a_stranger_cannot_lock_the_owner_out(app: Flask, admin: Admin) -> None:
+    """Issue 9, item 5: failures slow down the client that fails, for that account only."""
     admin.signup()
     admin.logout()
-    statuses = [admin.login(password=f"wrong-{i}").status_code for i in range(6)]
-    assert statuses[:5] == [401] * 5 and statuses[5] == 429
-    # Even the right password is refused until the window passes.
-    assert admin.login().status_code == 429
+    stranger = Admin(app.test_client(), email=admin.email)
+    stranger.client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    statuses = [stranger.login(password=f"guess-{i}").status_code for i in range(7)]
+    assert statuses[:5] == [401] * 5 and 429 in statuses[5:]
+    refused = stranger.login(password=admin.password)  # even the right one, while waiting
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert location(admin.login()) is not None  # the owner, from their own address: in
+
+
+def test_failed_logins_back_off_progressively_and_success_resets(
+    app: Flask, admin: Admin
+) -> None:
+    import time
+
+    from onboarding_app.login_guard import FREE_FAILURES
+
+    admin.signup()
+    admin.logout()
+    for _ in range(3):  # successful logins never count
+        assert admin.login().status_code == 302
+        admin.logout()
+    assert [admin.login(password="wrong").status_code
+            for _ in range(FREE_FAILURES)] == [401] * FREE_FAILURES
+    first_wait = admin.login(password="wrong")
+    assert first_wait.status_code == 429 and first_wait.headers["Retry-After"] == "1"
+    time.sleep(1.1)
+    assert admin.login(password="wrong").status_code == 401  # allowed again, failed again
+    second_wait = admin.login()
+    assert second_wait.status_code == 429 and second_wait.headers["Retry-After"] == "2"
+    time.sleep(2.1)
+    assert admin.login().status_code == 302  # the right password after the wait
+    admin.logout()
+    assert admin.login(password="wrong").status_code == 401  # the count started over
 
 
 def test_login_is_rate_limited_per_address(concierge_db_url: str) -> None:

@@ -1,8 +1,9 @@
 """Sign-up, login and logout.
 
 One message for an unknown e-mail and a wrong password (and the same work
-for both, see security.verify_password); logins are rate-limited per account
-and per address; every login starts a new server-side session.
+for both, see security.verify_password); failed logins slow down per account and
+client (login_guard), all logins are capped per address; every login starts a new
+server-side session.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from onboarding_app import audit, onboarding, store
+from onboarding_app import audit, login_guard, onboarding, store
 from onboarding_app.extensions import limiter, warehouse
 from onboarding_app.forms import ActionForm, LoginForm, SignupForm
 from onboarding_app.security import (
@@ -35,11 +36,6 @@ from onboarding_app.security import (
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 logger = get_logger(__name__)
-
-
-def _account_key() -> str:
-    """Rate-limit key per e-mail typed, so one address cannot be guessed from many IPs."""
-    return "login:" + (request.form.get("email") or "").strip().lower()[:254]
 
 
 def _limit(name: str) -> str:
@@ -85,21 +81,31 @@ def signup() -> str | Response:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: _limit("LOGIN_LIMIT_PER_IP"), methods=["POST"])
-@limiter.limit(lambda: _limit("LOGIN_LIMIT_PER_ACCOUNT"), methods=["POST"], key_func=_account_key)
 def login() -> str | Response:
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next")) or ""
     if form.validate_on_submit():
-        user = store.find_user(warehouse.engine, form.email.data or "")
+        email = form.email.data or ""
+        wait = login_guard.wait_seconds(email)
+        if wait:
+            form.password.data = ""
+            error = f"Too many failed attempts: try again in {wait} seconds."
+            response = current_app.make_response(
+                (render_template("auth/login.html", form=form, error=error), 429))
+            response.headers["Retry-After"] = str(wait)
+            return response
+        user = store.find_user(warehouse.engine, email)
         if verify_password(user.password_hash if user else None, form.password.data or ""):
             assert user is not None
+            login_guard.record_success(email)
             start_session(user.id, user.tenant_id)
             audit.record(warehouse.engine, "login", tenant_id=user.tenant_id,
                          actor=f"user:{user.id}")
             landing = _after_login(user.tenant_id)
             # A page the admin asked for (?next=) wins; otherwise the saved step (U5).
             return redirect(safe_next(form.next.data) or landing or url_for("main.home"))
+        login_guard.record_failure(email)
         audit.record(warehouse.engine, "login", outcome="failed",
                      tenant_id=user.tenant_id if user else None, actor="anonymous")
         form.password.data = ""

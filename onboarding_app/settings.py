@@ -68,8 +68,9 @@ def from_env() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": 256 * 1024,
         # Login protection.
         "RATELIMIT_STORAGE_URI": _env("ACCRUE_RATELIMIT_STORAGE_URI", "memory://"),
-        "RATELIMIT_HEADERS_ENABLED": True,
-        "LOGIN_LIMIT_PER_ACCOUNT": "5 per minute;30 per hour",
+        # Off: the limiter would stamp every response with its own window reset as
+        # Retry-After, overriding the precise wait a failed login is given (login_guard).
+        "RATELIMIT_HEADERS_ENABLED": False,
         "LOGIN_LIMIT_PER_IP": "30 per minute",
         "SIGNUP_LIMIT_PER_IP": "20 per hour",
         "CONNECTION_TEST_LIMIT": "20 per minute",
