@@ -125,8 +125,8 @@ def test_passwords_are_argon2_hashes(app: Flask, admin: Admin) -> None:
 
 
 def test_production_cookie_flags(concierge_db_url: str) -> None:
-    app = make_app(concierge_db_url, ENV_NAME="production", SECRET_KEY="s" * 40,
-                   SERVER_NAME=None)
+    app = make_app(concierge_db_url, None, ENV_NAME="production", SECRET_KEY="s" * 40,
+                   SERVER_NAME=None, PUBLIC_URL="https://concierge.example.com")
     response = app.test_client().get("/auth/login")  # the CSRF token opens a session
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("__Host-accrue_session=")
@@ -476,3 +476,21 @@ def test_the_embedded_warehouse_file_is_private(tmp_path: Path) -> None:
     older.chmod(0o644)
     db.make_engine(f"sqlite:///{older}").dispose()
     assert older.stat().st_mode & 0o777 == 0o600  # tightened on first use
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"SECRET_KEY": "s" * 40}, "ACCRUE_APP_PUBLIC_URL"),
+    ({"PUBLIC_URL": "https://concierge.example.com"}, "ACCRUE_APP_SECRET_KEY"),
+    ({"PUBLIC_URL": "http://concierge.example.com", "SECRET_KEY": "s" * 40}, "https://"),
+    ({"PUBLIC_URL": "https://concierge.example.com", "SECRET_KEY": "s" * 40,
+      "SALESFORCE_SANDBOX_URL": "http://127.0.0.1:8701"}, "ACCRUE_SALESFORCE_SANDBOX_URL"),
+])
+def test_production_refuses_to_start_without_a_public_url_and_key(
+    concierge_db_url: str, settings: dict[str, str], says: str
+) -> None:
+    """Issue 9, item 8: no redirect URI from the Host header, no laptop key, no sandbox."""
+    from onboarding_app.settings import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=re.escape(says)) as refused:
+        make_app(concierge_db_url, None, **{"ENV_NAME": "production", **settings})
+    assert "ACCRUE_APP_ENV=development" in str(refused.value)  # and the way out for a trial

@@ -82,9 +82,39 @@ def from_env() -> dict[str, Any]:
     }
 
 
+class ConfigurationError(RuntimeError):
+    """The concierge cannot start safely with these settings; the message says what to set."""
+
+
+def _require_production_settings(config: dict[str, Any]) -> None:
+    """Production refuses to start on what is only safe on a laptop."""
+    missing = []
+    if not config.get("PUBLIC_URL"):
+        missing.append("ACCRUE_APP_PUBLIC_URL (the concierge's https:// address: OAuth "
+                       "redirect URIs and e-mailed links are built from it, never from the "
+                       "request's Host header)")
+    if not config.get("SECRET_KEY"):
+        missing.append(f"{SECRET_KEY_ENV} (signs sessions; the generated key file is for "
+                       "local use only)")
+    problems = [f"set {m}" for m in missing]
+    if config.get("SALESFORCE_SANDBOX_URL"):
+        problems.append("unset ACCRUE_SALESFORCE_SANDBOX_URL (the local Salesforce sandbox "
+                        "stands in for Salesforce in demos and tests only)")
+    public = str(config.get("PUBLIC_URL") or "")
+    if public and not public.startswith("https://"):
+        problems.append("make ACCRUE_APP_PUBLIC_URL an https:// address (cookies are Secure)")
+    if problems:
+        raise ConfigurationError(
+            "ACCRUE_APP_ENV=production (the default) needs: " + "; ".join(problems)
+            + ". For a local trial set ACCRUE_APP_ENV=development."
+        )
+
+
 def finalise(config: dict[str, Any], *, testing: bool, explicit: set[str]) -> None:
     """Derive cookie settings from ENV_NAME (unless set explicitly) and ensure a signing key."""
     development = config.get("ENV_NAME") == "development"
+    if not development:
+        _require_production_settings(config)
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = secrets.token_urlsafe(48) if testing else _local_secret_key()
     derived = {
