@@ -494,3 +494,18 @@ def test_production_refuses_to_start_without_a_public_url_and_key(
     with pytest.raises(ConfigurationError, match=re.escape(says)) as refused:
         make_app(concierge_db_url, None, **{"ENV_NAME": "production", **settings})
     assert "ACCRUE_APP_ENV=development" in str(refused.value)  # and the way out for a trial
+
+
+def test_log_out_everywhere_ends_every_device_s_session(app: Flask, admin: Admin) -> None:
+    """Issue 9, item 7 (ASVS 3.3.4): one click ends the sessions on all devices."""
+    admin.signup()
+    admin.logout()
+    laptop, phone = admin, Admin(app.test_client(), email=admin.email)
+    assert laptop.login().status_code == 302 and phone.login().status_code == 302
+    assert phone.client.get("/home").status_code == 200
+    ended = laptop.post("/auth/logout", {"everywhere": "1"})
+    assert location(ended) == "/auth/login"
+    for device in (laptop, phone):
+        assert device.client.get("/home").status_code == 302  # back to the login page
+    notice = laptop.client.get("/auth/login").get_data(as_text=True)
+    assert "every device (2 sessions ended)" in notice

@@ -26,6 +26,7 @@ from onboarding_app.extensions import limiter, warehouse
 from onboarding_app.forms import ActionForm, LoginForm, SignupForm
 from onboarding_app.security import (
     LOGIN_FAILED,
+    end_all_sessions,
     end_session,
     get_logger,
     hash_password,
@@ -118,7 +119,14 @@ def login() -> str | Response:
 def logout() -> Response:
     form = ActionForm()
     form.validate_on_submit()  # CSRFProtect has already refused a missing or bad token
-    if g.get("user") is not None:
+    user = g.get("user")
+    if user is not None and request.form.get("everywhere"):
+        audit.record(warehouse.engine, "logout.everywhere")
+        ended = end_all_sessions(user.id)
+        flash(f"You are logged out on every device ({ended} session"
+              f"{'' if ended == 1 else 's'} ended).", "info")
+        return redirect(url_for("auth.login"))
+    if user is not None:
         audit.record(warehouse.engine, "logout")
     end_session()
     flash("You are logged out.", "info")
