@@ -509,3 +509,20 @@ def test_log_out_everywhere_ends_every_device_s_session(app: Flask, admin: Admin
         assert device.client.get("/home").status_code == 302  # back to the login page
     notice = laptop.client.get("/auth/login").get_data(as_text=True)
     assert "every device (2 sessions ended)" in notice
+
+
+@pytest.mark.parametrize("password", ["password1234", "qwertyuiop123", "Password123!",
+                                      "1q2w3e4r5t6y", "acmecorp2026", "ana.admin@example.com"])
+def test_common_breached_and_own_passwords_are_refused_at_sign_up(
+    app: Flask, password: str
+) -> None:
+    """Issue 9, item 10 (ASVS 2.1.7): length alone is not enough; checked offline."""
+    person = Admin(app.test_client(), email="ana.admin@example.com")
+    response = person.post("/auth/signup", {"company": "Acme Corp", "full_name": "Ana Admin",
+                                            "email": person.email, "password": password})
+    assert response.status_code == 400, password
+    assert "too easy to guess" in response.get_data(as_text=True)
+    engine = app.extensions["accrue_warehouse"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM app_user WHERE email = :e"),
+                            {"e": person.email}).scalar_one() == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -19,6 +21,8 @@ from onboarding_app import crm
 
 EMAIL = Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter an e-mail address like ana@acme.com.")
 MIN_PASSWORD = 12
+# zxcvbn's 0-4 scale; 3 is "safely unguessable: moderate protection from an offline attack".
+GOOD_ENOUGH_SCORE = 3
 
 FREQUENCY_LABELS = {
     5: "Every 5 minutes", 15: "Every 15 minutes", 30: "Every 30 minutes",
@@ -36,6 +40,29 @@ class SignupForm(FlaskForm):
                                            message=f"Use at least {MIN_PASSWORD} characters.")],
         description=f"At least {MIN_PASSWORD} characters. A passphrase is easiest.",
     )
+
+    def validate_password(self, field: PasswordField) -> None:
+        """Refuse common, breached and guessable passwords, offline (ASVS 2.1.7).
+
+        zxcvbn rates a password against the passwords of public breaches, dictionaries,
+        keyboard patterns and what the admin typed on this form; anything under
+        GOOD_ENOUGH_SCORE ("safely unguessable") is refused with its advice.
+        """
+        from zxcvbn import zxcvbn  # its word lists take a moment to load: only on sign-up
+
+        password = field.data or ""
+        if len(password) < MIN_PASSWORD:
+            return  # the length rule has said it
+        own = [self.company.data or "", self.full_name.data or "", self.email.data or ""]
+        parts = [[w for w in re.split(r"[\s@.\-_]+", text.lower()) if w] for text in own]
+        joined = ["".join(words) for words in parts]  # "Acme Corp" is typed as "acmecorp"
+        words = [w for text_words in parts for w in text_words]
+        rating = zxcvbn(password[:100], user_inputs=[*own, *words, *joined, "accrue"])
+        if rating["score"] < GOOD_ENOUGH_SCORE:
+            feedback = rating["feedback"]
+            why = feedback.get("warning") or "It is close to common or breached passwords."
+            advice = " ".join(feedback.get("suggestions") or [])
+            raise ValidationError(f"This password is too easy to guess. {why} {advice}".strip())
 
 
 class LoginForm(FlaskForm):
