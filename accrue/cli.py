@@ -273,11 +273,16 @@ def demo_command(check: bool, timeout: int) -> None:
 @main.command("app")
 @click.option("--port", type=int, default=int(os.environ.get("ACCRUE_APP_PORT", "5050")))
 @click.option("--host", default="127.0.0.1")
-def app_command(port: int, host: str) -> None:
-    """Serve the onboarding concierge."""
-    from onboarding_app import create_app
-
-    create_app().run(host=host, port=port)
+@click.option("--workers", type=int, default=int(os.environ.get("ACCRUE_APP_WORKERS", "2")),
+              help="gunicorn worker processes (each with 4 threads)")
+def app_command(port: int, host: str, workers: int) -> None:
+    """Serve the onboarding concierge with gunicorn (a production WSGI server)."""
+    # This process becomes gunicorn: signals (Ctrl-C, SIGTERM) reach it directly.
+    os.execv(sys.executable, [
+        sys.executable, "-m", "gunicorn", "onboarding_app.wsgi:app",
+        "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", "4",
+        "--graceful-timeout", "10", "--access-logfile", "-",
+    ])
 
 
 def _safe_url(url: object) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from onboarding_app import auth, onboarding, settings, status, views
@@ -45,6 +46,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings.finalise(app.config, testing=bool(app.config.get("TESTING")),
                       explicit=set(test_config or {}))
     install_log_redaction()
+    if app.config["PROXY_HOPS"]:
+        # Client address, scheme and host as the proxy saw them (rate limits key on the
+        # address), trusting exactly PROXY_HOPS proxies: a client's own header is ignored.
+        hops = int(app.config["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     warehouse.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

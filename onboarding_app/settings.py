@@ -50,6 +50,9 @@ def from_env() -> dict[str, Any]:
         "SECRET_KEY": _env(SECRET_KEY_ENV),
         "DATABASE_URL": None,  # None: accrue.config.database_url()
         "PUBLIC_URL": _env("ACCRUE_APP_PUBLIC_URL"),
+        # Reverse proxies in front (their X-Forwarded-For/-Proto/-Host are trusted); unset
+        # means 1 in production (behind the load balancer), 0 in development (direct).
+        "PROXY_HOPS": int(_env("ACCRUE_APP_PROXY_HOPS", "-1") or -1),
         # Salesforce: the sandbox replaces every Salesforce host when configured.
         "SALESFORCE_SANDBOX_URL": _env("ACCRUE_SALESFORCE_SANDBOX_URL"),
         "SALESFORCE_CLIENT_ID": _env("ACCRUE_SALESFORCE_CLIENT_ID"),
@@ -97,6 +100,12 @@ def _require_production_settings(config: dict[str, Any]) -> None:
         missing.append(f"{SECRET_KEY_ENV} (signs sessions; the generated key file is for "
                        "local use only)")
     problems = [f"set {m}" for m in missing]
+    if str(config.get("RATELIMIT_STORAGE_URI") or "memory://").startswith("memory://"):
+        problems.append("set ACCRUE_RATELIMIT_STORAGE_URI to a Redis URL (redis://host:6379/0): "
+                        "login counts must be shared by every worker process")
+    if not accrue_config.secret_keys():
+        problems.append("set ACCRUE_SECRET_KEYS (`accrue keys generate`): the key file in "
+                        "ACCRUE_HOME is for the local demo only")
     if config.get("SALESFORCE_SANDBOX_URL"):
         problems.append("unset ACCRUE_SALESFORCE_SANDBOX_URL (the local Salesforce sandbox "
                         "stands in for Salesforce in demos and tests only)")
@@ -115,6 +124,8 @@ def finalise(config: dict[str, Any], *, testing: bool, explicit: set[str]) -> No
     development = config.get("ENV_NAME") == "development"
     if not development:
         _require_production_settings(config)
+    if int(config.get("PROXY_HOPS", -1)) < 0:
+        config["PROXY_HOPS"] = 0 if development else 1
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = secrets.token_urlsafe(48) if testing else _local_secret_key()
     derived = {
