@@ -154,7 +154,8 @@ def _comment_above(text: str, key: str) -> str:
 
 SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|credential|private|api_?key|_keys?$", re.I)
 # Keys whose value names a Secret (or says whether to make one) instead of holding one.
-REFERENCE_KEY = re.compile(r"(SecretName|Secrets|secretRef|PasswordSecret|SecretKeyRefKey)$")
+REFERENCE_KEY = re.compile(
+    r"([sS]ecretName|Secrets|secretRef|PasswordSecret|SecretKeyRefKey|existingSecret)$")
 PLACEHOLDER = re.compile(r"^(\.\.\.|<[^>]*>|\$\{?\w+\}?|\*+)$")
 URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^\s:/@'\"]+:([^\s@'\"]+)@", re.I)
 # A long run of base64 characters, mixed case and as varied as a random key (an Accrue key is
@@ -273,7 +274,8 @@ def test_values_select_the_canonical_production_path() -> None:
     assert values["postgresql"]["enabled"] is False  # an external, managed PostgreSQL
     single_host = yaml.safe_load((REPO / "deploy" / "dagster" / "single-host.yaml").read_text())
     assert values["postgresql"]["postgresqlScheme"] == (
-        single_host["storage"]["postgres"]["postgres_db"]["scheme"]) == "postgresql+psycopg2"
+        single_host["storage"]["custom"]["config"]["postgres_db"]["scheme"]
+    ) == "postgresql+psycopg2"
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["dagsterDaemon"]["enabled"] and values["dagster-user-deployments"]["enabled"]
     # Run pods take their resources and labels from the launcher only: with the code server's
@@ -575,3 +577,48 @@ def test_code_server_command_from_the_values_serves_the_definitions(tmp_path: Pa
         assert {p["module"] for p in pointers} == {_workspace_module()}
     finally:
         _stop(process)
+
+
+# --- the Dagster UI behind a login (issue 9: the webserver has no authentication) -----------
+
+OAUTH2_PROXY_VALUES = REPO / "deploy" / "helm" / "oauth2-proxy-values.yaml"
+SINGLE_HOST_PROXY = REPO / "deploy" / "oauth2-proxy" / "single-host.cfg"
+
+
+def test_the_dagster_ui_is_reached_only_through_oauth2_proxy_on_kubernetes() -> None:
+    values = _values()
+    assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"  # no way around
+    ingress = values["ingress"]
+    assert ingress["enabled"] is True
+    annotations = ingress["annotations"]
+    auth_url = annotations["nginx.ingress.kubernetes.io/auth-url"]
+    assert auth_url.endswith("/oauth2/auth") and "oauth2-proxy" in auth_url
+    host = ingress["dagsterWebserver"]["host"]
+    assert annotations["nginx.ingress.kubernetes.io/auth-signin"].startswith(
+        f"https://{host}/oauth2/start")
+    assert ingress["dagsterWebserver"]["tls"]["enabled"] is True
+    proxy_text = OAUTH2_PROXY_VALUES.read_text()
+    assert _secret_findings(proxy_text) == []
+    proxy = yaml.safe_load(proxy_text)
+    assert proxy["ingress"]["hosts"] == [host] and proxy["ingress"]["path"] == "/oauth2"
+    args = proxy["extraArgs"]
+    assert args["email-domain"] not in ("*", "") and args["cookie-secure"] is True
+    assert args["redirect-url"] == f"https://{host}/oauth2/callback"
+    secret = proxy["config"]["existingSecret"]
+    assert re.search(rf"create secret generic {secret}\b", proxy_text)
+    for key in ("client-id", "client-secret", "cookie-secret"):
+        assert f"--from-literal={key}=" in proxy_text
+
+
+def test_the_dagster_ui_is_reached_only_through_oauth2_proxy_on_one_host() -> None:
+    import tomllib
+
+    text = SINGLE_HOST_PROXY.read_text()
+    config = tomllib.loads(text)  # oauth2-proxy's config file format is TOML
+    assert config["upstreams"] == ["http://127.0.0.1:3000/"]
+    assert config["http_address"].startswith("127.0.0.1:")  # behind the TLS terminator
+    assert "-h 127.0.0.1" in text  # the webserver itself listens on loopback only
+    assert config["email_domains"] not in (["*"], []) and config["cookie_secure"] is True
+    for secret_key in ("client_secret", "cookie_secret", "client_id"):
+        assert secret_key not in config  # from OAUTH2_PROXY_* environment variables
+        assert f"OAUTH2_PROXY_{secret_key.upper()}" in text
