@@ -611,3 +611,34 @@ def test_gunicorn_serves_the_concierge_in_production_and_refuses_a_bad_setup(
                              env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0
     assert "ACCRUE_APP_PUBLIC_URL" in refused.stdout + refused.stderr
+
+
+def test_a_short_password_is_refused_with_the_rule(app: Flask) -> None:
+    person = Admin(app.test_client())
+    response = person.post("/auth/signup", {"company": "Acme Corp", "full_name": "Ana Admin",
+                                            "email": person.email, "password": "x7#Kq2!mZ"})
+    assert response.status_code == 400
+    assert "Use at least 12 characters" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("column", ["last_seen_at", "expires_at"])
+def test_idle_and_absolute_session_timeouts_end_the_session(
+    app: Flask, admin: Admin, column: str
+) -> None:
+    """ASVS 3.3.2: 2 h idle, 12 h absolute; an expired session row is deleted."""
+    from datetime import timedelta
+
+    from accrue.schema import app_session, utcnow
+
+    admin.signup()
+    assert admin.client.get("/home").status_code == 200
+    engine = app.extensions["accrue_warehouse"]
+    past = utcnow() - timedelta(hours=13)
+    with engine.begin() as conn:
+        conn.execute(sa.update(app_session).where(
+            app_session.c.tenant_id == admin.tenant_id).values({column: past}))
+    assert admin.client.get("/home").status_code == 302  # to the login page
+    with engine.connect() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(app_session).where(
+            app_session.c.tenant_id == admin.tenant_id)).scalar_one()
+    assert left == 0
