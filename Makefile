@@ -23,6 +23,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -q -p no:cacheprovider

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -400,7 +401,7 @@ class Demo:
                 "--state", str(self.home / f"sandbox-{demo.tenant_id}.db")])
         for demo in ORGS:
             url = f"{urls[demo.tenant_id]}/_sandbox/health"
-            self.wait_for(lambda u=url: _http_ok(u), 180, f"the {demo.tenant_id} sandbox "
+            self.wait_for(partial(_http_ok, url), 180, f"the {demo.tenant_id} sandbox "
                           f"did not answer at {url}")
         register_demo_tenants(engine, self.ports)
         for demo in DEMO_TENANTS:  # an earlier demo in this ACCRUE_HOME may have done the work

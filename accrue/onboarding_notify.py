@@ -33,7 +33,7 @@ from typing import Any
 
 import jinja2
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 
 from accrue import tenants
 from accrue.schema import (
@@ -174,7 +174,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _wizard_row(engine: Engine, tenant_id: str) -> Mapping[str, Any] | None:
+def _wizard_row(engine: Engine, tenant_id: str) -> RowMapping | None:
     query = sa.select(onboarding_state.c.data, onboarding_state.c.started_at,
                       onboarding_state.c.completed_at).where(
         onboarding_state.c.tenant_id == tenant_id)
@@ -326,7 +326,7 @@ def _failed_recently(engine: Engine, tenant_id: str) -> bool:
         return bool(conn.execute(query).scalar_one())
 
 
-def _admin(engine: Engine, tenant_id: str) -> Mapping[str, Any] | None:
+def _admin(engine: Engine, tenant_id: str) -> RowMapping | None:
     """The admin who signed the tenant up (the first account), who gets the e-mail."""
     query = (sa.select(app_user.c.email, app_user.c.full_name)
              .where(app_user.c.tenant_id == tenant_id).order_by(app_user.c.id).limit(1))

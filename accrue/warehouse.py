@@ -915,7 +915,7 @@ class Warehouse:
         for batch in _batches(missing, RECONCILE_BATCH_IDS):
             conn.execute(stmt, [{"b_source_id": sid, "b_stamp": stamp} for sid, stamp in batch])
             gone.extend(batch)
-        log = [
+        log: list[dict[str, Any]] = [
             {
                 "tenant_id": page.tenant_id,
                 "object_name": page.object_name,
@@ -1378,7 +1378,9 @@ class Warehouse:
                     run_id=run_id,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            primary_key = result.inserted_primary_key
+            assert primary_key is not None  # always set by a single-row INSERT
+            return int(primary_key[0])
 
     def finish_run(
         self,
@@ -1487,7 +1489,7 @@ class Warehouse:
                 .tuples()
                 .all()
             )
-            streaks = dict(conn.execute(failures).tuples().all())
+            streaks: dict[str, int] = dict(conn.execute(failures).tuples().all())
         return {
             row["object_name"]: {
                 "last_status": row["status"],

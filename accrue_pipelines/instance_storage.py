@@ -41,7 +41,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
                                            MAX_OVERFLOW)
 
     @classmethod
-    def from_config_value(  # type: ignore[override]
+    def from_config_value(
         cls, inst_data: Any, config_value: Any
     ) -> PooledPostgresStorage:
         return cls(

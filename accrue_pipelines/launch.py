@@ -56,7 +56,7 @@ def run_tenant_sync(
         raise_on_error=False,
     )
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.step_materialization_data.materialization
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
         echo(
             f"{mat.asset_key.to_user_string()}: read {meta.get('records_read', 0)}, "

@@ -203,7 +203,9 @@ def _default_timeout(session: requests.Session, seconds: float) -> None:
         kwargs.setdefault("timeout", seconds)
         return send(method, url, **kwargs)
 
-    session.request = request  # type: ignore[method-assign]
+    # A deliberate monkeypatch: the wrapper forwards every keyword, so it is not
+    # signature-for-signature the method it replaces.
+    session.request = request  # type: ignore[method-assign,assignment]
 
 
 # OAuth token endpoint errors (RFC 6749 §5.2 and Salesforce's own) that mean the grant
@@ -227,8 +229,10 @@ def _refresh_error(url: str, status: int, body: Mapping[str, Any]) -> Exception:
     if status >= 500 or status == 429 or code in REFRESH_TRANSIENT or not code:
         # Not a verdict on the credentials: `_call` retries it, then reports SourceUnavailable,
         # so the run is retried instead of failing fast as revoked.
+        # simple-salesforce annotates `content` as bytes but itself passes the parsed JSON
+        # body (util.exception_handler), which `_error_code` reads: a list of error dicts.
         return SalesforceGeneralError(url, status if status >= 500 else 503, "oauth2/token",
-                                      [{"errorCode": code or f"HTTP {status}",
+                                      [{"errorCode": code or f"HTTP {status}",  # type: ignore[arg-type]
                                         "message": body.get("error_description", "")}])
     description = body.get("error_description")
     return ConnectorError(f"Salesforce refused the token refresh ({code}"
@@ -344,7 +348,8 @@ class SalesforceConnector(Connector):
             session=self._session, version=self.config["api_version"],
         )
         if s.get("refresh_token"):
-            sf._salesforce_login_partial = self._oauth_refresh  # noqa: SLF001 - documented hook
+            # simple-salesforce types the hook as the partial it builds itself; it only calls it.
+            sf._salesforce_login_partial = self._oauth_refresh  # type: ignore[assignment]  # noqa: SLF001
         return sf
 
     def _oauth_refresh(self) -> tuple[str, str]:
@@ -430,9 +435,10 @@ class SalesforceConnector(Connector):
         return CheckResult(True, f"Connected to Salesforce; {remaining} API requests left today")
 
     def objects(self) -> list[ObjectInfo]:
-        available = {
-            o["name"] for o in self._call(self.sf.describe)["sobjects"] if o.get("queryable")
-        }
+        described = self._call(self.sf.describe)
+        if described is None:  # simple-salesforce's answer to an empty describe body
+            raise ConnectorError("Salesforce returned an empty list of objects")
+        available = {o["name"] for o in described["sobjects"] if o.get("queryable")}
         return [
             ObjectInfo(name=common, source_name=sobject)
             for common, (sobject, _) in OBJECT_MAP.items()
@@ -501,10 +507,10 @@ class SalesforceConnector(Connector):
             ids.update(r["Id"] for r in page["records"])
             if page.get("done", True):
                 return LiveIds(frozenset(ids), as_of)
-            next_url = page["nextRecordsUrl"]
-            page = self._call(
-                lambda url=next_url: self.sf.query_more(url, identifier_is_url=True)
-            )
+            def more_ids(url: str = page["nextRecordsUrl"]) -> dict[str, Any]:
+                return self.sf.query_more(url, identifier_is_url=True)
+
+            page = self._call(more_ids)
 
     def _deleted_since(
         self, sobject: str, *, start: datetime, end: datetime
@@ -517,9 +523,10 @@ class SalesforceConnector(Connector):
             high = min(low + DELETE_LOG_WINDOW, end)
             if high - low < timedelta(minutes=1):  # the API's granularity
                 break
-            result = self._call(
-                lambda lo=low, hi=high: getattr(self.sf, sobject).deleted(lo, hi)
-            )
+            def deleted(lo: datetime = low, hi: datetime = high) -> dict[str, Any]:
+                return getattr(self.sf, sobject).deleted(lo, hi)
+
+            result = self._call(deleted)
             earliest = result.get("earliestDateAvailable")
             if earliest and parse_sf_datetime(earliest) > start:
                 covered = False  # purged before we looked: only an id diff can tell
@@ -563,11 +570,10 @@ class SalesforceConnector(Connector):
             yield Checkpoint(_state(position, fields, deletes_since))
             self._check_quota()
             try:
-                page = self._call(
-                    lambda url=page["nextRecordsUrl"]: self.sf.query_more(
-                        url, identifier_is_url=True, headers=headers
-                    )
-                )
+                def more_records(url: str = page["nextRecordsUrl"]) -> dict[str, Any]:
+                    return self.sf.query_more(url, identifier_is_url=True, headers=headers)
+
+                page = self._call(more_records)
             except SalesforceMalformedRequest as exc:
                 if _error_code(exc) != "INVALID_QUERY_LOCATOR":
                     raise

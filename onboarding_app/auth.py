@@ -19,6 +19,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from onboarding_app import audit, login_guard, onboarding, store
@@ -58,7 +59,7 @@ def _after_login(tenant_id: str) -> str | None:
 
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(lambda: _limit("SIGNUP_LIMIT_PER_IP"), methods=["POST"])
-def signup() -> str | Response:
+def signup() -> ResponseReturnValue:
     form = SignupForm()
     if form.validate_on_submit():
         try:
@@ -82,7 +83,7 @@ def signup() -> str | Response:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: _limit("LOGIN_LIMIT_PER_IP"), methods=["POST"])
-def login() -> str | Response:
+def login() -> ResponseReturnValue:
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next")) or ""

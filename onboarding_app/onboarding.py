@@ -25,6 +25,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from accrue import crypto, tenants
@@ -325,7 +326,9 @@ def _save_details(wizard: store.Wizard, form: SalesforceDetailsForm,
         return changed
     stored = _stored_secrets(user.tenant_id) if info and info.config.get("auth") == (
         "password") else {}
-    secrets = {key: stored[key] for key in ("password", "security_token") if key in stored}
+    secrets: dict[str, Any] = {
+        key: stored[key] for key in ("password", "security_token") if key in stored
+    }
     secrets.update(typed)
     if details["username"]:
         secrets["username"] = details["username"]
@@ -393,7 +396,7 @@ def _apply_outcome(form: SalesforceDetailsForm, outcome: crm.TestOutcome) -> Non
 @bp.post("/details")
 @limiter.limit(lambda: str(current_app.config["CONNECTION_TEST_LIMIT"]), methods=["POST"],
                exempt_when=lambda: request.form.get("action") not in ("test", "continue"))
-def details_post() -> str | Response | tuple[str, int]:
+def details_post() -> ResponseReturnValue:
     wizard, info, blocked = _gate("details")
     if blocked:
         return blocked
@@ -603,8 +606,8 @@ def terms() -> str | Response | tuple[str, int]:
         return blocked
     agreed = wizard.terms_agreed_at is not None and wizard.terms_version == _terms_version()
     form = TermsForm(data={"agree": agreed})
-    context = {"form": form, "version": _terms_version(), "agreed_at": wizard.terms_agreed_at
-               if agreed else None}
+    context: dict[str, Any] = {"form": form, "version": _terms_version(),
+                               "agreed_at": wizard.terms_agreed_at if agreed else None}
     if request.method == "GET":
         return _render("onboarding/terms.html", "terms", wizard, **context)
     form.validate()

@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from accrue import config as accrue_config
 from accrue.onboarding_notify import SmtpSettings
@@ -24,6 +24,10 @@ SECRET_KEY_FILENAME = "app_secret_key"
 TERMS_VERSION = "2026-01"
 
 
+@overload
+def _env(name: str, default: None = None) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or default

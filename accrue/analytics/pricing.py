@@ -779,10 +779,12 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         unclamped[curve_ok] = optimal_ratio(a[curve_ok], b[curve_ok], c[curve_ok])[0]
     proposal = np.where(curve_ok, unclamped, target)
     recommended = np.clip(proposal, floor, ceiling)
-    clamp = np.where(
+    # numpy's stubs reject None as np.where's x/y; numpy takes it as an object scalar.
+    clamp = np.where(  # type: ignore[call-overload]
         np.isnan(proposal), None,
         np.where(proposal < floor - 1e-12, "floor (" + floor_source + ")",
-                 np.where(proposal > ceiling + 1e-12, "ceiling (observed range)", None)),
+                 np.where(proposal > ceiling + 1e-12,  # type: ignore[call-overload]
+                          "ceiling (observed range)", None)),
     )
     p_now = np.where(curve_ok, win_probability(a, b, current), np.nan)
     p_rec = np.where(curve_ok, win_probability(a, b, recommended), np.nan)
@@ -799,6 +801,7 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
             why = (f"price sensitivity in this segment is not distinguishable from zero "
                    f"(b = {seg_b[i]:.2f} ± {seg_b_se[i]:.2f})")
             if tenant_ok[i]:
+                assert tenant is not None  # tenant_ok is all False without a tenant curve
                 why += (f"; priced on the tenant-wide curve (b = {b[i]:.2f} ± {b_se[i]:.2f}, "
                         f"one-sided LR test p = {tenant.price_test['p_value']:.2g})")
             elif tenant is None:
@@ -839,12 +842,14 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         "b_se": b_se,
         "identification": np.where(
             segment_ok, model.identification,
-            np.where(tenant_ok, tenant.identification if tenant else None, None)),
+            # numpy's stubs reject None as np.where's x/y (see clamp above).
+            np.where(tenant_ok, tenant.identification if tenant else None,  # type: ignore[arg-type]
+                     None)),
     })
     if explain:
         rows = [row for _, row in deals.iterrows()]
         out["drivers"] = [
-            _drivers(tenant if tenant_ok[i] else model, rows[i],
+            _drivers(tenant if tenant is not None and tenant_ok[i] else model, rows[i],
                      recommended[i] if curve_ok[i] else None, (a[i], b[i]))
             for i in range(n)
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from logging.config import fileConfig
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -31,7 +31,7 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     return True
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     """Render our column types as plain SQLAlchemy types, so revisions never import live code."""
     if type_ == "type" and isinstance(obj, schema.UtcDateTime):
         return "sa.DateTime(timezone=True)"

@@ -9,6 +9,7 @@ change in client code is `session=sandbox_session(url)`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from xml.etree import ElementTree as ET
@@ -33,14 +34,23 @@ class SandboxAdapter(HTTPAdapter):
         self.target = target
         super().__init__(**kwargs)
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
         original = urlsplit(request.url or "")
         request.url = urlunsplit(
             (self.target.scheme, self.target.netloc, original.path, original.query,
              original.fragment)
         )
-        kwargs["proxies"] = {}  # a local sandbox is never behind the user's proxy
-        return super().send(request, **kwargs)
+        # a local sandbox is never behind the user's proxy
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert,
+                            proxies={})
 
 
 def sandbox_session(base_url: str) -> requests.Session:

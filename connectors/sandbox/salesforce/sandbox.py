@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from .config import (
@@ -366,7 +367,7 @@ class SalesforceSandbox:
         with self.write(user_id) as ctx:
             for index, record_id in enumerate(ids):
                 outcome = self._in_savepoint(ctx, index,
-                                             lambda rid=record_id: self.writer.undelete(ctx, rid))
+                                             partial(self.writer.undelete, ctx, record_id))
                 normalized = normalize_id(record_id)
                 if isinstance(outcome, ApiError):
                     results.append({"id": normalized, "success": False,
@@ -401,7 +402,7 @@ class SalesforceSandbox:
         try:
             with self.write(user_id) as ctx:
                 for index, item in enumerate(items):
-                    outcome = self._in_savepoint(ctx, index, lambda i=item: action(ctx, i))
+                    outcome = self._in_savepoint(ctx, index, partial(action, ctx, item))
                     if isinstance(outcome, ApiError):
                         failed: dict[str, Any] = {"success": False,
                                                   "errors": [outcome.as_result_error()]}

@@ -688,7 +688,9 @@ class RunningSandbox:
         self.sandbox = sandbox
         self.app = app
         self._server = server
-        self.host = server.server_address[0]
+        host = server.server_address[0]
+        assert isinstance(host, str)  # a bound AF_INET/AF_INET6 socket names its host as text
+        self.host = host
         self.port = int(server.server_port)
         self.url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(target=server.serve_forever,
