@@ -8,7 +8,7 @@ from onboarding_app import create_app
 @pytest.fixture
 def client(database_url, monkeypatch):
     monkeypatch.setenv("ACCRUE_DATABASE_URL", database_url)
-    app = create_app({"TESTING": True})
+    app = create_app({"TESTING": True, "ENV_NAME": "development"})  # production: see security
     return app.test_client()
 
 
