@@ -1069,11 +1069,16 @@ class Warehouse:
         with self.engine.connect() as conn:
             return set(conn.execute(query).scalars())
 
-    def summary(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Per common object: live and deleted row counts and freshness, in one round trip."""
+    def summary(
+        self, tenant_id: str, object_names: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Per common object (or the ones named): live and deleted row counts and freshness,
+        in one round trip."""
         validate_tenant_id(tenant_id)
+        names = [n for n in OBJECT_TABLES if object_names is None or n in object_names]
         parts = []
-        for object_name, table in OBJECT_TABLES.items():
+        for object_name in names:
+            table = OBJECT_TABLES[object_name]
             parts.append(
                 sa.select(
                     sa.literal(object_name, sa.String()).label("object_name"),
@@ -1083,9 +1088,11 @@ class Warehouse:
                     sa.func.max(table.c.synced_at).label("last_synced_at"),
                 ).where(table.c.tenant_id == tenant_id)
             )
+        if not parts:
+            return []
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.union_all(*parts)).mappings().all()
-        by_name = {row["object_name"]: row for row in rows}
+            rows = conn.execute(sa.union_all(*parts) if len(parts) > 1 else parts[0])
+            by_name = {row["object_name"]: row for row in rows.mappings().all()}
         return [
             {
                 "object_name": name,
@@ -1094,7 +1101,7 @@ class Warehouse:
                 "last_modified_at": _as_utc(by_name[name]["last_modified_at"]),
                 "last_synced_at": _as_utc(by_name[name]["last_synced_at"]),
             }
-            for name in OBJECT_TABLES
+            for name in names
         ]
 
     def write_summary(self, tenant_id: str, rows: Iterable[Mapping[str, Any]]) -> int:

@@ -203,13 +203,10 @@ def _materialize_result(
     source_count: int | None,
 ) -> dg.MaterializeResult:
     key = sync_asset_key(object_name)
-    live = store.count(tenant_id, object_name)
-    deleted = store.count(tenant_id, object_name, include_deleted=True) - live
+    summary = store.summary(tenant_id, [object_name])[0]  # counts and freshness, one query
+    live, deleted = summary["live_rows"], summary["deleted_rows"]
     duplicates = store.duplicate_keys(tenant_id, object_name)
     quarantined = store.quarantine_count(tenant_id, object_name)
-    summary = next(
-        (row for row in store.summary(tenant_id) if row["object_name"] == object_name), {}
-    )
     checks = [
         dg.AssetCheckResult(asset_key=key, check_name=DUPLICATES_CHECK, passed=duplicates == 0,
                             metadata={"duplicate_keys": duplicates}),
