@@ -101,8 +101,10 @@ def _asset_spec(object_name: str) -> dg.AssetSpec:
             "crm_change_log, checkpoint per page)."
         ),
         metadata={"dagster/table_name": table},
-        # Parents sync first, so references (checked below) point at rows already there.
-        deps=[sync_asset_key(target) for target in parents(object_name)],
+        # No deps between the crm/* assets: parents sync first inside the step (sync_order),
+        # and a reference is not a derivation. As deps inside one multi-asset, Dagster would
+        # look up each parent's latest materialization of *any* tenant for provenance, and
+        # warn of a "data version mismatch" whenever another tenant synced meanwhile.
     )
 
 

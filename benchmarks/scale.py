@@ -336,13 +336,19 @@ def spread_last_successes(stack: DaemonStack, ids: list[str], frequency_minutes:
         cycle = frequency - sync_schedule.lead(tenant_id, frequency)
         updated.append(replace(current, last_success_at=now - cycle * rng.random()))
     sync_schedule.save(stack.engine, updated)
-    time.sleep(20)  # a tick or two; then check that no tick wrote over the rewrite
+    time.sleep(20)  # a tick or two; then read back what holds
     stored = sync_schedule.load(stack.engine, ids)
-    lost = [s.tenant_id for s in updated
-            if stored[s.tenant_id].last_success_at != s.last_success_at]
-    if lost:
-        raise RuntimeError(f"a sensor tick overwrote the spread schedule of {len(lost)} tenants")
-    return {s.tenant_id: (s.last_success_at + frequency).timestamp() for s in updated
+    # With 200 tenants syncing hourly, some syncs end during the rewrite: their real success
+    # is newer than the rewritten one and wins (the scheduler keeps the latest); their
+    # deadline is then a full interval away. Anything else changed would be a scheduler bug.
+    moved = [s.tenant_id for s in updated
+             if stored[s.tenant_id].last_success_at != s.last_success_at]
+    wrong = [t for t in moved if (stored[t].last_success_at or now) < now]
+    if wrong:
+        raise RuntimeError(f"a sensor tick moved {len(wrong)} tenants' last success backwards")
+    if moved:
+        say(f"{len(moved)} tenants synced during the rewrite: their real success stands")
+    return {t: (s.last_success_at + frequency).timestamp() for t, s in stored.items()
             if s.last_success_at is not None}
 
 
