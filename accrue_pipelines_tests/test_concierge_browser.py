@@ -109,7 +109,7 @@ def log_in(page: Any, email: str, lands_on: str = "/home") -> None:
 
 
 def log_out(page: Any) -> None:
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
     page.wait_for_url("**/auth/login")
 
 

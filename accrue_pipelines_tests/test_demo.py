@@ -167,6 +167,9 @@ def _running_demo(tmp_path: Path) -> Iterator[_DemoRun]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "accrue.cli", "demo"], cwd=REPO, env=env,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            # As from a terminal, even when these tests run under nohup (SIGHUP inherited as
+            # ignored, which the demo rightly honours as "survive a closed terminal").
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
         )
     try:
         yield _DemoRun(proc, output, home, ports)

@@ -67,7 +67,8 @@ def faithful(column_type: str, sent: Any, stored: Any) -> bool:
     if column_type == "str":
         if isinstance(sent, str):
             return stored == sent
-        return _decimal(sent) is not None and _decimal(stored) == _decimal(sent)
+        # A number in a text column is stored as its own text (a float's shortest form).
+        return _decimal(sent) is not None and stored == str(sent)
     if column_type in ("int", "float"):
         if isinstance(sent, bool) or isinstance(stored, bool):
             return False
@@ -153,6 +154,8 @@ SF_COLUMNS = [(obj, col, typ) for obj, col, typ in COLUMNS if col in OBJECT_MAP[
 @example(column=("opportunity", "is_won", "bool"), sent="false", deleted=False)
 @example(column=("opportunity", "name", "str"), sent={"nested": "dict"}, deleted=False)
 @example(column=("opportunity", "amount", "float"), sent=True, deleted="false")
+@example(column=("opportunity", "close_date", "date"), sent="", deleted="false")
+@example(column=("account", "name", "str"), sent=7.205759403792137e16, deleted=False)
 def test_a_salesforce_record_is_stored_exactly_or_quarantined(
     warehouse: Warehouse, tenant_id: str, column: tuple[str, str, str], sent: Any,
     deleted: Any,
@@ -165,7 +168,8 @@ def test_a_salesforce_record_is_stored_exactly_or_quarantined(
         record["IsDeleted"] = deleted
     mapped = map_record(object_name, record)
     if not isinstance(deleted, bool) and deleted is not None:
-        assert isinstance(mapped, Quarantine) and "IsDeleted" in mapped.reason
+        # Never guessed as a deletion: held back (for the flag, or a bad field found first).
+        assert isinstance(mapped, Quarantine), mapped
     warehouse.apply(tenant_id, object_name, [mapped], None)
     _check(column_type, name, sent, _outcome(warehouse, tenant_id, object_name, source_id, name))
 
