@@ -49,7 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["PROXY_HOPS"]:
         # Client address, scheme and host as the proxy saw them (rate limits key on the
         # address), trusting exactly PROXY_HOPS proxies: a client's own header is ignored.
-        hops = int(app.config["PROXY_HOPS"])
+        hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     warehouse.init_app(app)
     csrf.init_app(app)

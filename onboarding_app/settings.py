@@ -56,7 +56,7 @@ def from_env() -> dict[str, Any]:
         "PUBLIC_URL": _env("ACCRUE_APP_PUBLIC_URL"),
         # Reverse proxies in front (their X-Forwarded-For/-Proto/-Host are trusted); unset
         # means 1 in production (behind the load balancer), 0 in development (direct).
-        "PROXY_HOPS": int(_env("ACCRUE_APP_PROXY_HOPS", "-1") or -1),
+        "PROXY_HOPS": _env("ACCRUE_APP_PROXY_HOPS"),
         # Salesforce: the sandbox replaces every Salesforce host when configured.
         "SALESFORCE_SANDBOX_URL": _env("ACCRUE_SALESFORCE_SANDBOX_URL"),
         "SALESFORCE_CLIENT_ID": _env("ACCRUE_SALESFORCE_CLIENT_ID"),
@@ -128,8 +128,8 @@ def finalise(config: dict[str, Any], *, testing: bool, explicit: set[str]) -> No
     development = config.get("ENV_NAME") == "development"
     if not development:
         _require_production_settings(config)
-    if int(config.get("PROXY_HOPS", -1)) < 0:
-        config["PROXY_HOPS"] = 0 if development else 1
+    hops = config.get("PROXY_HOPS")
+    config["PROXY_HOPS"] = (0 if development else 1) if hops in (None, "") else int(hops)
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = secrets.token_urlsafe(48) if testing else _local_secret_key()
     derived = {
