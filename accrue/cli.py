@@ -65,6 +65,24 @@ def sandbox_salesforce(
 # -- database and keys --------------------------------------------------------
 
 
+@main.command("mail-sink")
+@click.option("--smtp-port", type=int, default=1025, show_default=True)
+@click.option("--http-port", type=int, default=8025, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--maildir", type=click.Path(file_okay=False), default=None,
+              help="Where caught mail is kept (default: <ACCRUE_HOME>/mail).")
+def mail_sink_command(smtp_port: int, http_port: int, host: str, maildir: str | None) -> None:
+    """A local SMTP server that keeps every mail, and a page to read them (the demo's)."""
+    from pathlib import Path
+
+    from accrue.mail_sink import serve
+
+    path = Path(maildir) if maildir else config.accrue_home() / "mail"
+    click.echo(f"Mail sink: SMTP on {host}:{smtp_port}, inbox on http://{host}:{http_port} "
+               f"(mail kept in {path})", err=True)
+    serve(path, host, smtp_port, http_port)
+
+
 @main.group("db")
 def db_group() -> None:
     """The warehouse database."""

@@ -13,6 +13,7 @@ from pathlib import Path
 HOME_ENV = "ACCRUE_HOME"
 DATABASE_URL_ENV = "ACCRUE_DATABASE_URL"
 SECRET_KEYS_ENV = "ACCRUE_SECRET_KEYS"
+ENVIRONMENT_ENV = "ACCRUE_ENV"  # "production" in the image (deploy/Dockerfile)
 
 DEFAULT_HOME = ".accrue"
 SECRET_KEYS_FILENAME = "secret_keys"
@@ -44,6 +45,12 @@ def database_url() -> str:
     if url:
         return url
     return f"sqlite:///{accrue_home() / 'warehouse.db'}"
+
+
+def is_production() -> bool:
+    """`ACCRUE_ENV=production`: refuse what only a laptop may do (the demo key file,
+    tenants pointed at a CRM sandbox). Unset means development: demo, tests, a local trial."""
+    return (_env(ENVIRONMENT_ENV) or "development").lower() == "production"
 
 
 def secret_keys() -> str | None:

@@ -167,6 +167,11 @@ class Keyring:
         if value:
             return cls.parse(value, source=config.SECRET_KEYS_ENV)
         path = config.secret_keys_file()
+        if config.is_production():
+            raise KeyringError(
+                f"{config.ENVIRONMENT_ENV}=production needs {config.SECRET_KEYS_ENV}: the key "
+                f"file in ACCRUE_HOME is for the local demo only. {GENERATE_HINT}"
+            )
         if path.is_file():
             if str(path) not in _warned_key_files:
                 _warned_key_files.add(str(path))

@@ -365,7 +365,9 @@ class Demo:
         from accrue_pipelines.launch import ensure_dagster_home
 
         wanted = [("dagster", "ACCRUE_DAGSTER_PORT", 3000, "Dagster"),
-                  ("concierge", "ACCRUE_APP_PORT", 5050, "the concierge")]
+                  ("concierge", "ACCRUE_APP_PORT", 5050, "the concierge"),
+                  ("mail-smtp", "ACCRUE_MAIL_SMTP_PORT", 1025, "the demo's mail server"),
+                  ("mail", "ACCRUE_MAIL_PORT", 8025, "the demo inbox")]
         wanted += [(d.tenant_id, f"ACCRUE_SANDBOX_PORT_{i}", d.port, f"the {d.tenant_id} sandbox")
                    for i, d in enumerate(ORGS, start=1)]
         for key, env_name, default, what in wanted:
@@ -382,6 +384,11 @@ class Demo:
         # cookies for the local browser.
         env.setdefault("ACCRUE_SALESFORCE_SANDBOX_URL", urls[CONCIERGE_SANDBOX.tenant_id])
         env.setdefault("ACCRUE_APP_ENV", "development")
+        # Every e-mail goes to the demo's own mail sink, whatever the shell has configured:
+        # nothing leaves the machine.
+        env.update(ACCRUE_SMTP_HOST="127.0.0.1", ACCRUE_SMTP_PORT=str(self.ports["mail-smtp"]),
+                   ACCRUE_SMTP_STARTTLS="", ACCRUE_SMTP_SSL="", ACCRUE_SMTP_USERNAME="",
+                   ACCRUE_SMTP_PASSWORD="")
         self.stack = LocalStack(self.logs, env=env, cwd=REPO)
         return urls
 
@@ -399,6 +406,10 @@ class Demo:
                 python, "-m", "accrue.cli", "sandbox", "salesforce", "--seed", str(seed),
                 "--port", str(self.ports[demo.tenant_id]),
                 "--state", str(self.home / f"sandbox-{demo.tenant_id}.db")])
+        self.start("mail-sink", [python, "-m", "accrue.cli", "mail-sink",
+                                 "--smtp-port", str(self.ports["mail-smtp"]),
+                                 "--http-port", str(self.ports["mail"]),
+                                 "--maildir", str(self.home / "mail")])
         for demo in ORGS:
             url = f"{urls[demo.tenant_id]}/_sandbox/health"
             self.wait_for(partial(_http_ok, url), 180, f"the {demo.tenant_id} sandbox "
@@ -422,6 +433,9 @@ class Demo:
                                  "--port", str(self.ports["concierge"])])
         concierge = f"http://127.0.0.1:{self.ports['concierge']}"
         dagster = f"http://127.0.0.1:{self.ports['dagster']}"
+        inbox = f"http://127.0.0.1:{self.ports['mail']}"
+        self.wait_for(lambda: _http_ok(f"{inbox}/messages.json"), 60,
+                      f"the demo inbox did not answer at {inbox}")
         self.wait_for(lambda: _http_ok(f"{concierge}/healthz"), 60,
                       f"the concierge did not answer at {concierge}")
         self.wait_for(lambda: _http_ok(f"{dagster}/server_info"), 180,
@@ -431,9 +445,11 @@ class Demo:
 Accrue demo is running after {self.elapsed()} (logs in {self.logs}):
   Dagster UI            {dagster}
   Concierge             {concierge}
+  Demo inbox            {inbox}   (every e-mail the demo sends: sign-up links, first data)
   Salesforce sandboxes  {", ".join(f"{t}: {u}" for t, u in urls.items())}
   Warehouse             {config.database_url()}
-To try the concierge, sign up and connect the new-signup org ("Connect with Salesforce",
+To try the concierge, sign up (the confirmation link arrives in the demo inbox) and
+connect the new-signup org ("Connect with Salesforce",
 or the legacy form: {SANDBOX_CREDENTIALS["username"]} / {SANDBOX_CREDENTIALS["password"]} /
 token {SANDBOX_CREDENTIALS["security_token"]}).
 The sensors start both demo tenants' first syncs within a minute, then sync them every

@@ -450,6 +450,23 @@ oauth_flow = sa.Table(
     sa.Index("ix_oauth_flow_tenant_id", "tenant_id"),
 )
 
+# Links sent by e-mail (sign-up confirmation; later invitations): the link carries a random
+# token, this table its SHA-256 and what the link does. Single-use: redeeming deletes the
+# row. Rows of links never sent (an "already registered" notice) count toward the
+# per-address mail cap. `payload` holds what the link completes (the sign-up's company,
+# name and password hash), never a secret in clear.
+email_link = sa.Table(
+    "email_link",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("payload", json_type(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_email_link_email_created_at", "email", "created_at"),
+)
+
 # Who did what, when, with what outcome; `detail` names fields, never their values.
 # No foreign key: the trail outlives the tenant and user it mentions.
 audit_event = sa.Table(

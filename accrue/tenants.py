@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from accrue import config as accrue_config
 from accrue import crypto
 from accrue.db import dialect_insert
 from accrue.schema import (
@@ -59,6 +60,10 @@ class TenantNotFound(LookupError):
 
 class ConnectionNotFound(LookupError):
     """The tenant has no saved CRM credentials."""
+
+
+class SandboxRefused(TenantError):
+    """Production met a connection to a local CRM sandbox (only demos and tests use them)."""
 
 
 def validate_tenant_id(tenant_id: object) -> str:
@@ -363,6 +368,12 @@ def load_connection(
     """Decrypt the credentials of the tenant's CRM (the one named by `tenant.crm_type`)."""
     current = require_tenant(engine, tenant_id)
     row = _connection_row(engine, tenant_id, current.crm_type)
+    if accrue_config.is_production() and dict(row["config"]).get("sandbox_url"):
+        raise SandboxRefused(
+            f"tenant {tenant_id!r} is connected to a CRM sandbox (sandbox_url); "
+            f"{accrue_config.ENVIRONMENT_ENV}=production reaches real CRMs only: connect it again "
+            "in the concierge"
+        )
     try:
         secrets = crypto.decrypt_json(
             row["secret_ciphertext"],

@@ -31,6 +31,7 @@ def accrue_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv(config.SECRET_KEYS_ENV, crypto.generate_key())
     monkeypatch.setenv(config.HOME_ENV, str(home))
     monkeypatch.delenv(config.DATABASE_URL_ENV, raising=False)
+    monkeypatch.delenv(config.ENVIRONMENT_ENV, raising=False)  # tests that need it set it
     return home
 
 

@@ -7,8 +7,10 @@ test_concierge_* modules.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -24,9 +26,33 @@ from accrue import db, tenants
 from accrue.schema import audit_event, onboarding_state
 from connectors.sandbox.salesforce import RunningSandbox
 from onboarding_app import create_app
+from onboarding_app.notify import Email, email_composed
 
 CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 PASSWORD = "correct horse battery staple"
+
+
+CONFIRM_LINK = re.compile(r"https?://\S+?(/auth/confirm/[A-Za-z0-9_-]+)")
+
+
+@contextlib.contextmanager
+def captured_mail(app: Flask) -> Iterator[list[Email]]:
+    """Every e-mail the app composes meanwhile (notify.email_composed), sent or not."""
+    mails: list[Email] = []
+
+    def record(_sender: Flask, message: Email, **_: Any) -> None:
+        mails.append(message)
+
+    with email_composed.connected_to(record, app):
+        yield mails
+
+
+def confirm_path(mails: list[Email], email: str) -> str:
+    """The path of the sign-up confirmation link mailed to `email`."""
+    bodies = [m.body for m in mails if m.to == email]
+    found = [m.group(1) for body in bodies if (m := CONFIRM_LINK.search(body))]
+    assert len(found) == 1, f"expected one confirmation link for {email} in {bodies}"
+    return found[0]
 
 
 @pytest.fixture(scope="session", name="concierge_db_url")
@@ -70,9 +96,20 @@ class Admin:
         form = {"csrf_token": self.token(), **(data or {})}
         return self.client.post(path, data=form, **kwargs)
 
+    def request_signup(self, company: str = "Acme Corp") -> tuple[Any, list[Email]]:
+        """Submit the sign-up form; the response and the e-mails it composed."""
+        with captured_mail(self.client.application) as mails:
+            response = self.post("/auth/signup", {"company": company, "full_name": "Ana Admin",
+                                                  "email": self.email,
+                                                  "password": self.password})
+        return response, mails
+
     def signup(self, company: str = "Acme Corp") -> Any:
-        response = self.post("/auth/signup", {"company": company, "full_name": "Ana Admin",
-                                              "email": self.email, "password": self.password})
+        """Sign up as a person does: the form, the e-mailed link, "Confirm and continue"."""
+        response, mails = self.request_signup(company)
+        assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+        assert response.headers["Location"].endswith("/auth/signup/sent")
+        response = self.post(confirm_path(mails, self.email))
         assert response.status_code == 302, response.get_data(as_text=True)[:2000]
         return response
 

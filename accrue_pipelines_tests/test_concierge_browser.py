@@ -22,9 +22,11 @@ from accrue import tenants
 from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     PASSWORD,
     concierge_db_url_fixture,
+    confirm_path,
     make_app,
 )
 from connectors.sandbox.salesforce import RunningSandbox
+from onboarding_app.notify import Email, email_composed
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -57,12 +59,18 @@ def browser() -> Iterator[Any]:
 class LiveServer:
     def __init__(self, app: Flask) -> None:
         self.app = app
+        self.mails: list[Email] = []  # what the app e-mailed (notify.email_composed)
+        email_composed.connect(self._record, app)
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def _record(self, _sender: Flask, message: Email, **_: Any) -> None:
+        self.mails.append(message)
+
     def stop(self) -> None:
+        email_composed.disconnect(self._record, self.app)
         self.server.shutdown()
         self.thread.join(timeout=5)
 
@@ -89,13 +97,18 @@ def new_email() -> str:
     return f"admin-{uuid.uuid4().hex[:10]}@example.com"
 
 
-def sign_up(page: Any, email: str) -> None:
+def sign_up(page: Any, live: LiveServer, email: str) -> None:
+    """The form, "Check your inbox", the e-mailed link, "Confirm and continue"."""
     page.goto("/auth/signup")
     page.get_by_label("Company name").fill("Browser Co")
     page.get_by_label("Your name").fill("Bea Browser")
     page.get_by_label("Work e-mail").fill(email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
+    page.wait_for_url("**/auth/signup/sent")
+    assert page.get_by_role("heading", name="Check your inbox").is_visible()
+    page.goto(confirm_path(live.mails, email))
+    page.get_by_role("button", name="Confirm and continue").click()
     page.wait_for_url("**/home")
 
 
@@ -137,7 +150,7 @@ def legacy_details(page: Any, sandbox: RunningSandbox) -> None:
 def test_full_flow_from_sign_up_to_finish_and_close(page: Any, live: LiveServer,
                                                     sf_sandbox: RunningSandbox) -> None:
     email = new_email()
-    sign_up(page, email)
+    sign_up(page, live, email)
     dialog = popup(page)
     assert dialog.is_visible() and "Welcome to Accrue" in dialog.inner_text()
     dialog.get_by_role("button", name="Start Now").click()
@@ -172,7 +185,7 @@ def test_save_log_out_log_in_and_resume_with_fields_filled(
     page: Any, live: LiveServer, sf_sandbox: RunningSandbox
 ) -> None:
     email = new_email()
-    sign_up(page, email)
+    sign_up(page, live, email)
     popup(page).get_by_role("button", name="Start Now").click()
     page.get_by_role("button", name="Continue", exact=True).click()
     page.wait_for_url("**/onboarding/details")
@@ -202,7 +215,7 @@ def test_save_log_out_log_in_and_resume_with_fields_filled(
 
 
 def test_unsaved_changes_ask_before_leaving(page: Any, live: LiveServer) -> None:
-    sign_up(page, new_email())
+    sign_up(page, live, new_email())
     popup(page).get_by_role("button", name="Start Now").click()
     page.get_by_role("button", name="Continue", exact=True).click()
     page.wait_for_url("**/onboarding/details")
@@ -230,7 +243,7 @@ def test_unsaved_changes_ask_before_leaving(page: Any, live: LiveServer) -> None
 def test_save_and_leave_from_the_in_app_prompt(page: Any, live: LiveServer,
                                                sf_sandbox: RunningSandbox) -> None:
     email = new_email()
-    sign_up(page, email)
+    sign_up(page, live, email)
     popup(page).get_by_role("button", name="Start Now").click()
     page.get_by_role("button", name="Continue", exact=True).click()
     page.wait_for_url("**/onboarding/details")
@@ -246,7 +259,7 @@ def test_save_and_leave_from_the_in_app_prompt(page: Any, live: LiveServer,
 def test_popup_on_each_login_until_setup_is_complete(page: Any, live: LiveServer,
                                                      sf_sandbox: RunningSandbox) -> None:
     email = new_email()
-    sign_up(page, email)
+    sign_up(page, live, email)
     popup(page).get_by_role("button", name="Not now").click()
     page.wait_for_url("**/home")
     assert popup(page).count() == 0

@@ -23,7 +23,9 @@ REDIS_LIMITS = "redis://127.0.0.1:6379/5"
 # ring comes from the autouse accrue_env fixture.
 PRODUCTION = {"ENV_NAME": "production", "SECRET_KEY": "s" * 40,
               "PUBLIC_URL": "https://concierge.example.com",
-              "RATELIMIT_STORAGE_URI": REDIS_LIMITS}
+              "RATELIMIT_STORAGE_URI": REDIS_LIMITS,
+              # Nothing listens there: tests that need a delivered mail use an aiosmtpd inbox.
+              "SMTP_HOST": "127.0.0.1", "SMTP_PORT": 9}
 
 
 def test_production_cookie_flags(concierge_db_url: str) -> None:
@@ -44,6 +46,7 @@ def test_production_cookie_flags(concierge_db_url: str) -> None:
     ({**PRODUCTION, "SALESFORCE_SANDBOX_URL": "http://127.0.0.1:8701"},
      "ACCRUE_SALESFORCE_SANDBOX_URL"),
     ({**PRODUCTION, "RATELIMIT_STORAGE_URI": "memory://"}, "ACCRUE_RATELIMIT_STORAGE_URI"),
+    ({**PRODUCTION, "SMTP_HOST": None}, "ACCRUE_SMTP_HOST"),
 ])
 def test_production_refuses_to_start_without_a_public_url_and_key(
     concierge_db_url: str, settings: dict[str, str], says: str
@@ -106,7 +109,8 @@ def test_gunicorn_serves_the_concierge_in_production_and_refuses_a_bad_setup(
         port = sock.getsockname()[1]
     env = {**os.environ, "ACCRUE_APP_ENV": "production", "ACCRUE_DATABASE_URL": concierge_db_url,
            "ACCRUE_APP_SECRET_KEY": "s" * 40, "ACCRUE_APP_PUBLIC_URL": "https://c.example.com",
-           "ACCRUE_RATELIMIT_STORAGE_URI": REDIS_LIMITS, "ACCRUE_APP_WORKERS": "2"}
+           "ACCRUE_RATELIMIT_STORAGE_URI": REDIS_LIMITS, "ACCRUE_APP_WORKERS": "2",
+           "ACCRUE_SMTP_HOST": "127.0.0.1"}
     env.pop("ACCRUE_SALESFORCE_SANDBOX_URL", None)
     server = subprocess.Popen([sys.executable, "-m", "accrue.cli", "app", "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

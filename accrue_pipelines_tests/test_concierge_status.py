@@ -82,8 +82,11 @@ def test_finish_activates_the_tenant_and_emails_the_admin(
     engine = mailing_app.extensions["accrue_warehouse"]
     tenant = tenants.require_tenant(engine, admin.tenant_id)
     assert tenant.status == "active"  # the tenant sensors pick it up within a minute
-    assert len(inbox.messages) == 1
-    mail = inbox.messages[0]
+    # The sign-up confirmation, then "connected" (the confirmation is tested in
+    # test_concierge_signup.py).
+    assert [m["Subject"] for m in inbox.messages][0].startswith("Confirm your e-mail")
+    assert len(inbox.messages) == 2
+    mail = inbox.messages[1]
     assert mail["To"] == admin.email and "connected" in mail["Subject"]
     body = mail.get_payload(decode=True).decode()
     assert "first sync starts within a minute" in body and "/status" in body

@@ -188,6 +188,21 @@ def test_demo_key_file_fallback_warns(
     assert crypto.key_id(token) == "demo"
 
 
+def test_production_refuses_the_demo_key_file(
+    monkeypatch: pytest.MonkeyPatch, accrue_env: Path
+) -> None:
+    """Issue 9: every process (Dagster's too, not only the concierge) in ACCRUE_ENV=production
+    needs ACCRUE_SECRET_KEYS; a key file lying in ACCRUE_HOME is not a production key."""
+    monkeypatch.delenv(config.SECRET_KEYS_ENV)
+    accrue_env.mkdir(parents=True)
+    (accrue_env / config.SECRET_KEYS_FILENAME).write_text(crypto.generate_key("demo"))
+    monkeypatch.setenv(config.ENVIRONMENT_ENV, "production")
+    with pytest.raises(KeyringError, match="ACCRUE_ENV=production needs ACCRUE_SECRET_KEYS"):
+        crypto.encrypt_json(SECRETS, aad=AAD)
+    monkeypatch.setenv(config.SECRET_KEYS_ENV, crypto.generate_key("prod"))
+    assert Keyring.from_env().primary_kid == "prod"
+
+
 def test_env_takes_precedence_over_key_file(
     monkeypatch: pytest.MonkeyPatch, accrue_env: Path
 ) -> None:

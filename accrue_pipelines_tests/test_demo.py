@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 PORT_ENVS = (
     "ACCRUE_DAGSTER_PORT",
     "ACCRUE_APP_PORT",
+    "ACCRUE_MAIL_SMTP_PORT",
+    "ACCRUE_MAIL_PORT",
     "ACCRUE_SANDBOX_PORT_1",
     "ACCRUE_SANDBOX_PORT_2",
     "ACCRUE_SANDBOX_PORT_3",

@@ -127,6 +127,21 @@ def test_database_never_holds_the_plaintext(
     assert stored["key_id"] == crypto.Keyring.from_env().primary_kid
 
 
+def test_production_refuses_a_tenant_on_a_crm_sandbox(
+    engine: Engine, tenant_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: a sandbox_url (demo, tests) never routes a production sync to a local server."""
+    tenants.add_tenant(engine, tenant_id, "Acme Corp", "salesforce")
+    tenants.save_credentials(engine, tenant_id, "salesforce", SECRETS,
+                             {**CONFIG, "sandbox_url": "http://127.0.0.1:8701"})
+    assert tenants.load_connection(engine, tenant_id).config["sandbox_url"]  # development
+    monkeypatch.setenv("ACCRUE_ENV", "production")
+    with pytest.raises(tenants.SandboxRefused, match="connect it again in the concierge"):
+        tenants.load_connection(engine, tenant_id)
+    tenants.save_credentials(engine, tenant_id, "salesforce", SECRETS, CONFIG)
+    assert tenants.load_connection(engine, tenant_id).secrets == SECRETS
+
+
 def test_connection_repr_hides_secrets(
     engine: Engine, tenant_with_credentials: tuple[str, int]
 ) -> None:

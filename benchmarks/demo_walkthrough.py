@@ -12,7 +12,7 @@ Chromium (Playwright, Debian's /usr/bin/chromium):
 * SIGTERM to the demo's process group, and whether every port is free afterwards.
 
 `python -m benchmarks.demo_walkthrough --shots /tmp/shots` on an otherwise idle machine
-with ports 3000, 5050 and 8701-8703 free.
+with ports 3000, 5050, 1025, 8025 and 8701-8703 free.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
-PORTS = (3000, 5050, 8701, 8702, 8703)
+PORTS = (3000, 5050, 1025, 8025, 8701, 8702, 8703)
 MILESTONE = re.compile(r"^(\S+): first (data in|price recommendations) after (.+?) \(")
 
 
@@ -87,7 +87,7 @@ def _onboard(browser: Any, shots: Path) -> dict[str, float]:
     context = browser.new_context(base_url="http://127.0.0.1:5050",
                                   viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    sign_up(page, Typist(page))
+    sign_up(page, Typist(page), "http://127.0.0.1:8025/")  # the demo inbox
     setup_s = complete_setup(page, None, Typist(page), "oauth")  # Start Now → Finish and Close
     finished = time.monotonic()
     page.screenshot(path=str(shots / "status-just-finished.png"), full_page=True)

@@ -1,4 +1,4 @@
-"""Sign-up, login and logout.
+"""Sign-up (confirmed by an e-mailed link, see email_links), login and logout.
 
 One message for an unknown e-mail and a wrong password (and the same work
 for both, see security.verify_password); failed logins slow down per account and
@@ -22,13 +22,14 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from onboarding_app import audit, login_guard, onboarding, store
+from onboarding_app import audit, email_links, login_guard, notify, onboarding, store
 from onboarding_app.extensions import limiter, warehouse
 from onboarding_app.forms import ActionForm, LoginForm, SignupForm
 from onboarding_app.security import (
     LOGIN_FAILED,
     end_all_sessions,
     end_session,
+    external_url,
     get_logger,
     hash_password,
     safe_next,
@@ -60,25 +61,79 @@ def _after_login(tenant_id: str) -> str | None:
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(lambda: _limit("SIGNUP_LIMIT_PER_IP"), methods=["POST"])
 def signup() -> ResponseReturnValue:
+    """Mail a confirmation link (or, for a known address, a notice); the same page either way."""
     form = SignupForm()
     if form.validate_on_submit():
-        try:
-            tenant_id, user_id = store.create_account(
-                warehouse.engine, company=form.company.data or "",
-                full_name=form.full_name.data or "", email=form.email.data or "",
-                password_hash=hash_password(form.password.data or ""),
-            )
-        except store.EmailTaken:
-            # Say so: sign-up cannot hide it anyway (the address must be unique).
-            form.email.errors = ["An account with this e-mail exists: log in instead."]
-            return render_template("auth/signup.html", form=form), 409
-        start_session(user_id, tenant_id)
-        audit.record(warehouse.engine, "account.created", tenant_id=tenant_id,
-                     actor=f"user:{user_id}")
-        _after_login(tenant_id)
-        return redirect(url_for("main.home"))
+        email = email_links.normalise_email(form.email.data or "")
+        # Hashed for both kinds of address: the same work, the same time.
+        password_hash = hash_password(form.password.data or "")
+        known = store.find_user(warehouse.engine, email) is not None
+        if not email_links.may_send(warehouse.engine, email):
+            mail = "capped"
+        elif known:
+            email_links.issue(warehouse.engine, email_links.SIGNUP_NOTICE, email)
+            notify.send(email, "You already have an Accrue account", "already_registered.txt",
+                        login_url=external_url("auth.login"))
+            mail = "notice"
+        else:
+            token = email_links.issue(warehouse.engine, email_links.SIGNUP, email, {
+                "company": form.company.data or "", "full_name": form.full_name.data or "",
+                "password_hash": password_hash})
+            notify.send(email, "Confirm your e-mail to create your Accrue account",
+                        "confirm_signup.txt", name=form.full_name.data or "",
+                        confirm_url=external_url("auth.confirm", token=token),
+                        hours=int(email_links.SIGNUP_TTL.total_seconds() // 3600))
+            mail = "confirmation"
+        audit.record(warehouse.engine, "signup.requested", actor="anonymous",
+                     detail={"mail": mail})
+        session["signup_sent_to"] = email
+        return redirect(url_for("auth.signup_sent"))
     status = 400 if form.is_submitted() else 200
     return render_template("auth/signup.html", form=form), status
+
+
+@bp.get("/signup/sent")
+def signup_sent() -> ResponseReturnValue:
+    email = session.get("signup_sent_to")
+    if not isinstance(email, str):
+        return redirect(url_for("auth.signup"))
+    mail_off = not current_app.config.get("SMTP_HOST")
+    return render_template("auth/signup_sent.html", email=email, mail_off=mail_off,
+                           hours=int(email_links.SIGNUP_TTL.total_seconds() // 3600),
+                           per_hour=email_links.MAX_PER_ADDRESS_PER_HOUR)
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+@limiter.limit(lambda: _limit("LOGIN_LIMIT_PER_IP"), methods=["POST"])
+def confirm(token: str) -> ResponseReturnValue:
+    """GET shows what the link does (mail scanners follow links); POST creates the account."""
+    form = ActionForm()
+    if request.method == "GET":
+        link = email_links.peek(warehouse.engine, token, email_links.SIGNUP)
+        if link is None:
+            return render_template("auth/link_invalid.html"), 404
+        return render_template("auth/confirm.html", form=form, email=link.email,
+                               company=link.payload.get("company", ""))
+    form.validate_on_submit()  # CSRFProtect has already refused a missing or bad token
+    link = email_links.redeem(warehouse.engine, token, email_links.SIGNUP)
+    if link is None:
+        return render_template("auth/link_invalid.html"), 404
+    try:
+        tenant_id, user_id = store.create_account(
+            warehouse.engine, company=str(link.payload.get("company", "")),
+            full_name=str(link.payload.get("full_name", "")), email=link.email,
+            password_hash=str(link.payload["password_hash"]),
+        )
+    except store.EmailTaken:
+        # Only the mailbox's owner gets here: telling them is no disclosure.
+        flash("An account with this e-mail exists already: log in.", "info")
+        return redirect(url_for("auth.login"))
+    session.pop("signup_sent_to", None)
+    start_session(user_id, tenant_id)
+    audit.record(warehouse.engine, "account.created", tenant_id=tenant_id,
+                 actor=f"user:{user_id}")
+    _after_login(tenant_id)
+    return redirect(url_for("main.home"))
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -40,7 +40,13 @@ from onboarding_app.forms import (
     SelectCrmForm,
     TermsForm,
 )
-from onboarding_app.security import current_user, get_logger, login_required, safe_next
+from onboarding_app.security import (
+    current_user,
+    external_url,
+    get_logger,
+    login_required,
+    safe_next,
+)
 
 bp = Blueprint("onboarding", __name__, url_prefix="/onboarding")
 logger = get_logger(__name__)
@@ -451,7 +457,7 @@ def oauth_start() -> Response:
     form.auth_method.data = "oauth"
     _save_details(wizard, form, info)
     _save(wizard, "details")
-    redirect_uri = _external_url("onboarding.oauth_callback")
+    redirect_uri = external_url("onboarding.oauth_callback")
     try:
         target = oauth.begin(warehouse.engine, current_user(), wizard.section("details"),
                              redirect_uri)
@@ -460,13 +466,6 @@ def oauth_start() -> Response:
         return redirect(url_for("onboarding.details"))
     audit.record(warehouse.engine, "oauth.started")
     return redirect(target)
-
-
-def _external_url(endpoint: str) -> str:
-    base = current_app.config.get("PUBLIC_URL")
-    if base:
-        return str(base).rstrip("/") + url_for(endpoint)
-    return url_for(endpoint, _external=True)
 
 
 @bp.get("/oauth/callback")
@@ -666,7 +665,7 @@ def finish() -> Response:
     audit.record(warehouse.engine, "onboarding.completed", detail={"seconds": seconds})
     sent = notify.send(
         user.email, "Your CRM is connected to Accrue", "setup_complete.txt",
-        name=user.full_name, status_url=_external_url("status.page"),
+        name=user.full_name, status_url=external_url("status.page"),
         objects=wizard.section("discovery").get("objects", []),
     )
     audit.record(warehouse.engine, "email.setup_complete", outcome="ok" if sent else "failed")

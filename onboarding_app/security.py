@@ -159,9 +159,23 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
+def external_url(endpoint: str, **values: Any) -> str:
+    """An absolute URL for links that leave the browser (e-mails, OAuth redirect URIs).
+
+    Built from ACCRUE_APP_PUBLIC_URL when set (production requires it), never from the
+    request's Host header, which a client chooses.
+    """
+    base = current_app.config.get("PUBLIC_URL")
+    if base:
+        return str(base).rstrip("/") + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
 # -- logs -----------------------------------------------------------------------------
 
 _OAUTH_QUERY = re.compile(r"\b(code|state|code_verifier)=[^&\s\"']+", re.I)
+# An e-mailed link's token in a request line (GET /auth/confirm/<token>).
+_LINK_TOKEN = re.compile(r"(/auth/confirm/)[A-Za-z0-9_-]+")
 
 
 class RedactingFilter(logging.Filter):
@@ -187,7 +201,8 @@ class RedactingFilter(logging.Filter):
 
 
 def _scrub(text: str) -> str:
-    return _OAUTH_QUERY.sub(lambda m: f"{m.group(1)}=[REDACTED]", crypto.redact(text))
+    text = _OAUTH_QUERY.sub(lambda m: f"{m.group(1)}=[REDACTED]", crypto.redact(text))
+    return _LINK_TOKEN.sub(r"\1[REDACTED]", text)
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -50,7 +50,8 @@ def from_env() -> dict[str, Any]:
     """Defaults for every setting the app reads (Flask config keys)."""
     smtp = SmtpSettings.from_env()
     return {
-        "ENV_NAME": _env(APP_ENV, "production"),
+        # ACCRUE_APP_ENV, else the platform's ACCRUE_ENV; production unless told otherwise.
+        "ENV_NAME": _env(APP_ENV) or _env("ACCRUE_ENV") or "production",
         "SECRET_KEY": _env(SECRET_KEY_ENV),
         "DATABASE_URL": None,  # None: accrue.config.database_url()
         "PUBLIC_URL": _env("ACCRUE_APP_PUBLIC_URL"),
@@ -62,7 +63,8 @@ def from_env() -> dict[str, Any]:
         "SALESFORCE_CLIENT_ID": _env("ACCRUE_SALESFORCE_CLIENT_ID"),
         "SALESFORCE_CLIENT_SECRET": _env("ACCRUE_SALESFORCE_CLIENT_SECRET"),
         "CONNECTION_TEST_TIMEOUT_SECONDS": float(_env("ACCRUE_CONNECTION_TEST_TIMEOUT", "8")),
-        # E-mail: nothing is sent when no SMTP host is configured.
+        # E-mail: with no SMTP host nothing is sent (development prints it; production
+        # refuses to start, since sign-up is confirmed by e-mail).
         # The same variables the pipelines' e-mail sensor reads (accrue.onboarding_notify).
         "SMTP_HOST": smtp.host,
         "SMTP_PORT": smtp.port,
@@ -110,6 +112,9 @@ def _require_production_settings(config: dict[str, Any]) -> None:
     if not accrue_config.secret_keys():
         problems.append("set ACCRUE_SECRET_KEYS (`accrue keys generate`): the key file in "
                         "ACCRUE_HOME is for the local demo only")
+    if not config.get("SMTP_HOST"):
+        problems.append("set ACCRUE_SMTP_HOST (and ACCRUE_SMTP_PORT, _USERNAME, _PASSWORD as "
+                        "your mail server needs): sign-up is confirmed by an e-mailed link")
     if config.get("SALESFORCE_SANDBOX_URL"):
         problems.append("unset ACCRUE_SALESFORCE_SANDBOX_URL (the local Salesforce sandbox "
                         "stands in for Salesforce in demos and tests only)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, jsonify, render_template, url_for
+from flask import Blueprint, abort, current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
 from accrue import onboarding_notify
@@ -21,7 +21,7 @@ from accrue.schema import sync_run
 from accrue.warehouse import Warehouse
 from onboarding_app import store
 from onboarding_app.extensions import warehouse
-from onboarding_app.security import current_user, login_required
+from onboarding_app.security import current_user, external_url, login_required
 
 bp = Blueprint("status", __name__, url_prefix="/status")
 
@@ -44,9 +44,7 @@ def _notify_first_data(tenant_id: str, report: dict[str, Any]) -> None:
     if not report["first_data_ready"]:
         return
     config = current_app.config
-    base = config.get("PUBLIC_URL")
-    status_url = (str(base).rstrip("/") + url_for("status.page") if base
-                  else url_for("status.page", _external=True))
+    status_url = external_url("status.page")
     onboarding_notify.notify_first_data(
         warehouse.engine, tenant_id, onboarding_notify.SmtpSettings.from_config(config),
         actor=f"user:{current_user().id}", status_url=status_url, report=report,
