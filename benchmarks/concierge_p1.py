@@ -73,9 +73,14 @@ def complete_setup(page: Any, sandbox: Any, typist: Typist, method: str) -> floa
     return time.perf_counter() - started
 
 
-def sign_up(page: Any, typist: Typist, inbox_url: str) -> str:
+def sign_up(page: Any, typist: Typist, inbox_url: str, shots: Path | None = None) -> str:
     """Sign up as a person does: the form, then the link in the e-mail (read in the demo
-    inbox, accrue.mail_sink), then "Confirm and continue"."""
+    inbox, accrue.mail_sink), then "Confirm and continue"; screenshots into `shots`."""
+
+    def shot(name: str) -> None:
+        if shots is not None:
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
     email = f"p1-{uuid.uuid4().hex[:8]}@example.com"
     page.goto("/auth/signup")
     typist.fill("Company name", "Timing Co")
@@ -84,9 +89,13 @@ def sign_up(page: Any, typist: Typist, inbox_url: str) -> str:
     typist.fill("Password", "a long enough passphrase", exact=True)
     page.get_by_role("button", name="Create account").click()
     page.wait_for_url("**/auth/signup/sent")
+    shot("signup-check-your-inbox")
     page.goto(inbox_url)
+    shot("demo-inbox")
     page.get_by_role("row").filter(has_text=email).get_by_role("link").first.click()
+    shot("demo-inbox-confirmation-mail")
     page.locator("a[href*='/auth/confirm/']").click()
+    shot("signup-confirm")
     page.get_by_role("button", name="Confirm and continue").click()
     page.wait_for_url("**/home")
     return email

@@ -87,7 +87,7 @@ def _onboard(browser: Any, shots: Path) -> dict[str, float]:
     context = browser.new_context(base_url="http://127.0.0.1:5050",
                                   viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    sign_up(page, Typist(page), "http://127.0.0.1:8025/")  # the demo inbox
+    sign_up(page, Typist(page), "http://127.0.0.1:8025/", shots)  # via the demo inbox
     setup_s = complete_setup(page, None, Typist(page), "oauth")  # Start Now → Finish and Close
     finished = time.monotonic()
     page.screenshot(path=str(shots / "status-just-finished.png"), full_page=True)
