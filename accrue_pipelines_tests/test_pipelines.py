@@ -11,7 +11,7 @@ from accrue_pipelines.launch import run_tenant_sync
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
 from accrue_pipelines.resources import CrmResource, WarehouseResource
 from accrue_pipelines.summary_assets import pipeline_summary
-from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
+from accrue_pipelines.sync_assets import sync_asset_key, sync_asset_keys, sync_assets
 from connectors.common_model import COMMON_OBJECTS
 
 
@@ -58,11 +58,50 @@ def test_definitions_load():
 def test_crm_assets_have_no_lineage_among_themselves():
     """Parents sync first inside the one step; as deps, Dagster would read another tenant's
     latest materialization for provenance ("data version mismatch" warnings in every run)."""
-    from accrue_pipelines.sync_assets import sync_asset_keys
-
     graph = defs.resolve_asset_graph()
     for key in sync_asset_keys:
         assert not set(graph.get(key).parent_keys) & set(sync_asset_keys), key
+
+
+class _Store:
+    """What the warehouse answers the checks, as given."""
+
+    def __init__(self, duplicates: int, orphans: dict[str, int]) -> None:
+        self._duplicates, self._orphans = duplicates, orphans
+
+    def duplicate_keys(self, _tenant: str, _object: str) -> int:
+        return self._duplicates
+
+    def orphans(self, _tenant: str, _object: str) -> dict[str, int]:
+        return self._orphans
+
+
+def test_the_matches_check_says_what_differs_and_fails_hard_only_on_duplicates():
+    from accrue_pipelines.sync_assets import _matches_result
+
+    both = _matches_result(_Store(2, {"account_id": 3}), "t", "opportunity", 10, 12)
+    assert not both.passed and both.severity == dg.AssetCheckSeverity.ERROR
+    assert both.description == ("2 CRM ids stored twice; 10 live rows, the CRM has 12; "
+                                "3 account_id references point to no row")
+    assert both.metadata["difference"].value == -2
+    assert both.metadata["orphan_account_id"].value == 3
+    counts_only = _matches_result(_Store(0, {"account_id": 0}), "t", "opportunity", 10, 12)
+    assert not counts_only.passed and counts_only.severity == dg.AssetCheckSeverity.WARN
+    stopped = _matches_result(_Store(0, {"account_id": 0}), "t", "opportunity", 10, None)
+    assert stopped.passed and "not compared" in stopped.metadata["counts"].value
+    assert _matches_result(_Store(0, {}), "t", "user", 5, 5).passed
+
+
+def test_a_sync_stopped_at_the_quota_warns_on_sync_healthy_with_the_reason():
+    from accrue.sync import SyncResult
+    from accrue_pipelines.sync_assets import _health_result
+
+    key = sync_asset_key("opportunity")
+    stopped = _health_result(key, SyncResult("t", "opportunity", complete=False,
+                                             stop_reason="API quota at 90%"))
+    assert not stopped.passed and stopped.severity == dg.AssetCheckSeverity.WARN
+    assert "API quota at 90%" in (stopped.description or "")
+    assert _health_result(key, SyncResult("t", "opportunity")).passed
 
 
 def test_automation_evaluates_only_the_assets_that_need_it():
@@ -83,9 +122,14 @@ def test_tenant_partition_materializes_with_checks(
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert len(checks) == sum(len(a.check_specs_by_output_name) for a in sync_assets)
-    assert {c.check_name for c in checks} >= {"no_duplicate_keys", "count_matches_source",
-                                              "sync_complete", "quarantine_empty", "no_orphans"}
+    assert {c.check_name for c in checks} == {"sync_healthy", "warehouse_matches_crm",
+                                              "quarantine_empty"}
+    assert len(checks) == 3 * len(sync_asset_keys)  # three per object (see sync_assets)
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    opp_matches = next(c for c in checks if c.asset_key == sync_asset_key("opportunity")
+                       and c.check_name == "warehouse_matches_crm")
+    assert opp_matches.metadata["duplicate_keys"].value == 0
+    assert opp_matches.metadata["orphan_account_id"].value == 0  # references are checked
     opp = next(e.event_specific_data.materialization
                for e in result.get_asset_materialization_events()
                if e.asset_key == sync_asset_key("opportunity"))
