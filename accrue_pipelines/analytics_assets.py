@@ -24,7 +24,8 @@ from accrue_pipelines.summary_assets import ON_UPSTREAM_CHANGE
 from accrue_pipelines.sync_assets import sync_asset_key
 
 ANALYTICS_GROUP = "analytics"
-DEAL_OBJECTS = ("account", "opportunity", "opportunity_line", "product", "price_book_entry")
+# Price-book entries are not read: an entry is a list price (the lines carry it), not a floor.
+DEAL_OBJECTS = ("account", "opportunity", "opportunity_line", "product")
 SELLER_OBJECTS = ("opportunity", "opportunity_line", "user")
 PREVIEW_ROWS = 10
 # The months listed by name in the metadata; beyond this only the count is shown.

@@ -79,7 +79,7 @@ def deals(n: int, seed: int, *, a: dict[str, float], b: dict[str, float],
         "close_date": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) % 700, "D"),
         "is_closed": True, "is_won": rng.random(n) < p_win,
         "list_total": list_total, "quote_total": list_total * ratio, "ratio": ratio,
-        "cost_ratio": 0.5, "floor_ratio": np.nan,
+        "cost_ratio": 0.5, "min_ratio": np.nan,
         "industry": industry, "size_band": "MM", "family": "Platform", "region": "EMEA",
         "exclusion": None,
     })
@@ -249,17 +249,25 @@ def test_guardrail_clamps_are_reported():
     assert model.usable, model.reasons
     open_deals = data.head(3).assign(is_closed=False).reset_index(drop=True)
     open_deals["cost_ratio"] = [0.95, np.nan, 0.5]  # optimum above the range; revenue; interior
-    open_deals.loc[2, "floor_ratio"] = 0.99  # a price-book floor above everything observed
+    open_deals.loc[2, "min_ratio"] = 0.99  # a customer minimum above everything observed
     recs = recommend(model, open_deals)
     hi = model.ratio_range[1] + model.config.range_margin
     assert recs.loc[0, "clamp"] == "ceiling (observed range)"
     assert recs.loc[0, "recommended_ratio"] == pytest.approx(hi)
     assert recs.loc[0, "unclamped_ratio"] > hi
+    assert "high end of the observed quotes" in recs.loc[0, "clamp_reason"]
     assert recs.loc[1, "objective"] == "expected revenue"
-    assert recs.loc[1, "clamp"] == "floor (observed range)"  # revenue optimum far below data
-    assert recs.loc[2, "clamp"] == "floor (price book)"
+    # The revenue optimum is far below the data: raised to the low end of won prices.
+    assert recs.loc[1, "clamp"] == "floor (won prices)"
+    won = data.loc[data["is_won"], "ratio"]
+    assert recs.loc[1, "recommended_ratio"] == pytest.approx(
+        np.quantile(won, 0.02) - model.config.range_margin)
+    assert "low end of the prices won in X · MM · Platform" in recs.loc[1, "clamp_reason"]
+    assert "Guardrail: raised from the model's optimum" in recs.loc[1, "drivers"]
+    assert recs.loc[2, "clamp"] == "floor (customer minimum)"
     assert recs.loc[2, "recommended_ratio"] == pytest.approx(0.99)
-    interior = recommend(model, open_deals.assign(cost_ratio=0.5, floor_ratio=np.nan)).iloc[0]
+    assert "minimum price set for these products" in recs.loc[2, "clamp_reason"]
+    interior = recommend(model, open_deals.assign(cost_ratio=0.5, min_ratio=np.nan)).iloc[0]
     assert interior["clamp"] is None
     x_star = float(optimal_ratio(interior["b"] * 0 + model.curve(open_deals.head(1))["a"].iloc[0],
                                  interior["b"], 0.5)[0])

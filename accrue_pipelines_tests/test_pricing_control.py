@@ -47,7 +47,7 @@ def confounded_deals(n: int, seed: int, *, gamma: float = GAMMA, kappa: float = 
         "close_date": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) % 700, "D"),
         "is_closed": True, "is_won": rng.random(n) < special.expit(-eta),
         "list_total": list_total, "quote_total": list_total * ratio, "ratio": ratio,
-        "cost_ratio": 0.5, "floor_ratio": np.nan, "industry": "Retail", "size_band": "MM",
+        "cost_ratio": 0.5, "min_ratio": np.nan, "industry": "Retail", "size_band": "MM",
         "family": "Platform", "region": "EMEA", "exclusion": None,
     })
 

@@ -10,6 +10,7 @@ with an `exclusion` reason instead of disappearing silently.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,10 +20,12 @@ import pandas as pd
 from accrue.analytics.segments import UNKNOWN, region, size_band
 
 MAX_PLAUSIBLE_RATIO = 3.0  # a quote at 3x list is a data error, not a price point
+# Product custom-field names (normalised) that hold a customer-defined minimum unit price.
+MINIMUM_PRICE_NAMES: tuple[str, ...] = ("minimumprice", "minprice", "floorprice")
 
 FRAME_COLUMNS: tuple[str, ...] = (
     "opportunity_id", "account_id", "owner_id", "close_date", "is_closed", "is_won",
-    "n_lines", "list_total", "quote_total", "ratio", "cost_ratio", "floor_ratio",
+    "n_lines", "list_total", "quote_total", "ratio", "cost_ratio", "min_ratio",
     "industry", "size_band", "family", "region", "exclusion",
 )
 
@@ -38,6 +41,22 @@ def _num(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype=float)
     return pd.to_numeric(frame[column], errors="coerce").astype(float)
+
+
+def minimum_price(raw: Mapping[str, Any] | None) -> float | None:
+    """A customer-defined minimum unit price from a product's CRM record, if it has one.
+
+    The common model has no such column, so it is read from the raw record: the first
+    field whose name, lower-cased without separators, contains "minimumprice",
+    "minprice" or "floorprice", holding a positive number. It can only raise the
+    guardrail floor (`guardrails`), never lower it.
+    """
+    for key, value in (raw or {}).items():
+        name = "".join(ch for ch in str(key).lower() if ch.isalnum())
+        if any(word in name for word in MINIMUM_PRICE_NAMES) and isinstance(value, int | float) \
+                and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value)
+    return None
 
 
 def flatten_versions(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -102,14 +121,15 @@ def build_deal_frame(
     lines: pd.DataFrame,
     products: pd.DataFrame | None = None,
     accounts: pd.DataFrame | None = None,
-    price_book_entries: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per live opportunity with its price ratio, cost ratio and segment attributes.
 
     Frames use the warehouse's common-model column names (`source_id` as the key).
-    `cost_ratio` is known only where every line's product has `unit_cost`;
-    `floor_ratio` only where every line's product has an active price-book entry
-    (the lowest one is the floor). Rows that cannot be priced keep an `exclusion`.
+    `cost_ratio` is known only where every line's product has `unit_cost`, and
+    `min_ratio` (a customer-defined minimum) only where every line's product has a
+    `min_price` (see `minimum_price`). Price-book entries are not read: an entry is
+    a list price, which the lines already carry, not a floor. Rows that cannot be
+    priced keep an `exclusion`.
     """
     opps = _live(opportunities).copy()
     opps = opps.rename(columns={"source_id": "opportunity_id"})
@@ -126,21 +146,14 @@ def build_deal_frame(
     )
     if products is not None and not products.empty:
         prod = _live(products).rename(columns={"source_id": "product_id"})
-        keep = [c for c in ("product_id", "family", "unit_cost") if c in prod.columns]
+        keep = [c for c in ("product_id", "family", "unit_cost", "min_price")
+                if c in prod.columns]
         ln = ln.merge(prod[keep], on="product_id", how="left")
-    for column in ("family", "unit_cost"):
+    for column in ("family", "unit_cost", "min_price"):
         if column not in ln.columns:
             ln[column] = np.nan
     ln["_cost"] = ln["_qty"] * pd.to_numeric(ln["unit_cost"], errors="coerce")
-    if price_book_entries is not None and not price_book_entries.empty:
-        entries = _live(price_book_entries)
-        if "is_active" in entries.columns:
-            entries = entries[entries["is_active"].fillna(True).astype(bool)]
-        lowest = entries.groupby("product_id")["unit_price"].min().rename("_book_min")
-        ln = ln.merge(lowest, left_on="product_id", right_index=True, how="left")
-        ln["_floor"] = ln["_qty"] * ln["_book_min"]
-    else:
-        ln["_floor"] = np.nan
+    ln["_minimum"] = ln["_qty"] * pd.to_numeric(ln["min_price"], errors="coerce")
 
     def total(column: str) -> pd.Series:
         # NaN unless every line has the value: a partial sum would understate it.
@@ -154,7 +167,7 @@ def build_deal_frame(
             "list_total": total("_list"),
             "quote_total": total("_quoted"),
             "_cost_total": total("_cost"),
-            "_floor_total": total("_floor"),
+            "_minimum_total": total("_minimum"),
             "family": biggest.set_index("opportunity_id")["family"],
         }
     )
@@ -162,7 +175,7 @@ def build_deal_frame(
     frame["n_lines"] = frame["n_lines"].fillna(0).astype(int)
     frame["ratio"] = frame["quote_total"] / frame["list_total"]
     frame["cost_ratio"] = frame["_cost_total"] / frame["list_total"]
-    frame["floor_ratio"] = frame["_floor_total"] / frame["list_total"]
+    frame["min_ratio"] = frame["_minimum_total"] / frame["list_total"]
 
     if accounts is not None and not accounts.empty:
         acc = _live(accounts).rename(columns={"source_id": "account_id"})

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from accrue.analytics.guardrails import clamp, guardrails
 from accrue.analytics.segments import (
     BAND_LEVELS,
     SEGMENT_DIMENSIONS,
@@ -583,7 +584,8 @@ def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) ->
             closed[dim] = "Unknown"
     y = closed["is_won"].astype(bool).to_numpy(float)
     n_won, n_lost = int(y.sum()), int(len(y) - y.sum())
-    bands = price_bands(closed, quantiles=config.band_quantiles, min_won=config.band_min_won)
+    bands = price_bands(closed, quantiles=config.band_quantiles, min_won=config.band_min_won,
+                        low_quantile=config.range_quantiles[0])
     model = PriceModel(
         config=config, usable=False, reasons=[], n_closed=len(closed), n_won=n_won,
         n_lost=n_lost, deal_size_cuts=cuts, bands=bands, history=closed,
@@ -717,24 +719,6 @@ def _control_function(
 # --------------------------------------------------------------------------- recommending
 
 
-def _guardrails(model: PriceModel, deals: pd.DataFrame, cost: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per deal: lowest and highest quotable ratio, and which rule set the lowest."""
-    lo, hi = model.ratio_range
-    margin = model.config.range_margin
-    observed_lo = np.full(len(deals), lo - margin)
-    book = deals["floor_ratio"].to_numpy(float) if "floor_ratio" in deals.columns \
-        else np.full(len(deals), np.nan)
-    floor = observed_lo.copy()
-    source = np.full(len(deals), "observed range", dtype=object)
-    for values, name in ((book, "price book"), (cost, "unit cost")):
-        higher = np.nan_to_num(values, nan=-np.inf) > floor
-        floor = np.where(higher, values, floor)
-        source = np.where(higher, name, source)
-    ceiling = np.maximum(np.full(len(deals), hi + margin), floor)
-    return floor, ceiling, source
-
-
 def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = True,
               explain: bool = True) -> pd.DataFrame:
     """A recommendation per open deal (one row each; see docs/pricing-model.md for columns).
@@ -769,23 +753,20 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
             tenant_ok = ~segment_ok & (t_b > 0) & (t_b / t_se >= z_crit)
         a, b, b_se = (np.where(tenant_ok, t, s) for t, s in ((t_a, a), (t_b, b), (t_se, b_se)))
     curve_ok = segment_ok | tenant_ok
-    floor, ceiling, floor_source = _guardrails(model, deals, cost)
-
     bands = _bands_for(model, deals)
+    minimum = deals["min_ratio"].to_numpy(float) if "min_ratio" in deals.columns \
+        else np.full(n, np.nan)
+    rails = guardrails(model.ratio_range, model.config.range_quantiles,
+                       model.config.range_margin, bands, cost, minimum)
     target = np.array([bd.target if bd else np.nan for bd in bands])
 
     unclamped = np.full(n, np.nan)
     if curve_ok.any():
         unclamped[curve_ok] = optimal_ratio(a[curve_ok], b[curve_ok], c[curve_ok])[0]
     proposal = np.where(curve_ok, unclamped, target)
-    recommended = np.clip(proposal, floor, ceiling)
-    # numpy's stubs reject None as np.where's x/y; numpy takes it as an object scalar.
-    clamp = np.where(  # type: ignore[call-overload]
-        np.isnan(proposal), None,
-        np.where(proposal < floor - 1e-12, "floor (" + floor_source + ")",
-                 np.where(proposal > ceiling + 1e-12,  # type: ignore[call-overload]
-                          "ceiling (observed range)", None)),
-    )
+    what = np.where(segment_ok, "the model's optimum",
+                    np.where(tenant_ok, "the tenant-wide curve's optimum", "the segment's target"))
+    recommended, clamp_label, clamp_words = clamp(proposal, rails, list(what))
     p_now = np.where(curve_ok, win_probability(a, b, current), np.nan)
     p_rec = np.where(curve_ok, win_probability(a, b, recommended), np.nan)
     margin_now = list_total * (current - c) * p_now
@@ -827,7 +808,8 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         "recommended_ratio": recommended,
         "recommended_discount": 1 - recommended,
         "unclamped_ratio": proposal,
-        "clamp": clamp,
+        "clamp": clamp_label,
+        "clamp_reason": clamp_words,
         "win_probability_current": p_now,
         "win_probability_recommended": p_rec,
         "expected_value_current": margin_now,
@@ -842,7 +824,7 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         "b_se": b_se,
         "identification": np.where(
             segment_ok, model.identification,
-            # numpy's stubs reject None as np.where's x/y (see clamp above).
+            # numpy's stubs reject None as np.where's x/y; numpy takes it as an object.
             np.where(tenant_ok, tenant.identification if tenant else None,  # type: ignore[arg-type]
                      None)),
     })
@@ -851,6 +833,7 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         out["drivers"] = [
             _drivers(tenant if tenant is not None and tenant_ok[i] else model, rows[i],
                      recommended[i] if curve_ok[i] else None, (a[i], b[i]))
+            + (f" Guardrail: {clamp_words[i]}." if clamp_words[i] else "")
             for i in range(n)
         ]
         out["comparables"] = [

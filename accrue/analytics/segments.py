@@ -94,7 +94,12 @@ def deal_size(list_totals: pd.Series, cuts: tuple[float, float]) -> pd.Series:
 
 @dataclass(frozen=True)
 class PriceBand:
-    """Guidance for one segment, as price ratios (quote / list)."""
+    """Guidance for one segment, as price ratios (quote / list).
+
+    `floor` / `target` / `start` are the seller-facing Floor / Target / Start; `won_low`
+    is the low end of the prices actually won here, the guardrail below which a
+    recommendation would extrapolate the data (and, without a unit cost, the floor).
+    """
 
     level: tuple[str, ...]  # the dimensions the band was computed on; () = whole tenant
     key: tuple[str, ...]  # their values
@@ -102,6 +107,7 @@ class PriceBand:
     target: float
     start: float
     won_deals: int
+    won_low: float
 
     def describe(self) -> str:
         """The segment in words, e.g. 'Healthcare · MM' or 'all deals'."""
@@ -114,8 +120,9 @@ def price_bands(
     quantiles: tuple[float, float, float] = (0.2, 0.5, 0.8),
     min_won: int = 12,
     levels: Sequence[tuple[str, ...]] = BAND_LEVELS,
+    low_quantile: float = 0.02,
 ) -> dict[tuple[tuple[str, ...], tuple[str, ...]], PriceBand]:
-    """Floor / Target / Start per segment: percentiles of won ratios, where >= min_won wins."""
+    """Floor / Target / Start (and the won_low percentile) of won ratios, where >= min_won wins."""
     won = closed[closed["is_won"].astype(bool) & closed["ratio"].notna()]
     bands: dict[tuple[tuple[str, ...], tuple[str, ...]], PriceBand] = {}
     for level in levels:
@@ -127,9 +134,9 @@ def price_bands(
                 continue
             if part.empty:
                 continue
-            q = np.quantile(part["ratio"].to_numpy(float), quantiles)
+            q = np.quantile(part["ratio"].to_numpy(float), (*quantiles, low_quantile))
             bands[(level, key_t)] = PriceBand(
-                level, key_t, float(q[0]), float(q[1]), float(q[2]), len(part)
+                level, key_t, float(q[0]), float(q[1]), float(q[2]), len(part), float(q[3])
             )
     return bands
 

@@ -17,7 +17,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from accrue.analytics.features import build_deal_frame, flatten_versions, lines_at_close
+from accrue.analytics.features import (
+    build_deal_frame,
+    flatten_versions,
+    lines_at_close,
+    minimum_price,
+)
 from accrue.schema import (
     OPPORTUNITY_KINDS,
     analytics_watermark,
@@ -33,8 +38,9 @@ from accrue.tenants import validate_tenant_id
 # The asset whose incremental progress `analytics_watermark` records, and what it reads.
 SELLER_METRICS_ASSET = "seller_metrics"
 SELLER_INPUT_OBJECTS = ("opportunity", "opportunity_line", "user")
-FRAME_OBJECTS = ("account", "opportunity", "opportunity_line", "product", "price_book_entry",
-                 "user")
+FRAME_OBJECTS = ("account", "opportunity", "opportunity_line", "product", "user")
+# Objects read with their raw CRM record: users (quota fields), products (minimum price).
+RAW_OBJECTS = ("user", "product")
 
 
 @dataclass
@@ -46,10 +52,10 @@ class TenantData:
 
 
 def read_table(engine: Engine, tenant_id: str, object_name: str) -> pd.DataFrame:
-    """The tenant's live rows of one crm_* table (without the raw JSON, except for users)."""
+    """The tenant's live rows of one crm_* table (the raw JSON only for RAW_OBJECTS)."""
     validate_tenant_id(tenant_id)
     table = object_table(object_name)
-    columns = [c for c in table.c if c.name != "raw" or object_name == "user"]
+    columns = [c for c in table.c if c.name != "raw" or object_name in RAW_OBJECTS]
     query = sa.select(*columns).where(table.c.tenant_id == tenant_id, sa.not_(table.c.is_deleted))
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
@@ -69,6 +75,9 @@ def load_tenant(engine: Engine, tenant_id: str, *, closed_lines_at_close: bool =
                 ) -> TenantData:
     """Current tables and the deal frame; closed deals priced with the lines they closed with."""
     tables = {name: read_table(engine, tenant_id, name) for name in FRAME_OBJECTS}
+    products = tables["product"]
+    tables["product"] = products.drop(columns=["raw"]).assign(
+        min_price=[minimum_price(raw) for raw in products["raw"]])
     opps, lines = tables["opportunity"], tables["opportunity_line"]
     if closed_lines_at_close and not opps.empty and not lines.empty:
         at_close = lines_at_close(_versions(engine, tenant_id, "opportunity"),
@@ -78,8 +87,7 @@ def load_tenant(engine: Engine, tenant_id: str, *, closed_lines_at_close: bool =
             at_close = at_close[at_close["opportunity_id"].isin(closed_ids)]
             open_lines = lines[~lines["opportunity_id"].isin(set(at_close["opportunity_id"]))]
             lines = pd.concat([open_lines, at_close], ignore_index=True)
-    deals = build_deal_frame(opps, lines, tables["product"], tables["account"],
-                             tables["price_book_entry"])
+    deals = build_deal_frame(opps, lines, tables["product"], tables["account"])
     extra = opps.rename(columns={"source_id": "opportunity_id", "source_created_at": "created_at"})
     keep = [c for c in ("opportunity_id", "amount", "created_at", "stage", "probability",
                         "source_modified_at", "name") if c in extra.columns]
