@@ -18,7 +18,9 @@ import pytest
 from scipy import special
 
 from accrue.analytics import fit_price_model, optimal_ratio, recommend, store
+from accrue.schema import seller_month_metric
 from accrue.warehouse import Warehouse
+from accrue_pipelines.analytics_assets import seller_metrics
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.resources import WarehouseResource
 from connectors.base import Upsert
@@ -152,3 +154,31 @@ def test_customer_minimum_raises_the_floor_and_says_so(warehouse: Warehouse, eng
     assert recs.loc[on_p1, "drivers"].str.contains(
         "to 95 %: the minimum price set for these products").all()
     assert recs.loc[~on_p1, "clamp"].isna().all()
+
+
+# --------------------------------------------------------------------------- 2: all history
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_deals_closed_in_2017_count(warehouse: Warehouse, engine, database_url: str,
+                                    tenant_id: str, instance: dg.DagsterInstance) -> None:
+    """Issue 10.2: no calendar window. A tenant whose deals closed in 2017–2018 gets seller
+    months for all of them (through the asset), and the price model learns from them."""
+    tenant = curve_tenant(seed=3, n_closed=300, n_open=4, start=date(2017, 1, 1))
+    tenant.write(warehouse, tenant_id)
+    result = _materialize(seller_metrics, instance, database_url, tenant_id)
+    closes = [r["close_date"] for r in tenant.records["opportunity"]]
+    expected = {c.strftime("%Y-%m") for c in closes}
+    assert min(expected) == "2017-01" and len(expected) > 20
+    meta = result.asset_materializations_for_node("seller_metrics")[0].metadata
+    assert meta["months_recomputed"].value == len(expected)
+    rows = store.read_rows(engine, seller_month_metric, tenant_id)
+    assert {r["month"] for r in rows} == expected
+    closed_2017 = sum(1 for r in tenant.records["opportunity"]
+                      if r["is_closed"] and r["close_date"].year == 2017)
+    assert closed_2017 > 100
+    assert sum(r["deals_closed"] for r in rows if r["month"].startswith("2017")) == closed_2017
+    assert sum(r["deals_closed"] for r in rows) == 300
+    # The price model uses all of it: every closed deal is priced and counted.
+    model = fit_price_model(store.load_tenant(engine, tenant_id).deals)
+    assert model.n_closed == 300
