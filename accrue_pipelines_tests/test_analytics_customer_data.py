@@ -14,10 +14,12 @@ from typing import Any
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import special
 
 from accrue.analytics import fit_price_model, optimal_ratio, recommend, store
+from accrue.analytics.opportunities import upsell
 from accrue.schema import seller_month_metric
 from accrue.warehouse import Warehouse
 from accrue_pipelines.analytics_assets import seller_metrics
@@ -182,3 +184,19 @@ def test_deals_closed_in_2017_count(warehouse: Warehouse, engine, database_url: 
     # The price model uses all of it: every closed deal is priced and counted.
     model = fit_price_model(store.load_tenant(engine, tenant_id).deals)
     assert model.n_closed == 300
+
+
+# --------------------------------------------------------------------------- 3: $0 is missing
+
+
+def test_a_zero_amount_win_is_not_an_upsell_gap() -> None:
+    """Issue 10.3 in revenue opportunities: an account whose only win was recorded at $0
+    has an unknown spend, not a spend of 0 to be upsold from."""
+    amounts = [10_000.0, 12_000.0, 11_000.0, 30_000.0, 9_000.0, 2_000.0, 0.0]
+    deals = pd.DataFrame({
+        "opportunity_id": [f"O{i}" for i in range(7)],
+        "account_id": [f"A{i}" for i in range(7)], "amount": amounts,
+        "is_closed": True, "is_won": True, "industry": "Retail", "size_band": "MM",
+    })
+    items = upsell(deals)
+    assert set(items["account_id"]) == {"A5"}  # 2,000 of a 12,000 potential; A6 is unknown

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from accrue.analytics import sellers
+from accrue.analytics.features import ZERO_QUOTE, build_deal_frame
 
 
 def _deals(rng: np.random.Generator, plan: dict[str, tuple[int, float]], month: str = "2025-03"
@@ -109,3 +110,50 @@ def test_manager_sees_their_team_only() -> None:
                           "manager_id": ["m1", "m1", "m2", "a", None, None]})
     assert set(sellers.team_view(metrics, "m1", users)["seller_id"]) == {"a", "b", "d"}
     assert set(sellers.team_view(metrics, "m2", users)["seller_id"]) == {"c"}
+
+
+def test_zero_quotes_are_missing_not_a_full_discount() -> None:
+    """Issue 10.3: lost deals recorded at $0 are missing prices, not 100 % discounts.
+
+    Four sellers with the same behaviour; one records its lost deals with a $0 amount
+    and $0 lines. Read through the deal frame, as the asset does, nobody is flagged.
+    """
+    rng = np.random.default_rng(8)
+    opps, lines = [], []
+    for seller in ("s1", "s2", "s3", "s4"):
+        for i in range(40):
+            oid, won = f"{seller}-{i}", bool(rng.random() < 0.4)
+            quote = 0.0 if seller == "s1" and not won else 1000.0 * rng.uniform(0.7, 0.95)
+            opps.append({"source_id": oid, "owner_id": seller, "is_closed": True,
+                         "is_won": won, "close_date": pd.Timestamp("2025-03-10"),
+                         "amount": quote,
+                         "source_created_at": pd.Timestamp("2025-01-10", tz="UTC")})
+            lines.append({"source_id": f"L{oid}", "opportunity_id": oid, "product_id": "P",
+                          "quantity": 10.0, "list_price": 100.0, "unit_price": quote / 10,
+                          "total_price": quote})
+    raw = pd.DataFrame(opps)
+    frame = build_deal_frame(raw, pd.DataFrame(lines)).merge(
+        raw.rename(columns={"source_id": "opportunity_id", "source_created_at": "created_at"})[
+            ["opportunity_id", "amount", "created_at"]], on="opportunity_id")
+    got = sellers.monthly_metrics(frame, "2025-03").set_index("seller_id")
+    assert got["flag"].isna().all(), got["flag"].dropna().to_dict()
+    s1 = frame[frame["owner_id"] == "s1"]
+    priced = s1[s1["is_won"]]
+    assert got.loc["s1", "avg_discount"] == pytest.approx((1 - priced["ratio"]).mean())
+    assert got.loc["s1", "avg_discount"] < 0.35  # not pulled towards 100 %
+    zero = s1[~s1["is_won"]]
+    assert len(zero) > 15 and (zero["exclusion"] == ZERO_QUOTE).all()
+    assert got.loc["s1", "avg_deal_size"] == pytest.approx(priced["amount"].mean())
+
+
+def test_zero_amount_wins_do_not_lower_the_average_deal_size() -> None:
+    deals = pd.DataFrame({
+        "opportunity_id": ["a", "b", "c"], "owner_id": "s1",
+        "close_date": pd.Timestamp("2025-03-03"), "is_closed": True, "is_won": True,
+        "amount": [10_000.0, 0.0, np.nan], "ratio": [0.8, 0.0, np.nan],
+        "created_at": pd.Timestamp("2025-02-01", tz="UTC"),
+    })
+    row = sellers.monthly_metrics(deals, "2025-03").iloc[0]
+    assert row["won"] == 3 and row["revenue_won"] == pytest.approx(10_000.0)
+    assert row["avg_deal_size"] == pytest.approx(10_000.0)
+    assert row["avg_discount"] == pytest.approx(0.2)

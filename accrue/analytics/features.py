@@ -20,6 +20,7 @@ import pandas as pd
 from accrue.analytics.segments import UNKNOWN, region, size_band
 
 MAX_PLAUSIBLE_RATIO = 3.0  # a quote at 3x list is a data error, not a price point
+ZERO_QUOTE = "quoted price is zero: a missing quote, not a 100 % discount"
 # Product custom-field names (normalised) that hold a customer-defined minimum unit price.
 MINIMUM_PRICE_NAMES: tuple[str, ...] = ("minimumprice", "minprice", "floorprice")
 
@@ -57,6 +58,25 @@ def minimum_price(raw: Mapping[str, Any] | None) -> float | None:
                 and not isinstance(value, bool) and math.isfinite(value) and value > 0:
             return float(value)
     return None
+
+
+def priced_ratio(deals: pd.DataFrame) -> pd.Series:
+    """Each deal's price ratio where it is a price, else NaN (missing, $0 quote, excluded).
+
+    Every metric reads prices through this, so a missing or zero quote is missing
+    everywhere, never a 100 % discount in one place and excluded in another.
+    """
+    ratio = pd.to_numeric(deals["ratio"], errors="coerce").astype(float)
+    usable = ratio.between(0, MAX_PLAUSIBLE_RATIO, inclusive="right")
+    if "exclusion" in deals.columns:
+        usable &= deals["exclusion"].isna()
+    return ratio.where(usable)
+
+
+def known_amount(values: pd.Series) -> pd.Series:
+    """Amounts where recorded: zero or missing is NaN (unknown), never a $0 sale to average."""
+    amount = pd.to_numeric(values, errors="coerce").astype(float)
+    return amount.where(amount > 0)
 
 
 def flatten_versions(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -206,6 +226,7 @@ def build_deal_frame(
     missing = (frame["n_lines"] > 0) & (frame["list_total"].isna() | frame["quote_total"].isna())
     reason[missing & reason.isna()] = "a line item without list or quoted price"
     reason[(frame["list_total"] <= 0) & reason.isna()] = "list value not positive"
+    reason[(frame["quote_total"] == 0) & reason.isna()] = ZERO_QUOTE
     bad = ~frame["ratio"].between(0, MAX_PLAUSIBLE_RATIO, inclusive="right")
     reason[bad & reason.isna()] = "implausible price ratio (quote / list)"
     frame["exclusion"] = reason

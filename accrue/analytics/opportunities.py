@@ -12,6 +12,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from accrue.analytics.features import known_amount
 from accrue.analytics.pricing import PriceModel, recommend
 
 OUTPUT_COLUMNS = ("kind", "account_id", "opportunity_id", "product_id", "expected_value",
@@ -46,7 +47,7 @@ def cross_sell(deals: pd.DataFrame, lines: pd.DataFrame, products: pd.DataFrame,
     bought = bought.dropna(subset=["account_id", "product_id"])
     if bought.empty:
         return _empty()
-    value = pd.to_numeric(bought["total_price"], errors="coerce")
+    value = known_amount(bought["total_price"])  # a $0 line is a missing price, not a sale
     typical = value.groupby(bought["product_id"]).median()
     owns = bought.groupby(["account_id", "product_id"]).size().unstack(fill_value=0) > 0
     segments = _account_segments(deals).reindex(owns.index)
@@ -81,8 +82,12 @@ def cross_sell(deals: pd.DataFrame, lines: pd.DataFrame, products: pd.DataFrame,
 
 
 def upsell(deals: pd.DataFrame) -> pd.DataFrame:
-    """Accounts whose won revenue is well below their segment's potential (75th percentile)."""
-    won = deals[deals["is_won"].astype(bool) & deals["account_id"].notna()]
+    """Accounts whose won revenue is well below their segment's potential (75th percentile).
+
+    Only won deals with a known amount count: a $0 or missing amount is not "bought 0".
+    """
+    won = deals[deals["is_won"].astype(bool) & deals["account_id"].notna()
+                & known_amount(deals["amount"]).notna()]
     if won.empty:
         return _empty()
     revenue = won.groupby("account_id")["amount"].sum()

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from accrue.analytics.features import priced_ratio
 from accrue.analytics.guardrails import clamp, guardrails
 from accrue.analytics.segments import (
     BAND_LEVELS,
@@ -730,6 +731,7 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
     Win probabilities and uplifts are model-based estimates, never observed outcomes.
     """
     deals = model._prepare(open_deals.reset_index(drop=True))
+    deals["ratio"] = priced_ratio(deals)  # a missing or $0 quote has no current price
     n = len(deals)
     current = deals["ratio"].to_numpy(float)
     list_total = deals["list_total"].to_numpy(float)

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from accrue.analytics.features import known_amount, priced_ratio
+
 ALPHA = 0.05
 MIN_DEALS_TO_FLAG = 5
 
@@ -108,9 +110,11 @@ def monthly_metrics(
     """One row per seller active in `month` ('YYYY-MM'), with the team comparison.
 
     `deals` has opportunity_id, owner_id, close_date, is_closed, is_won, amount,
-    ratio (quote / list; may be NaN) and created_at. Revenue is the won amount;
-    average deal size is per won deal; the discount is 1 − ratio averaged over the
-    closed deals that have a price; the cycle is close date − creation, in days.
+    ratio (quote / list; may be NaN), created_at and optionally exclusion. Revenue is
+    the won amount; average deal size is per won deal with a known amount; the
+    discount is 1 − ratio averaged over the closed deals that have a price. A missing
+    or $0 quote or amount is missing (`features.priced_ratio`, `known_amount`), never a
+    100 % discount or a $0 sale. The cycle is close date − creation, in days.
     """
     frame = deals[deals["owner_id"].notna()].copy()
     in_month = _month(frame["close_date"]) == month
@@ -118,7 +122,8 @@ def monthly_metrics(
     closed = frame[in_month & closed_flag].copy()
     open_ = frame[in_month & ~closed_flag]
     closed["is_won"] = closed["is_won"].fillna(False).astype(bool)
-    closed["discount"] = 1 - pd.to_numeric(closed["ratio"], errors="coerce")
+    closed["discount"] = 1 - priced_ratio(closed)
+    closed["amount"] = known_amount(closed["amount"])
     created = pd.to_datetime(closed["created_at"], errors="coerce", utc=True).dt.tz_localize(None)
     closed["cycle"] = (pd.to_datetime(closed["close_date"]) - created.dt.normalize()).dt.days
     closed["won_amount"] = closed["amount"].where(closed["is_won"], 0.0).fillna(0.0)
@@ -137,8 +142,10 @@ def monthly_metrics(
     out["win_rate_shrunk"], _ = shrink_rates(k, n)
     out["team_win_rate"] = k.sum() / n.sum() if n.sum() else np.nan
     out["revenue_won"] = g["won_amount"].sum().reindex(sellers).fillna(0.0)
+    sized = closed["amount"].where(closed["is_won"]).groupby(closed["owner_id"]).count()
+    sized = sized.reindex(sellers).fillna(0).to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["avg_deal_size"] = np.where(k > 0, out["revenue_won"] / k, np.nan)
+        out["avg_deal_size"] = np.where(sized > 0, out["revenue_won"] / sized, np.nan)
     disc = g["discount"]
     out["avg_discount"] = disc.mean().reindex(sellers)
     out["avg_discount_shrunk"] = shrink_means(
