@@ -40,7 +40,8 @@ MONTHS_LISTED = 36
     kinds={"python", "sql"},
     metadata={"dagster/table_name": "price_recommendation"},
     description="Per open deal: recommended quote, win probabilities, uplift, the segment's "
-                "Floor/Target/Start band, drivers and comparables (table price_recommendation).",
+                "Floor/Target/Start band, drivers and comparables, or why the deal cannot be "
+                "priced (table price_recommendation).",
 )
 def price_recommendations(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -53,8 +54,8 @@ def price_recommendations(
     data = store.load_tenant(engine, tenant_id)
     deals = data.deals
     model = fit_price_model(deals)
-    open_deals = deals[~deals["is_closed"] & deals["exclusion"].isna()]
-    recs = recommend(model, open_deals)
+    # Every open deal gets a row: a price, the band, or "excluded" with the reason.
+    recs = recommend(model, deals[~deals["is_closed"]])
     version = render.model_version(model)
     written = store.replace_price_recommendations(engine, tenant_id, recs, version)
     top = recs.sort_values("expected_uplift", ascending=False, na_position="last").head(
@@ -69,6 +70,7 @@ def price_recommendations(
         "by_model": int((recs["method"] == "model").sum()) if len(recs) else 0,
         "by_tenant_curve": int((recs["method"] == "tenant_curve").sum()) if len(recs) else 0,
         "by_band": int((recs["method"] == "segment band").sum()) if len(recs) else 0,
+        "excluded": int((recs["method"] == "excluded").sum()) if len(recs) else 0,
         "clamped": int(recs["clamp"].notna().sum()) if len(recs) else 0,
         "model_version": version,
         "model": dg.MetadataValue.md(model.explain()),

@@ -65,13 +65,16 @@ def test_assets_materialize_for_a_tenant(instance, resources, synced_tenant, eng
     assert result.success
     recs = store.read_rows(engine, price_recommendation, tenant_id)
     data = store.load_tenant(engine, tenant_id)
-    open_priced = data.deals[~data.deals["is_closed"] & data.deals["exclusion"].isna()]
-    assert {r["opportunity_id"] for r in recs} == set(open_priced["opportunity_id"])
+    # Every open deal has a row (issue 10.4), priced or with the reason it is not.
+    open_deals = data.deals[~data.deals["is_closed"]]
+    assert {r["opportunity_id"] for r in recs} == set(open_deals["opportunity_id"])
     for r in recs:
-        assert r["method"] in ("model", "tenant_curve", "segment band")
+        assert r["method"] in ("model", "tenant_curve", "segment band", "excluded")
         assert r["model_version"]
-        if r["method"] == "segment band":
+        if r["method"] in ("segment band", "excluded"):
             assert r["fallback_reason"]
+        if r["method"] == "excluded":
+            assert r["recommended_price"] is None
         if r["band_floor"] is not None:
             assert r["band_floor"] <= r["band_target"] <= r["band_start"]
         if r["recommended_price"] is not None:

@@ -20,9 +20,9 @@ from scipy import special
 
 from accrue.analytics import fit_price_model, optimal_ratio, recommend, store
 from accrue.analytics.opportunities import upsell
-from accrue.schema import seller_month_metric
+from accrue.schema import price_recommendation, seller_month_metric
 from accrue.warehouse import Warehouse
-from accrue_pipelines.analytics_assets import seller_metrics
+from accrue_pipelines.analytics_assets import price_recommendations, seller_metrics
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.resources import WarehouseResource
 from connectors.base import Upsert
@@ -200,3 +200,39 @@ def test_a_zero_amount_win_is_not_an_upsell_gap() -> None:
     })
     items = upsell(deals)
     assert set(items["account_id"]) == {"A5"}  # 2,000 of a 12,000 potential; A6 is unknown
+
+
+# --------------------------------------------------------------------------- 4: every open deal
+
+
+def test_every_open_deal_has_a_row_when_no_curve_can_be_fitted(
+        warehouse: Warehouse, engine, database_url: str, tenant_id: str,
+        instance: dg.DagsterInstance) -> None:
+    """Issue 10.4: no lost deal carries a price, so no curve; open deals without line items
+    or quoted at $0 are there too. price_recommendation has a row for every open deal."""
+    rng = np.random.default_rng(4)
+    tenant = base_tenant()
+    for i in range(200):
+        won = bool(rng.random() < 0.4)
+        tenant.deal(i, closed=True, won=won, close=date(2025, 1 + i % 12, 10),
+                    ratio=float(rng.uniform(0.7, 0.95)) if won else None, owner=SELLERS[i % 4])
+    for j, ratio in enumerate([0.9] * 6 + [None] * 3 + [0.0] * 2):
+        tenant.deal(200 + j, closed=False, won=False, close=date(2027, 3, 1), ratio=ratio,
+                    owner=SELLERS[j % 4])
+    tenant.write(warehouse, tenant_id)
+    result = _materialize(price_recommendations, instance, database_url, tenant_id)
+    rows = {r["opportunity_id"]: r for r in
+            store.read_rows(engine, price_recommendation, tenant_id)}
+    assert set(rows) == {f"O{200 + j:05d}" for j in range(11)}
+    for j, row in enumerate(rows[f"O{200 + j:05d}"] for j in range(11)):
+        assert row["fallback_reason"]
+        if 6 <= j < 9:  # no line items: no list value to price against
+            assert row["method"] == "excluded" and row["recommended_price"] is None
+            assert row["fallback_reason"].startswith("not priced: no line items")
+        else:  # the band, with the reason there is no curve
+            assert row["method"] == "segment band" and row["recommended_price"] > 0
+            assert "no lost deal has a quoted price" in row["fallback_reason"]
+        if j >= 9:  # quoted at $0: no current price, not a 100 % discount
+            assert row["current_price"] is None and row["current_discount"] is None
+    meta = result.asset_materializations_for_node("price_recommendations")[0].metadata
+    assert meta["recommendations"].value == 11 and meta["excluded"].value == 3

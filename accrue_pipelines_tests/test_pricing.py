@@ -186,6 +186,42 @@ def test_no_lost_prices_falls_back_to_the_band_with_the_reason():
     assert "No price curve" in model.explain()
 
 
+def test_every_open_deal_gets_a_row_priced_banded_or_excluded_with_the_reason():
+    """Issue 10.4: no curve (no lost deal has a price), and open deals without lines, with a
+    $0 quote or a line without list price: each still gets its row and, if unpriced, why."""
+    opps, lines, products, accounts = warehouse_frames(lost_have_lines=False)
+    extra = opps.iloc[[-1, -1, -1]].assign(source_id=["006N", "006Z", "006L"])  # open
+    bad_lines = pd.DataFrame([
+        {**lines.iloc[-1].to_dict(), "source_id": "00kZ", "opportunity_id": "006Z",
+         "unit_price": 0.0, "total_price": 0.0},
+        {**lines.iloc[-1].to_dict(), "source_id": "00kL", "opportunity_id": "006L",
+         "list_price": None},
+    ])
+    frame = build_deal_frame(pd.concat([opps, extra], ignore_index=True),
+                             pd.concat([lines, bad_lines], ignore_index=True), products, accounts)
+    model = fit_price_model(frame)
+    assert not model.usable
+    open_deals = frame[~frame["is_closed"]]
+    recs = recommend(model, open_deals).set_index("opportunity_id")
+    assert set(recs.index) == set(open_deals["opportunity_id"]) and len(recs) == 5
+    banded = recs.drop(index=["006N", "006L"])
+    assert (banded["method"] == "segment band").all()
+    assert banded["fallback_reason"].str.contains("no lost deal has a quoted price").all()
+    assert banded["recommended_price"].notna().all()
+    assert np.isnan(recs.loc["006Z", "current_price"])  # a $0 quote is missing, not 100 % off
+    for oid, why in (("006N", "no line items"), ("006L", "a line item without list")):
+        row = recs.loc[oid]
+        assert row["method"] == "excluded" and np.isnan(row["recommended_price"])
+        assert row["fallback_reason"].startswith(f"not priced: {why}")
+
+    # No won deal with a price either: no band, so every open deal is excluded, with why.
+    lost_only = frame.assign(is_won=False)
+    recs = recommend(fit_price_model(lost_only), lost_only[~lost_only["is_closed"]])
+    assert len(recs) == 5 and (recs["method"] == "excluded").all()
+    priced = recs[~recs["opportunity_id"].isin(["006N", "006L"])]
+    assert priced["fallback_reason"].str.contains("no won deal with a price to give a band").all()
+
+
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])
 def test_pure_noise_gives_no_curve(seed):
     data = deals(1500, seed, a={"A": 0.0, "B": 0.0, "C": 0.0}, b={"A": 0.0, "B": 0.0, "C": 0.0},

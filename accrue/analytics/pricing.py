@@ -728,6 +728,8 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
     sensitivity pass the checks ("model"); when only the segment check fails, the
     optimum of the tenant-wide curve if that passes its own checks ("tenant_curve");
     otherwise their segment band's Target ("segment band"). Both fall-backs state why.
+    A deal without a list value, or without curve and band, is still a row ("excluded",
+    no price, the reason in `fallback_reason`): every open deal is accounted for.
     Win probabilities and uplifts are model-based estimates, never observed outcomes.
     """
     deals = model._prepare(open_deals.reset_index(drop=True))
@@ -769,14 +771,23 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
     what = np.where(segment_ok, "the model's optimum",
                     np.where(tenant_ok, "the tenant-wide curve's optimum", "the segment's target"))
     recommended, clamp_label, clamp_words = clamp(proposal, rails, list(what))
+    # Not priced: no list value to price against, or neither a curve nor a band.
+    excluded = ~(list_total > 0) | np.isnan(recommended)
+    proposal, recommended = (np.where(excluded, np.nan, v) for v in (proposal, recommended))
+    clamp_label = np.where(excluded, None, clamp_label)  # type: ignore[call-overload]
+    clamp_words = [None if excluded[i] else w for i, w in enumerate(clamp_words)]
     p_now = np.where(curve_ok, win_probability(a, b, current), np.nan)
     p_rec = np.where(curve_ok, win_probability(a, b, recommended), np.nan)
     margin_now = list_total * (current - c) * p_now
     margin_rec = list_total * (recommended - c) * p_rec
 
+    exclusion = deals["exclusion"].to_numpy(object) if "exclusion" in deals.columns \
+        else np.full(n, None, dtype=object)
     reasons: list[str | None] = []
     for i in range(n):
-        if segment_ok[i]:
+        if excluded[i]:
+            reasons.append(_not_priced(model, exclusion[i], bool(list_total[i] > 0)))
+        elif segment_ok[i]:
             reasons.append(None)
         elif not model.usable:
             reasons.append("; ".join(model.reasons))
@@ -799,8 +810,8 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
     out = pd.DataFrame({
         "opportunity_id": deals["opportunity_id"].to_numpy() if "opportunity_id" in deals
         else np.arange(n),
-        "method": np.where(segment_ok, "model",
-                           np.where(tenant_ok, "tenant_curve", "segment band")),
+        "method": np.where(excluded, "excluded", np.where(
+            segment_ok, "model", np.where(tenant_ok, "tenant_curve", "segment band"))),
         "fallback_reason": reasons,
         "objective": objective,
         "list_total": list_total,
@@ -833,6 +844,7 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
     if explain:
         rows = [row for _, row in deals.iterrows()]
         out["drivers"] = [
+            None if excluded[i] else
             _drivers(tenant if tenant is not None and tenant_ok[i] else model, rows[i],
                      recommended[i] if curve_ok[i] else None, (a[i], b[i]))
             + (f" Guardrail: {clamp_words[i]}." if clamp_words[i] else "")
@@ -843,6 +855,16 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
             for i in range(n)
         ]
     return out
+
+
+def _not_priced(model: PriceModel, exclusion: object, has_list: bool) -> str:
+    """Why an open deal gets no recommended price, in words (its row says so; never dropped)."""
+    if not has_list:
+        why = exclusion if isinstance(exclusion, str) and exclusion else "no list value"
+        return (f"not priced: {why}; a recommended price needs the deal's list value, from "
+                "its line items (the band, if any, is in % of list)")
+    return ("not priced: no price curve (" + "; ".join(model.reasons or ["none fitted"])
+            + ") and no won deal with a price to give a band")
 
 
 def _bands_for(model: PriceModel, deals: pd.DataFrame) -> list[PriceBand | None]:
