@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue import onboarding_notify, tenants
-from accrue.schema import app_user, audit_event, onboarding_state, utcnow
+from accrue.schema import app_user, audit_event, onboarding_state, sync_run, utcnow
 from accrue.schema import tenant as tenant_table
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
@@ -127,6 +127,8 @@ def test_one_email_across_two_ticks_and_none_without_data(
     assert sf_sandbox.password not in body and sf_sandbox.security_token not in body
     assert notified_at(engine, tenant_id) is not None
     assert notified_at(engine, empty_tenant) is None  # still waiting for its data
+    # Nothing synced yet: not even looked at (the cheap test comes first).
+    assert empty_tenant not in onboarding_notify.awaiting_first_data_email(engine, limit=10_000)
     assert tenant_id not in onboarding_notify.awaiting_first_data_email(engine, limit=10_000)
     with engine.connect() as conn:
         audited = conn.execute(sa.select(audit_event.c.actor, audit_event.c.outcome).where(
@@ -168,7 +170,8 @@ def test_no_smtp_host_claims_nothing(
 
 
 def _earlier_setups(engine: Engine, make_tenant_id: Any, count: int, status: str) -> list[str]:
-    """`count` tenants that finished setup before anyone else and never got first data."""
+    """`count` tenants that finished setup before anyone else and never got first data:
+    one object synced, not the rest (the tenants a round must walk past)."""
     ids = sorted(make_tenant_id() for _ in range(count))
     long_ago = utcnow().replace(year=2020)
     with engine.begin() as conn:
@@ -181,9 +184,14 @@ def _earlier_setups(engine: Engine, make_tenant_id: Any, count: int, status: str
              "password_hash": "unused", "created_at": long_ago, "updated_at": long_ago}
             for t in ids])
         conn.execute(sa.insert(onboarding_state), [
-            {"tenant_id": t, "step": "complete", "data": {}, "started_at": long_ago,
-             "completed_at": long_ago, "created_at": long_ago, "updated_at": long_ago}
+            {"tenant_id": t, "step": "complete", "data": {"discovery": {"objects": [
+                {"name": "account", "count": 1}, {"name": "opportunity", "count": 1}]}},
+             "started_at": long_ago, "completed_at": long_ago, "created_at": long_ago,
+             "updated_at": long_ago}
             for t in ids])
+        conn.execute(sa.insert(sync_run), [
+            {"tenant_id": t, "object_name": "account", "started_at": long_ago,
+             "finished_at": long_ago, "status": "succeeded"} for t in ids])
     return ids
 
 
@@ -199,7 +207,7 @@ def test_a_new_tenant_is_never_starved_by_earlier_ones(
                                    instance, mail_env)
     finally:  # the session database is shared: leave no crowd behind for other tests
         with engine.begin() as conn:
-            for table in (onboarding_state, app_user):
+            for table in (onboarding_state, app_user, sync_run):
                 conn.execute(sa.delete(table).where(table.c.tenant_id.in_(earlier)))
             conn.execute(sa.delete(tenant_table).where(tenant_table.c.id.in_(earlier)))
 
