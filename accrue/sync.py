@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
 # Quarantined records re-tried per sync (they are few; each gets its own transaction).
 MAX_QUARANTINE_RETRIES = 1000
+# A load this large may change the table's statistics: refresh them before anyone queries
+# it (Warehouse.refresh_statistics decides). Smaller syncs leave it to autovacuum.
+STATISTICS_AFTER_ROWS = 200
 
 
 @dataclass
@@ -132,6 +135,9 @@ def sync_object(
             error=_error_text(exc), error_kind=getattr(exc, "kind", "error"),
         )
         raise
+    if result.upserted >= STATISTICS_AFTER_ROWS:
+        # The checks and the analytics query the table next.
+        warehouse.refresh_statistics(object_name, result.upserted)
     result.duration_seconds = time.monotonic() - started
     _report_drift(result, state)
     warehouse.finish_run(
