@@ -13,6 +13,7 @@ failure does not stop the others: the step syncs every object it can, then fails
 naming those that did not sync, and the retry resumes each from its checkpoint.
 """
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,24 +132,32 @@ def crm_sync(
     handled: set[str] = set()  # objects with their own outcome (synced, failed, not offered)
     failed: dict[str, BaseException] = {}
     try:
-        with crm_api_slot(context, crm.crm_type(tenant_id)), crm.open(tenant_id) as connector:
-            offered = {o.name for o in connector.objects()}
-            for object_name in sync_order():
-                if object_name not in selected:
-                    continue
-                handled.add(object_name)
-                if object_name not in offered:
-                    context.log.info(f"{tenant_id}: the CRM offers no {object_name}")
-                    yield _selected_checks(context, _not_offered_result(object_name))
-                    continue
-                try:
-                    yield _selected_checks(context, _sync_one(context, store, connector,
-                                                              object_name))
-                except AuthenticationError:
-                    raise  # the same credentials fail for every object: stop now
-                except Exception as exc:  # noqa: BLE001 - the other objects go on; raised below
-                    context.log.error(f"{tenant_id}/{object_name}: {type(exc).__name__}: {exc}")
-                    failed[object_name] = exc
+        with crm_api_slot(context, crm.crm_type(tenant_id)):
+            began = time.monotonic()
+            with crm.open(tenant_id) as connector:
+                offered = {o.name for o in connector.objects()}
+                # Login and describe, once per step: reported with the first object.
+                first: dict[str, Any] = {"connect_seconds": round(time.monotonic() - began, 3)}
+                for object_name in sync_order():
+                    if object_name not in selected:
+                        continue
+                    handled.add(object_name)
+                    if object_name not in offered:
+                        context.log.info(f"{tenant_id}: the CRM offers no {object_name}")
+                        yield _selected_checks(context, _not_offered_result(object_name),
+                                               first)
+                        first = {}
+                        continue
+                    try:
+                        yield _selected_checks(context, _sync_one(context, store, connector,
+                                                                  object_name), first)
+                        first = {}
+                    except AuthenticationError:
+                        raise  # the same credentials fail for every object: stop now
+                    except Exception as exc:  # noqa: BLE001 - the others go on; raised below
+                        context.log.error(
+                            f"{tenant_id}/{object_name}: {type(exc).__name__}: {exc}")
+                        failed[object_name] = exc
     except Exception as exc:
         # Failed before reaching these objects (login, describe, refused credentials):
         # their attempt is on record too.
@@ -168,13 +177,16 @@ def crm_sync(
 
 
 def _selected_checks(
-    context: dg.AssetExecutionContext, result: dg.MaterializeResult
+    context: dg.AssetExecutionContext, result: dg.MaterializeResult,
+    extra_metadata: dict[str, Any],
 ) -> dg.MaterializeResult:
-    """The result with only the check results this run selected (a subset may leave some out)."""
+    """The result with only the check results this run selected (a subset may leave some
+    out), and the step's own figures when it is the step's first."""
     selected = context.selected_asset_check_keys
     checks = [c for c in result.check_results or []
               if dg.AssetCheckKey(result.asset_key, c.check_name) in selected]  # type: ignore[arg-type]
-    return dg.MaterializeResult(asset_key=result.asset_key, metadata=result.metadata,
+    return dg.MaterializeResult(asset_key=result.asset_key,
+                                metadata={**(result.metadata or {}), **extra_metadata},
                                 data_version=result.data_version, check_results=checks)
 
 

@@ -137,6 +137,11 @@ def test_tenant_partition_materializes_with_checks(
     assert opp.metadata["dagster/row_count"].value == source
     assert opp.metadata["records_read"].value >= source
     assert warehouse.count(registered_tenant, "opportunity") == source
+    # Login and describe happen once per step, reported once (the first object's metadata).
+    connects = [e.event_specific_data.materialization.metadata["connect_seconds"].value
+                for e in result.get_asset_materialization_events()
+                if "connect_seconds" in e.event_specific_data.materialization.metadata]
+    assert len(connects) == 1 and 0 < connects[0] < 60
     # S1: nothing secret in metadata or in the run's config.
     blob = repr([e.event_specific_data.materialization.metadata
                  for e in result.get_asset_materialization_events()])

@@ -526,8 +526,8 @@ def report(phases: list[Phase], meta: dict[str, Any]) -> list[str]:
     out += [md_table(headers, rows), ""]
     out.append("Sync-run timeline (medians, seconds): queue = requested → launched; launch = "
                "process spawn + code load; wall = run start → end (Dagster's start_time → "
-               "end_time); engine = Σ `duration_seconds` of the crm/* materializations; overhead "
-               "= wall − engine.")
+               "end_time); engine = the crm/* materializations' `connect_seconds` (login, "
+               "describe) + Σ `duration_seconds`; overhead = wall − engine.")
     out.append("")
     headers = ["phase", "sync runs", "queue", "launch", "wall", "engine", "in steps, not engine",
                "between steps", "overhead share p50 / p95", "incl. launch"]

@@ -11,7 +11,7 @@ or an error.
 
 The figures are read from where Dagster keeps them: sensor ticks (start and end
 timestamps), run records and run events (queue, launch, run wall, the engine's own
-`duration_seconds`), plus psutil samples of the daemon's tree and run workers.
+`connect_seconds` and `duration_seconds`), plus psutil samples of the daemon's tree and run workers.
 """
 
 from __future__ import annotations
@@ -454,7 +454,7 @@ class RunTiming:
     starting: float | None  # the daemon launched it (process spawn begins)
     start: float | None  # the run worker is up (code location loaded): record start_time
     end: float | None
-    engine_s: float  # Σ duration_seconds of the run's crm/* materializations
+    engine_s: float  # the run's crm/* materializations: Σ connect_seconds + duration_seconds
     steps_s: float  # Σ step durations (STEP_START → STEP_SUCCESS/FAILURE)
     records_read: int
     objects: int
@@ -529,6 +529,10 @@ def run_timing(instance: Any, record: Any) -> RunTiming:
             if materialization.asset_key.path[0] != "crm":
                 continue
             meta = materialization.metadata
+            if "connect_seconds" in meta:  # the step's login and describe, on its first object
+                seconds = float(meta["connect_seconds"].value)
+                engine += seconds
+                per_step.setdefault(event.step_key or "", [0.0, 0.0])[1] += seconds
             if "duration_seconds" in meta:
                 seconds = float(meta["duration_seconds"].value)
                 engine += seconds
