@@ -303,6 +303,10 @@ def test_guardrail_clamps_are_reported():
     assert recs.loc[2, "clamp"] == "floor (customer minimum)"
     assert recs.loc[2, "recommended_ratio"] == pytest.approx(0.99)
     assert "minimum price set for these products" in recs.loc[2, "clamp_reason"]
+    # With a unit cost the floor is the cost: a margin optimum below the won range stands.
+    low_cost = recommend(model, open_deals.assign(cost_ratio=0.3, min_ratio=np.nan)).iloc[0]
+    assert low_cost["clamp"] is None
+    assert low_cost["recommended_ratio"] < np.quantile(won, 0.02) - model.config.range_margin
     interior = recommend(model, open_deals.assign(cost_ratio=0.5, min_ratio=np.nan)).iloc[0]
     assert interior["clamp"] is None
     x_star = float(optimal_ratio(interior["b"] * 0 + model.curve(open_deals.head(1))["a"].iloc[0],

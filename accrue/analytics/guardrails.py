@@ -1,15 +1,13 @@
 """Guardrails: the range a recommended quote may take, and every clamp said in words.
 
 A price-book entry is a list price, not a floor: most orgs have one price book, so a
-floor taken from it would push every recommendation up to list. The floor is the
-highest of
-- the low end of the prices actually won in the deal's segment (the band's `won_low`,
-  a low percentile of won ratios, less a small margin): below it the curve would be
-  extrapolated past any price a buyer accepted (the tenant's observed range when it
-  has no won deal with a price);
+floor taken from it would push every recommendation up to list. The floor is
 - the unit cost, where every line's product has one: below it the deal loses money;
-- a customer-defined minimum price (`min_ratio`, from the products), which can only
-  raise the floor.
+- else the low end of the prices actually won in the deal's segment (the band's
+  `won_low`, a low percentile of won ratios, less a small margin): without a cost,
+  nothing else says how low a price may go (the tenant's observed range when it has
+  no won deal with a price);
+- raised by a customer-defined minimum price (`min_ratio`, from the products), if any.
 The ceiling is the high end of the observed quotes (a high percentile plus the same
 margin), never below the floor. Which rule set the bound is reported in `clamp`
 (short, stored as is) and in a sentence.
@@ -48,13 +46,15 @@ def guardrails(
 ) -> Guardrails:
     """The floor and ceiling of each deal (see the module doc for the rules)."""
     lo, hi = ratio_range
-    floor = np.array([(bd.won_low if bd else lo) - margin for bd in bands], dtype=float)
-    source = np.array([WON_PRICES if bd else OBSERVED_RANGE for bd in bands], dtype=object)
-    for values, name in ((cost, UNIT_COST), (minimum, CUSTOMER_MINIMUM)):
-        higher = np.nan_to_num(np.asarray(values, float), nan=-np.inf) > np.nan_to_num(
-            floor, nan=-np.inf)
-        floor = np.where(higher, values, floor)
-        source = np.where(higher, name, source)
+    cost = np.asarray(cost, float)
+    won = np.array([(bd.won_low if bd else lo) - margin for bd in bands], dtype=float)
+    floor = np.where(np.isnan(cost), won, cost)
+    source = np.where(~np.isnan(cost), UNIT_COST, np.array(
+        [WON_PRICES if bd else OBSERVED_RANGE for bd in bands], dtype=object))
+    higher = np.nan_to_num(np.asarray(minimum, float), nan=-np.inf) > np.nan_to_num(
+        floor, nan=-np.inf)
+    floor = np.where(higher, minimum, floor)
+    source = np.where(higher, CUSTOMER_MINIMUM, source)
     ceiling = np.fmax(np.full(len(bands), hi + margin), floor)
     return Guardrails(floor, ceiling, source, bands, margin, quantiles)
 
