@@ -214,14 +214,10 @@ def tenant_data(engine: Engine, tenant_id: str) -> tuple[int, int] | None:
 
 
 def recommendation_count(engine: Engine, tenant_id: str) -> int:
-    """Open deals with a stored price recommendation."""
-    import sqlalchemy as sa
+    """Open deals with a recommended price (the status page's count)."""
+    from accrue.onboarding_notify import priced_deals
 
-    from accrue.schema import price_recommendation as table
-
-    query = sa.select(sa.func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
-    with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return priced_deals(engine, tenant_id)[0]
 
 
 def prepare_dagster_instance() -> None:

@@ -246,13 +246,22 @@ def progress(engine: Engine, tenant_id: str) -> dict[str, Any]:
     }
 
 
-def _recommendations(engine: Engine, tenant_id: str) -> dict[str, Any]:
-    """The second milestone: price recommendations computed from the synced deals."""
-    query = sa.select(sa.func.count(), sa.func.max(price_recommendation.c.computed_at)).where(
-        price_recommendation.c.tenant_id == tenant_id
-    )
+def priced_deals(engine: Engine, tenant_id: str) -> tuple[int, datetime | None]:
+    """Open deals with a recommended price, and when they were computed.
+
+    An excluded deal is a row with its reason but no price: it does not count.
+    """
+    table = price_recommendation
+    query = sa.select(sa.func.count(), sa.func.max(table.c.computed_at)).where(
+        table.c.tenant_id == tenant_id, table.c.method != "excluded")
     with engine.connect() as conn:
         count, computed_at = conn.execute(query).one()
+    return int(count), computed_at
+
+
+def _recommendations(engine: Engine, tenant_id: str) -> dict[str, Any]:
+    """The second milestone: price recommendations computed from the synced deals."""
+    count, computed_at = priced_deals(engine, tenant_id)
     if count:
         return {
             "state": "ready",

@@ -76,8 +76,13 @@ def curve_plot(model: PriceModel) -> str:
     if not h.empty:
         won = h[h["is_won"].astype(bool)]["ratio"]
         lost = h[~h["is_won"].astype(bool)]["ratio"]
-        ax.hist([1 - won, 1 - lost], bins=20, density=True, alpha=0.35,
-                label=["won deals", "lost deals"])
+        # An empty group has no density (numpy warns dividing by zero): draw only the others.
+        groups = [(1 - values, label) for values, label in ((won, "won deals"),
+                                                            (lost, "lost deals"))
+                  if len(values)]
+        if groups:
+            ax.hist([g for g, _ in groups], bins=20, density=True, alpha=0.35,
+                    label=[label for _, label in groups])
     ax.set_xlabel("discount off list")
     ax.set_title("Win probability vs discount" if model.usable
                  else "No price curve: won/lost discounts")

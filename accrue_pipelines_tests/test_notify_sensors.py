@@ -227,3 +227,23 @@ def _new_tenant_gets_its_email(
             break
     assert len(mails_to(mail_env, admin)) == 1
     assert notified_at(engine, tenant_id) is not None
+
+
+def test_excluded_deals_are_not_recommendations(engine: Engine, tenant_id: str) -> None:
+    """Every open deal has a row (issue 10); one excluded with its reason has no price, so
+    it does not make the 'first recommendations' milestone."""
+    from accrue.schema import price_recommendation
+
+    tenants.add_tenant(engine, tenant_id, "Excluded Co", "salesforce")
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(sa.insert(price_recommendation), [
+            {"tenant_id": tenant_id, "opportunity_id": f"006{i}", "computed_at": now,
+             "method": "excluded", "model_version": "test"} for i in range(3)])
+    assert onboarding_notify.priced_deals(engine, tenant_id) == (0, None)
+    assert onboarding_notify.progress(engine, tenant_id)["recommendations"]["state"] == "pending"
+    with engine.begin() as conn:
+        conn.execute(sa.insert(price_recommendation).values(
+            tenant_id=tenant_id, opportunity_id="006x", computed_at=now, method="model",
+            model_version="test"))
+    assert onboarding_notify.priced_deals(engine, tenant_id)[0] == 1
