@@ -264,6 +264,17 @@ def sync_command(tenant_id: str, object_names: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
+@main.command("analyze")
+@click.argument("tenant_id")
+def analyze_command(tenant_id: str) -> None:
+    """Compute TENANT's summary and analytics now (price recommendations, revenue
+    opportunities, seller metrics) from its synced data; the run shows in the Dagster UI."""
+    from accrue_pipelines.launch import run_tenant_analytics
+
+    if not run_tenant_analytics(tenant_id, echo=click.echo):
+        sys.exit(1)
+
+
 @main.command("demo")
 @click.option(
     "--check",

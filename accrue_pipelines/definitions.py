@@ -10,7 +10,7 @@ import dagster as dg
 from accrue_pipelines import run_tags
 from accrue_pipelines.analytics_assets import analytics_assets
 from accrue_pipelines.health import sync_failure_sensor
-from accrue_pipelines.jobs import sync_tenant_job
+from accrue_pipelines.jobs import DOWNSTREAM_ASSETS, analyze_tenant_job, sync_tenant_job
 from accrue_pipelines.notify_sensors import first_data_email_sensor
 from accrue_pipelines.resources import CrmResource, WarehouseResource
 from accrue_pipelines.sensors import tenant_sync_sensor
@@ -25,7 +25,7 @@ ANALYTICS_PRIORITY = 5
 
 # Only the assets with an automation condition: the sync assets are requested by the
 # scheduler sensor, and evaluating conditions for them would only cost tick time.
-automated_assets = dg.AssetSelection.assets(pipeline_summary, *analytics_assets)
+automated_assets = DOWNSTREAM_ASSETS
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "accrue_automation",
@@ -43,7 +43,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 defs = dg.Definitions(
     assets=[*sync_assets, pipeline_summary, *analytics_assets],
-    jobs=[sync_tenant_job],
+    jobs=[sync_tenant_job, analyze_tenant_job],
     sensors=[
         tenant_sync_sensor, sync_failure_sensor, automation_sensor, first_data_email_sensor,
     ],

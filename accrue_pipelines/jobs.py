@@ -12,16 +12,32 @@ from __future__ import annotations
 
 import dagster as dg
 
+from accrue_pipelines.analytics_assets import ANALYTICS_GROUP
 from accrue_pipelines.partitions import tenant_partitions
+from accrue_pipelines.summary_assets import SUMMARY_GROUP
 from accrue_pipelines.sync_assets import SYNC_GROUP, sync_asset_keys
 
 SYNC_JOB_NAME = "sync_tenant"
+ANALYZE_JOB_NAME = "analyze_tenant"
+# What is computed from a tenant's synced data: the summary and the analytics. The
+# automation sensor keeps them fresh; `accrue analyze` runs them on demand.
+DOWNSTREAM_ASSETS = dg.AssetSelection.groups(SUMMARY_GROUP, ANALYTICS_GROUP)
 
 sync_tenant_job = dg.define_asset_job(
     name=SYNC_JOB_NAME,
     selection=dg.AssetSelection.groups(SYNC_GROUP),
     partitions_def=tenant_partitions,
     description="Incremental sync of every CRM object of one tenant, in one process.",
+    executor_def=dg.in_process_executor,
+)
+
+
+analyze_tenant_job = dg.define_asset_job(
+    name=ANALYZE_JOB_NAME,
+    selection=DOWNSTREAM_ASSETS,
+    partitions_def=tenant_partitions,
+    description="One tenant's summary and analytics from its synced data, now, in one "
+                "process (what the automation sensor runs after a sync that changed data).",
     executor_def=dg.in_process_executor,
 )
 

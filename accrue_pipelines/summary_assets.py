@@ -7,6 +7,7 @@ from accrue_pipelines.resources import WarehouseResource
 from accrue_pipelines.sync_assets import sync_asset_keys
 
 AC = dg.AutomationCondition
+SUMMARY_GROUP = "tenant_overview"
 
 # Like eager(), but an upstream materialization that changed nothing (same data
 # version: no record added, changed or deleted) does not trigger a recompute.
@@ -21,7 +22,7 @@ ON_UPSTREAM_CHANGE = (
 @dg.asset(
     partitions_def=tenant_partitions,
     deps=sync_asset_keys,
-    group_name="tenant_overview",
+    group_name=SUMMARY_GROUP,
     automation_condition=ON_UPSTREAM_CHANGE,
     kinds={"sql"},
     metadata={"dagster/table_name": "pipeline_summary"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from accrue import tenants
 from accrue_pipelines.definitions import defs
@@ -196,6 +197,30 @@ def test_cli_sync_runs_in_the_instance(instance, registered_tenant, database_url
     assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
     mat = instance.get_latest_materialization_event(sync_asset_key("user"))
     assert mat is not None
+
+
+def test_cli_analyze_computes_the_tenants_analytics_on_demand(
+    instance, registered_tenant, database_url, engine, monkeypatch
+):
+    """`accrue analyze TENANT`: the summary and analytics now, through Dagster (issue 10.5)."""
+    from accrue.schema import price_recommendation
+    from accrue_pipelines.launch import run_tenant_analytics
+
+    monkeypatch.setenv("ACCRUE_DATABASE_URL", database_url)
+    assert run_tenant_sync(registered_tenant, [], echo=lambda _: None, instance=instance)
+    lines: list[str] = []
+    assert run_tenant_analytics(registered_tenant, echo=lines.append, instance=instance)
+    assert {line.split(":")[0] for line in lines if ":" in line and not line.startswith("run ")} \
+        == {"pipeline_summary", "price_recommendations", "revenue_opportunities",
+            "seller_metrics"}
+    assert any(line.startswith("price_recommendations: recommendations ") for line in lines)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(price_recommendation).where(
+            price_recommendation.c.tenant_id == registered_tenant)).scalar_one()
+    assert rows > 0
+    runs = instance.get_runs(filters=dg.RunsFilter(
+        tags={"accrue/tenant": registered_tenant, "accrue/trigger": "cli-analyze"}))
+    assert len(runs) == 1 and runs[0].job_name == "analyze_tenant"
 
 
 def test_failing_tenant_shows_why_on_its_sync_healthy_check(
