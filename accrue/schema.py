@@ -308,6 +308,7 @@ price_recommendation = sa.Table(
     _f("band_target"),
     _f("band_start"),
     sa.Column("clamp", sa.String(64), nullable=True),
+    sa.Column("clamp_reason", sa.Text(), nullable=True),  # the guardrail in words
     sa.Column("fallback_reason", sa.Text(), nullable=True),
     sa.Column("drivers", sa.Text(), nullable=True),
     sa.Column("comparables", sa.Text(), nullable=True),

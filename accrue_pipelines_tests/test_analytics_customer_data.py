@@ -16,6 +16,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from scipy import special
 
 from accrue.analytics import fit_price_model, optimal_ratio, recommend, store
@@ -156,6 +157,16 @@ def test_customer_minimum_raises_the_floor_and_says_so(warehouse: Warehouse, eng
     assert recs.loc[on_p1, "drivers"].str.contains(
         "to 95 %: the minimum price set for these products").all()
     assert recs.loc[~on_p1, "clamp"].isna().all()
+    # Stored with its sentence, where the status page and the results pages read it.
+    store.replace_price_recommendations(engine, tenant_id, recs, "test")
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(
+            price_recommendation.c.opportunity_id, price_recommendation.c.clamp_reason).where(
+            price_recommendation.c.tenant_id == tenant_id)).all())
+    for opportunity_id, clamped in zip(open_deals["opportunity_id"], on_p1, strict=True):
+        sentence = stored[opportunity_id]
+        assert ("minimum price set for these products" in sentence) if clamped \
+            else sentence is None
 
 
 # --------------------------------------------------------------------------- 2: all history

@@ -126,7 +126,7 @@ def replace_price_recommendations(engine: Engine, tenant_id: str, recs: pd.DataF
     """Replace the tenant's recommendations with `recs` (`pricing.recommend` output)."""
     validate_tenant_id(tenant_id)
     frame = recs.copy()
-    for column in ("fallback_reason", "clamp", "drivers", "comparables"):
+    for column in ("fallback_reason", "clamp", "clamp_reason", "drivers", "comparables"):
         if column in frame.columns:
             frame[column] = frame[column].astype(object)
     fixed = {"tenant_id": tenant_id, "computed_at": at or utcnow(),
