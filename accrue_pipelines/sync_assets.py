@@ -137,27 +137,11 @@ def crm_sync(
             with crm.open(tenant_id) as connector:
                 offered = {o.name for o in connector.objects()}
                 # Login and describe, once per step: reported with the first object.
-                first: dict[str, Any] = {"connect_seconds": round(time.monotonic() - began, 3)}
-                for object_name in sync_order():
-                    if object_name not in selected:
-                        continue
-                    handled.add(object_name)
-                    if object_name not in offered:
-                        context.log.info(f"{tenant_id}: the CRM offers no {object_name}")
-                        yield _selected_checks(context, _not_offered_result(object_name),
-                                               first)
-                        first = {}
-                        continue
-                    try:
-                        yield _selected_checks(context, _sync_one(context, store, connector,
-                                                                  object_name), first)
-                        first = {}
-                    except AuthenticationError:
-                        raise  # the same credentials fail for every object: stop now
-                    except Exception as exc:  # noqa: BLE001 - the others go on; raised below
-                        context.log.error(
-                            f"{tenant_id}/{object_name}: {type(exc).__name__}: {exc}")
-                        failed[object_name] = exc
+                extra: dict[str, Any] = {"connect_seconds": round(time.monotonic() - began, 3)}
+                for result in _sync_objects(context, store, connector, selected, offered,
+                                            handled, failed):
+                    yield _selected_checks(context, result, extra)
+                    extra = {}
     except Exception as exc:
         # Failed before reaching these objects (login, describe, refused credentials):
         # their attempt is on record too.
@@ -174,6 +158,33 @@ def crm_sync(
     if failed:
         # Retried by SYNC_RETRY: objects already synced cost one incremental read each.
         raise ObjectsFailed(tenant_id, failed) from next(iter(failed.values()))
+
+
+def _sync_objects(
+    context: dg.AssetExecutionContext, store: Warehouse, connector: Connector,
+    selected: set[str], offered: set[str], handled: set[str],
+    failed: dict[str, BaseException],
+) -> Iterator[dg.MaterializeResult]:
+    """Each selected object's result, parents first; an object's error is kept in `failed`
+    and the others go on, except refused credentials, which fail every object alike."""
+    tenant_id = context.partition_key
+    for object_name in sync_order():
+        if object_name not in selected:
+            continue
+        handled.add(object_name)
+        if object_name not in offered:
+            context.log.info(f"{tenant_id}: the CRM offers no {object_name}")
+            yield _not_offered_result(object_name)
+            continue
+        try:
+            result = _sync_one(context, store, connector, object_name)
+        except AuthenticationError:
+            raise  # the same credentials fail for every object: stop now
+        except Exception as exc:  # noqa: BLE001 - the others go on; raised by the caller
+            context.log.error(f"{tenant_id}/{object_name}: {type(exc).__name__}: {exc}")
+            failed[object_name] = exc
+            continue
+        yield result
 
 
 def _selected_checks(

@@ -64,7 +64,7 @@ def signup() -> ResponseReturnValue:
     """Mail a confirmation link (or, for a known address, a notice); the same page either way."""
     form = SignupForm()
     if form.validate_on_submit():
-        email = email_links.normalise_email(form.email.data or "")
+        email = store.normalise_email(form.email.data or "")
         # Hashed for both kinds of address: the same work, the same time.
         password_hash = hash_password(form.password.data or "")
         known = store.find_user(warehouse.engine, email) is not None

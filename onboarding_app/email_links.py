@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from accrue.schema import email_link, utcnow
 from onboarding_app.security import token_hash
+from onboarding_app.store import normalise_email
 
 SIGNUP = "signup"
 SIGNUP_NOTICE = "signup_notice"  # "already registered": mailed, no link to redeem
@@ -38,10 +39,6 @@ class Link:
     email: str
     payload: dict[str, Any]
     expires_at: datetime
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
 
 
 def may_send(engine: Engine, email: str) -> bool:

@@ -20,6 +20,7 @@ import time
 from flask_limiter.util import get_remote_address
 
 from onboarding_app.extensions import limiter
+from onboarding_app.store import normalise_email
 
 FREE_FAILURES = 5
 MAX_WAIT_SECONDS = 15 * 60
@@ -29,7 +30,7 @@ FAILURE_MEMORY_SECONDS = 60 * 60
 
 def _key(kind: str, email: str) -> str:
     """Per account and client; the e-mail is hashed, so the store holds no address."""
-    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    account = hashlib.sha256(normalise_email(email).encode()).hexdigest()[:32]
     return f"login-{kind}:{account}:{get_remote_address()}"
 
 

@@ -57,11 +57,16 @@ def slugify(name: str) -> str:
     return slug if len(slug) >= 2 else "tenant"
 
 
+def normalise_email(email: str) -> str:
+    """How every e-mail address is stored and compared: trimmed, lowercased."""
+    return email.strip().lower()
+
+
 def create_account(
     engine: Engine, *, company: str, full_name: str, email: str, password_hash: str
 ) -> tuple[str, int]:
     """Register a pending tenant, its first admin and an empty wizard; (tenant id, user id)."""
-    email = email.strip().lower()
+    email = normalise_email(email)
     with engine.connect() as conn:
         if conn.execute(sa.select(app_user.c.id).where(app_user.c.email == email)).first():
             raise EmailTaken(email)
@@ -95,7 +100,7 @@ def create_account(
 def find_user(engine: Engine, email: str) -> sa.Row[Any] | None:
     with engine.connect() as conn:
         return conn.execute(
-            sa.select(app_user).where(app_user.c.email == email.strip().lower())
+            sa.select(app_user).where(app_user.c.email == normalise_email(email))
         ).first()
 
 
