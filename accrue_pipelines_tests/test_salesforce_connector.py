@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 
 import pytest
@@ -71,12 +72,20 @@ def test_full_read_pages_with_checkpoints_and_matches_source_count(sf_sandbox):
     assert first.raw["Id"] == first.source_id and "attributes" not in first.raw
 
 
+def _let_the_clock_pass_the_change() -> None:
+    """A read's upper bound is exclusive at SOQL's millisecond precision, so a change stamped
+    in the very millisecond a read starts waits for the next sync (its cursor starts there).
+    With no lookback, tests that expect the change in the *next* read let a few ms pass."""
+    time.sleep(0.005)
+
+
 def test_incremental_read_returns_changes_since_the_cursor(sf_sandbox, sf_client):
     with _connector(sf_sandbox, lookback_seconds=0) as connector:
         _, checkpoints = _drain(connector, "account")
         state = checkpoints[-1].state
         account_id = sf_client.query("SELECT Id FROM Account LIMIT 1")["records"][0]["Id"]
         sf_client.Account.update(account_id, {"Name": "Renamed Industries"})
+        _let_the_clock_pass_the_change()
         changed, _ = _drain(connector, "account", state)
     assert [u.source_id for u in changed] == [account_id]
     assert changed[0].fields["name"] == "Renamed Industries"
@@ -97,6 +106,7 @@ def test_deleted_records_arrive_flagged(sf_sandbox, sf_client):
         _, checkpoints = _drain(connector, "contact")
         contact_id = sf_client.query("SELECT Id FROM Contact LIMIT 1")["records"][0]["Id"]
         sf_client.Contact.delete(contact_id)
+        _let_the_clock_pass_the_change()
         changed, _ = _drain(connector, "contact", checkpoints[-1].state)
     assert [(u.source_id, u.is_deleted) for u in changed] == [(contact_id, True)]
 
