@@ -1537,6 +1537,28 @@ class Warehouse:
             for row in sorted(last_rows, key=lambda row: row["object_name"])
         }
 
+    def objects_changed_by(self, runs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+        """For (tenant id, Dagster run id) pairs: the objects each run wrote rows of.
+
+        Any finished status counts: a failed or stopped sync keeps the pages it
+        committed, so what is computed from them must follow. Scoped by tenant as
+        well as run id, so a run id never reaches another tenant's rows.
+        """
+        pairs = sorted(set(runs))
+        for tenant_id, _ in pairs:
+            validate_tenant_id(tenant_id)
+        changed: dict[str, set[str]] = {}
+        for start in range(0, len(pairs), 500):  # bound the size of one IN list
+            query = sa.select(sync_run.c.run_id, sync_run.c.object_name).where(
+                sa.tuple_(sync_run.c.tenant_id, sync_run.c.run_id).in_(pairs[start:start + 500]),
+                sync_run.c.status != "running",
+                (sync_run.c.records_upserted + sync_run.c.records_deleted) > 0,
+            ).distinct()
+            with self.engine.connect() as conn:
+                for run_id, object_name in conn.execute(query):
+                    changed.setdefault(run_id, set()).add(object_name)
+        return changed
+
     def recent_runs(
         self, tenant_id: str, limit: int = 20, *, object_name: str | None = None
     ) -> list[dict[str, Any]]:

@@ -1,9 +1,11 @@
 """Analytics assets: price recommendations, revenue opportunities and seller metrics (F5).
 
-All three are partitioned by tenant only and re-run by declarative automation when
-the synced data they read changes (data-version based, like `pipeline_summary`).
-Price recommendations and revenue opportunities are refitted for the tenant as a
-whole. Seller metrics are per seller and month, and a tenant has years of months:
+All three are partitioned by tenant only and re-run when a sync wrote rows of an
+object they read (`refresh_sensor.py`, from the assets' own dependencies).
+Price recommendations and revenue opportunities are computed for the tenant as a
+whole on one price model per version of its closed deals: whichever runs first fits
+and stores it (table `price_model`), the other reuses it (metadata `model_fit`
+says which). Seller metrics are per seller and month, and a tenant has years of months:
 the asset reads the change log since its watermark and recomputes only the months
 those changes touch — the old and the new close month of each changed deal — so
 the partition count stays one per tenant and F5's "only what is affected" holds
@@ -20,7 +22,6 @@ import dagster as dg
 
 from accrue_pipelines.partitions import tenant_partitions
 from accrue_pipelines.resources import WarehouseResource
-from accrue_pipelines.summary_assets import ON_UPSTREAM_CHANGE
 from accrue_pipelines.sync_assets import sync_asset_key
 
 ANALYTICS_GROUP = "analytics"
@@ -36,7 +37,6 @@ MONTHS_LISTED = 36
     partitions_def=tenant_partitions,
     deps=[sync_asset_key(o) for o in DEAL_OBJECTS],
     group_name=ANALYTICS_GROUP,
-    automation_condition=ON_UPSTREAM_CHANGE,
     kinds={"python", "sql"},
     metadata={"dagster/table_name": "price_recommendation"},
     description="Per open deal: recommended quote, win probabilities, uplift, the segment's "
@@ -46,18 +46,22 @@ MONTHS_LISTED = 36
 def price_recommendations(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    from accrue.analytics import fit_price_model, recommend, store
+    from accrue.analytics import recommend, store
+    from accrue.analytics.lines import split_by_line
     from accrue_pipelines import analytics_render as render
 
     tenant_id = context.partition_key
     engine = warehouse.engine()
     data = store.load_tenant(engine, tenant_id)
     deals = data.deals
-    model = fit_price_model(deals)
+    fit = store.fitted_price_model(engine, tenant_id, deals)
+    model = fit.model
+    context.log.info(f"{tenant_id}: price model {fit.version}: {fit.why}")
     # Every open deal gets a row: a price, the band, or "excluded" with the reason.
     recs = recommend(model, deals[~deals["is_closed"]])
-    version = render.model_version(model)
-    written = store.replace_price_recommendations(engine, tenant_id, recs, version)
+    recs, lines = split_by_line(recs, data.tables["opportunity_line"], data.tables["product"])
+    version = fit.version
+    written = store.replace_price_recommendations(engine, tenant_id, recs, version, lines=lines)
     top = recs.sort_values("expected_uplift", ascending=False, na_position="last").head(
         PREVIEW_ROWS)
     preview = render.md_table(top, {
@@ -72,7 +76,11 @@ def price_recommendations(
         "by_band": int((recs["method"] == "segment band").sum()) if len(recs) else 0,
         "excluded": int((recs["method"] == "excluded").sum()) if len(recs) else 0,
         "clamped": int(recs["clamp"].notna().sum()) if len(recs) else 0,
+        "line_rows": len(lines),
         "model_version": version,
+        "model_decision": "curve" if model.usable else "bands",
+        "model_reused": fit.reused,
+        "model_fit": fit.why,
         "model": dg.MetadataValue.md(model.explain()),
         "top_recommendations": dg.MetadataValue.md(preview),
         "win_curve": dg.MetadataValue.md(render.curve_plot(model)),
@@ -83,7 +91,6 @@ def price_recommendations(
     partitions_def=tenant_partitions,
     deps=[sync_asset_key(o) for o in DEAL_OBJECTS],
     group_name=ANALYTICS_GROUP,
-    automation_condition=ON_UPSTREAM_CHANGE,
     kinds={"python", "sql"},
     metadata={"dagster/table_name": "revenue_opportunity"},
     description="Cross-sell, upsell, win-back and stalled deals with expected value and a "
@@ -92,21 +99,26 @@ def price_recommendations(
 def revenue_opportunities(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    from accrue.analytics import fit_price_model, store
     from accrue.analytics import opportunities as opps_lib
+    from accrue.analytics import store
     from accrue_pipelines import analytics_render as render
 
     tenant_id = context.partition_key
     engine = warehouse.engine()
     data = store.load_tenant(engine, tenant_id)
-    model = fit_price_model(data.deals)
-    items = opps_lib.find_all(model, data.deals, data.tables["opportunity_line"],
+    # The model price_recommendations stored for the same data; refitted only if it changed.
+    fit = store.fitted_price_model(engine, tenant_id, data.deals)
+    context.log.info(f"{tenant_id}: price model {fit.version}: {fit.why}")
+    items = opps_lib.find_all(fit.model, data.deals, data.tables["opportunity_line"],
                               data.tables["product"], datetime.now(UTC))
     written = store.replace_revenue_opportunities(engine, tenant_id, items)
     counts = items["kind"].value_counts().to_dict() if len(items) else {}
     top = items.sort_values("expected_value", ascending=False).head(PREVIEW_ROWS)
     return dg.MaterializeResult(metadata={
         "opportunities": written,
+        "model_version": fit.version,
+        "model_reused": fit.reused,
+        "model_fit": fit.why,
         **{f"{kind}_count": int(counts.get(kind, 0)) for kind in
            ("cross_sell", "upsell", "win_back", "stalled")},
         "total_expected_value": float(items["expected_value"].sum()) if len(items) else 0.0,
@@ -126,7 +138,6 @@ def _month_list(months: list[str]) -> str:
     partitions_def=tenant_partitions,
     deps=[sync_asset_key(o) for o in SELLER_OBJECTS],
     group_name=ANALYTICS_GROUP,
-    automation_condition=ON_UPSTREAM_CHANGE,
     kinds={"python", "sql"},
     metadata={"dagster/table_name": "seller_month_metric"},
     description="Per seller and month next to the team: win rate with Wilson interval, "

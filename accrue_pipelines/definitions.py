@@ -7,11 +7,11 @@ that use them, never at module level.
 
 import dagster as dg
 
-from accrue_pipelines import run_tags
 from accrue_pipelines.analytics_assets import analytics_assets
 from accrue_pipelines.health import sync_failure_sensor
-from accrue_pipelines.jobs import DOWNSTREAM_ASSETS, analyze_tenant_job, sync_tenant_job
+from accrue_pipelines.jobs import analyze_tenant_job, sync_tenant_job
 from accrue_pipelines.notify_sensors import first_data_email_sensor
+from accrue_pipelines.refresh_sensor import downstream_refresh_sensor
 from accrue_pipelines.resources import CrmResource, WarehouseResource
 from accrue_pipelines.sensors import tenant_sync_sensor
 from accrue_pipelines.summary_assets import pipeline_summary
@@ -19,33 +19,12 @@ from accrue_pipelines.sync_assets import sync_assets
 
 warehouse_resource = WarehouseResource()
 
-# Analytics after a sync: above routine syncs (a new customer's first recommendations
-# should not wait behind other tenants' hourly syncs), below first syncs.
-ANALYTICS_PRIORITY = 5
-
-# Only the assets with an automation condition: the sync assets are requested by the
-# scheduler sensor, and evaluating conditions for them would only cost tick time.
-automated_assets = DOWNSTREAM_ASSETS
-
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "accrue_automation",
-    target=automated_assets,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    run_tags={
-        run_tags.TRIGGER: "data-changed",
-        run_tags.PRIORITY: str(ANALYTICS_PRIORITY),
-        run_tags.CELERY_QUEUE: run_tags.ANALYTICS_QUEUE,
-    },
-    description="Recomputes the summary and the analytics of each tenant whose synced data "
-                "changed (and only of those).",
-)
-
 defs = dg.Definitions(
     assets=[*sync_assets, pipeline_summary, *analytics_assets],
     jobs=[sync_tenant_job, analyze_tenant_job],
     sensors=[
-        tenant_sync_sensor, sync_failure_sensor, automation_sensor, first_data_email_sensor,
+        tenant_sync_sensor, sync_failure_sensor, downstream_refresh_sensor,
+        first_data_email_sensor,
     ],
     resources={
         "warehouse": warehouse_resource,

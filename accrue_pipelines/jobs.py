@@ -20,7 +20,7 @@ from accrue_pipelines.sync_assets import SYNC_GROUP, sync_asset_keys
 SYNC_JOB_NAME = "sync_tenant"
 ANALYZE_JOB_NAME = "analyze_tenant"
 # What is computed from a tenant's synced data: the summary and the analytics. The
-# automation sensor keeps them fresh; `accrue analyze` runs them on demand.
+# refresh sensor (refresh_sensor.py) keeps them fresh; `accrue analyze` runs them on demand.
 DOWNSTREAM_ASSETS = dg.AssetSelection.groups(SUMMARY_GROUP, ANALYTICS_GROUP)
 
 sync_tenant_job = dg.define_asset_job(
@@ -37,7 +37,7 @@ analyze_tenant_job = dg.define_asset_job(
     selection=DOWNSTREAM_ASSETS,
     partitions_def=tenant_partitions,
     description="One tenant's summary and analytics from its synced data, now, in one "
-                "process (what the automation sensor runs after a sync that changed data).",
+                "process (what the refresh sensor runs after a sync that changed data).",
     executor_def=dg.in_process_executor,
 )
 

@@ -15,7 +15,7 @@ PRIORITY = "dagster/priority"  # the run queue starts higher values first
 # dagster-celery's CeleryRunLauncher sends the run to this queue; one queue per CRM, so
 # a CRM that is slow or rate-limited only holds back workers of its own queue.
 CELERY_QUEUE = "dagster-celery/queue"
-# Analytics runs (launched by the automation sensor) never call a CRM.
+# Analytics runs (launched by the refresh sensor) never call a CRM.
 ANALYTICS_QUEUE = "analytics"
 
 

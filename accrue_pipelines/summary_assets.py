@@ -1,4 +1,5 @@
-"""Downstream of the syncs: a per-tenant pipeline summary, refreshed when data changes."""
+"""Downstream of the syncs: a per-tenant pipeline summary, refreshed when data changes
+(`refresh_sensor.py` requests it)."""
 
 import dagster as dg
 
@@ -6,24 +7,13 @@ from accrue_pipelines.partitions import tenant_partitions
 from accrue_pipelines.resources import WarehouseResource
 from accrue_pipelines.sync_assets import sync_asset_keys
 
-AC = dg.AutomationCondition
 SUMMARY_GROUP = "tenant_overview"
-
-# Like eager(), but an upstream materialization that changed nothing (same data
-# version: no record added, changed or deleted) does not trigger a recompute.
-ON_UPSTREAM_CHANGE = (
-    (AC.newly_missing() | AC.any_deps_match(AC.data_version_changed())).since_last_handled()
-    & ~AC.any_deps_missing()
-    & ~AC.any_deps_in_progress()
-    & ~AC.in_progress()
-).with_label("on upstream data change")
 
 
 @dg.asset(
     partitions_def=tenant_partitions,
     deps=sync_asset_keys,
     group_name=SUMMARY_GROUP,
-    automation_condition=ON_UPSTREAM_CHANGE,
     kinds={"sql"},
     metadata={"dagster/table_name": "pipeline_summary"},
 )

@@ -1,6 +1,9 @@
-"""The Dagster layer: definitions, a tenant partition materialized, sensors, automation."""
+"""The Dagster layer: definitions, a tenant partition materialized, sensors, refreshes."""
 
 from __future__ import annotations
+
+import json
+import uuid
 
 import dagster as dg
 import pytest
@@ -10,10 +13,13 @@ from accrue import tenants
 from accrue_pipelines.definitions import defs
 from accrue_pipelines.launch import run_tenant_sync
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
+from accrue_pipelines.refresh_sensor import EVERYTHING, assets_to_refresh, downstream_refresh_sensor
+from accrue_pipelines.refresh_sensor import MAX_RUN_REQUESTS_PER_TICK as MAX_REFRESH_REQUESTS
 from accrue_pipelines.resources import CrmResource, WarehouseResource
-from accrue_pipelines.summary_assets import pipeline_summary
 from accrue_pipelines.sync_assets import sync_asset_key, sync_asset_keys, sync_assets
 from connectors.common_model import COMMON_OBJECTS
+
+EVERYTHING_NAMES = [k.to_user_string() for k in EVERYTHING]
 
 
 @pytest.fixture
@@ -47,7 +53,7 @@ def test_definitions_load():
     assert {f"crm/{name}" for name in COMMON_OBJECTS} | {"pipeline_summary"} <= keys
     job = defs.resolve_job_def("sync_tenant")
     assert job.executor_def.name == dg.in_process_executor.name  # one process per run
-    for name in ("tenant_sync_sensor", "accrue_automation", "sync_failure_sensor",
+    for name in ("tenant_sync_sensor", "downstream_refresh_sensor", "sync_failure_sensor",
                  "first_data_email_sensor"):
         assert defs.resolve_sensor_def(name) is not None
     assert not list(defs.schedules or [])  # the nightly reconciliation rides on the scheduler
@@ -105,14 +111,6 @@ def test_a_sync_stopped_at_the_quota_warns_on_sync_healthy_with_the_reason():
     assert _health_result(key, SyncResult("t", "opportunity")).passed
 
 
-def test_automation_evaluates_only_the_assets_that_need_it():
-    sensor = defs.resolve_sensor_def("accrue_automation")
-    targeted = sensor.asset_selection.resolve(defs.resolve_asset_graph())
-    assert {k.to_user_string() for k in targeted} == {
-        "pipeline_summary", "price_recommendations", "revenue_opportunities", "seller_metrics"}
-    assert int(sensor.run_tags["dagster/priority"]) > 0  # analytics before routine syncs
-
-
 def test_tenant_partition_materializes_with_checks(
     instance, resources, registered_tenant, warehouse, sf_client
 ):
@@ -152,39 +150,91 @@ def test_tenant_partition_materializes_with_checks(
         assert secret not in repr(run.run_config)
 
 
-def test_summary_reruns_only_when_upstream_data_changes(
-    instance, resources, registered_tenant, sf_client
+def _refresh_tick(instance, resources, cursor=None):
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
+        result = downstream_refresh_sensor(ctx)
+    requested = {r.partition_key: {k.to_user_string() for k in r.asset_selection or []}
+                 for r in result.run_requests or []}
+    return requested, result.cursor
+
+
+def test_downstream_refreshes_after_a_sync_that_changed_data_and_only_then(
+    instance, resources, registered_tenant, sf_client, database_url, monkeypatch
 ):
+    monkeypatch.setenv("ACCRUE_DATABASE_URL", database_url)
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
-    automation_defs = dg.Definitions(assets=[*sync_assets, pipeline_summary], resources=resources)
+    requested, cursor = _refresh_tick(instance, resources)
+    assert requested == {}  # nothing synced yet
+    assert run_tenant_sync(registered_tenant, [], echo=lambda _: None, instance=instance)
+    requested, cursor = _refresh_tick(instance, resources, cursor)
+    assert requested == {registered_tenant: set(EVERYTHING_NAMES)}  # first data: everything
+    run = instance.get_runs(filters=dg.RunsFilter(job_name="analyze_tenant"))
+    assert run == []  # the test launches nothing: the request is what is checked
+    requested, cursor = _refresh_tick(instance, resources, cursor)
+    assert requested == {}  # the same finished run, re-read in the overlap, is not redone
 
-    def requested(cursor):
-        result = dg.evaluate_automation_conditions(
-            defs=automation_defs, instance=instance, cursor=cursor
-        )
-        keys = result.get_requested_partitions(pipeline_summary.key)
-        return registered_tenant in keys, result.cursor
+    assert run_tenant_sync(registered_tenant, [], echo=lambda _: None, instance=instance)
+    requested, cursor = _refresh_tick(instance, resources, cursor)
+    assert requested == {}  # nothing changed in the CRM
 
-    def sync():
-        assert dg.materialize(sync_assets, instance=instance, partition_key=registered_tenant,
-                              resources=resources).success
-
-    wanted, cursor = requested(None)
-    assert not wanted  # the new tenant has no synced data yet
-    sync()
-    wanted, cursor = requested(cursor)
-    assert wanted  # first data arrived: the summary is missing
-    assert dg.materialize([pipeline_summary], instance=instance, resources=resources,
-                          partition_key=registered_tenant, selection=[pipeline_summary]).success
-    _, cursor = requested(cursor)
-    sync()  # nothing changed in the CRM
-    wanted, cursor = requested(cursor)
-    assert not wanted
     account_id = sf_client.query("SELECT Id FROM Account LIMIT 1")["records"][0]["Id"]
     sf_client.Account.update(account_id, {"Name": "Changed Ltd"})
-    sync()
-    wanted, _ = requested(cursor)
-    assert wanted
+    assert run_tenant_sync(registered_tenant, [], echo=lambda _: None, instance=instance)
+    requested, cursor = _refresh_tick(instance, resources, cursor)
+    # Accounts feed the summary and the pricing, not the seller metrics.
+    assert requested == {registered_tenant: {
+        "pipeline_summary", "price_recommendations", "revenue_opportunities"}}
+
+
+def test_refresh_waits_while_the_tenant_is_busy_and_caps_each_tick(instance, resources):
+    tenants_pending = {f"tenant-{i:02d}": ["pipeline_summary"] for i in range(15)}
+    cursor = json.dumps({"read_until": "2026-01-01T00:00:00+00:00", "handled": [],
+                         "pending": tenants_pending})
+    busy = dg.DagsterRun(job_name="sync_tenant", run_id=str(uuid.uuid4()),
+                         status=dg.DagsterRunStatus.STARTED,
+                         tags={"dagster/partition": "tenant-00"})
+    instance.add_run(busy)
+    requested, cursor = _refresh_tick(instance, resources, cursor)
+    assert len(requested) == MAX_REFRESH_REQUESTS == 10
+    assert "tenant-00" not in requested  # its sync will change the data again
+    left = json.loads(cursor)["pending"]
+    assert set(left) | set(requested) == set(tenants_pending)  # nothing dropped
+    requested, cursor = _refresh_tick(instance, resources, cursor)
+    assert set(requested) == set(left) - {"tenant-00"}
+    instance.delete_run(busy.run_id)
+    requested, cursor = _refresh_tick(instance, resources, cursor)
+    assert set(requested) == {"tenant-00"} and json.loads(cursor)["pending"] == {}
+
+
+def test_what_each_change_refreshes_follows_the_assets_dependencies():
+    def run(tags, status=dg.DagsterRunStatus.SUCCESS):
+        return dg.DagsterRun(job_name="sync_tenant", run_id=str(uuid.uuid4()), status=status,
+                             tags={"dagster/partition": "acme", **tags})
+
+    contacts = run({})
+    assert assets_to_refresh([contacts], {contacts.run_id: {"contact"}}) == {
+        "acme": {"pipeline_summary"}}
+    users = run({})
+    assert assets_to_refresh([users], {users.run_id: {"user"}}) == {
+        "acme": {"pipeline_summary", "seller_metrics"}}
+    # A first sync of an empty CRM still gives the tenant its (empty) results; a failed
+    # one that wrote nothing asks for nothing.
+    empty_first = run({"accrue/trigger": "first-sync"})
+    assert assets_to_refresh([empty_first], {}) == {"acme": set(EVERYTHING_NAMES)}
+    failed_first = run({"accrue/trigger": "first-sync"}, dg.DagsterRunStatus.FAILURE)
+    assert assets_to_refresh([failed_first], {}) == {}
+
+
+def test_run_ledger_reports_changes_only_for_the_runs_own_tenant(warehouse, make_tenant_id):
+    mine, other = make_tenant_id(), make_tenant_id()
+    wrote = warehouse.start_run(mine, "account", run_id="run-1")
+    warehouse.finish_run(wrote, "succeeded", {"upserted": 3, "deleted": 0})
+    idle = warehouse.start_run(mine, "contact", run_id="run-1")
+    warehouse.finish_run(idle, "succeeded", {"upserted": 0, "deleted": 0})
+    failed = warehouse.start_run(mine, "user", run_id="run-1")
+    warehouse.finish_run(failed, "failed", {"upserted": 0, "deleted": 2}, error="boom")
+    assert warehouse.objects_changed_by([(mine, "run-1")]) == {"run-1": {"account", "user"}}
+    assert warehouse.objects_changed_by([(other, "run-1")]) == {}
 
 
 def test_cli_sync_runs_in_the_instance(instance, registered_tenant, database_url, monkeypatch):

@@ -79,7 +79,7 @@ ANALYTICS_ASSETS = 4  # pipeline_summary, price_recommendations, revenue_opportu
 ASSETS_PER_TENANT = 12
 POLL_S = 10.0
 PROGRESS_EVERY_S = 30.0
-QUIET_S = 45.0  # the automation sensor ticks every 30 s: idle this long means drained
+QUIET_S = 45.0  # the refresh sensor ticks every 15 s: idle this long means drained
 
 
 @dataclass
@@ -494,7 +494,7 @@ def report(phases: list[Phase], meta: dict[str, Any]) -> list[str]:
         for part, ticks in (("warm-up", phase.ticks_warmup), ("steady", phase.ticks_steady)):
             label = ("burst" if phase.kind == "burst" else
                      "window" if part == "steady" and phase.kind == "steady" else part)
-            for sensor in ("tenant_sync_sensor", "accrue_automation"):
+            for sensor in ("tenant_sync_sensor", "downstream_refresh_sensor"):
                 st = ticks.get(sensor)
                 if st is None or not st.count:
                     continue

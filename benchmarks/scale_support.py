@@ -47,7 +47,7 @@ DEPLOY_CONFIG = REPO / "deploy" / "dagster" / "single-host.yaml"
 POSTGRES_ENV = "ACCRUE_BENCH_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SYNC_JOB = "sync_tenant"
-SENSORS = ("tenant_sync_sensor", "accrue_automation", "sync_failure_sensor",
+SENSORS = ("tenant_sync_sensor", "downstream_refresh_sensor", "sync_failure_sensor",
            "first_data_email_sensor")
 SANDBOX_CREDENTIALS = {"username": "admin@sandbox.accrue.local",
                        "password": "sandbox-password", "security_token": "SANDBOXTOKEN"}
@@ -646,8 +646,8 @@ def log_problems(path: Path, top: int = 12) -> tuple[Counter[str], int]:
 class CrmActivity(threading.Thread):
     """Every `every_s`, changes `per_round` opportunities in the next sandbox (round robin).
 
-    Real CRMs change between syncs: a synced change makes the tenant's data version move,
-    so the automation sensor follows the sync with an analytics run. With K sandboxes each
+    Real CRMs change between syncs: a synced change is a row the sync wrote,
+    so the refresh sensor follows the sync with an analytics run. With K sandboxes each
     one changes every K·every_s, and a tenant's hourly sync brings changes about
     min(1, 60 min / (K·every_s)) of the time.
     """
