@@ -298,8 +298,10 @@ price_recommendation = sa.Table(
     _f("list_total"),
     _f("current_price"),
     _f("current_discount"),
-    _f("recommended_price"),
+    _f("recommended_price"),  # the whole deal, to the cent
     _f("recommended_discount"),
+    sa.Column("n_lines", sa.Integer(), nullable=True),
+    _f("recommended_unit_price"),  # one-line deals only; see price_recommendation_line
     _f("win_probability_current"),
     _f("win_probability_recommended"),
     _f("expected_uplift"),
@@ -313,6 +315,49 @@ price_recommendation = sa.Table(
     sa.Column("drivers", sa.Text(), nullable=True),
     sa.Column("comparables", sa.Text(), nullable=True),
     sa.Column("model_version", sa.String(64), nullable=False),
+)
+
+# The deal's recommendation split over its line items (replaced with the deals' rows):
+# the line totals add up to the deal's recommended_price to the cent.
+price_recommendation_line = sa.Table(
+    "price_recommendation_line",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("opportunity_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("line_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("product_id", sa.String(ID_LENGTH), nullable=True),
+    _f("quantity", nullable=False),
+    _f("list_price"),  # per unit
+    _f("list_total", nullable=False),  # quantity × list price
+    _f("recommended_line_total", nullable=False),
+    _f("recommended_unit_price"),
+    _f("recommended_discount"),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id", "opportunity_id"],
+                            ["price_recommendation.tenant_id",
+                             "price_recommendation.opportunity_id"], ondelete="CASCADE"),
+)
+
+PRICE_MODEL_DECISIONS: tuple[str, ...] = ("curve", "bands")
+
+# A tenant's fitted price model, stored so that every reader of the same training data
+# reuses one fit (`accrue.analytics.model_io`); replaced when the data hash changes.
+price_model = sa.Table(
+    "price_model",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("fit_version", sa.String(32), nullable=False),
+    sa.Column("data_hash", sa.String(64), nullable=False),
+    sa.Column("fitted_at", UtcDateTime(), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),  # curve | bands, for the tenant
+    sa.Column("decision_reason", sa.Text(), nullable=True),
+    sa.Column("n_closed", sa.Integer(), nullable=False),
+    sa.Column("n_won", sa.Integer(), nullable=False),
+    sa.Column("n_lost", sa.Integer(), nullable=False),
+    sa.Column("parameters", json_type(), nullable=False),
+    sa.CheckConstraint(_in("decision", PRICE_MODEL_DECISIONS), name="decision"),
 )
 
 # Deal-specific revenue opportunities (replaced per tenant).

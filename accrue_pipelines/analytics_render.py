@@ -8,7 +8,6 @@ webserver, the daemon, each run) would otherwise pay for them.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 from typing import Any
 
@@ -50,15 +49,6 @@ def md_table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
             cells.append(format(value, spec) if ok and spec else (str(value) if ok else "—"))
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)
-
-
-def model_version(model: PriceModel) -> str:
-    """Identifies the training data and the outcome, so a reader can tell refits apart."""
-    h = model.history
-    basis = (h[["opportunity_id", "ratio", "is_won"]].to_csv(index=False)
-             if not h.empty and "opportunity_id" in h else "")
-    digest = hashlib.sha1(basis.encode(), usedforsecurity=False).hexdigest()[:12]
-    return f"{'curve' if model.usable else 'bands'}-{model.n_closed}-{digest}"
 
 
 def curve_plot(model: PriceModel) -> str:

@@ -88,6 +88,7 @@ __all__ = [
     "numeric_optimum",
     "optimal_ratio",
     "recommend",
+    "training_frame",
     "win_probability",
 ]
 
@@ -254,14 +255,13 @@ class PriceModel:
         return " ".join(lines)
 
 
-def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) -> PriceModel:
-    """Fit the tenant's bid-response model on its priced closed deals (see module doc).
+def training_frame(deals: pd.DataFrame, config: PricingConfig
+                   ) -> tuple[pd.DataFrame, tuple[float, float]]:
+    """The priced closed deals a model is fitted on (with their size tercile), and the cuts.
 
-    `deals` is `features.build_deal_frame` output (or the same columns); only closed,
-    priced rows (no `exclusion`) are used. Never raises for lack of data: the model
-    then has `usable = False` and the reasons.
+    Everything a fit reads comes from this frame, so a model stored with its hash
+    (`model_io`) is rebuilt from the same deals without refitting.
     """
-    config = config or PricingConfig()
     closed = deals[deals["is_closed"].astype(bool)]
     if "exclusion" in closed.columns:
         closed = closed[closed["exclusion"].isna()]
@@ -271,6 +271,18 @@ def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) ->
     for dim in config.dimensions:
         if dim not in closed.columns:
             closed[dim] = "Unknown"
+    return closed, cuts
+
+
+def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) -> PriceModel:
+    """Fit the tenant's bid-response model on its priced closed deals (see module doc).
+
+    `deals` is `features.build_deal_frame` output (or the same columns); only closed,
+    priced rows (no `exclusion`) are used. Never raises for lack of data: the model
+    then has `usable = False` and the reasons.
+    """
+    config = config or PricingConfig()
+    closed, cuts = training_frame(deals, config)
     y = closed["is_won"].astype(bool).to_numpy(float)
     n_won, n_lost = int(y.sum()), int(len(y) - y.sum())
     bands = price_bands(closed, quantiles=config.band_quantiles, min_won=config.band_min_won,

@@ -2,7 +2,9 @@
 
 Every read and write is scoped by tenant_id. Writes replace a tenant's rows (and,
 for seller metrics, one tenant-month's rows) in one transaction, so a rerun is
-idempotent and a reader never sees half of a recomputation.
+idempotent and a reader never sees half of a recomputation. The fitted price model
+is stored here too (`price_model`), so the assets that need it fit it once per data
+version (`fitted_price_model`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from accrue.analytics import model_io
 from accrue.analytics.features import (
     build_deal_frame,
     flatten_versions,
     lines_at_close,
     minimum_price,
 )
+from accrue.analytics.pricing import PriceModel, PricingConfig, fit_price_model
+from accrue.db import dialect_insert
 from accrue.schema import (
     OPPORTUNITY_KINDS,
     analytics_watermark,
     object_table,
+    price_model,
     price_recommendation,
+    price_recommendation_line,
     record_history,
     revenue_opportunity,
     seller_month_metric,
@@ -52,11 +59,16 @@ class TenantData:
 
 
 def read_table(engine: Engine, tenant_id: str, object_name: str) -> pd.DataFrame:
-    """The tenant's live rows of one crm_* table (the raw JSON only for RAW_OBJECTS)."""
+    """The tenant's live rows of one crm_* table (the raw JSON only for RAW_OBJECTS).
+
+    In id order: the same data always gives the same frame, so its hash (and a fit on
+    it) does not depend on how the database happens to return the rows.
+    """
     validate_tenant_id(tenant_id)
     table = object_table(object_name)
     columns = [c for c in table.c if c.name != "raw" or object_name in RAW_OBJECTS]
-    query = sa.select(*columns).where(table.c.tenant_id == tenant_id, sa.not_(table.c.is_deleted))
+    query = sa.select(*columns).where(table.c.tenant_id == tenant_id, sa.not_(table.c.is_deleted)
+                                      ).order_by(table.c.source_id)
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
     return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in columns])
@@ -122,8 +134,13 @@ def _rows(frame: pd.DataFrame, table: sa.Table, fixed: Mapping[str, Any]) -> lis
 
 
 def replace_price_recommendations(engine: Engine, tenant_id: str, recs: pd.DataFrame,
-                                  model_version: str, *, at: datetime | None = None) -> int:
-    """Replace the tenant's recommendations with `recs` (`pricing.recommend` output)."""
+                                  model_version: str, *, lines: pd.DataFrame | None = None,
+                                  at: datetime | None = None) -> int:
+    """Replace the tenant's recommendations with `recs` (`pricing.recommend` output).
+
+    `lines` (`lines.split_by_line` output) replaces the per-line rows in the same
+    transaction, so a reader never sees lines of one run next to deals of another.
+    """
     validate_tenant_id(tenant_id)
     frame = recs.copy()
     for column in ("fallback_reason", "clamp", "clamp_reason", "drivers", "comparables"):
@@ -132,12 +149,82 @@ def replace_price_recommendations(engine: Engine, tenant_id: str, recs: pd.DataF
     fixed = {"tenant_id": tenant_id, "computed_at": at or utcnow(),
              "model_version": model_version}
     rows = _rows(frame, price_recommendation, fixed)
+    line_rows = [] if lines is None else _rows(lines, price_recommendation_line, fixed)
     with engine.begin() as conn:
-        conn.execute(sa.delete(price_recommendation)
-                     .where(price_recommendation.c.tenant_id == tenant_id))
+        for table in (price_recommendation_line, price_recommendation):
+            conn.execute(sa.delete(table).where(table.c.tenant_id == tenant_id))
         if rows:
             conn.execute(sa.insert(price_recommendation), rows)
+        if line_rows:
+            conn.execute(sa.insert(price_recommendation_line), line_rows)
     return len(rows)
+
+
+@dataclass(frozen=True)
+class ModelFit:
+    """The tenant's price model for some deals, and whether it was reused or fitted now."""
+
+    model: PriceModel
+    version: str  # price_model.model_version, carried by the recommendation rows
+    data_hash: str
+    fitted_at: datetime
+    reused: bool
+    why: str  # in words: reused (of when) or refitted (because)
+
+
+def read_price_model(engine: Engine, tenant_id: str) -> dict[str, Any] | None:
+    """The tenant's stored price-model row (parameters included), or None."""
+    query = sa.select(price_model).where(price_model.c.tenant_id == validate_tenant_id(tenant_id))
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().one_or_none()
+    return dict(row) if row is not None else None
+
+
+def save_price_model(engine: Engine, tenant_id: str, model: PriceModel, data_hash: str,
+                     *, at: datetime | None = None) -> dict[str, Any]:
+    """Store the tenant's fitted model, replacing the previous one; returns the row.
+
+    An upsert: two assets that fit the same new data at once both write, neither fails.
+    """
+    validate_tenant_id(tenant_id)
+    row = {
+        "tenant_id": tenant_id, "model_version": model_io.model_version(model, data_hash),
+        "fit_version": model_io.FIT_VERSION, "data_hash": data_hash, "fitted_at": at or utcnow(),
+        "decision": "curve" if model.usable else "bands",
+        "decision_reason": None if model.usable else "; ".join(model.reasons),
+        "n_closed": model.n_closed, "n_won": model.n_won, "n_lost": model.n_lost,
+        "parameters": model_io.to_document(model),
+    }
+    stmt = dialect_insert(engine.dialect)(price_model).values(row)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["tenant_id"], set_={c: stmt.excluded[c] for c in row if c != "tenant_id"})
+    with engine.begin() as conn:
+        conn.execute(stmt)
+    return row
+
+
+def fitted_price_model(engine: Engine, tenant_id: str, deals: pd.DataFrame,
+                       config: PricingConfig | None = None) -> ModelFit:
+    """The tenant's model for these deals: the stored fit when its data hash matches, else
+    a new fit, stored for the next reader (say which, in `why`)."""
+    config = config or PricingConfig()
+    data_hash = model_io.training_hash(deals, config)
+    stored = read_price_model(engine, tenant_id)
+    if stored is not None and stored["data_hash"] == data_hash:
+        model = model_io.restore(stored["parameters"], deals)
+        return ModelFit(model, stored["model_version"], data_hash, stored["fitted_at"], True,
+                        f"reused the model fitted at {stored['fitted_at']:%Y-%m-%d %H:%M:%S} UTC "
+                        f"(same training data and fit code, hash {data_hash[:12]})")
+    if stored is None:
+        why = "fitted: no stored model for this tenant"
+    elif stored["fit_version"] != model_io.FIT_VERSION:
+        why = "refitted: the fit code changed since the stored model"
+    else:
+        why = (f"refitted: the training data changed since the stored model (hash "
+               f"{stored['data_hash'][:12]} → {data_hash[:12]})")
+    model = fit_price_model(deals, config)
+    row = save_price_model(engine, tenant_id, model, data_hash)
+    return ModelFit(model, row["model_version"], data_hash, row["fitted_at"], False, why)
 
 
 def replace_revenue_opportunities(engine: Engine, tenant_id: str, items: pd.DataFrame,
