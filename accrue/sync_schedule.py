@@ -14,11 +14,18 @@ into a burst. The mechanism:
 * A tenant that has never synced is due at once, at the first-sync priority.
 * The full id reconciliation runs once a night per tenant, in a slot spread over
   a four-hour window by a hash of the tenant id; it rides on the tenant's next sync.
+* "Sync now" on the admin's settings page (`request_sync`) makes the tenant due at
+  once, above routine syncs and past any backoff (the admin may just have fixed the
+  credentials); one request is pending at a time, and it is honoured (no longer
+  pending) as soon as the scheduler has requested a sync after it.
 * Callers cap how many due tenants they request at once (see `plan`).
 
 State lives in `tenant_sync_schedule` (this module is its one write path), not in a
 sensor cursor: a cursor is copied into every tick record, and per-tenant state for
-thousands of tenants would be copied thousands of times a day.
+thousands of tenants would be copied thousands of times a day. The admin's pending
+request is kept, for now, in the tenant's concierge state (`onboarding_state.data`,
+section `sync_request`), because a new column needs a schema change; `request_sync`,
+`cancel_request` and `load` are the only code that knows where it is.
 
 Nothing here knows Dagster: the sensor in accrue_pipelines feeds it run outcomes
 and turns its plan into run requests.
@@ -30,16 +37,21 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue.db import dialect_insert
-from accrue.schema import tenant_sync_schedule, utcnow
+from accrue.schema import onboarding_state, tenant_sync_schedule, utcnow
 
 # Run priorities (Dagster's run queue starts higher values first).
 PRIORITY_FIRST_SYNC = 10  # a new customer is waiting for the product's first output
+PRIORITY_REQUESTED = 5  # an admin pressed "Sync now" and is watching the page
 PRIORITY_ROUTINE = 0
+REQUESTED_REASON = "requested by the admin"
+# Where the admin's pending "Sync now" is kept (see the module doc).
+_REQUEST_SECTION = "sync_request"
 
 # Lead before the frequency is up: max(1 minute, 10 %) plus up to 5 % of jitter. At 60
 # minutes a sync is requested 51-54 minutes after the last success ended, leaving 6-9
@@ -77,6 +89,14 @@ class TenantSchedule:
     last_outcome_at: datetime | None = None
     consecutive_failures: int = 0
     last_reconciled_at: datetime | None = None
+    # When the admin last asked for "Sync now" (not written by `save`: see `request_sync`).
+    admin_request_at: datetime | None = None
+
+    @property
+    def admin_request_pending(self) -> bool:
+        """An admin's request the scheduler has not acted on yet."""
+        return self.admin_request_at is not None and (
+            self.last_requested_at is None or self.last_requested_at < self.admin_request_at)
 
     def with_outcome(self, outcome: RunOutcome) -> TenantSchedule:
         """The schedule after a run ended; an outcome older than the last one seen is ignored.
@@ -144,12 +164,26 @@ def reconcile_slot(tenant_id: str, now: datetime) -> datetime:
 
 
 def next_due(schedule: TenantSchedule, frequency_minutes: int, now: datetime) -> Due | None:
-    """When the tenant should sync next; None while a request is still on its way."""
-    s, frequency = schedule, timedelta(minutes=frequency_minutes)
+    """When the tenant should sync next; None while a request is still on its way.
+
+    An admin's pending "Sync now" makes it due now, at least at PRIORITY_REQUESTED, even
+    during a backoff; a reconciliation that is due anyway still rides along.
+    """
+    s = schedule
     pending = s.last_requested_at is not None and (
         s.last_outcome_at is None or s.last_outcome_at < s.last_requested_at)
     if pending and now - s.last_requested_at < REQUEST_GRACE:  # type: ignore[operator]
         return None
+    due = _scheduled(s, frequency_minutes, now)
+    if not s.admin_request_pending:
+        return due
+    return Due(now, max(due.priority, PRIORITY_REQUESTED), REQUESTED_REASON,
+               reconcile=due.reconcile and due.at <= now)
+
+
+def _scheduled(s: TenantSchedule, frequency_minutes: int, now: datetime) -> Due:
+    """The due time from the frequency, the failures and the nightly reconciliation."""
+    frequency = timedelta(minutes=frequency_minutes)
     if s.last_success_at is None:
         if s.consecutive_failures and s.last_outcome_at is not None:
             wait = backoff(s.tenant_id, s.consecutive_failures, frequency)
@@ -182,8 +216,9 @@ def plan(
 
     `tenants` are (tenant id, frequency in minutes) of the active tenants; `busy` those
     with a run queued or in progress (never requested twice). At most `limit` requests
-    are returned, of which at most `routine_limit` are below the first-sync priority
-    (the caller's back-pressure when the run queue is already long).
+    are returned, of which at most `routine_limit` are routine syncs
+    (the caller's back-pressure when the run queue is already long); an admin's "Sync
+    now" is not held back by it (one pending request per tenant keeps those few).
     """
     in_flight = set(busy)
     due: list[SyncRequest] = []
@@ -201,7 +236,7 @@ def plan(
     for request in due:
         if len(chosen) >= limit:
             break
-        if request.priority < PRIORITY_FIRST_SYNC:
+        if request.priority < PRIORITY_REQUESTED:
             if routine_limit is not None and routine >= routine_limit:
                 continue
             routine += 1
@@ -213,14 +248,22 @@ def plan(
 
 
 def load(engine: Engine, tenant_ids: Sequence[str] | None = None) -> dict[str, TenantSchedule]:
-    """Every tenant's schedule (or those of `tenant_ids`); tenants never seen are absent."""
+    """Every tenant's schedule (or those of `tenant_ids`), with the admin's latest "Sync
+    now"; tenants never seen and never requested are absent."""
     t = tenant_sync_schedule
     query = sa.select(t.c.tenant_id, t.c.last_requested_at, t.c.last_success_at,
                       t.c.last_outcome_at, t.c.consecutive_failures, t.c.last_reconciled_at)
+    requested = _REQUEST_AT.label("requested_at")
+    requests = sa.select(onboarding_state.c.tenant_id, requested).where(requested.is_not(None))
     if tenant_ids is not None:
         query = query.where(t.c.tenant_id.in_(list(tenant_ids)))
+        requests = requests.where(onboarding_state.c.tenant_id.in_(list(tenant_ids)))
     with engine.connect() as conn:
-        return {row.tenant_id: TenantSchedule(*row) for row in conn.execute(query)}
+        schedules = {row.tenant_id: TenantSchedule(*row) for row in conn.execute(query)}
+        for tenant_id, at in conn.execute(requests):
+            current = schedules.get(tenant_id) or TenantSchedule(tenant_id)
+            schedules[tenant_id] = replace(current, admin_request_at=_utc(at))
+    return schedules
 
 
 def save(engine: Engine, schedules: Iterable[TenantSchedule]) -> int:
@@ -242,3 +285,68 @@ def save(engine: Engine, schedules: Iterable[TenantSchedule]) -> int:
     with engine.begin() as conn:
         conn.execute(stmt, rows)
     return len(rows)
+
+
+# -- the admin's "Sync now" (kept in onboarding_state.data for now: see the module doc) -------
+
+_REQUEST_AT = onboarding_state.c.data[(_REQUEST_SECTION, "at")].as_string()
+
+
+def _utc(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _concierge_data(conn: sa.Connection, tenant_id: str) -> dict[str, Any] | None:
+    data = conn.execute(
+        sa.select(onboarding_state.c.data).where(onboarding_state.c.tenant_id == tenant_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    return None if data is None else dict(data)
+
+
+def _save_concierge_data(conn: sa.Connection, tenant_id: str, data: dict[str, Any]) -> None:
+    conn.execute(sa.update(onboarding_state).where(onboarding_state.c.tenant_id == tenant_id)
+                 .values(data=data))
+
+
+def request_sync(engine: Engine, tenant_id: str, at: datetime) -> bool:
+    """Record the admin's "Sync now"; False, and nothing written, while one is pending.
+
+    Raises LookupError for a tenant without concierge state (one set up by the CLI has
+    no settings page to ask from).
+    """
+    with engine.begin() as conn:
+        data = _concierge_data(conn, tenant_id)
+        if data is None:
+            raise LookupError(f"tenant {tenant_id!r} has no concierge state")
+        previous = (data.get(_REQUEST_SECTION) or {}).get("at")
+        last_requested = conn.execute(
+            sa.select(tenant_sync_schedule.c.last_requested_at)
+            .where(tenant_sync_schedule.c.tenant_id == tenant_id)).scalar_one_or_none()
+        current = TenantSchedule(tenant_id, last_requested_at=last_requested,
+                                 admin_request_at=_utc(previous) if previous else None)
+        if current.admin_request_pending:
+            return False
+        data[_REQUEST_SECTION] = {"at": at.astimezone(UTC).isoformat()}
+        _save_concierge_data(conn, tenant_id, data)
+    return True
+
+
+def cancel_request(engine: Engine, tenant_id: str) -> bool:
+    """Drop the admin's request (pause, disconnect: nothing may sync); True if there was one."""
+    with engine.begin() as conn:
+        data = _concierge_data(conn, tenant_id)
+        if data is None or data.pop(_REQUEST_SECTION, None) is None:
+            return False
+        _save_concierge_data(conn, tenant_id, data)
+    return True
+
+
+def forget(engine: Engine, tenant_id: str) -> int:
+    """Delete the tenant's schedule and request, with its synced data: the next sync, if
+    it ever reconnects, is a first sync again. Returns the schedule rows deleted."""
+    cancel_request(engine, tenant_id)
+    with engine.begin() as conn:
+        return int(conn.execute(sa.delete(tenant_sync_schedule).where(
+            tenant_sync_schedule.c.tenant_id == tenant_id)).rowcount or 0)

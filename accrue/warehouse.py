@@ -1030,6 +1030,28 @@ class Warehouse:
         with self.engine.begin() as conn:
             return conn.execute(query).rowcount
 
+    # Every table this module writes that holds a tenant's rows (`delete_tenant_data`).
+    TENANT_TABLES: tuple[sa.Table, ...] = (
+        crm_change_log, crm_quarantine, *OBJECT_TABLES.values(), sync_state, sync_run,
+        pipeline_summary,
+    )
+
+    def delete_tenant_data(self, tenant_id: str) -> dict[str, int]:
+        """Delete everything synced for the tenant, and the cursors and run ledger with it
+        (a cursor kept would make a later sync skip what was deleted); one transaction.
+
+        The admin's "delete the synced data" when disconnecting. Rows deleted per table.
+        """
+        validate_tenant_id(tenant_id)
+        deleted: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            for table in self.TENANT_TABLES:
+                result = conn.execute(sa.delete(table).where(table.c.tenant_id == tenant_id))
+                deleted[table.name] = int(result.rowcount or 0)
+        logger.info("deleted the synced data of tenant %s: %d rows", tenant_id,
+                    sum(deleted.values()))
+        return deleted
+
     # ------------------------------------------------------------------ reads
 
     def count(self, tenant_id: str, object_name: str, *, include_deleted: bool = False) -> int:

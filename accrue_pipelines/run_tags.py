@@ -9,7 +9,9 @@ from __future__ import annotations
 
 TENANT = "accrue/tenant"  # the tenant slug (also the partition key)
 CRM = "accrue/crm"  # the tenant's CRM type: per-CRM run limits in the run queue
-TRIGGER = "accrue/trigger"  # why the run exists: first-sync, frequency, retry, reconcile, cli
+# Why the run exists: first-sync, requested (the admin's "Sync now"), frequency, retry,
+# reconciliation, cli.
+TRIGGER = "accrue/trigger"
 RECONCILE = "accrue/reconcile"  # "true": compare every live id with the CRM (nightly)
 PRIORITY = "dagster/priority"  # the run queue starts higher values first
 # dagster-celery's CeleryRunLauncher sends the run to this queue; one queue per CRM, so

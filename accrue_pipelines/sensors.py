@@ -104,6 +104,8 @@ def _trigger(request: sync_schedule.SyncRequest) -> str:
         return "reconciliation"
     if request.priority >= sync_schedule.PRIORITY_FIRST_SYNC:
         return "first-sync"
+    if request.reason == sync_schedule.REQUESTED_REASON:
+        return "requested"
     return "retry" if request.reason.startswith("retry") else "frequency"
 
 
@@ -114,7 +116,8 @@ def _trigger(request: sync_schedule.SyncRequest) -> str:
     description=(
         "Keeps one partition per registered tenant and requests each active tenant's sync "
         "when due: the frequency its admin chose, counted from the last successful sync; "
-        "failed syncs retried with backoff; new tenants first; the nightly id "
+        "failed syncs retried with backoff; new tenants first, then the admins' 'Sync "
+        "now'; the nightly id "
         f"reconciliation spread over the night; at most {MAX_RUN_REQUESTS_PER_TICK} "
         "requests per tick."
     ),

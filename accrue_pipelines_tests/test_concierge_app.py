@@ -152,9 +152,10 @@ class Admin:
         callback = self.authorize(sandbox, decision)
         return self.client.get(callback)
 
-    def authorize(self, sandbox: RunningSandbox, decision: str = "allow") -> str:
+    def authorize(self, sandbox: RunningSandbox, decision: str = "allow",
+                  start_path: str = "/onboarding/details/oauth") -> str:
         """Start OAuth and click Allow/Deny on the sandbox page; the callback path + query."""
-        start = self.post("/onboarding/details/oauth", {
+        start = self.post(start_path, {
             "auth_method": "oauth", "environment": "production", "my_domain": ""})
         assert start.status_code == 302, start.get_data(as_text=True)[:1000]
         authorize_url = start.headers["Location"]

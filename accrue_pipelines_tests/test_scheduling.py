@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from accrue import sync_schedule as ss
 from accrue import tenants
+from accrue.schema import onboarding_state
 from accrue_pipelines import run_tags, sensors
 from accrue_pipelines.definitions import defs
 from accrue_pipelines.jobs import SYNC_JOB_NAME
@@ -97,6 +100,33 @@ def test_plan_puts_first_syncs_first_caps_and_applies_back_pressure():
     assert {r.tenant_id for r in pressed} == {f"new{i}" for i in range(5)}
 
 
+def test_an_admin_request_is_due_now_above_routine_and_past_the_backoff():
+    failing = _fresh(last_success_at=T0 - timedelta(hours=1), last_outcome_at=T0,
+                     consecutive_failures=6)  # backing off for about half an hour
+    assert ss.next_due(failing, HOUR, T0).at > T0 + timedelta(minutes=20)
+    asked = replace(failing, admin_request_at=T0)
+    assert asked.admin_request_pending
+    due = ss.next_due(asked, HOUR, T0 + timedelta(seconds=5))
+    assert due is not None and due.at == T0 + timedelta(seconds=5)
+    assert (due.priority, due.reason) == (ss.PRIORITY_REQUESTED, ss.REQUESTED_REASON)
+    assert ss.PRIORITY_ROUTINE < ss.PRIORITY_REQUESTED < ss.PRIORITY_FIRST_SYNC
+    # Back-pressure holds routine syncs back, not the admin's request.
+    routine = _fresh("steady", last_success_at=T0 - timedelta(hours=3),
+                     last_outcome_at=T0 - timedelta(hours=3))
+    chosen, waiting = ss.plan([("steady", HOUR), ("acme", HOUR)],
+                              {"steady": routine, "acme": asked}, busy=(), now=T0, limit=10,
+                              routine_limit=0)
+    assert [r.tenant_id for r in chosen] == ["acme"] and waiting == 1
+    answered = asked.with_request(T0 + timedelta(seconds=5))
+    assert not answered.admin_request_pending
+    assert ss.next_due(answered, HOUR, T0 + timedelta(seconds=10)) is None  # on its way
+
+
+def test_a_new_tenants_request_keeps_the_first_sync_priority():
+    due = ss.next_due(ss.TenantSchedule("new", admin_request_at=T0), HOUR, T0)
+    assert due is not None and due.priority == ss.PRIORITY_FIRST_SYNC
+
+
 def test_nightly_reconciliation_is_spread_over_the_window():
     night = datetime(2026, 12, 1, 5, 0, tzinfo=UTC)  # the end of the window
     slots = [ss.reconcile_slot(f"tenant-{i}", night) for i in range(1000)]
@@ -127,6 +157,30 @@ def test_schedules_round_trip_through_the_warehouse(engine, make_tenant_id):
     assert ss.load(engine, ids) == {ids[0]: first, ids[1]: second}
     assert ss.save(engine, [first.with_request(T0 + timedelta(hours=1))]) == 1
     assert ss.load(engine, ids[:1])[ids[0]].last_requested_at == T0 + timedelta(hours=1)
+
+
+def test_sync_requests_round_trip_through_the_warehouse(engine, make_tenant_id):
+    asked, other = make_tenant_id(), make_tenant_id()
+    for tenant_id in (asked, other):
+        tenants.add_tenant(engine, tenant_id, tenant_id, "salesforce")
+        with engine.begin() as conn:
+            conn.execute(sa.insert(onboarding_state).values(
+                tenant_id=tenant_id, step="complete", data={"review": {"frequency": 60}},
+                created_at=T0, updated_at=T0))
+    ss.save(engine, [ss.TenantSchedule(asked, last_requested_at=T0 - timedelta(hours=1))])
+    assert ss.request_sync(engine, asked, T0)
+    assert not ss.request_sync(engine, asked, T0 + timedelta(seconds=1))
+    loaded = ss.load(engine, [asked, other])
+    assert set(loaded) == {asked} and loaded[asked].admin_request_at == T0
+    assert loaded[asked].admin_request_pending
+    assert ss.cancel_request(engine, asked) and not ss.cancel_request(engine, asked)
+    assert ss.load(engine, [asked])[asked].admin_request_at is None
+    with engine.connect() as conn:  # the concierge's own answers are untouched
+        data = conn.execute(sa.select(onboarding_state.c.data).where(
+            onboarding_state.c.tenant_id == asked)).scalar_one()
+    assert data == {"review": {"frequency": 60}}
+    assert ss.request_sync(engine, asked, T0) and ss.forget(engine, asked) == 1
+    assert ss.load(engine, [asked]) == {}
 
 
 # -- the sensor -----------------------------------------------------------------------------
@@ -240,6 +294,38 @@ def test_due_time_follows_success_and_failure_not_the_request(
     clock[0] += timedelta(seconds=80)  # the first backoff (about a minute), not 15 minutes
     retry = _tick(instance, resources, after_failure.cursor)
     assert _requested(retry)["steady"].tags[run_tags.TRIGGER] == "retry"
+
+
+def test_sync_now_is_requested_at_the_next_tick_and_then_cleared(
+    instance, resources, private_engine, monkeypatch
+):
+    tenants.add_tenant(private_engine, "eager", "Eager", "salesforce")  # every hour
+    with private_engine.begin() as conn:  # the concierge state a settings page writes to
+        conn.execute(sa.insert(onboarding_state).values(
+            tenant_id="eager", step="complete", data={}, created_at=T0, updated_at=T0))
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["eager"])
+    clock = [datetime.now(UTC)]
+    monkeypatch.setattr(sensors, "_now", lambda: clock[0])
+    first = _tick(instance, resources)
+    clock[0] += timedelta(minutes=1)
+    _finished_run(instance, "eager", dg.DagsterRunStatus.SUCCESS, clock[0])
+    quiet = _tick(instance, resources, first.cursor)
+    assert not _requested(quiet)  # synced a minute ago, every hour: not due
+
+    assert ss.request_sync(private_engine, "eager", clock[0])
+    assert not ss.request_sync(private_engine, "eager", clock[0])  # one pending at a time
+    clock[0] += timedelta(seconds=15)
+    asked = _tick(instance, resources, quiet.cursor)
+    request = _requested(asked)["eager"]
+    assert request.tags[run_tags.TRIGGER] == "requested"
+    assert request.tags[run_tags.PRIORITY] == str(ss.PRIORITY_REQUESTED)
+    assert not ss.load(private_engine)["eager"].admin_request_pending  # cleared
+
+    clock[0] += timedelta(minutes=1)
+    _finished_run(instance, "eager", dg.DagsterRunStatus.SUCCESS, clock[0])
+    after = _tick(instance, resources, asked.cursor)
+    assert not _requested(after)  # honoured once, not again
+    assert ss.request_sync(private_engine, "eager", clock[0])  # the next one may come
 
 
 def test_a_real_failed_run_counts_and_a_cli_subset_does_not(

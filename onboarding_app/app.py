@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from onboarding_app import auth, onboarding, settings, status, views
+from onboarding_app import auth, integration, onboarding, settings, status, views
 from onboarding_app.extensions import csrf, limiter, warehouse
 from onboarding_app.security import get_logger, install_log_redaction, load_current_user
 
@@ -55,7 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     app.url_map.converters["row_id"] = RowIdConverter
-    for blueprint in (views.bp, auth.bp, onboarding.bp, status.bp):
+    for blueprint in (views.bp, auth.bp, onboarding.bp, status.bp, integration.bp):
         app.register_blueprint(blueprint)
     headers = {
         "Content-Security-Policy": content_security_policy(app),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,7 +33,15 @@ SCOPE = "api refresh_token"
 
 
 class OAuthFlowError(Exception):
-    """The callback cannot be trusted or the exchange failed; the message is for the admin."""
+    """The callback cannot be trusted or the exchange failed; the message is for the admin.
+
+    `reason` says which step failed: `state` (not this session's, expired or used),
+    `denied` (the admin or the CRM ended the sign-in), `exchange` (the code was refused).
+    """
+
+    def __init__(self, message: str, reason: str = "exchange") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _challenge(verifier: str) -> str:
@@ -91,7 +100,7 @@ class Tokens:
 def consume_state(engine: Engine, user: CurrentUser, state: str) -> tuple[str, str]:
     """(verifier, redirect_uri) for a state this session started; single use, 10 minutes."""
     if not state:
-        raise OAuthFlowError("The Salesforce answer had no state: start again.")
+        raise OAuthFlowError("The Salesforce answer had no state: start again.", "state")
     state_hash = token_hash(state)
     now = utcnow()
     with engine.begin() as conn:
@@ -104,14 +113,14 @@ def consume_state(engine: Engine, user: CurrentUser, state: str) -> tuple[str, s
         if row is None or row["used_at"] is not None or row["expires_at"] <= now:
             raise OAuthFlowError(
                 "This Salesforce authorization is not valid here (it expired, was already "
-                "used, or was started in another session). Please connect again.")
+                "used, or was started in another session). Please connect again.", "state")
         claimed = conn.execute(
             sa.update(oauth_flow)
             .where(oauth_flow.c.state_hash == state_hash, oauth_flow.c.used_at.is_(None))
             .values(used_at=now)
         ).rowcount
     if claimed != 1:
-        raise OAuthFlowError("This Salesforce authorization was already used.")
+        raise OAuthFlowError("This Salesforce authorization was already used.", "state")
     opened = crypto.decrypt_json(row["verifier_ciphertext"], aad=_aad(user.tenant_id, state_hash))
     return str(opened["verifier"]), str(row["redirect_uri"])
 
@@ -153,3 +162,15 @@ def exchange(details: dict[str, Any], code: str, verifier: str, redirect_uri: st
     if body.get("refresh_token"):
         tokens["refresh_token"] = str(body["refresh_token"])
     return Tokens(tokens, host)
+
+
+def complete(engine: Engine, user: CurrentUser, details: dict[str, Any],
+             args: Mapping[str, str]) -> Tokens:
+    """A callback's three steps: its state (this session's, once), the CRM's answer (an
+    `error` when access was not allowed), the code exchange. OAuthFlowError otherwise."""
+    verifier, redirect_uri = consume_state(engine, user, args.get("state", ""))
+    if args.get("error"):
+        logger.info("authorization ended with %s", args.get("error", "")[:64])
+        raise OAuthFlowError("Access was not allowed, so nothing changed." if args.get(
+            "error") == "access_denied" else "The sign-in was not completed.", "denied")
+    return exchange(details, args.get("code", ""), verifier, redirect_uri)

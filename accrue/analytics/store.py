@@ -305,6 +305,23 @@ def read_rows(engine: Engine, table: sa.Table, tenant_id: str,
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
+# Every analytics table holding a tenant's rows, children first (`delete_tenant`).
+TENANT_TABLES: tuple[sa.Table, ...] = (
+    price_recommendation_line, price_recommendation, price_model, revenue_opportunity,
+    seller_month_metric, analytics_watermark,
+)
+
+
+def delete_tenant(engine: Engine, tenant_id: str) -> dict[str, int]:
+    """Delete the tenant's results, with its synced data (results computed from deleted
+    data must not outlive it); one transaction. Rows deleted per table."""
+    validate_tenant_id(tenant_id)
+    with engine.begin() as conn:
+        return {table.name: int(conn.execute(
+            sa.delete(table).where(table.c.tenant_id == tenant_id)).rowcount or 0)
+            for table in TENANT_TABLES}
+
+
 @dataclass(frozen=True)
 class SellerChanges:
     """What the change-log versions after a watermark mean for seller metrics."""
