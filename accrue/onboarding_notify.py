@@ -35,7 +35,7 @@ import jinja2
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
-from accrue import tenants
+from accrue import recommendation_status, sync_progress, tenants
 from accrue.schema import (
     app_user,
     audit_event,
@@ -56,13 +56,6 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_FROM = "Accrue <concierge@accrue.local>"
 
 logger = logging.getLogger(__name__)
-
-ERROR_HINTS = {
-    "credentials": "Salesforce refused the saved credentials: reconnect Salesforce.",
-    "quota": "Salesforce's daily API limit is used up; the sync resumes when it resets.",
-    "outage": "Salesforce did not answer; the sync retries by itself.",
-    "error": "The sync failed; it is retried automatically.",
-}
 
 
 # -- SMTP ---------------------------------------------------------------------------------
@@ -183,25 +176,15 @@ def _wizard_row(engine: Engine, tenant_id: str) -> RowMapping | None:
         return conn.execute(query).mappings().first()
 
 
-def _object_state(run: Mapping[str, Any]) -> str:
-    last = run.get("last_status")
-    if run.get("last_success_at") is not None and last != "running":
-        return "done"
-    if last == "running":
-        return "syncing"
-    if last == "failed":
-        return "failed"
-    if last == "stopped":
-        return "paused"
-    return "waiting"
-
-
-def progress(engine: Engine, tenant_id: str) -> dict[str, Any]:
+def progress(engine: Engine, tenant_id: str, now: datetime | None = None) -> dict[str, Any]:
     """Per-object progress and the two milestones: first data, first recommendations.
 
     Expected objects are the ones the CRM reported at setup (the wizard's
-    discovery); first data is in when each has had a successful sync.
+    discovery); first data is in when each has had a successful sync (a later
+    failed or running sync does not take it back). The words per object come from
+    `sync_progress`, the recommendations' from `recommendation_status`.
     """
+    now = now or utcnow()
     row = _wizard_row(engine, tenant_id)
     data = dict(row["data"] or {}) if row else {}
     started_at = row["started_at"] if row else None
@@ -214,24 +197,25 @@ def progress(engine: Engine, tenant_id: str) -> dict[str, Any]:
     objects_at_setup = discovery.get("objects", []) if isinstance(discovery, dict) else []
     expected = {o["name"]: o for o in objects_at_setup}
     names = list(expected) or [n for n in stored if stored[n]["live_rows"]]
-    objects = []
-    for name in names:
-        run = health.get(name, {})
-        synced = int(stored.get(name, {}).get("live_rows", 0))
-        total = int(expected.get(name, {}).get("count") or 0)
-        state = _object_state(run)
-        percent = 100 if state == "done" else (min(99, synced * 100 // total) if total else 0)
-        objects.append({
-            "name": name,
-            "label": expected.get(name, {}).get("label", name),
-            "synced": synced,
-            "expected": total,
-            "percent": percent,
-            "state": state,
-            "hint": ERROR_HINTS.get(run.get("error_kind") or "")
-            if state in ("failed", "paused") else None,
-            "last_success_at": _iso(run.get("last_success_at")),
-        })
+    attempt: list[sync_progress.NextAttempt] = []
+
+    def retry() -> sync_progress.NextAttempt:
+        """Computed once, and only when some object failed or stopped."""
+        if not attempt:
+            ended = [r["last_finished_at"] for r in health.values()
+                     if r["last_status"] in ("failed", "stopped") and r["last_finished_at"]]
+            syncing = any(r["last_status"] == "running" for r in health.values())
+            attempt.append(sync_progress.next_attempt(
+                engine, tenant, max(ended, default=None), syncing, now))
+        return attempt[0]
+
+    objects = [
+        sync_progress.object_row(
+            name, expected.get(name, {}).get("label", name), health.get(name, {}),
+            int(stored.get(name, {}).get("live_rows", 0)),
+            int(expected.get(name, {}).get("count") or 0), retry, now)
+        for name in names
+    ]
     return {
         "tenant_status": tenant.status,
         "completed_at": _iso(completed_at),
@@ -239,10 +223,10 @@ def progress(engine: Engine, tenant_id: str) -> dict[str, Any]:
         if completed_at and started_at else None,
         "frequency_minutes": tenant.sync_frequency_minutes,
         "objects": objects,
-        "first_data_ready": bool(objects) and all(o["state"] == "done" for o in objects),
+        "first_data_ready": bool(objects) and all(o["last_success_at"] for o in objects),
         "records_synced": sum(o["synced"] for o in objects),
         "records_expected": sum(o["expected"] for o in objects),
-        "recommendations": _recommendations(engine, tenant_id),
+        "recommendations": recommendation_status.recommendations(engine, tenant_id, now),
     }
 
 
@@ -257,26 +241,6 @@ def priced_deals(engine: Engine, tenant_id: str) -> tuple[int, datetime | None]:
     with engine.connect() as conn:
         count, computed_at = conn.execute(query).one()
     return int(count), computed_at
-
-
-def _recommendations(engine: Engine, tenant_id: str) -> dict[str, Any]:
-    """The second milestone: price recommendations computed from the synced deals."""
-    count, computed_at = priced_deals(engine, tenant_id)
-    if count:
-        return {
-            "state": "ready",
-            "count": int(count),
-            "computed_at": _iso(computed_at),
-            "message": f"{count:,} open deals have a recommended price; they are refreshed "
-                       "whenever your deals change.",
-        }
-    return {
-        "state": "pending",
-        "count": 0,
-        "computed_at": None,
-        "message": "They are computed automatically from your synced deals, usually within "
-                   "minutes of the first data.",
-    }
 
 
 def awaiting_first_data_email(engine: Engine, limit: int = 200, after: str = "") -> list[str]:

@@ -1500,12 +1500,30 @@ class Warehouse:
         if not updated:
             raise LookupError(f"no sync_run with id {run_id}")
 
+    def record_progress(self, run_id: int, records_read: int, stats: WriteStats) -> None:
+        """The counts so far of a sync still running, so the status page can show progress.
+
+        Only a `running` row is touched: a late call never rewrites a finished run.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(sync_run)
+                .where(sync_run.c.id == run_id, sync_run.c.status == "running")
+                .values(
+                    records_read=records_read,
+                    records_upserted=stats.upserted,
+                    records_deleted=stats.deleted,
+                    records_quarantined=stats.quarantined,
+                )
+            )
+
     def sync_health(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Per object that has run: the last outcome and the failure streak since a success.
 
         Keys: last_status, last_error, error_kind, last_started_at,
-        last_finished_at, consecutive_failures (failed runs after the last
-        succeeded one; `stopped` runs neither count nor reset) and last_success_at.
+        last_finished_at, records_read (of the last run; a running one's so far),
+        consecutive_failures (failed runs after the last succeeded one; `stopped`
+        runs neither count nor reset) and last_success_at.
         """
         validate_tenant_id(tenant_id)
         r = sync_run
@@ -1553,6 +1571,7 @@ class Warehouse:
                 "error_kind": row["error_kind"],
                 "last_started_at": row["started_at"],
                 "last_finished_at": row["finished_at"],
+                "records_read": int(row["records_read"] or 0),
                 "consecutive_failures": int(streaks.get(row["object_name"], 0)),
                 "last_success_at": successes.get(row["object_name"]),
             }

@@ -147,6 +147,18 @@ def legacy_details(page: Any, sandbox: RunningSandbox) -> None:
     page.get_by_label("Security token", exact=True).fill(sandbox.security_token)
 
 
+def finish_from_details(page: Any, sandbox: RunningSandbox) -> None:
+    """From Provide Details to the status page: legacy credentials, defaults, agree, finish."""
+    legacy_details(page, sandbox)
+    page.get_by_role("button", name="Continue", exact=True).click()
+    page.wait_for_url("**/onboarding/review")
+    page.get_by_role("button", name="Continue", exact=True).click()
+    page.get_by_label("I have read and agree").check()
+    page.get_by_role("button", name="Continue", exact=True).click()
+    page.get_by_role("button", name="Finish and Close").click()
+    page.wait_for_url("**/status")
+
+
 def test_full_flow_from_sign_up_to_finish_and_close(page: Any, live: LiveServer,
                                                     sf_sandbox: RunningSandbox) -> None:
     email = new_email()
@@ -163,7 +175,8 @@ def test_full_flow_from_sign_up_to_finish_and_close(page: Any, live: LiveServer,
     page.wait_for_url(f"{sf_sandbox.url}/services/oauth2/authorize**")
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url("**/onboarding/details")
-    assert page.get_by_text("Connected to Salesforce at").is_visible()
+    assert page.get_by_text("Signed in with Salesforce to").is_visible()  # which org
+    assert page.locator("#test-result.ok").inner_text().startswith("✓ Connected to Salesforce")
     page.get_by_role("button", name="Continue", exact=True).click()
     page.wait_for_url("**/onboarding/review")
     assert page.get_by_role("cell", name="Opportunities (deals)").is_visible()
@@ -272,14 +285,7 @@ def test_popup_on_each_login_until_setup_is_complete(page: Any, live: LiveServer
             page.wait_for_url("**/home")
     popup(page).get_by_role("button", name="Start Now").click()
     page.get_by_role("button", name="Continue", exact=True).click()
-    legacy_details(page, sf_sandbox)
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.wait_for_url("**/onboarding/review")
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.get_by_label("I have read and agree").check()
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.get_by_role("button", name="Finish and Close").click()
-    page.wait_for_url("**/status")
+    finish_from_details(page, sf_sandbox)
     log_out(page)
     log_in(page, email)
     assert popup(page).count() == 0

@@ -432,7 +432,10 @@ class SalesforceConnector(Connector):
         except ConnectorError as exc:
             return CheckResult(False, str(exc), hint=exc.hint)
         remaining = limits.get("DailyApiRequests", {}).get("Remaining")
-        return CheckResult(True, f"Connected to Salesforce; {remaining} API requests left today")
+        if isinstance(remaining, int):
+            return CheckResult(
+                True, f"Connected to Salesforce; {remaining:,} API requests left today")
+        return CheckResult(True, "Connected to Salesforce")
 
     def objects(self) -> list[ObjectInfo]:
         described = self._call(self.sf.describe)

@@ -88,20 +88,37 @@ SALESFORCE_HELP: dict[str, FieldHelp] = {
     ),
 }
 
-# What each Salesforce error means for the admin, and which field to fix.
-HINTS: dict[str, tuple[str | None, str]] = {
-    "INVALID_LOGIN": (
-        "security_token",
-        "Check the password and the security token: the token changes when the password "
-        "changes (Settings → Reset My Security Token e-mails the new one).",
+@dataclass(frozen=True)
+class ErrorHelp:
+    """A Salesforce error code in the admin's words, and the field to fix when it says."""
+
+    field: str | None  # None: the error does not say which field is wrong
+    message: str | None  # replaces Salesforce's coded text (None: keep it)
+    hint: str
+
+
+# What each Salesforce error means for the admin. INVALID_LOGIN is the same answer for a
+# wrong username, password or token and a locked-out user: no single field is to blame.
+HINTS: dict[str, ErrorHelp] = {
+    "INVALID_LOGIN": ErrorHelp(
+        None,
+        "Salesforce did not accept this username, password and security token.",
+        "It does not say which one is wrong: check the password first. The security token "
+        "changes whenever the password changes (avatar → Settings → Reset My Security Token "
+        "e-mails the new one). A user locked out after too many attempts gets the same answer.",
     ),
-    "invalid_grant": (None, "Salesforce refused the authorization: connect with Salesforce again."),
-    "API_DISABLED_FOR_ORG": (
+    "invalid_grant": ErrorHelp(
+        None, None, "Salesforce refused the authorization: connect with Salesforce again."),
+    "API_DISABLED_FOR_ORG": ErrorHelp(
         "username",
-        "This Salesforce edition has no API access: Enterprise, Unlimited or Developer "
-        "edition is needed, or API access added to the user's profile.",
+        "This Salesforce org or user has no API access.",
+        "Enterprise, Unlimited or Developer edition is needed, or API access added to the "
+        "user's profile.",
     ),
-    "LOGIN_MUST_USE_SECURITY_TOKEN": ("security_token", "Enter the security token."),
+    "LOGIN_MUST_USE_SECURITY_TOKEN": ErrorHelp(
+        "security_token", "Salesforce asks for the security token with this login.",
+        "Enter the security token: avatar → Settings → Reset My Security Token e-mails it.",
+    ),
 }
 
 
@@ -289,11 +306,12 @@ def test_salesforce(
 
 
 def _failed(result: CheckResult, started: float) -> TestOutcome:
-    field_name, hint = result.field, result.hint
-    for code, (mapped_field, mapped_hint) in HINTS.items():
+    """A refused test in the admin's words: one message, one hint, a field only if known."""
+    message, field_name, hint = result.message, result.field, result.hint
+    for code, known in HINTS.items():
         if code in result.message:
-            field_name, hint = mapped_field or field_name, mapped_hint
+            message, field_name, hint = known.message or message, known.field, known.hint
             break
     if "unreachable" in result.message.lower():
         hint = hint or "Salesforce did not answer in time: check the environment and retry."
-    return TestOutcome(False, result.message, field_name, hint, time.monotonic() - started)
+    return TestOutcome(False, message, field_name, hint, time.monotonic() - started)

@@ -1,11 +1,12 @@
-"""After "Finish and Close": how far the first sync is, per object, and what comes next.
+"""After "Finish and Close": how far the syncs are, per object, and what comes next.
 
-Numbers come from the warehouse (rows stored, sync runs and their outcome)
-and from the counts the CRM reported at setup, so progress is "stored of
-expected"; the computation lives in `accrue.onboarding_notify`, which the
-pipelines' first-data e-mail sensor uses too. The second milestone, price
-recommendations, is ready once the `price_recommendations` asset has written
-the tenant's rows.
+Numbers come from the warehouse (rows stored, the `sync_run` ledger with a running
+sync's count, the scheduler's memory) and from the counts the CRM reported at
+setup; the computation lives in `accrue.onboarding_notify` (with `sync_progress`
+and `recommendation_status`), which the pipelines' first-data e-mail sensor uses
+too. Nothing here imports Dagster, so an analytics run is never claimed, only
+owed (see `accrue.recommendation_status`). E-mail is promised only when this app
+can send it (an SMTP host is configured).
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
-from accrue import onboarding_notify
+from accrue import onboarding_notify, sync_progress, tenants
 from accrue.schema import sync_run
 from accrue.warehouse import Warehouse
-from onboarding_app import store
+from onboarding_app import crm, store
 from onboarding_app.extensions import warehouse
+from onboarding_app.forms import FREQUENCY_LABELS
 from onboarding_app.security import current_user, external_url, login_required
 
 bp = Blueprint("status", __name__, url_prefix="/status")
-
-ERROR_HINTS = onboarding_notify.ERROR_HINTS
 
 
 @bp.before_request
@@ -37,6 +37,11 @@ def _require_login() -> None:
 def progress(tenant_id: str) -> dict[str, Any]:
     """Per-object progress and the milestones (shared with the pipelines' e-mail sensor)."""
     return onboarding_notify.progress(warehouse.engine, tenant_id)
+
+
+def email_on() -> bool:
+    """Whether this app sends e-mail at all (no SMTP host: no promise of one)."""
+    return bool(onboarding_notify.SmtpSettings.from_config(current_app.config).host)
 
 
 def _notify_first_data(tenant_id: str, report: dict[str, Any]) -> None:
@@ -60,7 +65,17 @@ def page() -> str | Response:
     report = progress(tenant_id)
     _notify_first_data(tenant_id, report)
     runs = Warehouse(warehouse.engine).recent_runs(tenant_id, limit=10)
-    return render_template("status/page.html", report=report, runs=runs)
+    tenant = tenants.require_tenant(warehouse.engine, tenant_id)
+    names = {option.key: option.name for option in crm.catalog()}
+    frequency = FREQUENCY_LABELS.get(tenant.sync_frequency_minutes,
+                                     f"every {tenant.sync_frequency_minutes} minutes")
+    return render_template(
+        "status/page.html", report=report, runs=runs, email_on=email_on(),
+        crm_name=names.get(tenant.crm_type, tenant.crm_type),
+        frequency=frequency.removesuffix(" (recommended)").lower(),
+        # Read again: the check above may have just sent the e-mail.
+        emailed_at=store.load_wizard(warehouse.engine, tenant_id).first_data_notified_at,
+    )
 
 
 @bp.get("/progress.json")
@@ -80,5 +95,6 @@ def run_detail(run_id: int) -> str:
         run = conn.execute(query).mappings().first()
     if run is None:
         abort(404)
+    failed = run["status"] in ("failed", "stopped")
     return render_template("status/run.html", run=run,
-                           hint=ERROR_HINTS.get(run["error_kind"] or ""))
+                           hint=sync_progress.explain(run["error_kind"]) if failed else None)

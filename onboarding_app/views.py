@@ -6,8 +6,7 @@ from flask import Blueprint, g, jsonify, redirect, render_template, session, url
 from sqlalchemy import text
 from werkzeug.wrappers import Response
 
-from connectors.registry import PLANNED, supported_crms
-from onboarding_app import store
+from onboarding_app import crm, store
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
 from onboarding_app.onboarding import STEP_TITLES, STEPS
@@ -20,7 +19,8 @@ bp = Blueprint("main", __name__)
 def index() -> str | Response:
     if g.get("user") is not None:
         return redirect(url_for("main.home"))
-    return render_template("index.html", supported=supported_crms(), planned=PLANNED)
+    # The CRMs by their proper names (NetSuite, HubSpot, SugarCRM), as Select CRM lists them.
+    return render_template("index.html", crms=crm.catalog())
 
 
 @bp.get("/healthz")
@@ -41,6 +41,7 @@ def home() -> str:
         "home.html", wizard=wizard, popup=popup, form=ActionForm(),
         resume_step=resume_step,
         resume_title=STEP_TITLES.get(resume_step or "", ""),
-        resume_number=STEPS.index(resume_step) if resume_step else None,
+        resume_number=STEPS.index(resume_step) + 1 if resume_step else None,
+        step_count=len(STEPS),
         resume_url=url_for("onboarding.resume"),
     )

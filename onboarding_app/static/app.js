@@ -114,8 +114,11 @@
       button.disabled = true;
       box.className = "result busy";
       box.textContent = "Testing the connection…";
-      form.querySelectorAll(".js-error").forEach((el) => el.remove());
-      form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+      form.querySelectorAll('[aria-invalid][data-blamed]').forEach((el) => {
+        el.removeAttribute("aria-invalid");
+        el.removeAttribute("data-blamed");
+        el.closest(".field")?.classList.remove("has-error");
+      });
       try {
         // form.action would be the button named "action": read the attribute instead.
         const response = await post(form.getAttribute("action") || location.pathname, data);
@@ -131,18 +134,21 @@
           box.className = "result ok";
           box.textContent = "✓ " + body.message;
         } else {
+          // Said once, in the result box; the field to blame (when the CRM says) points to it.
           box.className = "result bad";
           box.textContent = (body.message || "The connection failed.") + (body.hint ? " " + body.hint : "");
           const field = body.field && form.querySelector('[name="' + body.field + '"]');
           if (field) {
             field.setAttribute("aria-invalid", "true");
-            const note = document.createElement("p");
-            note.className = "error-text js-error";
-            note.id = body.field + "-js-error";
-            note.textContent = body.hint || body.message;
-            field.insertAdjacentElement("afterend", note);
-            field.setAttribute("aria-describedby", ((field.getAttribute("aria-describedby") || "") + " " + note.id).trim());
+            field.setAttribute("data-blamed", "");
+            field.closest(".field")?.classList.add("has-error");
+            const described = (field.getAttribute("aria-describedby") || "").split(" ");
+            if (!described.includes(box.id)) {
+              field.setAttribute("aria-describedby", described.concat(box.id).join(" ").trim());
+            }
             field.focus();
+          } else {
+            box.focus();
           }
         }
       } catch (error) {
@@ -165,15 +171,29 @@
         report.objects.forEach((object) => {
           const row = status.querySelector('[data-object="' + object.name + '"]');
           if (!row) return;
-          row.querySelector("progress").value = object.percent;
-          row.querySelector("[data-synced]").textContent = object.synced.toLocaleString();
+          const bar = row.querySelector("progress");
+          if (object.percent === null) {
+            bar.removeAttribute("value"); // indeterminate: a count with no known total
+          } else {
+            bar.max = 100;
+            bar.value = object.percent;
+          }
+          row.querySelector("[data-synced]").textContent = object.synced.toLocaleString("en-US");
           const state = row.querySelector("[data-state]");
-          state.textContent = state.dataset["label" + object.state] || object.state;
+          state.textContent = object.state_label;
           state.className = "state state-" + object.state;
+          const detail = row.querySelector("[data-detail]");
+          detail.textContent = object.detail || "";
+          detail.hidden = !object.detail;
         });
+        const recs = document.querySelector("[data-recs-message]");
+        if (recs) recs.textContent = report.recommendations.message;
         const ready = document.getElementById("first-data");
-        if (ready && report.first_data_ready && !ready.classList.contains("ready")) {
-          location.reload();
+        const recsBox = document.getElementById("first-recommendations");
+        const recsReady = report.recommendations.state === "ready";
+        if ((ready && report.first_data_ready && !ready.classList.contains("ready")) ||
+            (recsBox && recsReady !== recsBox.classList.contains("ready"))) {
+          location.reload(); // a milestone changed: the page's own wording follows
         }
       } catch (error) { /* offline for a moment: try again next tick */ }
     };

@@ -1,0 +1,252 @@
+"""The wizard's pages other than Provide Details: Welcome, Select CRM, Review, Terms, Complete.
+
+Buttons are plain form submits named `action` (`back`, `save`, `continue`): the
+wizard works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, flash, redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from accrue import tenants
+from accrue.schema import utcnow
+from onboarding_app import audit, crm, notify, store
+from onboarding_app.extensions import limiter, warehouse
+from onboarding_app.forms import FREQUENCY_LABELS, ActionForm, ReviewForm, SelectCrmForm, TermsForm
+from onboarding_app.onboarding.details import run_test
+from onboarding_app.onboarding.flow import (
+    OPTIONAL_IMPORTS,
+    STEP_ENDPOINTS,
+    bp,
+    current_wizard,
+    form_action,
+    gate,
+    render,
+    save,
+    saved_for_later,
+    saved_step,
+    terms_version,
+    wants_json,
+)
+from onboarding_app.security import current_user, external_url
+
+
+@bp.get("/")
+def resume() -> Response:
+    """U5: straight to the last saved step."""
+    wizard, info, _ = gate("welcome")
+    if wizard.complete:
+        return redirect(url_for("status.page"))
+    return redirect(url_for(STEP_ENDPOINTS[saved_step(wizard, info) or "welcome"]))
+
+
+@bp.get("/welcome")
+def welcome() -> str | Response | tuple[str, int]:
+    wizard, _, blocked = gate("welcome")
+    if blocked:
+        return blocked
+    return render("onboarding/welcome.html", "welcome", wizard, form=ActionForm())
+
+
+@bp.post("/start")
+def start() -> Response:
+    """ "Start Now": the P1 clock starts here (kept from the first click)."""
+    wizard = current_wizard()
+    if wizard.complete:
+        return redirect(url_for("status.page"))
+    session.pop("concierge_popup", None)
+    values: dict[str, Any] = {}
+    if wizard.started_at is None:
+        values["started_at"] = utcnow()
+    step = "crm" if wizard.step == "welcome" else wizard.step
+    save(wizard, step, **values)
+    audit.record(warehouse.engine, "onboarding.started")
+    return redirect(url_for(STEP_ENDPOINTS[step]))
+
+
+@bp.post("/defer")
+def defer() -> Response:
+    """ "Not now": remembered, and the pop-up comes back at the next login (U1)."""
+    session.pop("concierge_popup", None)
+    store.save_wizard(warehouse.engine, current_user().tenant_id, deferred_at=utcnow())
+    audit.record(warehouse.engine, "onboarding.deferred")
+    if wants_json():
+        return Response(status=204)
+    return redirect(url_for("main.home"))
+
+
+# -- Select CRM -------------------------------------------------------------------------
+
+
+@bp.route("/crm", methods=["GET", "POST"])
+def select_crm() -> str | Response | tuple[str, int]:
+    wizard, _, blocked = gate("crm")
+    if blocked:
+        return blocked
+    form = SelectCrmForm()
+    if request.method == "GET":
+        form.crm.data = wizard.section("crm").get("key") or "salesforce"
+        return render("onboarding/select_crm.html", "crm", wizard, form=form,
+                       options=crm.catalog())
+    action = form_action()
+    if not form.validate():
+        return render("onboarding/select_crm.html", "crm", wizard, 400, form=form,
+                       options=crm.catalog())
+    if form.crm.data:
+        wizard.data["crm"] = {"key": form.crm.data}
+    if action == "back":
+        save(wizard, "crm")
+        return redirect(url_for("onboarding.welcome"))
+    if action == "save":
+        save(wizard, "crm")
+        return saved_for_later("crm")
+    if not form.crm.data:
+        form.crm.errors = ["Choose your CRM to continue."]
+        return render("onboarding/select_crm.html", "crm", wizard, 400, form=form,
+                       options=crm.catalog())
+    save(wizard, "details")
+    audit.record(warehouse.engine, "onboarding.saved", detail={"step": "crm",
+                                                               "crm": form.crm.data})
+    return redirect(url_for("onboarding.details"))
+
+
+
+# -- Review Data Import -----------------------------------------------------------------
+
+
+@bp.route("/review", methods=["GET", "POST"])
+def review() -> str | Response | tuple[str, int]:
+    wizard, info, blocked = gate("review")
+    if blocked:
+        return blocked
+    saved = wizard.section("review")
+    imports = saved.get("imports", {})
+    form = ReviewForm(data={**{k: bool(imports.get(k)) for k in OPTIONAL_IMPORTS},
+                            "frequency": str(saved.get("frequency", 60))})
+    objects = wizard.section("discovery").get("objects", [])
+    context = {"objects": objects, "form": form, "info": info,
+               "total": sum(int(o.get("count") or 0) for o in objects)}
+    if request.method == "GET":
+        return render("onboarding/review.html", "review", wizard, **context)
+    if not form.validate():
+        return render("onboarding/review.html", "review", wizard, 400, **context)
+    action = form_action()
+    frequency = int(form.frequency.data or 60)
+    wizard.data["review"] = {
+        "imports": {k: bool(getattr(form, k).data) for k in OPTIONAL_IMPORTS},
+        "frequency": frequency,
+        "saved": action == "continue" or bool(saved.get("saved")),
+    }
+    tenants.set_sync_frequency(warehouse.engine, wizard.tenant_id, frequency)
+    if action == "back":
+        save(wizard, "review")
+        return redirect(url_for("onboarding.details"))
+    if action == "save":
+        save(wizard, "review")
+        return saved_for_later("review")
+    save(wizard, "terms")
+    audit.record(warehouse.engine, "onboarding.saved",
+                 detail={"step": "review", "frequency": frequency,
+                         "imports": wizard.data["review"]["imports"]})
+    return redirect(url_for("onboarding.terms"))
+
+
+@bp.post("/review/refresh")
+@limiter.limit(lambda: str(current_app.config["CONNECTION_TEST_LIMIT"]))
+def review_refresh() -> Response:
+    """Count the records again (the CRM may have changed since the test)."""
+    wizard, info, blocked = gate("review")
+    if blocked:
+        return blocked
+    assert info is not None
+    run_test(wizard, info)
+    save(wizard, "review")
+    return redirect(url_for("onboarding.review"))
+
+
+# -- Terms and Policies -----------------------------------------------------------------
+
+
+@bp.route("/terms", methods=["GET", "POST"])
+def terms() -> str | Response | tuple[str, int]:
+    wizard, _, blocked = gate("terms")
+    if blocked:
+        return blocked
+    agreed = wizard.terms_agreed_at is not None and wizard.terms_version == terms_version()
+    form = TermsForm(data={"agree": agreed})
+    context: dict[str, Any] = {"form": form, "version": terms_version(),
+                               "agreed_at": wizard.terms_agreed_at if agreed else None}
+    if request.method == "GET":
+        return render("onboarding/terms.html", "terms", wizard, **context)
+    form.validate()
+    action = form_action()
+    values: dict[str, Any] = {}
+    if form.agree.data and not agreed:
+        values = {"terms_version": terms_version(), "terms_agreed_at": utcnow(),
+                  "terms_agreed_by": current_user().id}
+        audit.record(warehouse.engine, "terms.agreed", detail={"version": terms_version()})
+    elif not form.agree.data and agreed:
+        values = {"terms_version": None, "terms_agreed_at": None, "terms_agreed_by": None}
+    if action == "back":
+        save(wizard, "terms", **values)
+        return redirect(url_for("onboarding.review"))
+    if action == "save":
+        save(wizard, "terms", **values)
+        return saved_for_later("terms")
+    if not form.agree.data:
+        form.agree.errors = ["Please agree to the Terms and Policies to finish the setup."]
+        save(wizard, "terms", **values)
+        return render("onboarding/terms.html", "terms", wizard, 400, **context)
+    save(wizard, "complete", **values)
+    return redirect(url_for("onboarding.complete"))
+
+
+# -- Integration Complete ---------------------------------------------------------------
+
+
+@bp.get("/complete")
+def complete() -> str | Response | tuple[str, int]:
+    wizard, info, blocked = gate("complete")
+    if blocked:
+        return blocked
+    review_data = wizard.section("review")
+    return render(
+        "onboarding/complete.html", "complete", wizard, form=ActionForm(), info=info,
+        objects=wizard.section("discovery").get("objects", []),
+        frequency=FREQUENCY_LABELS.get(int(review_data.get("frequency", 60)), ""),
+        imports=review_data.get("imports", {}),
+    )
+
+
+@bp.post("/finish")
+def finish() -> Response:
+    """ "Finish and Close": the tenant becomes active and the pipelines take over."""
+    wizard, info, blocked = gate("complete")
+    if blocked:
+        return blocked
+    if wizard.complete:
+        return redirect(url_for("status.page"))
+    user = current_user()
+    now = utcnow()
+    tenants.set_status(warehouse.engine, user.tenant_id, "active")
+    save(wizard, "complete", completed_at=now)
+    seconds = _elapsed(wizard.started_at, now)
+    audit.record(warehouse.engine, "onboarding.completed", detail={"seconds": seconds})
+    sent = notify.send(
+        user.email, "Your CRM is connected to Accrue", "setup_complete.txt",
+        name=user.full_name, status_url=external_url("status.page"),
+        objects=wizard.section("discovery").get("objects", []),
+    )
+    audit.record(warehouse.engine, "email.setup_complete", outcome="ok" if sent else "failed")
+    session.pop("concierge_popup", None)
+    flash("Setup complete. Your first sync starts within a minute.", "success")
+    return redirect(url_for("status.page"))
+
+
+def _elapsed(start: datetime | None, end: datetime) -> float | None:
+    return None if start is None else round((end - start).total_seconds(), 1)
+
