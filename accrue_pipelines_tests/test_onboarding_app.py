@@ -16,7 +16,8 @@ def test_index_lists_supported_and_planned_crms(client):
     response = client.get("/")
     assert response.status_code == 200
     body = response.get_data(as_text=True)
-    assert "Salesforce" in body and "Hubspot (coming soon)" in body
+    assert "Salesforce" in body and "HubSpot (coming soon)" in body
+    assert "Hubspot" not in body  # the proper name (issue 11.5)
 
 
 def test_health_checks_the_database(client):
