@@ -10,6 +10,8 @@ from onboarding_app import crm, store
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
 from onboarding_app.onboarding import STEP_TITLES, STEPS
+from onboarding_app.results import summaries
+from onboarding_app.results.scope import scope_for
 from onboarding_app.security import current_user, login_required
 
 bp = Blueprint("main", __name__)
@@ -33,9 +35,13 @@ def healthz() -> Response:
 @bp.get("/home")
 @login_required
 def home() -> str:
-    """The product's home; the pop-up shows once per login until setup is complete."""
-    wizard = store.load_wizard(warehouse.engine, current_user().tenant_id)
-    popup = bool(session.pop("concierge_popup", False)) and not wizard.complete
+    """The product's home: the person's results in figures; for the admin, until setup is
+    complete, the setup prompt and the pop-up (once per login). Managers and sellers
+    never see setup prompts: the integration is the admin's (U1)."""
+    user = current_user()
+    wizard = store.load_wizard(warehouse.engine, user.tenant_id)
+    popup = (bool(session.pop("concierge_popup", False)) and not wizard.complete
+             and user.is_admin)
     resume_step = wizard.step if wizard.step != "welcome" else None
     return render_template(
         "home.html", wizard=wizard, popup=popup, form=ActionForm(),
@@ -44,4 +50,5 @@ def home() -> str:
         resume_number=STEPS.index(resume_step) + 1 if resume_step else None,
         step_count=len(STEPS),
         resume_url=url_for("onboarding.resume"),
+        summary=summaries.home(warehouse.engine, scope_for(warehouse.engine, user)),
     )
