@@ -263,7 +263,10 @@ def test_sync_now_is_one_pending_request_until_the_scheduler_acts_on_it(
     ss.save(engine, [schedules[tenant_id].with_request(now)])
     assert not ss.load(engine, [tenant_id])[tenant_id].admin_request_pending
     assert "The last sync was started at" in _page(admin)
-    assert "Sync requested:" in _follow(admin, admin.post("/integration/sync-now"))
+    Warehouse(engine).start_run(tenant_id, "account")  # that sync is running now
+    page = _follow(admin, admin.post("/integration/sync-now"))
+    assert "A sync is running: it started at" in page
+    assert "Sync requested: it starts when the sync in progress has ended." in page
 
     admin.post("/integration/pause")  # pausing drops the pending request
     assert not ss.load(engine, [tenant_id])[tenant_id].admin_request_pending

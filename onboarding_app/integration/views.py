@@ -64,6 +64,7 @@ def _render(status: int = 200, **forms: Any) -> tuple[str, int]:
     context = {
         "tenant": tenant, "info": info, "state": _state(tenant, info), "crm_name": crm_name,
         "schedule": schedule, "action_form": ActionForm(),
+        "running_since": history.running_since(tenant.id, utcnow()),
         "frequency_label": FREQUENCY_LABELS.get(tenant.sync_frequency_minutes, ""),
         "frequency_form": FrequencyForm(data={"frequency": str(tenant.sync_frequency_minutes)}),
         "reauth_form": ReauthenticateForm(data={"username": details.get("username", "")}),
@@ -160,7 +161,9 @@ def sync_now() -> Response:
         flash("A sync is already requested; it starts within a minute.", "info")
         return _back("sync")
     audit.record(warehouse.engine, "integration.sync_requested")
-    flash("Sync requested: it starts within a minute.", "success")
+    running = history.running_since(tenant.id, utcnow()) is not None
+    flash("Sync requested: it starts " + ("when the sync in progress has ended." if running
+                                          else "within a minute."), "success")
     return _back("sync")
 
 
