@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python -m benchmarks.concierge_p1
 	$(BIN)/python -m benchmarks.first_recommendation
 	$(BIN)/python -m benchmarks.run_overhead
+	$(BIN)/python -m benchmarks.results_pages
 
 # The real daemon with 10, 100, 200 and 1,000 tenants (about 1.5-2 hours; not part of `test`).
 scale: install

@@ -317,6 +317,9 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
         rf"\g<name>{_REDACTED}",
     ),
     (re.compile(rf"\b{TOKEN_VERSION}\.[A-Za-z0-9_-]{{1,32}}\.[A-Za-z0-9_-]{{20,}}"), _REDACTED),
+    # results API tokens (onboarding_app.api.tokens), wherever they are: no word boundary,
+    # so a URL-encoded header ("%20acr_...") is caught too
+    (re.compile(r"acr_[0-9A-Za-z]{30,}"), _REDACTED),
 )
 
 
@@ -325,7 +328,8 @@ def redact(text: str, secrets_to_hide: Iterable[str] = ()) -> str:
 
     Known secret values (e.g. a connection's decrypted secrets) are removed
     verbatim; common credential shapes (URL passwords, `password=...`, bearer
-    tokens, sealed tokens) are removed by pattern as a second line of defence.
+    tokens, sealed tokens, `acr_` API tokens) are removed by pattern as a second line of
+    defence.
     """
     for value in sorted(
         {s for s in secrets_to_hide if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True

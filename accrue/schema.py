@@ -458,6 +458,28 @@ app_session = sa.Table(
     sa.Index("ix_app_session_user_id", "user_id"),
 )
 
+# Personal tokens for the read-only results API (onboarding_app.api.tokens is the one write
+# path): like a session, only the token's SHA-256 is stored; `hint` is its last 4 characters,
+# so a person tells their tokens apart. A revoked row is kept (the API says "revoked");
+# deleting the person deletes their tokens.
+api_token = sa.Table(
+    "api_token",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.Integer(), nullable=False),
+    _tenant_id(),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("hint", sa.String(8), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),  # NULL: until revoked
+    sa.Column("last_used_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(["user_id"], ["app_user.id"], ondelete="CASCADE"),
+    sa.UniqueConstraint("token_hash"),
+    sa.Index("ix_api_token_user_id", "user_id"),
+)
+
 # The concierge's saved progress per tenant (U4/U5): the step to resume at and the
 # non-secret answers. Secrets go to crm_connection (encrypted), never here.
 onboarding_state = sa.Table(
@@ -571,6 +593,14 @@ def column_type(column: Column) -> sa.types.TypeEngine[Any]:
     raise ValueError(f"common-model column {column.name!r} has unsupported type {column.type!r}")
 
 
+# Indexes beyond the key and the sync's, for what the results pages filter on: a seller's
+# or a manager's deals by owner (without it, every page scanned all the tenant's deals;
+# benchmarks/results_pages.py, migration 0012).
+EXTRA_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "opportunity": (("tenant_id", "owner_id"),),
+}
+
+
 def _object_table(object_name: str, columns: tuple[Column, ...]) -> sa.Table:
     name = table_name(object_name)
     clashes = sorted({c.name for c in columns} & set(SYSTEM_COLUMNS))
@@ -588,6 +618,8 @@ def _object_table(object_name: str, columns: tuple[Column, ...]) -> sa.Table:
         sa.Column("synced_at", UtcDateTime(), nullable=False),
         sa.Column("raw", json_type(), nullable=True),
         sa.Index(f"ix_{name}_tenant_id_source_modified_at", "tenant_id", "source_modified_at"),
+        *(sa.Index(f"ix_{name}_{'_'.join(index)}", *index)
+          for index in EXTRA_INDEXES.get(object_name, ())),
     )
 
 

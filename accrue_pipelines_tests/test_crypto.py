@@ -227,6 +227,11 @@ def test_encrypt_requires_an_object_and_a_binding() -> None:
         ("GET https://bob:pa55word@example.com/x", "pa55word"),
         ("Authorization: Bearer 00D5g000004!AQ0AQH", "00D5g000004!AQ0AQH"),
         ("security_token: 'XyZ987'", "XyZ987"),
+        # results API tokens: bare, in a header, URL-encoded
+        ("leaked acr_0aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2y", "0aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT"),
+        ("Authorization: Bearer acr_0aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2y", "0aB1cD2eF3gH"),
+        ("h=Authorization%3A%20Bearer%20acr_0aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2y",
+         "0aB1cD2eF3gH"),
     ],
 )
 def test_redact_scrubs_credential_shapes(text: str, hidden: str) -> None:

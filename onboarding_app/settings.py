@@ -83,6 +83,8 @@ def from_env() -> dict[str, Any]:
         "LOGIN_LIMIT_PER_IP": "30 per minute",
         "SIGNUP_LIMIT_PER_IP": "20 per hour",
         "CONNECTION_TEST_LIMIT": "20 per minute",
+        # Per API token (onboarding_app.api): a BI refresh pages through deals quickly.
+        "API_RATE_LIMIT": _env("ACCRUE_API_RATE_LIMIT", "600 per minute"),
         "SESSION_IDLE_MINUTES": 120,
         "SESSION_MAX_HOURS": 12,
         "TERMS_VERSION": TERMS_VERSION,
