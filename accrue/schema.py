@@ -38,6 +38,8 @@ SYNC_FREQUENCIES_MINUTES: tuple[int, ...] = (5, 15, 30, 60, 360, 1440)
 RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed", "stopped")
 # Who has to act on a failed or stopped run (connectors.base.ConnectorError.kind).
 ERROR_KINDS: tuple[str, ...] = ("credentials", "quota", "outage", "error")
+# Who reads results: the admin sees the tenant, a manager their CRM team, a seller their deals.
+APP_ROLES: tuple[str, ...] = ("admin", "manager", "seller")
 
 # Columns every crm_* table carries besides the common model's own.
 SYSTEM_COLUMNS: tuple[str, ...] = (
@@ -305,6 +307,8 @@ price_recommendation = sa.Table(
     _f("win_probability_current"),
     _f("win_probability_recommended"),
     _f("expected_uplift"),
+    _f("curve_a"),  # the win curve used: P(win | x) = 1/(1 + exp(a + b·x)), x = price ÷ list
+    _f("curve_b"),
     sa.Column("band_segment", sa.String(255), nullable=True),
     _f("band_floor"),
     _f("band_target"),
@@ -438,8 +442,14 @@ app_user = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("last_login_at", UtcDateTime(), nullable=True),
     *_created_updated(),
+    # What the person may see (onboarding_app.results.scope); sign-up makes admins.
+    sa.Column("role", sa.String(16), nullable=False, server_default="admin"),
+    # The CRM user this person is: a seller's own deals, a manager's team (NULL: admin).
+    sa.Column("crm_user_id", sa.String(ID_LENGTH), nullable=True),
     sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
     sa.UniqueConstraint("email"),
+    sa.UniqueConstraint("tenant_id", "crm_user_id"),
+    sa.CheckConstraint(_in("role", APP_ROLES), name="role"),
     sa.Index("ix_app_user_tenant_id", "tenant_id"),
 )
 
@@ -532,7 +542,10 @@ email_link = sa.Table(
     sa.Column("payload", json_type(), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("expires_at", UtcDateTime(), nullable=False),
+    # The tenant that issued the link (invitations); NULL for sign-up links.
+    sa.Column("tenant_id", sa.String(TENANT_ID_LENGTH), nullable=True),
     sa.Index("ix_email_link_email_created_at", "email", "created_at"),
+    sa.Index("ix_email_link_tenant_id_purpose", "tenant_id", "purpose"),
 )
 
 # Who did what, when, with what outcome; `detail` names fields, never their values.
@@ -595,7 +608,7 @@ def column_type(column: Column) -> sa.types.TypeEngine[Any]:
 
 # Indexes beyond the key and the sync's, for what the results pages filter on: a seller's
 # or a manager's deals by owner (without it, every page scanned all the tenant's deals;
-# benchmarks/results_pages.py, migration 0012).
+# benchmarks/results_pages.py, migration 0010).
 EXTRA_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "opportunity": (("tenant_id", "owner_id"),),
 }

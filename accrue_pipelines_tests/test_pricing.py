@@ -370,3 +370,25 @@ def test_lines_at_close_use_the_price_the_deal_was_lost_at():
     at_close = lines_at_close(opp_versions, line_versions)
     assert list(at_close["source_id"]) == ["L1"]
     assert at_close["unit_price"].tolist() == [90.0]
+
+
+def test_the_stored_curve_reproduces_the_stated_win_probabilities():
+    """Issue 11: the deal page draws the curve from `curve_a`/`curve_b`; it must pass
+    through the two probabilities the row states, and exist only where a curve was used."""
+    from accrue.analytics.optimum import win_probability
+
+    data = deals(4000, 7, a={"X": -6.0}, b={"X": 8.0}, spread=0.05)
+    model = fit_price_model(data, PricingConfig(hierarchical=False))
+    open_deals = data.head(20).assign(is_closed=False).reset_index(drop=True)
+    open_deals.loc[0, "list_total"] = 0.0  # excluded: no list value to price against
+    recs = recommend(model, open_deals, explain=False)
+    curved = recs[recs["method"].isin(["model", "tenant_curve"])]
+    assert len(curved)
+    ratio_now = curved["current_price"] / curved["list_total"]
+    for ratio, stated in ((ratio_now, "win_probability_current"),
+                          (curved["recommended_ratio"], "win_probability_recommended")):
+        drawn = win_probability(curved["curve_a"], curved["curve_b"], ratio)
+        assert np.allclose(drawn, curved[stated], equal_nan=True)
+    others = recs[~recs["method"].isin(["model", "tenant_curve"])]
+    assert list(others["method"]) == ["excluded"]
+    assert others["curve_a"].isna().all() and others["curve_b"].isna().all()

@@ -11,9 +11,26 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from onboarding_app import auth, integration, onboarding, settings, status, views
+from onboarding_app import (
+    api,
+    auth,
+    integration,
+    onboarding,
+    people,
+    results,
+    settings,
+    status,
+    views,
+)
 from onboarding_app.extensions import csrf, limiter, warehouse
-from onboarding_app.security import get_logger, install_log_redaction, load_current_user
+from onboarding_app.security import (
+    get_logger,
+    install_log_redaction,
+    load_current_user,
+    refuse_outside_role,
+)
+
+API_PREFIX = "/api/"  # every answer there is JSON, whatever the client accepts
 
 
 def content_security_policy(app: Flask) -> str:
@@ -55,7 +72,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     app.url_map.converters["row_id"] = RowIdConverter
-    for blueprint in (views.bp, auth.bp, onboarding.bp, status.bp, integration.bp):
+    for blueprint in (views.bp, auth.bp, onboarding.bp, status.bp, integration.bp, people.bp,
+                      results.bp):
+        app.register_blueprint(blueprint)
+    # The API reads no cookie (bearer tokens only), so there is no session for CSRF to ride.
+    csrf.exempt(api.bp)
+    for blueprint in (api.bp, api.tokens_bp):
         app.register_blueprint(blueprint)
     headers = {
         "Content-Security-Policy": content_security_policy(app),
@@ -72,6 +94,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def _load_user() -> None:
         if request.endpoint != "static":
             load_current_user()
+            refuse_outside_role()
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
@@ -86,7 +109,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return {"csrf_token_value": generate_csrf, "user": g.get("user")}
 
     def _error(code: int, title: str, message: str) -> tuple[Any, int]:
-        if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json"):
+        if (request.accept_mimetypes.best == "application/json" or request.path.endswith(".json")
+                or request.path.startswith(API_PREFIX)):
             return jsonify(error=title, message=message), code
         return render_template("error.html", title=title, message=message, back=None), code
 

@@ -22,9 +22,10 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
+from accrue import tenants
 from onboarding_app import audit, email_links, login_guard, notify, onboarding, store
 from onboarding_app.extensions import limiter, warehouse
-from onboarding_app.forms import ActionForm, LoginForm, SignupForm
+from onboarding_app.forms import AcceptInvitationForm, ActionForm, LoginForm, SignupForm
 from onboarding_app.security import (
     LOGIN_FAILED,
     end_all_sessions,
@@ -45,12 +46,15 @@ def _limit(name: str) -> str:
     return str(current_app.config[name])
 
 
-def _after_login(tenant_id: str) -> str | None:
+def _after_login(tenant_id: str, role: str = "admin") -> str | None:
     """U1 and U5: arm the pop-up until setup is complete; the saved step to land on, if any.
 
     The pop-up shows on whichever page renders next: home (nothing saved yet)
-    or the saved step, as "Welcome back" (see onboarding._render).
+    or the saved step, as "Welcome back" (see onboarding._render). Setup is the
+    admin's: managers and sellers land on home.
     """
+    if role != "admin":
+        return None
     wizard = store.load_wizard(warehouse.engine, tenant_id)
     if wizard.complete:
         return None
@@ -136,6 +140,43 @@ def confirm(token: str) -> ResponseReturnValue:
     return redirect(url_for("main.home"))
 
 
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+@limiter.limit(lambda: _limit("LOGIN_LIMIT_PER_IP"), methods=["POST"])
+def invitation(token: str) -> ResponseReturnValue:
+    """An invited manager or seller sets a password; the account is tied to their CRM user."""
+    link = email_links.peek(warehouse.engine, token, email_links.INVITE)
+    if link is None or link.tenant_id is None:
+        return render_template("auth/link_invalid.html"), 404
+    tenant = tenants.get_tenant(warehouse.engine, link.tenant_id)
+    if tenant is None or tenant.status == "deleted":
+        return render_template("auth/link_invalid.html"), 404
+    form = AcceptInvitationForm(email=link.email)
+    if request.method == "GET":
+        form.full_name.data = str(link.payload.get("full_name", ""))
+    elif form.validate_on_submit():
+        # Used up only now: a mistyped password does not cost the person their link.
+        if email_links.redeem(warehouse.engine, token, email_links.INVITE) is None:
+            return render_template("auth/link_invalid.html"), 404
+        try:
+            user_id = store.create_member(
+                warehouse.engine, tenant_id=tenant.id, email=link.email,
+                full_name=form.full_name.data or "", password_hash=hash_password(
+                    form.password.data or ""),
+                role=str(link.payload["role"]), crm_user_id=str(link.payload["crm_user_id"]))
+        except store.EmailTaken:
+            flash("This e-mail, or this CRM user, has an Accrue account already: log in.", "info")
+            return redirect(url_for("auth.login"))
+        start_session(user_id, tenant.id)
+        audit.record(warehouse.engine, "invitation.accepted", tenant_id=tenant.id,
+                     actor=f"user:{user_id}", detail={"role": link.payload["role"]})
+        return redirect(url_for("main.home"))
+    status = 400 if form.is_submitted() else 200
+    return render_template(
+        "auth/invitation.html", form=form, email=link.email, company=tenant.name,
+        inviter=link.payload.get("invited_by", "Your admin"), role=link.payload.get("role"),
+    ), status
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: _limit("LOGIN_LIMIT_PER_IP"), methods=["POST"])
 def login() -> ResponseReturnValue:
@@ -159,7 +200,7 @@ def login() -> ResponseReturnValue:
             start_session(user.id, user.tenant_id)
             audit.record(warehouse.engine, "login", tenant_id=user.tenant_id,
                          actor=f"user:{user.id}")
-            landing = _after_login(user.tenant_id)
+            landing = _after_login(user.tenant_id, user.role)
             # A page the admin asked for (?next=) wins; otherwise the saved step (U5).
             return redirect(safe_next(form.next.data) or landing or url_for("main.home"))
         login_guard.record_failure(email)

@@ -28,8 +28,10 @@ from onboarding_app.store import normalise_email
 
 SIGNUP = "signup"
 SIGNUP_NOTICE = "signup_notice"  # "already registered": mailed, no link to redeem
-PURPOSES = (SIGNUP, SIGNUP_NOTICE)
+INVITE = "invite"  # an admin invites a manager or seller of their tenant
+PURPOSES = (SIGNUP, SIGNUP_NOTICE, INVITE)
 SIGNUP_TTL = timedelta(hours=24)  # long enough for "I'll do it after lunch"
+INVITE_TTL = timedelta(days=7)  # invitations wait for people back from a week away
 MAX_PER_ADDRESS_PER_HOUR = 5  # a person retrying, not a flood
 
 
@@ -39,6 +41,7 @@ class Link:
     email: str
     payload: dict[str, Any]
     expires_at: datetime
+    tenant_id: str | None = None
 
 
 def may_send(engine: Engine, email: str) -> bool:
@@ -52,8 +55,12 @@ def may_send(engine: Engine, email: str) -> bool:
 
 
 def issue(engine: Engine, purpose: str, email: str, payload: dict[str, Any] | None = None,
-          ttl: timedelta = SIGNUP_TTL) -> str:
-    """Record a link and return its token (the only copy: it goes into the e-mail)."""
+          ttl: timedelta = SIGNUP_TTL, *, tenant_id: str | None = None) -> str:
+    """Record a link and return its token (the only copy: it goes into the e-mail).
+
+    `tenant_id` is set for links a tenant issues (invitations), so that the tenant's
+    pages list its own links and nobody else's.
+    """
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
     token = secrets.token_urlsafe(32)
@@ -64,7 +71,7 @@ def issue(engine: Engine, purpose: str, email: str, payload: dict[str, Any] | No
             email_link.c.expires_at < now - timedelta(days=1)))
         conn.execute(sa.insert(email_link).values(
             token_hash=token_hash(token), purpose=purpose, email=normalise_email(email),
-            payload=payload or {}, created_at=now, expires_at=now + ttl,
+            tenant_id=tenant_id, payload=payload or {}, created_at=now, expires_at=now + ttl,
         ))
     return token
 
@@ -103,4 +110,4 @@ def redeem(engine: Engine, token: str, purpose: str) -> Link | None:
 
 def _link(row: sa.Row[Any]) -> Link:
     return Link(purpose=row.purpose, email=row.email, payload=dict(row.payload or {}),
-                expires_at=row.expires_at)
+                expires_at=row.expires_at, tenant_id=row.tenant_id)

@@ -30,10 +30,9 @@ FREQUENCY_LABELS = {
 }
 
 
-class SignupForm(FlaskForm):
-    company = StringField("Company name", validators=[DataRequired(), Length(max=200)])
-    full_name = StringField("Your name", validators=[DataRequired(), Length(max=200)])
-    email = EmailField("Work e-mail", validators=[DataRequired(), EMAIL, Length(max=254)])
+class NewPasswordForm(FlaskForm):
+    """A form that sets a password: the length and guessability rules in one place."""
+
     password = PasswordField(
         "Password",
         validators=[DataRequired(), Length(min=MIN_PASSWORD, max=200,
@@ -41,19 +40,23 @@ class SignupForm(FlaskForm):
         description=f"At least {MIN_PASSWORD} characters. A passphrase is easiest.",
     )
 
+    def own_inputs(self) -> list[str]:
+        """What the person typed or is known by: a password made of it is refused."""
+        return []
+
     def validate_password(self, field: PasswordField) -> None:
         """Refuse common, breached and guessable passwords, offline (ASVS 2.1.7).
 
         zxcvbn rates a password against the passwords of public breaches, dictionaries,
-        keyboard patterns and what the admin typed on this form; anything under
+        keyboard patterns and what the person typed on this form; anything under
         GOOD_ENOUGH_SCORE ("safely unguessable") is refused with its advice.
         """
-        from zxcvbn import zxcvbn  # its word lists take a moment to load: only on sign-up
+        from zxcvbn import zxcvbn  # its word lists take a moment to load: only when needed
 
         password = field.data or ""
         if len(password) < MIN_PASSWORD:
             return  # the length rule has said it
-        own = [self.company.data or "", self.full_name.data or "", self.email.data or ""]
+        own = self.own_inputs()
         parts = [[w for w in re.split(r"[\s@.\-_]+", text.lower()) if w] for text in own]
         joined = ["".join(words) for words in parts]  # "Acme Corp" is typed as "acmecorp"
         words = [w for text_words in parts for w in text_words]
@@ -63,6 +66,28 @@ class SignupForm(FlaskForm):
             why = feedback.get("warning") or "It is close to common or breached passwords."
             advice = " ".join(feedback.get("suggestions") or [])
             raise ValidationError(f"This password is too easy to guess. {why} {advice}".strip())
+
+
+class SignupForm(NewPasswordForm):
+    company = StringField("Company name", validators=[DataRequired(), Length(max=200)])
+    full_name = StringField("Your name", validators=[DataRequired(), Length(max=200)])
+    email = EmailField("Work e-mail", validators=[DataRequired(), EMAIL, Length(max=254)])
+
+    def own_inputs(self) -> list[str]:
+        return [self.company.data or "", self.full_name.data or "", self.email.data or ""]
+
+
+class AcceptInvitationForm(NewPasswordForm):
+    """An invited manager or seller names themselves and sets a password."""
+
+    full_name = StringField("Your name", validators=[DataRequired(), Length(max=200)])
+
+    def __init__(self, *args: object, email: str = "", **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def own_inputs(self) -> list[str]:
+        return [self.full_name.data or "", self.email]
 
 
 class LoginForm(FlaskForm):

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, g, redirect, request, session, url_for
+from flask import abort, current_app, g, redirect, request, session, url_for
 
 from accrue import crypto
 from accrue.schema import app_session, app_user, utcnow
@@ -59,6 +59,12 @@ class CurrentUser:
     email: str
     full_name: str
     session_hash: str
+    role: str = "admin"  # admin | manager | seller (accrue.schema.APP_ROLES)
+    crm_user_id: str | None = None  # the CRM user this person is, for manager and seller
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 def start_session(user_id: int, tenant_id: str) -> None:
@@ -110,7 +116,8 @@ def load_current_user() -> None:
     with warehouse.engine.connect() as conn:
         row = conn.execute(
             sa.select(app_session.c.last_seen_at, app_session.c.expires_at, app_user.c.id,
-                      app_user.c.tenant_id, app_user.c.email, app_user.c.full_name)
+                      app_user.c.tenant_id, app_user.c.email, app_user.c.full_name,
+                      app_user.c.role, app_user.c.crm_user_id)
             .join(app_user, app_user.c.id == app_session.c.user_id)
             .where(app_session.c.token_hash == digest)
         ).first()
@@ -124,7 +131,8 @@ def load_current_user() -> None:
         with warehouse.engine.begin() as conn:
             conn.execute(sa.update(app_session).where(app_session.c.token_hash == digest)
                          .values(last_seen_at=now))
-    g.user = CurrentUser(row.id, row.tenant_id, row.email, row.full_name, digest)
+    g.user = CurrentUser(row.id, row.tenant_id, row.email, row.full_name, digest,
+                         row.role, row.crm_user_id)
 
 
 def current_user() -> CurrentUser:
@@ -141,6 +149,37 @@ def login_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapped)
+
+
+def role_required(*roles: str) -> Callable[[F], F]:
+    """Logged in and holding one of `roles`; anyone else logged in gets 403 (a page that
+    exists but is not theirs), whoever is not logged in goes to the login page."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            user = g.get("user")
+            if user is not None and user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return login_required(cast(F, wrapped))
+
+    return decorate
+
+
+# The integration (setup, status, settings, people) is the admin's.
+admin_required = role_required("admin")
+# Blueprints whose every page is the admin's: checked once for all of them before any
+# view runs (`refuse_outside_role`), so a new view there cannot forget it.
+ADMIN_BLUEPRINTS = frozenset({"onboarding", "status", "integration", "people"})
+
+
+def refuse_outside_role() -> None:
+    """403 for a logged-in manager or seller on an admin page (login is the views' check)."""
+    user = g.get("user")
+    if user is not None and not user.is_admin and request.blueprint in ADMIN_BLUEPRINTS:
+        abort(403)
 
 
 def safe_next(target: str | None) -> str | None:
@@ -174,8 +213,8 @@ def external_url(endpoint: str, **values: Any) -> str:
 # -- logs -----------------------------------------------------------------------------
 
 _OAUTH_QUERY = re.compile(r"\b(code|state|code_verifier)=[^&\s\"']+", re.I)
-# An e-mailed link's token in a request line (GET /auth/confirm/<token>).
-_LINK_TOKEN = re.compile(r"(/auth/confirm/)[A-Za-z0-9_-]+")
+# An e-mailed link's token in a request line (GET /auth/confirm/<token>, invitations).
+_LINK_TOKEN = re.compile(r"(/auth/(?:confirm|invitation)/)[A-Za-z0-9_-]+")
 
 
 class RedactingFilter(logging.Filter):

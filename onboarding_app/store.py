@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from accrue import tenants
-from accrue.schema import ONBOARDING_STEPS, app_user, onboarding_state, utcnow
+from accrue.schema import ONBOARDING_STEPS, app_session, app_user, onboarding_state, utcnow
 
 STEPS = ONBOARDING_STEPS
 
@@ -95,6 +95,46 @@ def create_account(
         tenants.set_status(engine, tenant_id, "deleted")
         raise EmailTaken(email) from None
     return tenant_id, int(user_id)
+
+
+def create_member(
+    engine: Engine, *, tenant_id: str, email: str, full_name: str, password_hash: str,
+    role: str, crm_user_id: str,
+) -> int:
+    """An invited manager or seller of an existing tenant, tied to their CRM user."""
+    now = utcnow()
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(sa.insert(app_user).values(
+                tenant_id=tenant_id, email=normalise_email(email), full_name=full_name.strip(),
+                password_hash=password_hash, role=role, crm_user_id=crm_user_id,
+                created_at=now, updated_at=now,
+            ).returning(app_user.c.id)).scalar_one()
+    except IntegrityError:
+        # The address has an account, or this CRM user has one already.
+        raise EmailTaken(email) from None
+    return int(user_id)
+
+
+def members(engine: Engine, tenant_id: str) -> list[sa.Row[Any]]:
+    """Everyone with an account in the tenant, admins first."""
+    with engine.connect() as conn:
+        return list(conn.execute(
+            sa.select(app_user.c.id, app_user.c.email, app_user.c.full_name, app_user.c.role,
+                      app_user.c.crm_user_id, app_user.c.last_login_at)
+            .where(app_user.c.tenant_id == tenant_id)
+            .order_by(app_user.c.role, app_user.c.full_name)))
+
+
+def remove_member(engine: Engine, tenant_id: str, user_id: int) -> bool:
+    """Delete a manager's or seller's account and its sessions; admins are not removed here."""
+    with engine.begin() as conn:
+        conn.execute(sa.delete(app_session).where(app_session.c.user_id == user_id,
+                                                  app_session.c.tenant_id == tenant_id))
+        removed = conn.execute(sa.delete(app_user).where(
+            app_user.c.id == user_id, app_user.c.tenant_id == tenant_id,
+            app_user.c.role != "admin")).rowcount
+    return bool(removed)
 
 
 def find_user(engine: Engine, email: str) -> sa.Row[Any] | None:

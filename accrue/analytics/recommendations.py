@@ -138,6 +138,10 @@ def recommend(model: PriceModel, open_deals: pd.DataFrame, *, use_cost: bool = T
         "band_won_deals": [bd.won_deals if bd else 0 for bd in bands],
         "b": b,
         "b_se": b_se,
+        # The curve the price came from, P(win | x) = 1/(1 + exp(a + b·x)) with x the ratio
+        # to list, kept so the deal page can draw it (empty for band and excluded rows).
+        "curve_a": np.where(curve_ok & ~excluded, a, np.nan),
+        "curve_b": np.where(curve_ok & ~excluded, b, np.nan),
         "identification": np.where(
             segment_ok, model.identification,
             # numpy's stubs reject None as np.where's x/y; numpy takes it as an object.
