@@ -10,7 +10,9 @@ optimum. We report the mean over seeds with a 95 % bootstrap interval (resamplin
 seeds) and on how many seeds our model beats each baseline; a learning curve over
 the history size; and the calibration of the win probability on a time-ordered
 hold-out (the last 25 % of closed deals by close date), pooled over seeds, with a
-reliability plot saved under `<ACCRUE_HOME>/eval/`.
+reliability plot saved under `<ACCRUE_HOME>/eval/`. Then the scenarios real CRM data
+broke (`eval_scenarios`: regret, honesty fall-backs, the seller false-flag rate) and
+the targets: the exit status is 1 when any is missed.
 
 Run `python -m benchmarks.eval_pricing --help`.
 """
@@ -37,6 +39,7 @@ from scipy import special  # noqa: E402
 from accrue.analytics import evaluation as ev  # noqa: E402
 from accrue.analytics.pricing import PricingConfig  # noqa: E402
 from accrue.config import accrue_home  # noqa: E402
+from benchmarks import eval_scenarios  # noqa: E402
 
 OURS = ev.OURS
 VARIANTS = ("clean", "confounded")
@@ -68,13 +71,6 @@ def _calibration_job(args: tuple[int, str]) -> dict[str, object]:
     return out
 
 
-def _bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n: int = 2000
-                  ) -> tuple[float, float]:
-    means = rng.choice(values, size=(n, len(values)), replace=True).mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def regret_table(rows: list[dict[str, object]], variant: str, rng: np.random.Generator
                  ) -> pd.DataFrame:
     """Mean relative regret per policy, its bootstrap CI and how often ours beats it."""
@@ -83,11 +79,11 @@ def regret_table(rows: list[dict[str, object]], variant: str, rng: np.random.Gen
     table = []
     for policy in regrets.columns:
         values = regrets[policy].to_numpy(float)
-        low, high = _bootstrap_ci(values, rng)
+        low, high = ev.bootstrap_ci(values, rng)
         beaten = int((regrets[OURS] < values - 1e-12).sum())
         ties = int((np.abs(regrets[OURS] - values) <= 1e-12).sum())
         diff = regrets[OURS].to_numpy(float) - values  # paired by seed: same tenant, same deals
-        d_low, d_high = _bootstrap_ci(diff, rng)
+        d_low, d_high = ev.bootstrap_ci(diff, rng)
         table.append({
             "policy": policy,
             "mean regret": f"{values.mean():.2%}",
@@ -173,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--no-learning-curve", action="store_true")
+    parser.add_argument("--scenario-seeds", type=int, default=20,
+                        help="seeds per CRM-shaped scenario (0: none)")
+    parser.add_argument("--flag-seeds", type=int, default=100,
+                        help="seeds per identical-sellers flag-rate scenario (0: none)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     out_dir = accrue_home() / "eval"
@@ -181,9 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(s, v, 2000) for v in VARIANTS for s in seeds]
     if not args.no_learning_curve:
         jobs += [(s, "clean", n) for n in LEARNING_SIZES for s in seeds]
+    scenario_jobs, flag_jobs = eval_scenarios.jobs(args.scenario_seeds, args.flag_seeds)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        scenarios = pool.map(eval_scenarios.scenario_job, scenario_jobs)
+        flags = pool.map(eval_scenarios.flag_job, flag_jobs)
         rows = list(pool.map(_seed_job, jobs))
         cal = list(pool.map(_calibration_job, [(s, v) for v in VARIANTS for s in seeds]))
+        scenario_results, flag_results = list(scenarios), list(flags)
     rng = np.random.default_rng(0)
     report: dict[str, object] = {"seeds": args.seeds}
     main_rows = [r for r in rows if r["n_history"] == 2000]
@@ -249,10 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         v: {k: {m: x for m, x in s.items() if not m.startswith("_")} for k, s in summ.items()}
         for v, summ in summaries.items()
     }
+    targets, report["scenarios"] = eval_scenarios.report(scenario_results, flag_results,
+                                                          main_rows)
+    misses = eval_scenarios.print_targets(targets)
+    report["targets"] = [{**asdict(t), "ok": t.ok} for t in targets]
     (out_dir / "results.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"\nreliability plot: {plot_path}\nresults: {out_dir / 'results.json'}")
     print(f"finished in {time.perf_counter() - started:.0f} s with {args.workers} workers")
-    return 0
+    return 1 if misses else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from accrue.analytics.features import priced_ratio
 from accrue.analytics.pricing import (
     PriceModel,
     PricingConfig,
@@ -190,22 +191,39 @@ def _fit_and_price(tenant: SyntheticTenant, config: PricingConfig
     return recs["recommended_ratio"].to_numpy(float), model, recs
 
 
-def baseline_ratios(tenant: SyntheticTenant) -> dict[str, np.ndarray]:
-    """The simple policies our model has to beat (the pooled logit is scored separately)."""
-    h, f = tenant.history, tenant.fresh
-    n = len(f)
+def baseline_ratios(history: pd.DataFrame, fresh: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The simple policies our model has to beat (the pooled logit is scored separately).
+
+    They read prices as the model does (`priced_ratio`): a missing or $0 quote is missing.
+    """
+    h = history.assign(ratio=priced_ratio(history))
+    n = len(fresh)
     bands = price_bands(h, min_won=12)
     median = np.array([
-        (band.target if (band := band_for(row, bands)) else 1.0) for _, row in f.iterrows()
+        (band.target if (band := band_for(row, bands)) else 1.0) for _, row in fresh.iterrows()
     ])
+    mean = float(h["ratio"].mean()) if h["ratio"].notna().any() else 1.0
     return {
         "list price": np.ones(n),
-        "historical mean discount": np.full(n, float(h["ratio"].mean())),
+        "historical mean discount": np.full(n, mean),
         "segment median won price": median,
     }
 
 
+def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n: int = 2000
+                 ) -> tuple[float, float]:
+    """Percentile 95 % interval of the mean, resampling seeds (a tenant is the unit)."""
+    means = rng.choice(values, size=(n, len(values)), replace=True).mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(low), float(high)
+
+
 OURS = "hierarchical model (ours)"
+POOLED = "pooled logistic"
+# The plain pooled logit a data scientist would fit first: no segments, no correction for
+# confounding (same optimum, guardrails and gates as ours).
+POOLED_CONFIG = PricingConfig(hierarchical=False, control_function=False)
+METHODS: tuple[str, ...] = ("model", "tenant_curve", "segment band", "excluded")
 # Ablations, not baselines: each switches off one part of our model.
 ABLATIONS: dict[str, PricingConfig] = {
     "ablation: ours without control function": PricingConfig(control_function=False),
@@ -219,6 +237,7 @@ class SeedResult:
 
     regret: dict[str, float]
     fallback_share: float  # fresh deals our model priced from the band, not the curve
+    methods: dict[str, float]  # share of fresh deals per `method` of our recommendations
     b_mae: dict[str, float]  # mean |b̂ − b| over fresh deals (NaN without a curve)
     clamped_share: float
     reasons: tuple[str, ...]
@@ -245,11 +264,8 @@ def evaluate_seed(seed: int, *, confounded: bool, n_history: int = 2000,
     """Fit on one tenant's history, price its fresh deals with every policy, score them."""
     tenant = simulate_tenant(seed, n_history, n_fresh, confounded=confounded)
     best = true_margin(tenant, oracle_ratio(tenant)).sum()
-    ratios = baseline_ratios(tenant)
-    # The baseline is the plain pooled logit a data scientist would fit first: no
-    # segments, no correction for confounding (same optimum, guardrails and gates).
-    ratios["pooled logistic"], pooled, _ = _fit_and_price(
-        tenant, PricingConfig(hierarchical=False, control_function=False))
+    ratios = baseline_ratios(tenant.history, tenant.fresh)
+    ratios[POOLED], pooled, _ = _fit_and_price(tenant, POOLED_CONFIG)
     if ablations:
         for name, config in ABLATIONS.items():
             ratios[name] = _fit_and_price(tenant, config)[0]
@@ -260,7 +276,8 @@ def evaluate_seed(seed: int, *, confounded: bool, n_history: int = 2000,
     return SeedResult(
         regret=regret,
         fallback_share=float((recs["method"] == "segment band").mean()),
-        b_mae={"pooled logistic": _b_mae(pooled, tenant), OURS: _b_mae(model, tenant)},
+        methods={m: float((recs["method"] == m).mean()) for m in METHODS},
+        b_mae={POOLED: _b_mae(pooled, tenant), OURS: _b_mae(model, tenant)},
         clamped_share=float(recs["clamp"].notna().mean()),
         reasons=tuple(model.reasons),
         identification=model.identification,
