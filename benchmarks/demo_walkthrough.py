@@ -8,7 +8,11 @@ Chromium (Playwright, Debian's /usr/bin/chromium):
 * a new admin signs up, connects the `new-signup` org with "Connect with Salesforce"
   and clicks "Finish and Close"; then the time until the status page shows the first
   data and the first recommendations;
-* screenshots of the Dagster UI (assets, runs) and of the status page, in --shots;
+* the new admin's results pages (deals, a deal with its win curve, opportunities, team),
+  and a seller invited from the People page who accepts from the demo inbox and sees
+  their own deals (and a 403 on People);
+* screenshots of the Dagster UI (assets, runs), the status page and the pages above, in
+  --shots;
 * SIGTERM to the demo's process group, and whether every port is free afterwards.
 
 `python -m benchmarks.demo_walkthrough --shots /tmp/shots` on an otherwise idle machine
@@ -101,9 +105,59 @@ def _onboard(browser: Any, shots: Path) -> dict[str, float]:
                     and time.monotonic(), 900, "the new tenant's first recommendations")
     page.reload()
     page.screenshot(path=str(shots / "status-recommendations.png"), full_page=True)
+    report = {"setup_s": setup_s, "first_data_s": data_at - finished,
+              "first_recommendations_s": recs_at - finished}
+    report.update(_results_as_admin(page, shots))
+    report.update(_invited_seller(browser, page, shots))
     context.close()
-    return {"setup_s": setup_s, "first_data_s": data_at - finished,
-            "first_recommendations_s": recs_at - finished}
+    return report
+
+
+def _results_as_admin(page: Any, shots: Path) -> dict[str, Any]:
+    """The results pages as the new admin reads them: deals, one deal, opportunities, team."""
+    page.goto("/deals")
+    deals = page.locator("a[href^='/deals/']").count()
+    page.screenshot(path=str(shots / "results-deals.png"), full_page=False)
+    page.locator("a[href^='/deals/']").first.click()
+    page.wait_for_load_state("networkidle")
+    chart = page.locator("img[src$='curve.svg']")
+    chart_ok = chart.count() > 0 and page.evaluate(
+        "img => img.complete && img.naturalWidth > 0", chart.first.element_handle())
+    page.screenshot(path=str(shots / "results-deal.png"), full_page=True)
+    for name in ("opportunities", "team"):
+        page.goto(f"/{name}")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(shots / f"results-{name}.png"), full_page=False)
+    return {"deal_links": deals, "deal_chart_loaded": bool(chart_ok)}
+
+
+def _invited_seller(browser: Any, admin: Any, shots: Path) -> dict[str, Any]:
+    """The admin invites a CRM user as seller; the seller accepts from the demo inbox."""
+    admin.goto("/people/")
+    admin.screenshot(path=str(shots / "people.png"), full_page=False)
+    row = admin.get_by_role("row").filter(has=admin.get_by_role("button", name="Invite as seller"))
+    if row.count() == 0:
+        return {"invited": "no CRM user to invite as seller"}
+    email = row.first.locator("td").nth(1).inner_text().strip()
+    row.first.get_by_role("button", name="Invite as seller").click()
+    admin.wait_for_load_state("networkidle")
+    context = browser.new_context(base_url="http://127.0.0.1:5050",
+                                  viewport={"width": 1280, "height": 900})
+    seller = context.new_page()
+    seller.goto("http://127.0.0.1:8025/")
+    seller.get_by_role("row").filter(has_text=email).get_by_role("link").first.click()
+    seller.locator("a[href*='/auth/invitation/']").click()
+    seller.get_by_label("Password").fill("a long enough passphrase for a seller")
+    seller.get_by_role("button", name="Accept and continue").click()
+    seller.wait_for_url("**/home")
+    seller.screenshot(path=str(shots / "seller-home.png"), full_page=False)
+    seller.goto("/deals")
+    own = seller.locator("a[href^='/deals/']").count()
+    seller.screenshot(path=str(shots / "seller-deals.png"), full_page=False)
+    refused = seller.goto("/people/")
+    context.close()
+    return {"invited": email, "seller_deal_links": own,
+            "seller_people_status": refused.status if refused else None}
 
 
 def _dagster_ui(browser: Any, shots: Path) -> None:
@@ -165,6 +219,11 @@ def main() -> int:
         print(f"  new admin: Start Now → Finish and Close {new['setup_s']:.0f} s; then first "
               f"data {new['first_data_s']:.0f} s, first recommendations "
               f"{new['first_recommendations_s']:.0f} s after Finish and Close")
+    if new:
+        print(f"  results as the new admin: {new.get('deal_links')} deals on the first page, "
+              f"win curve loaded: {new.get('deal_chart_loaded')}; invited seller "
+              f"{new.get('invited')}: {new.get('seller_deal_links')} deals of their own, "
+              f"People page answered {new.get('seller_people_status')}")
     print(f"  SIGTERM to the process group: stopped in {report['stop_s']:.1f} s; ports still "
           f"busy: {report['ports_still_busy'] or 'none'}")
     print(f"  screenshots in {args.shots}")
