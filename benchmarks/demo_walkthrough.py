@@ -135,9 +135,12 @@ def _invited_seller(browser: Any, admin: Any, shots: Path) -> dict[str, Any]:
     """The admin invites a CRM user as seller; the seller accepts from the demo inbox."""
     admin.goto("/people/")
     admin.screenshot(path=str(shots / "people.png"), full_page=False)
-    row = admin.get_by_role("row").filter(has=admin.get_by_role("button", name="Invite as seller"))
+    # A seller with deals of their own: the People page lists them after the managers.
+    row = admin.get_by_role("row").filter(
+        has=admin.get_by_role("button", name="Invite as seller")).filter(
+        has=admin.locator("td.num:not(:empty)"))
     if row.count() == 0:
-        return {"invited": "no CRM user to invite as seller"}
+        return {"invited": "no CRM user with deals to invite as seller"}
     email = row.first.locator("td").nth(1).inner_text().strip()
     row.first.get_by_role("button", name="Invite as seller").click()
     admin.wait_for_load_state("networkidle")

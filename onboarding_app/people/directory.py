@@ -19,6 +19,7 @@ class CrmPerson:
     email: str | None
     title: str | None
     reports: int  # CRM users whose manager this one is
+    open_deals: int = 0  # open opportunities this CRM user owns: who has something to read
     account_role: str | None = None  # the role of their Accrue account, if they have one
     account_id: int | None = None
     invited_until: datetime | None = None
@@ -29,9 +30,14 @@ class CrmPerson:
 
 
 def crm_people(engine: Engine, tenant_id: str) -> list[CrmPerson]:
-    """Active CRM users of the tenant with their access, managers first, then by name."""
-    users = object_table("user")
+    """Active CRM users of the tenant with their access: managers, sellers, then the rest."""
+    users, deals = object_table("user"), object_table("opportunity")
     with engine.connect() as conn:
+        owned = dict(conn.execute(
+            sa.select(deals.c.owner_id, sa.func.count())
+            .where(deals.c.tenant_id == tenant_id, deals.c.is_deleted.is_(False),
+                   deals.c.is_closed.is_not(True))
+            .group_by(deals.c.owner_id)).tuples().all())
         rows = conn.execute(
             sa.select(users.c.source_id, users.c.name, users.c.email, users.c.title,
                       users.c.manager_id)
@@ -53,13 +59,16 @@ def crm_people(engine: Engine, tenant_id: str) -> list[CrmPerson]:
         CrmPerson(
             crm_user_id=row.source_id, name=row.name or row.email or row.source_id,
             email=row.email, title=row.title, reports=reports.get(row.source_id, 0),
+            open_deals=int(owned.get(row.source_id, 0)),
             account_role=accounts[row.source_id].role if row.source_id in accounts else None,
             account_id=accounts[row.source_id].id if row.source_id in accounts else None,
             invited_until=invited.get(row.source_id),
         )
         for row in rows
     ]
-    return sorted(people, key=lambda p: (-min(p.reports, 1), p.name.lower()))
+    # Managers first, then whoever owns deals, then the rest (integration users and the like).
+    return sorted(people, key=lambda p: (-min(p.reports, 1), -min(p.open_deals, 1),
+                                         p.name.lower()))
 
 
 def crm_person(engine: Engine, tenant_id: str, crm_user_id: str) -> CrmPerson | None:
