@@ -33,7 +33,7 @@ def crm_people(engine: Engine, tenant_id: str) -> list[CrmPerson]:
     """Active CRM users of the tenant with their access: managers, sellers, then the rest."""
     users, deals = object_table("user"), object_table("opportunity")
     with engine.connect() as conn:
-        owned = dict(conn.execute(
+        owned: dict[str, int] = dict(conn.execute(
             sa.select(deals.c.owner_id, sa.func.count())
             .where(deals.c.tenant_id == tenant_id, deals.c.is_deleted.is_(False),
                    deals.c.is_closed.is_not(True))

@@ -10,6 +10,7 @@ neither break the SVG nor need a font on the viewer's machine.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from typing import Any
 
 from onboarding_app.results.present import BandPoint
 
+# Charts are pure functions of what they draw, and what they draw changes only when the
+# analytics recompute: each process keeps its last 64 (an SVG is 10-400 KB).
+CACHED_CHARTS = 64
 INK, MUTED, BRAND, ACCENT, LINE = "#17212b", "#52606d", "#0f5bd8", "#b45309", "#d9e2ec"
 FLAGGED, BAND = "#b45309", "#e8f0fe"  # a flag is worth a conversation: amber, not red
 
@@ -70,6 +74,13 @@ def curve_points(curve: Any) -> list[tuple[float, float]]:
 
 def win_curve_svg(points: Sequence[tuple[float, float]], *, current_price: float | None,
                   recommended_price: float | None, band: Sequence[BandPoint] = ()) -> str:
+    """See `_win_curve_svg`; rendered once per distinct deal curve."""
+    return _win_curve_svg(tuple(points), current_price, recommended_price, tuple(band))
+
+
+@functools.lru_cache(maxsize=CACHED_CHARTS)
+def _win_curve_svg(points: tuple[tuple[float, float], ...], current_price: float | None,
+                   recommended_price: float | None, band: tuple[BandPoint, ...]) -> str:
     """The deal's win probability against its price, the current quote and the
     recommendation marked, the band's Floor–Start shaded behind."""
     from matplotlib.ticker import FuncFormatter, PercentFormatter
@@ -129,6 +140,12 @@ class RateBar:
 
 
 def team_svg(sellers: Sequence[RateBar], team: RateBar | None) -> str:
+    """See `_team_svg`; the same bars and team give the same SVG, rendered once."""
+    return _team_svg(tuple(sellers), team)
+
+
+@functools.lru_cache(maxsize=CACHED_CHARTS)
+def _team_svg(sellers: tuple[RateBar, ...], team: RateBar | None) -> str:
     """Each seller's win rate with its Wilson interval as an error bar, the team's rate
     (and its interval) as a line and band behind; a flagged win rate in amber."""
     from matplotlib.ticker import PercentFormatter
@@ -139,15 +156,18 @@ def team_svg(sellers: Sequence[RateBar], team: RateBar | None) -> str:
         ax.axvspan(team.low, team.high, color=BAND, label=f"{_label(team.name)}'s 95 % interval")
         ax.axvline(team.rate, color=MUTED, linestyle="--", linewidth=1.4,
                    label=f"{_label(team.name)}: {team.rate:.0%}")
-    labelled: set[bool] = set()
-    for y, bar in enumerate(rows):
-        colour = FLAGGED if bar.flagged else BRAND
-        name = ("Win rate differs from the rest of the team" if bar.flagged
-                else "Seller, 95 % interval")
-        ax.errorbar([bar.rate], [y], xerr=[[bar.below], [bar.above]],
+    # One errorbar call per colour, not per seller: a manager of 200 sellers is one
+    # collection of 200 bars, not 200 artists (1.5 s → a fraction of it).
+    for flagged in (False, True):
+        ys = [y for y, bar in enumerate(rows) if bar.flagged == flagged]
+        if not ys:
+            continue
+        colour = FLAGGED if flagged else BRAND
+        ax.errorbar([rows[y].rate for y in ys], ys,
+                    xerr=[[rows[y].below for y in ys], [rows[y].above for y in ys]],
                     fmt="o", color=colour, ecolor=colour, elinewidth=2, capsize=4,
-                    markersize=6, label=None if bar.flagged in labelled else name)
-        labelled.add(bar.flagged)
+                    markersize=6, label="Win rate differs from the rest of the team" if flagged
+                    else "Seller, 95 % interval")
     ax.set_yticks(range(len(rows)), [_label(bar.name) for bar in rows])
     ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
     ax.set_xlim(0, 1)
@@ -160,6 +180,12 @@ def team_svg(sellers: Sequence[RateBar], team: RateBar | None) -> str:
 
 
 def history_svg(months: Sequence[tuple[str, RateBar | None, float | None]]) -> str:
+    """See `_history_svg`; rendered once per distinct history."""
+    return _history_svg(tuple(months))
+
+
+@functools.lru_cache(maxsize=CACHED_CHARTS)
+def _history_svg(months: tuple[tuple[str, RateBar | None, float | None], ...]) -> str:
     """A seller's win rate month by month with its Wilson interval, the team's rate as a
     line; months without closed deals are gaps."""
     from matplotlib.ticker import PercentFormatter
