@@ -97,7 +97,10 @@ def _onboard(browser: Any, shots: Path) -> dict[str, float]:
     page.screenshot(path=str(shots / "status-just-finished.png"), full_page=True)
 
     def progress() -> dict[str, Any]:
-        return page.evaluate("fetch('/status/progress.json').then(r => r.json())")
+        # Through the context (the admin's cookies), not the page: the status page reloads
+        # itself when a milestone arrives, which would cut a script running in it.
+        result: dict[str, Any] = context.request.get("/status/progress.json").json()
+        return result
 
     data_at = _wait(lambda: progress()["first_data_ready"] and time.monotonic(), 900,
                     "the new tenant's first data")
