@@ -226,7 +226,7 @@ def test_every_page_says_how_fresh_it_is_and_what_is_pending(app: Flask, seeded:
     for path in ("/deals", "/deals/o-u-sam", "/opportunities", "/team"):
         admin_page, seller_page = html(seeded, path), html(seller, path)
         for page in (" ".join(admin_page.split()), " ".join(seller_page.split())):
-            assert "Data last synced not yet; these results last computed" in page
+            assert "No data synced yet; these results last computed" in page
             assert "A sync of your deals is in progress" in page
             assert "The last sync (of opportunities (deals), at" in page
             assert "did not finish" in page
