@@ -8,6 +8,7 @@ hide them again, and a check that cannot count a violation would pass forever.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from accrue.analytics.scenarios import (
 )
 
 
-def small(name: str, **changes: object) -> CrmTenant:
+def small(name: str, **changes: Any) -> CrmTenant:
     """A smaller tenant of the named scenario (same design), seed 0."""
     return simulate_crm(replace(BY_NAME[name], **{"n_history": 800, "n_fresh": 200,
                                                   **changes}), 0)
@@ -66,6 +67,22 @@ def test_lost_deals_unquoted_lose_their_price_in_the_frame_but_not_their_outcome
     assert lost_kind[careless].notna().mean() > 0.6 > 0.25 > lost_kind[~careless].notna().mean()
     fresh_kind = truth.loc[tenant.fresh["opportunity_id"], "unquoted"]
     assert {NO_LINES, ZERO_QUOTE} <= set(fresh_kind.dropna())
+
+
+def test_lost_deals_unquoted_evenly_leave_the_same_share_to_every_seller() -> None:
+    """The intercept half of the missing-quote defect: no seller differs, wins still
+    over-represented among the priced deals (the "careless" scenario adds the slope half)."""
+    tenant = small("lost deals unquoted evenly", n_history=2000)
+    closed = tenant.history
+    kind = tenant.truth.loc[closed["opportunity_id"], "unquoted"]
+    won = closed["is_won"].to_numpy()
+    assert kind[won].isna().all()
+    lost = kind[~won].notna()
+    assert 0.22 < lost.mean() < 0.33
+    by_seller = lost.groupby(tenant.truth.loc[lost.index, "owner_id"]).mean()
+    assert len(by_seller) == 12 and 0.1 < by_seller.min() <= by_seller.max() < 0.45
+    priced = closed[closed["exclusion"].isna()]
+    assert priced["is_won"].mean() > closed["is_won"].mean() + 0.05
 
 
 def test_identical_sellers_share_one_habit_and_their_quotes_agree() -> None:

@@ -53,6 +53,8 @@ def regret_table(results: Sequence[se.ScenarioResult]) -> pd.DataFrame:
         best_simple = regret[list(se.SIMPLE_BASELINES)].min(axis=1)
         rows.append({"scenario": name, "seeds": len(mine),
                      **{p: _pct(regret[p].mean()) for p in se.POLICIES},
+                     se.NO_CORRECTION: _pct(regret[se.NO_CORRECTION].mean())
+                     if se.NO_CORRECTION in regret else "—",
                      "ours < best simple (seeds)":
                      f"{int((regret[OURS] < best_simple - 1e-12).sum())} / {len(mine)}"})
     return pd.DataFrame(rows)

@@ -50,16 +50,26 @@ class PricingConfig:
     min_first_stage_f: float = 10.0  # below: weak instrument, no correction possible
     exogeneity_alpha: float = 0.05  # two-sided test of the control term (Durbin–Wu–Hausman)
     overid_alpha: float = 0.01  # sellers' direct effect on winning (instrument validity)
+    # Quotes missing by outcome (see `quote_sampling`): offset log(r_won / r_lost) per seller
+    # group on the win log-odds of every fit; sellers with fewer closed deals share a group.
+    sampling_correction: bool = True
+    sampling_min_deals: int = 15
 
 
 # --------------------------------------------------------------------------- fitting
 
 
 def _nll_grad_hess(
-    theta: np.ndarray, X: np.ndarray, y: np.ndarray, pen: np.ndarray
+    theta: np.ndarray, X: np.ndarray, y: np.ndarray, pen: np.ndarray,
+    offset: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Penalised negative log-likelihood of the win logit, its gradient and Hessian."""
-    u = X @ theta
+    """Penalised negative log-likelihood of the win logit, its gradient and Hessian.
+
+    `offset` (per deal, on the win log-odds) corrects for quotes missing by outcome
+    (`quote_sampling`); None, not zeros, when there is nothing to correct, so such a fit
+    is the same computation as before the correction existed.
+    """
+    u = X @ theta if offset is None else X @ theta + offset
     mu = special.expit(u)
     nll = float(np.sum(np.logaddexp(0.0, u) - y * u) + 0.5 * np.sum(pen * theta**2))
     grad = X.T @ (mu - y) + pen * theta
@@ -67,17 +77,17 @@ def _nll_grad_hess(
     return nll, grad, hess
 
 
-def _newton(X: np.ndarray, y: np.ndarray, pen: np.ndarray, theta0: np.ndarray | None = None
-            ) -> tuple[np.ndarray, float, np.ndarray]:
+def _newton(X: np.ndarray, y: np.ndarray, pen: np.ndarray, theta0: np.ndarray | None = None,
+            offset: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
     """Damped Newton on the (strictly convex) penalised objective; returns θ̂, f(θ̂), H(θ̂)."""
     theta = np.zeros(X.shape[1]) if theta0 is None else theta0.copy()
-    f, g, H = _nll_grad_hess(theta, X, y, pen)
+    f, g, H = _nll_grad_hess(theta, X, y, pen, offset)
     for _ in range(100):
         step = np.linalg.solve(H, g)
         t = 1.0
         while True:
             candidate = theta - t * step
-            f_new, g_new, H_new = _nll_grad_hess(candidate, X, y, pen)
+            f_new, g_new, H_new = _nll_grad_hess(candidate, X, y, pen, offset)
             if f_new <= f - 1e-4 * t * float(g @ step) or t < 1e-8:
                 break
             t *= 0.5
@@ -205,13 +215,13 @@ def _first_stage(closed: pd.DataFrame, x: np.ndarray, config: PricingConfig
 
 
 def _first_stage_jacobian(X: np.ndarray, y: np.ndarray, theta: np.ndarray, H: np.ndarray,
-                          W: np.ndarray) -> np.ndarray:
+                          W: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
     """dθ̂/dπ: how the win-model fit moves with the first-stage coefficients.
 
     v = x − Wπ is the last column of X. θ̂ solves g(θ, π) = 0 with g the penalised
     score, so by the implicit-function theorem dθ̂/dπ = −H⁻¹ ∂g/∂π.
     """
-    mu = special.expit(X @ theta)
+    mu = special.expit(X @ theta if offset is None else X @ theta + offset)
     w = mu * (1 - mu)
     dg = -(X.T @ (w[:, None] * W)) * float(theta[-1])
     dg[-1, :] -= (mu - y) @ W
@@ -219,14 +229,15 @@ def _first_stage_jacobian(X: np.ndarray, y: np.ndarray, theta: np.ndarray, H: np
 
 
 def _generated_regressor_cov(X: np.ndarray, y: np.ndarray, theta: np.ndarray, H: np.ndarray,
-                             W: np.ndarray, cov_pi: np.ndarray) -> np.ndarray:
+                             W: np.ndarray, cov_pi: np.ndarray,
+                             offset: np.ndarray | None = None) -> np.ndarray:
     """Posterior covariance of θ plus the first stage's uncertainty (delta method).
 
     v is estimated, so θ̂ inherits π̂'s error: Cov = H⁻¹ + J Cov(π̂) Jᵀ with
     J = dθ̂/dπ. The Murphy–Topel cross term vanishes when the win model is correctly
     specified given (x, v, segments). A Monte Carlo check is in docs/pricing-model.md.
     """
-    J = _first_stage_jacobian(X, y, theta, H, W)
+    J = _first_stage_jacobian(X, y, theta, H, W, offset)
     return np.linalg.inv(H) + J @ cov_pi @ J.T
 
 
@@ -239,7 +250,8 @@ def _log_marginal(f: float, H: np.ndarray, q: int, lam_a: float, lam_b: float) -
 
 
 def _empirical_bayes(
-    design: _Design, X: np.ndarray, y: np.ndarray, config: PricingConfig
+    design: _Design, X: np.ndarray, y: np.ndarray, config: PricingConfig,
+    offset: np.ndarray | None = None,
 ) -> tuple[float, float, np.ndarray, float, np.ndarray]:
     """Prior precisions (λa, λb) maximising the Laplace marginal likelihood; and the fit."""
     q = design.n_levels
@@ -251,7 +263,8 @@ def _empirical_bayes(
         key = (round(float(np.clip(log_a, lo, hi)), 6), round(float(np.clip(log_b, lo, hi)), 6))
         if key not in cache:
             lam_a, lam_b = 10 ** key[0], 10 ** key[1]
-            theta, f, H = _newton(X, y, design.penalty(lam_a, lam_b), warm[-1] if warm else None)
+            theta, f, H = _newton(X, y, design.penalty(lam_a, lam_b), warm[-1] if warm else None,
+                                  offset)
             warm.append(theta)
             cache[key] = (_log_marginal(f, H, q, lam_a, lam_b), theta, f, H)
         return -cache[key][0]
@@ -272,7 +285,7 @@ def _empirical_bayes(
 
 def _price_test(
     design: _Design, deals: pd.DataFrame, x: np.ndarray, y: np.ndarray, lam_a: float,
-    v: np.ndarray | None = None,
+    v: np.ndarray | None = None, offset: np.ndarray | None = None,
 ) -> dict[str, float]:
     """One-sided likelihood-ratio test of 'price lowers the win chance' (b > 0).
 
@@ -288,8 +301,8 @@ def _price_test(
     keep_null = keep_alt.copy()
     keep_null[1] = False
     pen_full = design.penalty(lam_a, 1.0)
-    theta_alt, f_alt, H_alt = _newton(X[:, keep_alt], y, pen_full[keep_alt])
-    _, f_null, _ = _newton(X[:, keep_null], y, pen_full[keep_null])
+    theta_alt, f_alt, H_alt = _newton(X[:, keep_alt], y, pen_full[keep_alt], offset=offset)
+    _, f_null, _ = _newton(X[:, keep_null], y, pen_full[keep_null], offset=offset)
     lr = max(0.0, 2.0 * (f_null - f_alt))
     slope = float(theta_alt[1])  # d logit(win) / d ratio: negative when price hurts
     root = math.copysign(math.sqrt(lr), -slope)

@@ -221,8 +221,9 @@ def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n: int = 2000
 OURS = "hierarchical model (ours)"
 POOLED = "pooled logistic"
 # The plain pooled logit a data scientist would fit first: no segments, no correction for
-# confounding (same optimum, guardrails and gates as ours).
-POOLED_CONFIG = PricingConfig(hierarchical=False, control_function=False)
+# confounding or for quotes missing by outcome (same optimum, guardrails and gates as ours).
+POOLED_CONFIG = PricingConfig(hierarchical=False, control_function=False,
+                              sampling_correction=False)
 METHODS: tuple[str, ...] = ("model", "tenant_curve", "segment band", "excluded")
 # Ablations, not baselines: each switches off one part of our model.
 ABLATIONS: dict[str, PricingConfig] = {

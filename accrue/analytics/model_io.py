@@ -6,7 +6,8 @@ function is the costly part of the analytics, and both `price_recommendations` a
 (table `price_model`); a caller whose training data hash the same reuses it.
 
 The hash covers the fit's inputs: the training frame (`pricing.training_frame`: the
-priced closed deals, in order, with the columns the fit and its explanations read),
+priced closed deals, in order, with the columns the fit and its explanations read,
+the missing-quote offset included, so a changed quoting pattern refits),
 the `PricingConfig`, and `FIT_VERSION`, a digest of the code that computes a fit, so
 a changed fit is never served from an old document. The training frame itself is
 not stored: a reader has the same deals (that is what the hash says) and rebuilds it.
@@ -31,12 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accrue.analytics import estimation, pricing, segments
+from accrue.analytics import estimation, pricing, quote_sampling, segments
 from accrue.analytics.estimation import FirstStage, PricingConfig, _Design
-from accrue.analytics.pricing import PriceModel, training_frame
+from accrue.analytics.pricing import OFFSET, PriceModel, training_frame
+from accrue.analytics.quote_sampling import QuoteSampling, QuoteShare
 from accrue.analytics.segments import PriceBand
 
-FORMAT = 1  # the document's layout; part of FIT_VERSION
+FORMAT = 2  # the document's layout; part of FIT_VERSION (2: the missing-quote sampling)
 
 Document = dict[str, Any]
 
@@ -44,7 +46,7 @@ Document = dict[str, Any]
 def _fit_version() -> str:
     """A digest of the code that turns a training frame into a model (and of this format)."""
     digest = hashlib.sha256(str(FORMAT).encode())
-    for module in (pricing, estimation, segments):
+    for module in (pricing, estimation, quote_sampling, segments):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -94,6 +96,14 @@ def _unconfig(doc: Document) -> PricingConfig:
     return PricingConfig(**values)
 
 
+def _share(share: QuoteShare) -> list[Any]:
+    return [share.group, share.won, share.won_priced, share.lost, share.lost_priced]
+
+
+def _unshare(row: list[Any]) -> QuoteShare:
+    return QuoteShare(str(row[0]), *(int(v) for v in row[1:]))
+
+
 def to_document(model: PriceModel) -> Document:
     """The fitted model as JSON-ready data (everything but the training frame)."""
     design = model.design
@@ -126,6 +136,9 @@ def to_document(model: PriceModel) -> Document:
             "f_stat": _num(stage.f_stat), "df": list(stage.df), "n_sellers": stage.n_sellers},
         "control": _floats(model.control),
         "tenant_curve": None if model.tenant_curve is None else to_document(model.tenant_curve),
+        "sampling": None if model.sampling is None else {
+            "applied": model.sampling.applied, "total": _share(model.sampling.total),
+            "groups": [_share(g) for g in model.sampling.groups]},
     }
 
 
@@ -133,7 +146,7 @@ def from_document(doc: Document, history: pd.DataFrame) -> PriceModel:
     """The model `to_document` wrote, with `history` (its `training_frame`) as its deals."""
     if doc.get("format") != FORMAT:
         raise ValueError(f"price model document format {doc.get('format')!r}, expected {FORMAT}")
-    design, stage = doc["design"], doc["first_stage"]
+    design, stage, sampling = doc["design"], doc["first_stage"], doc.get("sampling")
     bands = [PriceBand(tuple(b["level"]), tuple(b["key"]), float(b["floor"]),
                        float(b["target"]), float(b["start"]), int(b["won_deals"]),
                        float(b["won_low"])) for b in doc["bands"]]
@@ -166,6 +179,9 @@ def from_document(doc: Document, history: pd.DataFrame) -> PriceModel:
         control={str(k): float(v) for k, v in doc["control"]},
         tenant_curve=None if doc["tenant_curve"] is None
         else from_document(doc["tenant_curve"], history),
+        sampling=None if sampling is None else QuoteSampling(
+            bool(sampling["applied"]), _unshare(sampling["total"]),
+            tuple(_unshare(g) for g in sampling["groups"])),
     )
 
 
@@ -179,7 +195,8 @@ def training_hash(deals: pd.DataFrame, config: PricingConfig) -> str:
     """SHA-256 of what a fit on `deals` depends on: the training frame, config, fit code."""
     closed, _ = training_frame(deals, config)
     columns = [c for c in dict.fromkeys(("opportunity_id", "close_date", "is_won", "ratio",
-                                         "list_total", config.instrument, *config.dimensions))
+                                         "list_total", config.instrument, *config.dimensions,
+                                         OFFSET))
                if c in closed.columns]
     digest = hashlib.sha256(FIT_VERSION.encode())
     digest.update(json.dumps(_config(config), sort_keys=True).encode())

@@ -26,6 +26,12 @@ control term not significant (Durbin–Wu–Hausman) → naive fit, which is the
 consistent and more efficient; sellers winning more or less than their prices
 explain (over-identification LR test) → no curve, the band.
 
+Missing quotes. A closed deal without a usable quote is left out of the fit, and in
+CRMs it is mostly lost deals whose quotes go missing. Every logit fit (not the first
+stage) therefore carries a per-seller offset log(r_won / r_lost) on the win log-odds,
+r being the priced share of the seller's won and lost deals (`quote_sampling`); the
+curve and predictions leave it out. It is exactly 0 when every closed deal is priced.
+
 Optimum. Expected margin (x − c)·P(win | x) with c = cost / list has the closed form
 x* = c + (1 + W)/b, W = LambertW(exp(−(a + b·c) − 1)) (principal branch), with
 P* = W/(1 + W) and margin W/b. Without a cost, c = 0 (expected revenue).
@@ -62,6 +68,7 @@ from accrue.analytics.estimation import (
     _price_test,
 )
 from accrue.analytics.optimum import numeric_optimum, optimal_ratio, win_probability
+from accrue.analytics.quote_sampling import QuoteSampling, quote_sampling
 from accrue.analytics.recommendations import (
     _as_records,
     _comparables,
@@ -75,6 +82,7 @@ from accrue.analytics.segments import PriceBand, deal_size, deal_size_cuts, pric
 # and the per-deal output in `recommendations`. Their public names are re-exported.
 __all__ = [
     "FIXED_EFFECT_PENALTY",
+    "OFFSET",
     "FirstStage",
     "PriceModel",
     "PricingConfig",
@@ -91,6 +99,8 @@ __all__ = [
     "training_frame",
     "win_probability",
 ]
+
+OFFSET = "quote_offset"  # training-frame column: the missing-quote offset on the win log-odds
 
 
 @dataclass
@@ -122,6 +132,8 @@ class PriceModel:
     # The tenant-wide (pooled) curve: same data, identification logic and tests, no
     # segment terms. Deals whose segment slope is not supported are priced on it.
     tenant_curve: PriceModel | None = field(default=None, repr=False)
+    # How the closed deals reached the fit: priced shares per seller group, the offsets.
+    sampling: QuoteSampling | None = None
     _effects: pd.DataFrame | None = field(default=None, repr=False)
 
     # -- curve ----------------------------------------------------------------
@@ -231,6 +243,9 @@ class PriceModel:
 
     def _explain_tenant(self) -> str:
         head = (f"{self.n_closed} priced closed deals ({self.n_won} won, {self.n_lost} lost).")
+        missing = self.sampling.describe() if self.sampling is not None else None
+        if missing:
+            head = f"{head} {missing}"
         if not self.usable:
             return f"{head} No price curve: {'; '.join(self.reasons)}. Using segment bands."
         test = self.price_test
@@ -260,18 +275,31 @@ def training_frame(deals: pd.DataFrame, config: PricingConfig
     """The priced closed deals a model is fitted on (with their size tercile), and the cuts.
 
     Everything a fit reads comes from this frame, so a model stored with its hash
-    (`model_io`) is rebuilt from the same deals without refitting.
+    (`model_io`) is rebuilt from the same deals without refitting. That includes the
+    missing-quote offset (column `OFFSET`), which the unpriced closed deals set: a
+    changed quoting pattern changes the hash.
     """
+    closed, cuts, _ = _training(deals, config)
+    return closed, cuts
+
+
+def _training(deals: pd.DataFrame, config: PricingConfig
+              ) -> tuple[pd.DataFrame, tuple[float, float], QuoteSampling]:
+    """`training_frame`, and how the priced deals were selected from the closed ones."""
     closed = deals[deals["is_closed"].astype(bool)]
+    priced = closed["ratio"].notna()
     if "exclusion" in closed.columns:
-        closed = closed[closed["exclusion"].isna()]
-    closed = closed[closed["ratio"].notna()].copy()
+        priced &= closed["exclusion"].isna()
+    sampling, offset = quote_sampling(closed, priced.to_numpy(), config.instrument,
+                                      config.sampling_min_deals, config.sampling_correction)
+    closed = closed[priced.to_numpy()].copy()
+    closed[OFFSET] = offset[priced.to_numpy()]
     cuts = deal_size_cuts(closed["list_total"])
     closed["deal_size"] = deal_size(closed["list_total"], cuts)
     for dim in config.dimensions:
         if dim not in closed.columns:
             closed[dim] = "Unknown"
-    return closed, cuts
+    return closed, cuts, sampling
 
 
 def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) -> PriceModel:
@@ -282,14 +310,14 @@ def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) ->
     then has `usable = False` and the reasons.
     """
     config = config or PricingConfig()
-    closed, cuts = training_frame(deals, config)
+    closed, cuts, sampling = _training(deals, config)
     y = closed["is_won"].astype(bool).to_numpy(float)
     n_won, n_lost = int(y.sum()), int(len(y) - y.sum())
     bands = price_bands(closed, quantiles=config.band_quantiles, min_won=config.band_min_won,
                         low_quantile=config.range_quantiles[0])
     model = PriceModel(
         config=config, usable=False, reasons=[], n_closed=len(closed), n_won=n_won,
-        n_lost=n_lost, deal_size_cuts=cuts, bands=bands, history=closed,
+        n_lost=n_lost, deal_size_cuts=cuts, bands=bands, history=closed, sampling=sampling,
     )
     if len(closed):
         lo, hi = np.quantile(closed["ratio"].to_numpy(float), config.range_quantiles)
@@ -314,21 +342,25 @@ def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) ->
     } if config.hierarchical else {}
     design = _Design(float(x.mean()), levels, config.hierarchical)
     X = design.matrix(closed, x)
+    # None, not zeros, when every closed deal is priced: the fit is then exactly as before.
+    offset = closed[OFFSET].to_numpy(float)
+    off = offset if np.any(offset != 0.0) else None
     if config.hierarchical:
-        lam_a, lam_b, theta, _, H = _empirical_bayes(design, X, y, config)
+        lam_a, lam_b, theta, _, H = _empirical_bayes(design, X, y, config, off)
     else:
         lam_a, lam_b = math.nan, math.nan
-        theta, _, H = _newton(X, y, design.penalty(1.0, 1.0))
+        theta, _, H = _newton(X, y, design.penalty(1.0, 1.0), offset=off)
     covariance = np.linalg.inv(H)
     v: np.ndarray | None = None
     if config.control_function:
-        chosen = _control_function(model, closed, x, y, design, (lam_a, lam_b), theta)
+        chosen = _control_function(model, closed, x, y, design, (lam_a, lam_b), theta, off)
         if chosen is not None:
             design, theta, covariance, v = chosen
     model.x_mean, model.design, model.theta, model.lambdas = design.x_mean, design, theta, (
         lam_a, lam_b)
     model.covariance = covariance
-    model.price_test = _price_test(design, closed, x, y, lam_a if config.hierarchical else 1.0, v)
+    model.price_test = _price_test(design, closed, x, y, lam_a if config.hierarchical else 1.0, v,
+                                   off)
     if model.control.get("overid_p", 1.0) < config.overid_alpha:
         model.reasons.append(
             f"sellers differ in how often they win beyond what their prices explain "
@@ -359,7 +391,7 @@ def fit_price_model(deals: pd.DataFrame, config: PricingConfig | None = None) ->
 
 def _control_function(
     model: PriceModel, closed: pd.DataFrame, x: np.ndarray, y: np.ndarray, naive: _Design,
-    lambdas: tuple[float, float], naive_theta: np.ndarray,
+    lambdas: tuple[float, float], naive_theta: np.ndarray, offset: np.ndarray | None = None,
 ) -> tuple[_Design, np.ndarray, np.ndarray, np.ndarray] | None:
     """Fit the control-function logit; return it if it is needed and usable, else None.
 
@@ -367,7 +399,8 @@ def _control_function(
     Steps: first stage (weak instrument → keep the naive fit, said so); win model with
     the first-stage residual v at the naive fit's prior precisions; Durbin–Wu–Hausman
     test of ρ = 0 (not rejected → the naive fit is consistent and more efficient, keep
-    it); over-identification test (seller dummies added to the win model).
+    it); over-identification test (seller dummies added to the win model). The
+    missing-quote `offset` enters every win-model fit, not the first stage.
     """
     config = model.config
     stage, why = _first_stage(closed, x, config)
@@ -387,7 +420,7 @@ def _control_function(
     X = design.matrix(closed, x, v)
     lam_a, lam_b = (lambdas if naive.hierarchical else (1.0, 1.0))
     pen = design.penalty(lam_a, lam_b)
-    theta, f_cf, H = _newton(X, y, pen, np.r_[naive_theta, 0.0])
+    theta, f_cf, H = _newton(X, y, pen, np.r_[naive_theta, 0.0], offset)
     rho = float(theta[-1])
     rho_se = float(np.sqrt(np.linalg.inv(H)[-1, -1]))
     z = rho / rho_se
@@ -399,7 +432,7 @@ def _control_function(
     if extra.shape[1] > 0:
         _, f_over, _ = _newton(np.hstack([X, extra]), y,
                                np.r_[pen, np.full(extra.shape[1], FIXED_EFFECT_PENALTY)],
-                               np.r_[theta, np.zeros(extra.shape[1])])
+                               np.r_[theta, np.zeros(extra.shape[1])], offset)
         overid_p = float(stats.chi2.sf(max(0.0, 2 * (f_cf - f_over)), extra.shape[1]))
     kappa = 1.0 / math.sqrt(1.0 + math.pi * (rho * stage.sigma) ** 2 / 8.0)
     model.control.update(rho=rho, rho_se=rho_se, rho_z=z, overid_p=overid_p,
@@ -413,6 +446,7 @@ def _control_function(
         f"control function (seller habit as instrument, first-stage F = {stage.f_stat:.0f}; "
         f"control term z = {z:.1f})")
     model.first_stage = stage
-    cov = _generated_regressor_cov(X, y, theta, H, stage.matrix(closed), stage.covariance)
+    cov = _generated_regressor_cov(X, y, theta, H, stage.matrix(closed), stage.covariance,
+                                   offset)
     return design, theta, cov, v
 

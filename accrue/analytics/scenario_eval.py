@@ -43,6 +43,9 @@ AT_LIST = 0.995  # a recommendation at or above this ratio is "at list"
 SIMPLE_BASELINES: tuple[str, ...] = (
     "list price", "historical mean discount", "segment median won price")
 POLICIES: tuple[str, ...] = (OURS, POOLED, *SIMPLE_BASELINES)
+# Not a baseline: ours with the missing-quote offset switched off (scenarios with missing
+# quotes only; elsewhere the offset is exactly 0 and the fit the same).
+NO_CORRECTION = "ablation: ours without the missing-quote correction"
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,11 @@ def evaluate_scenario(scenario: Scenario, seed: int) -> ScenarioResult:
     ratios = baseline_ratios(history, scored)
     pooled, _, _, _ = _recommendations(history, fresh, POOLED_CONFIG)
     recs, n_fit, usable, identification = _recommendations(history, fresh, PricingConfig())
-    for name, frame in ((POOLED, pooled), (OURS, recs)):
+    frames = [(POOLED, pooled), (OURS, recs)]
+    if scenario.quotes_missing:
+        frames.append((NO_CORRECTION, _recommendations(
+            history, fresh, PricingConfig(sampling_correction=False))[0]))
+    for name, frame in frames:
         by_id = frame.set_index("opportunity_id")["recommended_ratio"]
         ratios[name] = by_id.reindex(scored["opportunity_id"]).to_numpy(float)
     regret = {name: relative_regret(best, float(expected_margin(list_total, a, b, c, x).sum()))
@@ -223,6 +230,8 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "single price book": ("raised to list by a floor",),
     "lost deals unquoted": ("priced closed deals left out of the fit, or unquoted ones in it",
                             "open deals with a $0 quote left unpriced"),
+    "lost deals unquoted evenly": (
+        "priced closed deals left out of the fit, or unquoted ones in it",),
     "no lost deal quoted": ("open deals without exactly one row",
                             "priced on a curve although no lost deal has a price",
                             "rows off the model without a reason"),

@@ -71,6 +71,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("lost deals unquoted", "3: a $0 or missing quote read as a 100 % discount",
              key=2, unquoted_lost=0.10, careless_sellers=3, careless_share=0.8,
              fresh_without_lines=0.05, fresh_zero_quote=0.05),
+    Scenario("lost deals unquoted evenly", "missing quotes read as missing at random: every "
+             "win chance over-stated", key=8, unquoted_lost=0.275, fresh_without_lines=0.05,
+             fresh_zero_quote=0.05),
     Scenario("no lost deal quoted", "4: no curve, and every open deal vanished",
              key=3, unquoted_lost=1.0, fresh_without_lines=0.05),
     Scenario("ten years of history", "2: a calendar window dropped the older deals",
