@@ -188,8 +188,10 @@ def register_demo_tenants(engine: Engine, ports: dict[str, int]) -> None:
     for demo in DEMO_TENANTS:
         existing = tenants.get_tenant(engine, demo.tenant_id)
         if existing is None:
+            # Activities on: the demo shows them in the stalled deals.
             tenants.add_tenant(engine, demo.tenant_id, demo.name, "salesforce",
-                               sync_frequency_minutes=DEMO_SYNC_FREQUENCY_MINUTES)
+                               sync_frequency_minutes=DEMO_SYNC_FREQUENCY_MINUTES,
+                               optional_objects=("activity",))
         elif existing.sync_frequency_minutes == OLD_DEMO_SYNC_FREQUENCY_MINUTES:
             tenants.set_sync_frequency(engine, demo.tenant_id, DEMO_SYNC_FREQUENCY_MINUTES)
         url = f"http://127.0.0.1:{ports[demo.tenant_id]}"
@@ -198,19 +200,19 @@ def register_demo_tenants(engine: Engine, ports: dict[str, int]) -> None:
 
 
 def tenant_data(engine: Engine, tenant_id: str) -> tuple[int, int] | None:
-    """(objects, live records) once every common object has synced once, else None.
+    """(objects, live records) once every object the tenant syncs has synced once, else None.
 
     A sync that succeeded, as on the concierge's status page: the saved state alone is
     written after the first page, while a large object is still being read.
     """
     from accrue.warehouse import Warehouse
-    from connectors.common_model import COMMON_OBJECTS
 
     store = Warehouse(engine)
     health = store.sync_health(tenant_id)
-    if any(health.get(name, {}).get("last_success_at") is None for name in COMMON_OBJECTS):
+    objects = tenants.require_tenant(engine, tenant_id).synced_objects()
+    if any(health.get(name, {}).get("last_success_at") is None for name in objects):
         return None
-    return len(COMMON_OBJECTS), sum(row["live_rows"] for row in store.summary(tenant_id))
+    return len(objects), sum(row["live_rows"] for row in store.summary(tenant_id, objects))
 
 
 def recommendation_count(engine: Engine, tenant_id: str) -> int:

@@ -180,7 +180,8 @@ def progress(engine: Engine, tenant_id: str, now: datetime | None = None) -> dic
     """Per-object progress and the two milestones: first data, first recommendations.
 
     Expected objects are the ones the CRM reported at setup (the wizard's
-    discovery); first data is in when each has had a successful sync (a later
+    discovery) that the tenant syncs (an optional import only if its admin chose
+    it); first data is in when each has had a successful sync (a later
     failed or running sync does not take it back). The words per object come from
     `sync_progress`, the recommendations' from `recommendation_status`.
     """
@@ -195,8 +196,9 @@ def progress(engine: Engine, tenant_id: str, now: datetime | None = None) -> dic
     health = wh.sync_health(tenant_id)
     discovery = data.get("discovery")
     objects_at_setup = discovery.get("objects", []) if isinstance(discovery, dict) else []
-    expected = {o["name"]: o for o in objects_at_setup}
-    names = list(expected) or [n for n in stored if stored[n]["live_rows"]]
+    # An optional object the admin did not choose is never synced: nothing waits for it.
+    expected = {o["name"]: o for o in objects_at_setup if tenant.syncs(o["name"])}
+    names = list(expected) or [n for n in stored if stored[n]["live_rows"] and tenant.syncs(n)]
     attempt: list[sync_progress.NextAttempt] = []
 
     def retry() -> sync_progress.NextAttempt:

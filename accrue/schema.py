@@ -131,6 +131,9 @@ tenant = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("sync_frequency_minutes", sa.Integer(), nullable=False),
     *_created_updated(),
+    # The optional common objects the admin chose to import (connectors.common_model.
+    # OPTIONAL_OBJECTS), as a JSON list: the sync reads no other optional object.
+    sa.Column("optional_objects", json_type(), nullable=False, server_default="[]"),
     sa.CheckConstraint(_in("status", TENANT_STATUSES), name="status"),
     sa.CheckConstraint(_in("sync_frequency_minutes", SYNC_FREQUENCIES_MINUTES), name="frequency"),
 )
@@ -611,6 +614,8 @@ def column_type(column: Column) -> sa.types.TypeEngine[Any]:
 # benchmarks/results_pages.py, migration 0010).
 EXTRA_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "opportunity": (("tenant_id", "owner_id"),),
+    # A deal's last activity (revenue opportunities' stalled rule, migration 0012).
+    "activity": (("tenant_id", "opportunity_id"),),
 }
 
 

@@ -32,6 +32,7 @@ from accrue.schema import (
     tenant,
     utcnow,
 )
+from connectors.common_model import COMMON_OBJECTS, OPTIONAL_OBJECTS
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,17 @@ def validate_crm_type(crm_type: object) -> str:
     return crm_type
 
 
+def validate_optional_objects(objects: object) -> tuple[str, ...]:
+    """The optional objects a tenant may choose, in the common model's order, each once."""
+    if isinstance(objects, str) or not isinstance(objects, list | tuple | set | frozenset):
+        raise TenantError(f"optional objects must be a list of names, got {objects!r}")
+    unknown = sorted(str(o) for o in objects if o not in OPTIONAL_OBJECTS)
+    if unknown:
+        raise TenantError(f"unknown optional objects {unknown}: choose from "
+                          f"{', '.join(OPTIONAL_OBJECTS)}")
+    return tuple(name for name in OPTIONAL_OBJECTS if name in objects)
+
+
 def _validate_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise TenantError("tenant name must be a non-empty string")
@@ -118,6 +130,15 @@ class Tenant:
     sync_frequency_minutes: int
     created_at: datetime
     updated_at: datetime
+    optional_objects: tuple[str, ...] = ()  # the optional objects its admin switched on
+
+    def syncs(self, object_name: str) -> bool:
+        """Whether the tenant's syncs read this common object: optional ones only if chosen."""
+        return object_name not in OPTIONAL_OBJECTS or object_name in self.optional_objects
+
+    def synced_objects(self) -> list[str]:
+        """The common objects its syncs read, in the common model's order."""
+        return [name for name in COMMON_OBJECTS if self.syncs(name)]
 
 
 class SecretDict(dict[str, Any]):
@@ -167,6 +188,7 @@ def _tenant(row: RowMapping) -> Tenant:
         sync_frequency_minutes=row["sync_frequency_minutes"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        optional_objects=tuple(o for o in OPTIONAL_OBJECTS if o in (row["optional_objects"] or [])),
     )
 
 
@@ -178,6 +200,7 @@ def add_tenant(
     *,
     sync_frequency_minutes: int = 60,
     status: str = "active",
+    optional_objects: tuple[str, ...] | list[str] = (),
 ) -> Tenant:
     """Register a tenant; every argument is validated before anything is written."""
     values = {
@@ -186,6 +209,7 @@ def add_tenant(
         "crm_type": validate_crm_type(crm_type),
         "status": validate_status(status),
         "sync_frequency_minutes": validate_sync_frequency(sync_frequency_minutes),
+        "optional_objects": list(validate_optional_objects(optional_objects)),
     }
     now = utcnow()
     try:
@@ -247,6 +271,13 @@ def set_sync_frequency(engine: Engine, tenant_id: str, minutes: int) -> Tenant:
     """Change how often the scheduler syncs the tenant (one of SYNC_FREQUENCIES_MINUTES)."""
     minutes = validate_sync_frequency(minutes)
     return _update_tenant(engine, tenant_id, sync_frequency_minutes=minutes)
+
+
+def set_optional_objects(engine: Engine, tenant_id: str, objects: Any) -> Tenant:
+    """Switch optional imports on or off; the next sync reads exactly these (data already
+    synced stays, like a paused tenant's)."""
+    chosen = validate_optional_objects(objects)
+    return _update_tenant(engine, tenant_id, optional_objects=list(chosen))
 
 
 def connection_aad(tenant_id: str, connection_id: int) -> str:

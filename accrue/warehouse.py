@@ -56,7 +56,13 @@ from accrue.schema import (
 )
 from accrue.tenants import validate_tenant_id
 from connectors.base import Delete, LiveIds, Quarantine, Upsert
-from connectors.common_model import COMMON_OBJECTS, ID_LENGTH, REFERENCES, Column
+from connectors.common_model import (
+    COMMON_OBJECTS,
+    ID_LENGTH,
+    OPTIONAL_REFERENCES,
+    REFERENCES,
+    Column,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -1204,7 +1210,8 @@ class Warehouse:
             return [dict(row) for row in conn.execute(query).mappings()]
 
     def orphans(self, tenant_id: str, object_name: str) -> dict[str, int]:
-        """Per reference column: live rows whose column is NULL or names no live target row.
+        """Per reference column: live rows whose column is NULL (unless the reference is
+        optional) or names no live target row.
 
         Uses connectors.common_model.REFERENCES; an object without references gives {}.
         A parent deleted in the CRM orphans its children, which is worth knowing.
@@ -1226,7 +1233,10 @@ class Warehouse:
                 target.c.source_id == table.c[column],
                 sa.not_(target.c.is_deleted),
             ))
-            counts.append(sa.func.count().filter(target.c.source_id.is_(None)).label(column))
+            missing: sa.ColumnElement[bool] = target.c.source_id.is_(None)
+            if (object_name, column) in OPTIONAL_REFERENCES:  # empty is fine, unknown is not
+                missing = sa.and_(missing, table.c[column].is_not(None))
+            counts.append(sa.func.count().filter(missing).label(column))
         query = sa.select(*counts).select_from(joined).where(
             table.c.tenant_id == tenant_id, sa.not_(table.c.is_deleted)
         )

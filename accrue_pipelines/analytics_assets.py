@@ -27,6 +27,8 @@ from accrue_pipelines.sync_assets import sync_asset_key
 ANALYTICS_GROUP = "analytics"
 # Price-book entries are not read: an entry is a list price (the lines carry it), not a floor.
 DEAL_OBJECTS = ("account", "opportunity", "opportunity_line", "product")
+# Revenue opportunities also read activities (the stalled rule), when the tenant imports them.
+OPPORTUNITY_OBJECTS = (*DEAL_OBJECTS, "activity")
 SELLER_OBJECTS = ("opportunity", "opportunity_line", "user")
 PREVIEW_ROWS = 10
 # The months listed by name in the metadata; beyond this only the count is shown.
@@ -89,28 +91,36 @@ def price_recommendations(
 
 @dg.asset(
     partitions_def=tenant_partitions,
-    deps=[sync_asset_key(o) for o in DEAL_OBJECTS],
+    deps=[sync_asset_key(o) for o in OPPORTUNITY_OBJECTS],
     group_name=ANALYTICS_GROUP,
     kinds={"python", "sql"},
     metadata={"dagster/table_name": "revenue_opportunity"},
     description="Cross-sell, upsell, win-back and stalled deals with expected value and a "
-                "one-line reason (table revenue_opportunity).",
+                "one-line reason (table revenue_opportunity); stalled means no activity "
+                "when the tenant imports activities, else no change to the deal.",
 )
 def revenue_opportunities(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
+    from accrue import tenants
     from accrue.analytics import opportunities as opps_lib
     from accrue.analytics import store
     from accrue_pipelines import analytics_render as render
 
     tenant_id = context.partition_key
     engine = warehouse.engine()
+    now = datetime.now(UTC)
     data = store.load_tenant(engine, tenant_id)
     # The model price_recommendations stored for the same data; refitted only if it changed.
     fit = store.fitted_price_model(engine, tenant_id, data.deals)
     context.log.info(f"{tenant_id}: price model {fit.version}: {fit.why}")
+    last_activities = None
+    tenant = tenants.get_tenant(engine, tenant_id)
+    if tenant is not None and tenant.syncs("activity"):
+        last_activities = opps_lib.last_activity(
+            store.open_deal_activities(engine, tenant_id), now)
     items = opps_lib.find_all(fit.model, data.deals, data.tables["opportunity_line"],
-                              data.tables["product"], datetime.now(UTC))
+                              data.tables["product"], now, last_activities)
     written = store.replace_revenue_opportunities(engine, tenant_id, items)
     counts = items["kind"].value_counts().to_dict() if len(items) else {}
     top = items.sort_values("expected_value", ascending=False).head(PREVIEW_ROWS)
@@ -119,6 +129,7 @@ def revenue_opportunities(
         "model_version": fit.version,
         "model_reused": fit.reused,
         "model_fit": fit.why,
+        "stalled_rule": "no activity" if last_activities is not None else "no change",
         **{f"{kind}_count": int(counts.get(kind, 0)) for kind in
            ("cross_sell", "upsell", "win_back", "stalled")},
         "total_expected_value": float(items["expected_value"].sum()) if len(items) else 0.0,

@@ -11,6 +11,10 @@ multi-asset): one login, one pool slot, and still one asset per object in the
 catalog, each with its own materialization, checks and history. One object's
 failure does not stop the others: the step syncs every object it can, then fails
 naming those that did not sync, and the retry resumes each from its checkpoint.
+
+An optional object the tenant's admin did not switch on (`Tenant.syncs`) is reported as
+not selected before the CRM is even opened: no API call reads it, and neither the
+checks nor the failure sensor count it as unsynced.
 """
 
 import time
@@ -19,6 +23,7 @@ from typing import Any
 
 import dagster as dg
 
+from accrue import tenants
 from accrue.sync import SyncResult, record_failed_attempt, sync_object
 from accrue.warehouse import Warehouse
 from accrue_pipelines import run_tags
@@ -129,8 +134,15 @@ def crm_sync(
     tenant_id = context.partition_key
     selected = {object_of(key) for key in context.selected_asset_keys}
     store = warehouse.warehouse()
-    handled: set[str] = set()  # objects with their own outcome (synced, failed, not offered)
+    # Objects with their own outcome (synced, failed, not offered, not chosen).
+    handled: set[str] = set()
     failed: dict[str, BaseException] = {}
+    tenant = tenants.require_tenant(warehouse.engine(), tenant_id)
+    for object_name in sync_order():
+        if object_name in selected and not tenant.syncs(object_name):
+            handled.add(object_name)
+            context.log.info(f"{tenant_id}: {object_name} not chosen by the tenant; not read")
+            yield _selected_checks(context, _not_chosen_result(object_name), {})
     try:
         with crm_api_slot(context, crm.crm_type(tenant_id)):
             began = time.monotonic()
@@ -169,7 +181,7 @@ def _sync_objects(
     and the others go on, except refused credentials, which fail every object alike."""
     tenant_id = context.partition_key
     for object_name in sync_order():
-        if object_name not in selected:
+        if object_name not in selected or object_name in handled:
             continue
         handled.add(object_name)
         if object_name not in offered:
@@ -298,6 +310,20 @@ def _not_offered_result(object_name: str) -> dg.MaterializeResult:
         metadata={"offered_by_crm": False},
         data_version=dg.DataVersion("not-offered"),
         check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True)
+                       for spec in _check_specs(object_name)],
+    )
+
+
+def _not_chosen_result(object_name: str) -> dg.MaterializeResult:
+    """An optional object the tenant did not choose: not selected, never a failure."""
+    key = sync_asset_key(object_name)
+    why = "not selected: an optional import the tenant's admin has not switched on"
+    return dg.MaterializeResult(
+        asset_key=key,
+        metadata={"selected_by_tenant": False, "skipped": why},
+        data_version=dg.DataVersion("not-selected"),
+        check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True,
+                                           description=why)
                        for spec in _check_specs(object_name)],
     )
 

@@ -235,7 +235,7 @@ def test_full_flow_with_legacy_credentials_on_both_backends(
     assert f">{counts['Opportunity']['live']:,}<" in review
     for minutes in ("5", "15", "30", "60", "360", "1440"):
         assert f'value="{minutes}"' in review
-    assert location(admin.review(frequency=15, market_data=True)) == "/onboarding/terms"
+    assert location(admin.review(frequency=15, activities=True)) == "/onboarding/terms"
     assert location(admin.terms()) == "/onboarding/complete"
     assert "Finish and Close" in admin.client.get("/onboarding/complete").get_data(as_text=True)
     assert location(admin.finish()) == "/status"
@@ -248,7 +248,8 @@ def test_full_flow_with_legacy_credentials_on_both_backends(
     assert state["step"] == "complete" and state["completed_at"] is not None
     assert state["terms_version"] == app.config["TERMS_VERSION"]
     assert state["terms_agreed_at"] is not None and state["started_at"] is not None
-    assert state["data"]["review"]["imports"]["market_data"] is True
+    assert state["data"]["review"]["imports"] == {"activities": True}
+    assert tenant.optional_objects == ("activity",)  # what the syncs obey
     actions = audit_actions(engine, admin.tenant_id)
     for expected in [("credentials.saved", "ok"), ("connection.tested", "ok"),
                      ("terms.agreed", "ok"), ("onboarding.completed", "ok")]:

@@ -180,7 +180,7 @@ def test_full_flow_from_sign_up_to_finish_and_close(page: Any, live: LiveServer,
     page.get_by_role("button", name="Continue", exact=True).click()
     page.wait_for_url("**/onboarding/review")
     assert page.get_by_role("cell", name="Opportunities (deals)").is_visible()
-    page.get_by_role("switch", name="Market data").check()
+    page.get_by_role("switch", name="Activities").check()
     page.get_by_label("How often should Accrue sync?").select_option("15")
     page.get_by_role("button", name="Continue", exact=True).click()
     page.wait_for_url("**/onboarding/terms")
@@ -192,6 +192,7 @@ def test_full_flow_from_sign_up_to_finish_and_close(page: Any, live: LiveServer,
     assert page.get_by_role("heading", name="First recommendations").is_visible()
     tenant = tenant_of(live, email)
     assert (tenant.status, tenant.sync_frequency_minutes) == ("active", 15)
+    assert tenant.optional_objects == ("activity",)
 
 
 def test_save_log_out_log_in_and_resume_with_fields_filled(

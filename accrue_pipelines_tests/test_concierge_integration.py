@@ -109,8 +109,8 @@ def test_the_gear_appears_once_setup_is_complete_and_nothing_secret_is_shown(
     for name in ("password", "security_token"):  # never pre-filled
         assert not re.search(rf'name="{name}"[^>]*value="[^"]', page)
     assert f'value="{sf_sandbox.username}"' in page  # the username is not a secret
-    # The optional imports are not settings here (nothing reads them yet).
-    assert "Activities" not in page and "Market data" not in page
+    # The optional imports are a setting here (test_activities_concierge.py switches them).
+    assert "Optional imports" in page and "Market data" not in page
 
 
 def test_logged_out_visitors_go_to_the_login_page(app: Flask, admin: Admin,
@@ -230,7 +230,7 @@ def test_the_frequency_takes_the_review_steps_choices_only(
     assert tenants.require_tenant(engine, admin.tenant_id).sync_frequency_minutes == 360
     wizard = store.load_wizard(engine, admin.tenant_id)
     assert wizard.section("review")["frequency"] == 360
-    assert wizard.section("review")["imports"]["market_data"] is False  # the rest kept
+    assert wizard.section("review")["imports"]["activities"] is False  # the rest kept
     changed = _audited(engine, admin.tenant_id, "integration.frequency_changed")
     assert [e["detail"] for e in changed] == [{"from": 5, "to": 360}]
     for bad in ("7", "", "60; DROP TABLE tenant"):

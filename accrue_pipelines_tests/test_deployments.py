@@ -123,7 +123,9 @@ def _start_stack(env: dict[str, str], config: str, tmp_path: Path,
 
 def _register(warehouse_url: str, tenant_id: str, sandbox: object) -> None:
     engine = db.make_engine(warehouse_url)
-    tenants.add_tenant(engine, tenant_id, tenant_id, "salesforce", sync_frequency_minutes=60)
+    # Activities on: the deployments sync every common object, the optional one included.
+    tenants.add_tenant(engine, tenant_id, tenant_id, "salesforce", sync_frequency_minutes=60,
+                       optional_objects=["activity"])
     tenants.save_credentials(
         engine, tenant_id, "salesforce",
         {"username": sandbox.username, "password": sandbox.password,  # type: ignore[attr-defined]

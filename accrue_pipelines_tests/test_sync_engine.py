@@ -65,23 +65,29 @@ def test_second_sync_changes_nothing_and_duplicates_nothing(warehouse, tenant_id
     assert warehouse.duplicate_keys(tenant_id, "account") == 0
 
 
-@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize(("object_name", "sobjects", "k"), [
+    ("opportunity_line", ("OpportunityLineItem",), 1),
+    ("opportunity_line", ("OpportunityLineItem",), 3),
+    # Read from Task, then Event (6 and 2 pages of the fixture's 50): killed in each part.
+    ("activity", ("Task", "Event"), 2),
+    ("activity", ("Task", "Event"), 7),
+])
 def test_crash_after_page_k_keeps_cursor_at_page_k_and_rerun_completes(
-    warehouse, tenant_id, sf_sandbox, sf_client, k
+    warehouse, tenant_id, sf_sandbox, sf_client, object_name, sobjects, k
 ):
     """F4: a sync killed after page k resumes from page k's checkpoint, losing nothing."""
-    source = _source_ids(sf_client, "OpportunityLineItem")
+    source = set().union(*(_source_ids(sf_client, sobject) for sobject in sobjects))
     # One window over the whole history, so every checkpoint is a page boundary.
     with _connector(sf_sandbox, window_days=36500) as connector:
         crashing = CrashAfterCheckpoints(connector, k)
         with pytest.raises(Crash):
-            sync_object(warehouse, crashing, tenant_id, "opportunity_line")
-        assert warehouse.get_state(tenant_id, "opportunity_line") == crashing.seen[k - 1]
-        partial = warehouse.count(tenant_id, "opportunity_line", include_deleted=True)
+            sync_object(warehouse, crashing, tenant_id, object_name)
+        assert warehouse.get_state(tenant_id, object_name) == crashing.seen[k - 1]
+        partial = warehouse.count(tenant_id, object_name, include_deleted=True)
         assert 0 < partial < len(source)
-        result = sync_object(warehouse, connector, tenant_id, "opportunity_line")
-    assert warehouse.live_ids(tenant_id, "opportunity_line") == source
-    assert warehouse.duplicate_keys(tenant_id, "opportunity_line") == 0
+        result = sync_object(warehouse, connector, tenant_id, object_name)
+    assert warehouse.live_ids(tenant_id, object_name) == source
+    assert warehouse.duplicate_keys(tenant_id, object_name) == 0
     # Resumed, not restarted: the rerun read fewer records than a full read.
     assert result.records_read < len(source)
     runs = warehouse.recent_runs(tenant_id, limit=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from accrue.sync import sync_object
@@ -62,19 +63,24 @@ def test_hard_delete_found_by_scheduled_reconciliation(warehouse, tenant_id, sf_
     assert victim not in warehouse.live_ids(tenant_id, "account")
 
 
-def test_undelete_restores_the_row(warehouse, tenant_id, sf_sandbox, sf_client):
+@pytest.mark.parametrize(("object_name", "sobject", "soql"), [
+    ("lead", "Lead", "SELECT Id FROM Lead WHERE IsConverted = false"),
+    ("activity", "Event", "SELECT Id FROM Event"),  # read from Task and Event
+])
+def test_undelete_restores_the_row(warehouse, tenant_id, sf_sandbox, sf_client, object_name,
+                                   sobject, soql):
     from connectors.sandbox.transport import soap_undelete
 
     with _connector(sf_sandbox) as connector:
-        sync_object(warehouse, connector, tenant_id, "lead")
-        lead = sorted(_ids(sf_client, "SELECT Id FROM Lead WHERE IsConverted = false"))[0]
-        sf_client.Lead.delete(lead)
-        sync_object(warehouse, connector, tenant_id, "lead")
-        assert lead not in warehouse.live_ids(tenant_id, "lead")
-        soap_undelete(sf_client, [lead])
-        sync_object(warehouse, connector, tenant_id, "lead")
-    assert lead in warehouse.live_ids(tenant_id, "lead")
-    versions = warehouse.history(tenant_id, "lead", lead)
+        sync_object(warehouse, connector, tenant_id, object_name)
+        record = sorted(_ids(sf_client, soql))[0]
+        getattr(sf_client, sobject).delete(record)
+        sync_object(warehouse, connector, tenant_id, object_name)
+        assert record not in warehouse.live_ids(tenant_id, object_name)
+        soap_undelete(sf_client, [record])
+        sync_object(warehouse, connector, tenant_id, object_name)
+    assert record in warehouse.live_ids(tenant_id, object_name)
+    versions = warehouse.history(tenant_id, object_name, record)
     assert [v["is_deleted"] for v in versions][-2:] == [True, False]
 
 

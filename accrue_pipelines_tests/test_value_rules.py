@@ -24,6 +24,7 @@ from accrue.warehouse import Warehouse
 from connectors.base import Quarantine, Upsert
 from connectors.common_model import COMMON_OBJECTS
 from connectors.salesforce import OBJECT_MAP, map_record
+from connectors.salesforce_activity import DIRECT_FIELDS, MULTI_SOURCE
 
 COLUMNS = [(obj, col.name, col.type) for obj, cols in COMMON_OBJECTS.items() for col in cols]
 STAMP = "2024-05-01T10:00:00.000+0000"
@@ -145,7 +146,15 @@ def test_the_warehouse_stores_exactly_or_quarantines(
     _check(column_type, name, sent, _outcome(warehouse, tenant_id, object_name, source_id, name))
 
 
-SF_COLUMNS = [(obj, col, typ) for obj, col, typ in COLUMNS if col in OBJECT_MAP[obj][1]]
+def _source_field(object_name: str, column: str) -> tuple[str, str] | None:
+    """(sObject, field) a column is copied from; activities come from Task or Event."""
+    sources = ([(s, DIRECT_FIELDS[s]) for s in MULTI_SOURCE[object_name]]
+               if object_name in MULTI_SOURCE else [OBJECT_MAP[object_name]])
+    return next(((sobject, fields[column]) for sobject, fields in sources
+                 if column in fields), None)
+
+
+SF_COLUMNS = [(obj, col, typ) for obj, col, typ in COLUMNS if _source_field(obj, col)]
 
 
 @HYPOTHESIS
@@ -156,14 +165,17 @@ SF_COLUMNS = [(obj, col, typ) for obj, col, typ in COLUMNS if col in OBJECT_MAP[
 @example(column=("opportunity", "amount", "float"), sent=True, deleted="false")
 @example(column=("opportunity", "close_date", "date"), sent="", deleted="false")
 @example(column=("account", "name", "str"), sent=7.205759403792137e16, deleted=False)
+@example(column=("activity", "is_closed", "bool"), sent="false", deleted=False)
+@example(column=("activity", "duration_minutes", "float"), sent="30", deleted=False)
 def test_a_salesforce_record_is_stored_exactly_or_quarantined(
     warehouse: Warehouse, tenant_id: str, column: tuple[str, str, str], sent: Any,
     deleted: Any,
 ) -> None:
     object_name, name, column_type = column
     source_id = "006" + uuid.uuid4().hex[:15]
-    record = {"attributes": {"type": OBJECT_MAP[object_name][0]}, "Id": source_id,
-              "SystemModstamp": STAMP, OBJECT_MAP[object_name][1][name]: sent}
+    sobject, field = _source_field(object_name, name) or ("", "")
+    record = {"attributes": {"type": sobject}, "Id": source_id, "SystemModstamp": STAMP,
+              field: sent}
     if deleted is not None:
         record["IsDeleted"] = deleted
     mapped = map_record(object_name, record)

@@ -73,6 +73,7 @@ from accrue.db import create_database, drop_database, make_engine, upgrade
 from accrue.schema import crm_change_log, object_table
 from accrue.sync import sync_object
 from accrue.tenants import add_tenant, get_tenant
+from benchmarks.chaos_activities import ActivityMutations
 from benchmarks.chaos_worker import (
     DATABASE_URL_ENV,
     OBJECTS,
@@ -87,7 +88,7 @@ from benchmarks.chaos_worker import (
     timed_session,
 )
 from connectors.base import ConnectorError
-from connectors.salesforce import OBJECT_MAP, SalesforceConnector, parse_sf_datetime
+from connectors.salesforce import SalesforceConnector, parse_sf_datetime, sources
 from connectors.sandbox.salesforce import RunningSandbox, running_sandbox
 from connectors.sandbox.salesforce.schema import INDUSTRIES, LEAD_SOURCES, STAGES
 from connectors.sandbox.transport import soap_undelete
@@ -241,13 +242,15 @@ def load_pools(sf: Salesforce) -> dict[str, list[str]]:
         "Product2": _ids(sf, "SELECT Id FROM Product2"),
         "PricebookEntry": _ids(sf, "SELECT Id FROM PricebookEntry"),
         "User": _ids(sf, "SELECT Id FROM User WHERE Title != 'Integration User'"),
+        "Task": _ids(sf, "SELECT Id FROM Task"),
+        "Event": _ids(sf, "SELECT Id FROM Event"),
     }
 
 
 # ============================================================ the mutator
 
 
-class Mutator(threading.Thread):
+class Mutator(ActivityMutations, threading.Thread):
     """Writes a random mix through simple-salesforce while syncs run.
 
     It tolerates the injected faults on its own calls: a 5xx, 429 or quota
@@ -284,6 +287,7 @@ class Mutator(threading.Thread):
             (1, self.update_product), (1, self.update_price_entry), (1, self.update_user),
             (2, self.bulk_update), (10, self.delete_record), (5, self.undelete_record),
             (1, self.add_custom_field), (0.3 if allow_purge else 0, self.purge),
+            (5, self.log_activity), (3, self.update_activity),
         ]
 
     @property
@@ -518,8 +522,8 @@ class Mutator(threading.Thread):
 
     def delete_record(self) -> None:
         pools = ["Contact", "Opportunity:closed", "Opportunity:open", "OpportunityLineItem",
-                 "Lead", "Account"]
-        pool = self.rng.choices(pools, [5, 3, 3, 4, 3, 1])[0]
+                 "Lead", "Account", "Task", "Event"]
+        pool = self.rng.choices(pools, [5, 3, 3, 4, 3, 1, 3, 2])[0]
         record_id = self._pick(pool)
         if record_id is None:
             return
@@ -809,15 +813,16 @@ def _short(value: Any) -> str:
 def sandbox_records(
     connector: SalesforceConnector, object_name: str
 ) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """The fields the adapter selects now, and every record queryAll returns (live and deleted)."""
-    fields = connector.selectable_fields(object_name)
-    sobject = OBJECT_MAP[object_name][0]
-    result = connector.sf.query_all(f"SELECT {', '.join(fields)} FROM {sobject}",
-                                    include_deleted=True, headers=BATCH_HEADER)
-    records = {
-        r["Id"]: {k: v for k, v in r.items() if k != "attributes"} for r in result["records"]
-    }
-    return fields, records
+    """The fields the adapter selects now, and every record queryAll returns (live and deleted),
+    of each sObject the object is read from (activity: Task and Event)."""
+    records: dict[str, dict[str, Any]] = {}
+    for sobject in sources(object_name):
+        result = connector.sf.query_all(
+            f"SELECT {', '.join(connector.sobject_fields(sobject))} FROM {sobject}",
+            include_deleted=True, headers=BATCH_HEADER)
+        records.update({r["Id"]: {k: v for k, v in r.items() if k != "attributes"}
+                        for r in result["records"]})
+    return connector.selectable_fields(object_name), records
 
 
 def compare(

@@ -48,12 +48,13 @@ from accrue.sync import sync_object
 from accrue.warehouse import PageChange, Warehouse, WriteStats
 from connectors.base import ConnectorError, Delete, Upsert
 from connectors.salesforce import OBJECT_MAP, SalesforceConnector
+from connectors.salesforce_activity import MULTI_SOURCE
 
 USERNAME_ENV = "ACCRUE_CHAOS_SF_USERNAME"
 PASSWORD_ENV = "ACCRUE_CHAOS_SF_PASSWORD"
 TOKEN_ENV = "ACCRUE_CHAOS_SF_TOKEN"
 DATABASE_URL_ENV = "ACCRUE_DATABASE_URL"
-OBJECTS: tuple[str, ...] = tuple(OBJECT_MAP)
+OBJECTS: tuple[str, ...] = (*OBJECT_MAP, *MULTI_SOURCE)  # activity: Task and Event
 # Retries stay those of production (6 attempts); only the backoff ceiling is
 # lowered so a trial of a few seconds sees several syncs, not one long sleep.
 MAX_BACKOFF_SECONDS = 1.0

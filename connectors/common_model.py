@@ -117,7 +117,30 @@ COMMON_OBJECTS: dict[str, tuple[Column, ...]] = {
         Column("is_active", "bool"),
         Column("source_created_at", "datetime"),
     ),
+    # A call, e-mail, meeting or to-do logged against a deal, an account or a person.
+    "activity": (
+        _s("subject"),
+        _s("activity_type", 40),  # one of ACTIVITY_TYPES
+        _s("status", 80),  # the CRM's own word for a to-do's state; None for meetings
+        Column("activity_at", "datetime"),  # when it happened (meeting start, to-do done)
+        Column("due_date", "date"),  # a to-do's due date
+        Column("is_closed", "bool"),  # a to-do that is done; None where the CRM has no such flag
+        Column("duration_minutes", "float"),
+        _id("owner_id"),
+        _id("account_id"),
+        _id("opportunity_id"),
+        _id("contact_id"),
+        _id("lead_id"),
+        Column("source_created_at", "datetime"),
+    ),
 }
+
+# The common words for `activity.activity_type`: each adapter maps its CRM's kinds to these.
+ACTIVITY_TYPES: tuple[str, ...] = ("call", "email", "meeting", "task")
+
+# Objects a tenant imports only when its admin switches them on (the concierge's Review step
+# and Integration settings): a tenant that did not choose one never reads it from its CRM.
+OPTIONAL_OBJECTS: tuple[str, ...] = ("activity",)
 
 
 def table_name(object_name: str) -> str:
@@ -133,4 +156,10 @@ REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
     "opportunity": (("account_id", "account"),),
     "opportunity_line": (("opportunity_id", "opportunity"), ("product_id", "product")),
     "price_book_entry": (("product_id", "product"),),
+    "activity": (("account_id", "account"), ("opportunity_id", "opportunity"),
+                 ("contact_id", "contact"), ("lead_id", "lead")),
 }
+# References that may be empty: an activity is about a deal, an account or neither, with a
+# contact, a lead or nobody. Only a value that names no row is an orphan there.
+OPTIONAL_REFERENCES: frozenset[tuple[str, str]] = frozenset(
+    ("activity", column) for column, _ in REFERENCES["activity"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -47,63 +47,20 @@ from connectors.base import (
     SourceUnavailable,
     Upsert,
 )
-from connectors.common_model import COMMON_OBJECTS
+from connectors.salesforce_activity import MULTI_SOURCE, read_parts
+from connectors.salesforce_mapping import (  # re-exported: the adapter's public names
+    CURSOR_FIELD,
+    OBJECT_MAP,
+    map_record,
+    parse_sf_datetime,
+    soql_datetime,
+    sources,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Common object -> (sObject, {common column: Salesforce field}).
-OBJECT_MAP: dict[str, tuple[str, dict[str, str]]] = {
-    "account": ("Account", {
-        "name": "Name", "industry": "Industry", "employee_count": "NumberOfEmployees",
-        "annual_revenue": "AnnualRevenue", "billing_country": "BillingCountry",
-        "billing_state": "BillingState", "website": "Website", "account_type": "Type",
-        "owner_id": "OwnerId", "parent_id": "ParentId", "source_created_at": "CreatedDate",
-    }),
-    "contact": ("Contact", {
-        "account_id": "AccountId", "first_name": "FirstName", "last_name": "LastName",
-        "email": "Email", "title": "Title", "owner_id": "OwnerId",
-        "source_created_at": "CreatedDate",
-    }),
-    "lead": ("Lead", {
-        "first_name": "FirstName", "last_name": "LastName", "company": "Company",
-        "email": "Email", "status": "Status", "lead_source": "LeadSource",
-        "industry": "Industry", "owner_id": "OwnerId", "is_converted": "IsConverted",
-        "converted_opportunity_id": "ConvertedOpportunityId",
-        "source_created_at": "CreatedDate",
-    }),
-    "opportunity": ("Opportunity", {
-        "name": "Name", "account_id": "AccountId", "amount": "Amount", "stage": "StageName",
-        "is_closed": "IsClosed", "is_won": "IsWon", "close_date": "CloseDate",
-        "probability": "Probability", "opportunity_type": "Type", "lead_source": "LeadSource",
-        "owner_id": "OwnerId", "price_book_id": "Pricebook2Id",
-        "source_created_at": "CreatedDate",
-    }),
-    "opportunity_line": ("OpportunityLineItem", {
-        "opportunity_id": "OpportunityId", "product_id": "Product2Id",
-        "price_book_entry_id": "PricebookEntryId", "quantity": "Quantity",
-        "unit_price": "UnitPrice", "list_price": "ListPrice", "discount": "Discount",
-        "total_price": "TotalPrice", "source_created_at": "CreatedDate",
-    }),
-    "product": ("Product2", {
-        "name": "Name", "product_code": "ProductCode", "family": "Family",
-        "is_active": "IsActive", "unit_cost": "Unit_Cost__c",
-        "source_created_at": "CreatedDate",
-    }),
-    "price_book_entry": ("PricebookEntry", {
-        "price_book_id": "Pricebook2Id", "product_id": "Product2Id",
-        "unit_price": "UnitPrice", "is_active": "IsActive", "currency": "CurrencyIsoCode",
-        "source_created_at": "CreatedDate",
-    }),
-    "user": ("User", {
-        "name": "Name", "email": "Email", "title": "Title", "department": "Department",
-        "manager_id": "ManagerId", "is_active": "IsActive",
-        "source_created_at": "CreatedDate",
-    }),
-}
-
-CURSOR_FIELD = "SystemModstamp"
 # Field types SOQL cannot select one by one over REST without special handling.
 UNSELECTABLE_TYPES = {"address", "location", "base64"}
 DEFAULTS: dict[str, Any] = {
@@ -119,72 +76,6 @@ DEFAULTS: dict[str, Any] = {
 }
 # The deleted/ endpoint answers for at most 30 days per call.
 DELETE_LOG_WINDOW = timedelta(days=30)
-
-
-def parse_sf_datetime(value: str) -> datetime:
-    """Parse Salesforce's `2024-01-01T00:00:00.000+0000` (and ISO variants) to aware UTC."""
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    elif len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
-        text = f"{text[:-2]}:{text[-2:]}"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def soql_datetime(value: datetime) -> str:
-    """A SOQL datetime literal (unquoted, UTC, milliseconds)."""
-    utc = value.astimezone(UTC)
-    return (f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}."  # four-digit year: glibc %Y writes `1`
-            f"{utc.microsecond // 1000:03d}Z")
-
-
-def _convert(value: Any, column_type: str) -> Any:
-    """Parse only what Salesforce spells its own way: its date-time and date text.
-
-    Every other value goes to the warehouse as it came. The warehouse's column rules,
-    the same for every connector, store it exactly or quarantine it with the reason
-    (`"false"` is never true, `true` is never 1.0, a dict is never text).
-    """
-    if value is None:
-        return None
-    if column_type == "datetime" and isinstance(value, str):
-        return parse_sf_datetime(value)
-    if column_type == "date" and isinstance(value, str):
-        return date.fromisoformat(value)
-    return value
-
-
-def map_record(object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
-    """Map one Salesforce record to the common model, or quarantine it with the reason."""
-    _, field_map = OBJECT_MAP[object_name]
-    types = {c.name: c.type for c in COMMON_OBJECTS[object_name]}
-    raw = {k: v for k, v in record.items() if k != "attributes"}
-    source_id = record.get("Id")
-    try:
-        modified_at = parse_sf_datetime(str(record[CURSOR_FIELD]))
-    except (KeyError, ValueError):
-        return Quarantine(source_id, None, raw, f"{CURSOR_FIELD} missing or not a datetime")
-    if not isinstance(source_id, str) or not source_id:
-        return Quarantine(None, modified_at, raw, "record has no Id")
-    fields: dict[str, Any] = {}
-    for column, field in field_map.items():
-        try:
-            fields[column] = _convert(record.get(field), types[column])
-        except (TypeError, ValueError, OverflowError):
-            value = repr(record.get(field))[:80]
-            return Quarantine(
-                source_id, modified_at, raw,
-                f"{object_name}.{column}: {field}={value} is not a valid {types[column]}",
-            )
-    is_deleted = record.get("IsDeleted", False)
-    if not isinstance(is_deleted, bool):  # "false" is truthy: never guess a deletion
-        return Quarantine(source_id, modified_at, raw,
-                          f"{object_name}: IsDeleted={is_deleted!r:.80} is not a boolean")
-    return Upsert(source_id=source_id, modified_at=modified_at, fields=fields, raw=raw,
-                  is_deleted=is_deleted)
 
 
 def _state(cursor: datetime, fields: list[str], deletes_since: str | None) -> dict[str, Any]:
@@ -443,34 +334,64 @@ class SalesforceConnector(Connector):
             raise ConnectorError("Salesforce returned an empty list of objects")
         available = {o["name"] for o in described["sobjects"] if o.get("queryable")}
         return [
-            ObjectInfo(name=common, source_name=sobject)
-            for common, (sobject, _) in OBJECT_MAP.items()
-            if sobject in available
+            ObjectInfo(name=common, source_name=", ".join(sources(common)))
+            for common in (*OBJECT_MAP, *MULTI_SOURCE)
+            if set(sources(common)) <= available
         ]
 
     def count(self, object_name: str) -> int:
-        sobject = OBJECT_MAP[object_name][0]
-        result = self._call(lambda: self.sf.query(f"SELECT COUNT() FROM {sobject}"))
-        return int(result["totalSize"])
+        total = 0
+        for sobject in sources(object_name):
+            def count_of(soql: str = f"SELECT COUNT() FROM {sobject}") -> dict[str, Any]:
+                return self.sf.query(soql)
 
-    def describe(self, object_name: str) -> dict[str, Any]:
-        sobject = OBJECT_MAP[object_name][0]
+            total += int(self._call(count_of)["totalSize"])
+        return total
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """An sObject's describe, once per connector (fields are re-read every sync)."""
         if sobject not in self._describes:
             self._describes[sobject] = self._call(getattr(self.sf, sobject).describe)
         return self._describes[sobject]
 
-    def selectable_fields(self, object_name: str) -> list[str]:
+    def sobject_fields(self, sobject: str) -> list[str]:
         return [
             f["name"]
-            for f in self.describe(object_name)["fields"]
+            for f in self.describe(sobject)["fields"]
             if f["type"] not in UNSELECTABLE_TYPES
         ]
+
+    def selectable_fields(self, object_name: str) -> list[str]:
+        """The fields read for a common object (of every sObject it is read from)."""
+        names: list[str] = []
+        for sobject in sources(object_name):
+            names += [f for f in self.sobject_fields(sobject) if f not in names]
+        return names
 
     def read(
         self, object_name: str, state: Mapping[str, Any] | None, *, reconcile: bool = False
     ) -> Iterator[Change]:
-        sobject = OBJECT_MAP[object_name][0]
-        fields = self.selectable_fields(object_name)
+        if object_name in MULTI_SOURCE:
+            yield from read_parts(
+                lambda sobject, part: self._read_sobject(object_name, sobject, part),
+                lambda: self.live_ids(object_name), MULTI_SOURCE[object_name], state,
+                reconcile=reconcile)
+            return
+        covered, final = yield from self._read_sobject(object_name, OBJECT_MAP[object_name][0],
+                                                       state)
+        if reconcile or not covered:
+            yield self.live_ids(object_name)
+        yield Checkpoint(final)
+
+    def _read_sobject(
+        self, object_name: str, sobject: str, state: Mapping[str, Any] | None
+    ) -> Generator[Change, None, tuple[bool, dict[str, Any]]]:
+        """Windows since the state's cursor, then the delete log: (log covered?, final state).
+
+        The final state is the caller's to yield, after a `LiveIds` if the log no longer
+        covers the gap, so no checkpoint ever passes a reconciliation that is owed.
+        """
+        fields = self.sobject_fields(sobject)
         end = datetime.now(UTC)
         previous = parse_sf_datetime(state["cursor"]) if state and state.get("cursor") else None
         # Where the delete log was last replayed: kept apart from the cursor, which moves
@@ -488,32 +409,35 @@ class SalesforceConnector(Connector):
             start = window_end
             if start < end:
                 yield Checkpoint(_state(start, fields, deletes_since))
+        covered = True
         if deletes_since is not None:
             covered = yield from self._deleted_since(
                 sobject, start=parse_sf_datetime(deletes_since), end=end
             )
-            reconcile = reconcile or not covered
-        if reconcile:
-            yield self.live_ids(object_name)
-        yield Checkpoint(_state(end, fields, soql_datetime(end)))
+        return covered, _state(end, fields, soql_datetime(end))
 
     def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
         return map_record(object_name, record)
 
     def live_ids(self, object_name: str) -> LiveIds:
-        """All live ids, stamped with a time taken before the query started."""
-        sobject = OBJECT_MAP[object_name][0]
+        """All live ids (of every sObject read), stamped with a time taken before the queries."""
         as_of = datetime.now(UTC)
         ids: set[str] = set()
-        page = self._call(lambda: self.sf.query(f"SELECT Id FROM {sobject}"))
-        while True:
-            ids.update(r["Id"] for r in page["records"])
-            if page.get("done", True):
-                return LiveIds(frozenset(ids), as_of)
-            def more_ids(url: str = page["nextRecordsUrl"]) -> dict[str, Any]:
-                return self.sf.query_more(url, identifier_is_url=True)
+        for sobject in sources(object_name):
+            def first_ids(soql: str = f"SELECT Id FROM {sobject}") -> dict[str, Any]:
+                return self.sf.query(soql)
 
-            page = self._call(more_ids)
+            page = self._call(first_ids)
+            while True:
+                ids.update(r["Id"] for r in page["records"])
+                if page.get("done", True):
+                    break
+
+                def more_ids(url: str = page["nextRecordsUrl"]) -> dict[str, Any]:
+                    return self.sf.query_more(url, identifier_is_url=True)
+
+                page = self._call(more_ids)
+        return LiveIds(frozenset(ids), as_of)
 
     def _deleted_since(
         self, sobject: str, *, start: datetime, end: datetime

@@ -265,6 +265,7 @@ OBJECT_LABELS = {
     "product": "Products",
     "price_book_entry": "Price book entries (price lists)",
     "user": "Users (sellers and managers)",
+    "activity": "Activities (calls, e-mails, meetings, to-dos)",
 }
 
 

@@ -146,9 +146,7 @@ class SalesforceDetailsForm(FlaskForm):
 
 
 class ReviewForm(FlaskForm):
-    activities = BooleanField("Activities (tasks, calls, meetings)")
-    market_data = BooleanField("Market data (competitors, market prices)")
-    vendor_price_lists = BooleanField("Vendor data (stock, vendor price lists)")
+    activities = BooleanField("Activities (calls, e-mails, meetings, to-dos)")
     frequency = SelectField(
         "How often should Accrue sync?",
         choices=[(str(m), FREQUENCY_LABELS[m]) for m in SYNC_FREQUENCIES_MINUTES],

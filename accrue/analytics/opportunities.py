@@ -3,6 +3,11 @@
 Each item carries an expected value in the tenant's currency and a one-line reason a
 seller can act on. Expected values are model- or frequency-based estimates, never
 promises; thresholds are conservative so that a short list is worth reading.
+
+A stalled deal is idle for much longer than deals like it take to close. Idle means no
+activity (call, e-mail, meeting, to-do) when the tenant imports activities: a deal whose
+close date a seller keeps pushing changes often, yet nobody talks to the customer. Without
+activities, or for a deal that has none, idle means no change to the deal itself.
 """
 
 from __future__ import annotations
@@ -150,8 +155,27 @@ def win_back(model: PriceModel, deals: pd.DataFrame, now: datetime) -> pd.DataFr
     return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
 
-def stalled(deals: pd.DataFrame, now: datetime) -> pd.DataFrame:
-    """Open deals with no change for much longer than their segment's usual sales cycle."""
+def last_activity(activities: pd.DataFrame, now: datetime) -> pd.Series:
+    """Each deal's last activity that has happened, by `opportunity_id` (tz-aware UTC).
+
+    A meeting counts at its start and a done to-do when it was done; a planned one, or a
+    meeting still to come, counts when it was logged: logging it is touching the deal.
+    """
+    if activities.empty:
+        return pd.Series(dtype="datetime64[ns, UTC]")
+    at = pd.to_datetime(activities["activity_at"], utc=True)
+    logged = pd.to_datetime(activities["source_created_at"], utc=True)
+    when = at.where(at.notna() & (at <= pd.Timestamp(now)), logged)
+    return when.groupby(activities["opportunity_id"]).max().dropna()
+
+
+def stalled(deals: pd.DataFrame, now: datetime,
+            last_activities: pd.Series | None = None) -> pd.DataFrame:
+    """Open deals idle for much longer than their segment's usual sales cycle.
+
+    `last_activities` (from `last_activity`) when the tenant imports activities: a deal
+    with one is idle since its last activity, any other since its last change.
+    """
     closed = deals[deals["is_closed"].astype(bool)].copy()
     open_ = deals[~deals["is_closed"].astype(bool)].copy()
     if open_.empty or "source_modified_at" not in deals:
@@ -161,6 +185,11 @@ def stalled(deals: pd.DataFrame, now: datetime) -> pd.DataFrame:
     usual = closed.groupby(list(SEGMENT))["cycle"].median()
     overall = float(closed["cycle"].median()) if closed["cycle"].notna().any() else np.nan
     touched = pd.to_datetime(open_["source_modified_at"], utc=True)
+    by_activity = pd.Series(False, index=open_.index)
+    if last_activities is not None and len(last_activities):
+        active = pd.to_datetime(open_["opportunity_id"].map(last_activities), utc=True)
+        by_activity = active.notna()
+        touched = active.where(by_activity, touched)
     idle = (pd.Timestamp(now) - touched).dt.days.to_numpy(float)
     keys = list(zip(*(open_[d].astype(str) for d in SEGMENT), strict=True))
     cycle = np.array([usual.get(k, overall) for k in keys], float)
@@ -171,21 +200,23 @@ def stalled(deals: pd.DataFrame, now: datetime) -> pd.DataFrame:
     amount = open_["amount"].fillna(0.0).to_numpy(float)
     for i in np.flatnonzero(hit):
         d = open_.iloc[i]
+        idle_words = "no activity" if by_activity.iloc[i] else "no change"
         rows.append({
             "kind": "stalled", "account_id": d["account_id"], "opportunity_id":
             d["opportunity_id"], "product_id": None, "expected_value": amount[i] * prob[i],
             "score": idle[i] / cycle[i],
-            "reason": (f"no change for {idle[i]:.0f} days; deals like it usually close in "
+            "reason": (f"{idle_words} for {idle[i]:.0f} days; deals like it usually close in "
                        f"{cycle[i]:.0f} days ({amount[i]:,.0f} at {prob[i]:.0%} at risk)"),
         })
     return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
 
 def find_all(model: PriceModel, deals: pd.DataFrame, lines: pd.DataFrame,
-             products: pd.DataFrame, now: datetime) -> pd.DataFrame:
-    """Every kind, ranked by expected value within kind."""
+             products: pd.DataFrame, now: datetime,
+             last_activities: pd.Series | None = None) -> pd.DataFrame:
+    """Every kind, ranked by expected value within kind (activities: see `stalled`)."""
     parts = [cross_sell(deals, lines, products), upsell(deals), win_back(model, deals, now),
-             stalled(deals, now)]
+             stalled(deals, now, last_activities)]
     parts = [p for p in parts if not p.empty]
     if not parts:
         return _empty()

@@ -108,6 +108,22 @@ def load_tenant(engine: Engine, tenant_id: str, *, closed_lines_at_close: bool =
     return TenantData(tables=tables, deals=deals)
 
 
+def open_deal_activities(engine: Engine, tenant_id: str) -> pd.DataFrame:
+    """The live activities of the tenant's live open deals: when each happened or was logged."""
+    validate_tenant_id(tenant_id)
+    a, o = object_table("activity"), object_table("opportunity")
+    query = (
+        sa.select(a.c.opportunity_id, a.c.activity_at, a.c.source_created_at)
+        .join(o, sa.and_(o.c.tenant_id == a.c.tenant_id, o.c.source_id == a.c.opportunity_id))
+        .where(a.c.tenant_id == tenant_id, sa.not_(a.c.is_deleted), sa.not_(o.c.is_deleted),
+               sa.func.coalesce(o.c.is_closed, sa.false()) == sa.false())
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows],
+                        columns=["opportunity_id", "activity_at", "source_created_at"])
+
+
 def _clean(value: Any) -> Any:
     """NaN / NaT / numpy scalars as plain Python values a driver accepts."""
     if value is None or value is pd.NaT:

@@ -1,7 +1,7 @@
 """Integration settings: what the tenant's admin manages after setup (issue 11, part 2).
 
-Pause and resume, the sync frequency, signing in to the CRM again, "Sync now", the
-sync history in plain words, and disconnecting. Everything acts on the logged-in
+Pause and resume, the sync frequency, the optional imports, signing in to the CRM again,
+"Sync now", the sync history in plain words, and disconnecting. Everything acts on the logged-in
 admin's own tenant (no tenant or connection id is ever taken from the request), and
 every change goes to the audit trail.
 

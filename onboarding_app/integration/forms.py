@@ -19,6 +19,12 @@ class FrequencyForm(FlaskForm):
     frequency = ReviewForm.frequency
 
 
+class ImportsForm(FlaskForm):
+    """The optional imports, Review Data Import's switches."""
+
+    activities = ReviewForm.activities
+
+
 class ReauthenticateForm(FlaskForm):
     """New credentials for the connected account: Provide Details' fields without the choice
     of environment or My Domain (signing in again must not switch to another org, whose

@@ -36,6 +36,7 @@ CHANGE_WORDS = {
     "integration.paused": "Paused the integration",
     "integration.resumed": "Resumed the integration",
     "integration.frequency_changed": "Changed the sync frequency",
+    "integration.imports_changed": "Changed the optional imports",
     "integration.sync_requested": "Asked for a sync now",
     "integration.reauthenticated": "Signed in to the CRM again",
     "integration.disconnected": "Disconnected the CRM",

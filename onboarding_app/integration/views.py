@@ -16,13 +16,18 @@ from werkzeug.wrappers import Response
 
 from accrue import sync_schedule, tenants
 from accrue.schema import utcnow
-from onboarding_app import audit, crm, oauth, store
+from onboarding_app import audit, crm, imports, oauth, store
 from onboarding_app.credentials import password_credentials, typed_secrets
 from onboarding_app.extensions import limiter, warehouse
 from onboarding_app.forms import FREQUENCY_LABELS, ActionForm
 from onboarding_app.integration import bp, history
 from onboarding_app.integration.disconnect import disconnect
-from onboarding_app.integration.forms import DisconnectForm, FrequencyForm, ReauthenticateForm
+from onboarding_app.integration.forms import (
+    DisconnectForm,
+    FrequencyForm,
+    ImportsForm,
+    ReauthenticateForm,
+)
 from onboarding_app.security import current_user, external_url
 
 PAGE = "integration.page"
@@ -67,6 +72,7 @@ def _render(status: int = 200, **forms: Any) -> tuple[str, int]:
         "running_since": history.running_since(tenant.id, utcnow()),
         "frequency_label": FREQUENCY_LABELS.get(tenant.sync_frequency_minutes, ""),
         "frequency_form": FrequencyForm(data={"frequency": str(tenant.sync_frequency_minutes)}),
+        "imports_form": ImportsForm(data=imports.switches(tenant)),
         "reauth_form": ReauthenticateForm(data={"username": details.get("username", "")}),
         "oauth_available": oauth.client_id() is not None,
         "objects": history.by_object(tenant.id, crm_name),
@@ -142,6 +148,28 @@ def frequency() -> ResponseReturnValue:
                      detail={"from": tenant.sync_frequency_minutes, "to": minutes})
     flash(f"Accrue syncs {FREQUENCY_LABELS[minutes].lower()}.", "success")
     return _back("frequency")
+
+
+@bp.post("/imports")
+def optional_imports() -> ResponseReturnValue:
+    """Switch optional imports on or off: the next sync reads exactly what is switched on."""
+    form = ImportsForm()
+    if not form.validate():
+        return _render(400, imports_form=form)
+    tenant = _tenant()
+    wanted = {k: bool(getattr(form, k).data) for k in imports.OPTIONAL_IMPORTS}
+    before = imports.switches(tenant)
+    if wanted != before:
+        imports.save(warehouse.engine, tenant.id, wanted)
+        audit.record(warehouse.engine, "integration.imports_changed",
+                     detail={"from": before, "to": wanted})
+    if wanted["activities"]:
+        flash("Activities are imported: the next sync reads them, and stalled deals are "
+              "found from them.", "success")
+    else:
+        flash("Activities are not imported: no sync reads them. Those synced so far are "
+              "kept.", "success")
+    return _back("imports")
 
 
 @bp.post("/sync-now")

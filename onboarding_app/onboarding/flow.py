@@ -46,7 +46,6 @@ STEP_ENDPOINTS = {
 }
 STEPS = list(STEP_TITLES)
 SECRET_FIELDS = ("password", "security_token")
-OPTIONAL_IMPORTS = ("activities", "market_data", "vendor_price_lists")
 # What the pages promise for the whole setup: a walk-through with detours measured
 # 2 min 54 s from "Start Now" to "Finish and Close" (issue 11; P1 asks under 5).
 SETUP_MINUTES = 3

@@ -14,12 +14,11 @@ from werkzeug.wrappers import Response
 
 from accrue import tenants
 from accrue.schema import utcnow
-from onboarding_app import audit, crm, notify, store
+from onboarding_app import audit, crm, imports, notify, store
 from onboarding_app.extensions import limiter, warehouse
 from onboarding_app.forms import FREQUENCY_LABELS, ActionForm, ReviewForm, SelectCrmForm, TermsForm
 from onboarding_app.onboarding.details import run_test
 from onboarding_app.onboarding.flow import (
-    OPTIONAL_IMPORTS,
     STEP_ENDPOINTS,
     bp,
     current_wizard,
@@ -124,12 +123,13 @@ def review() -> str | Response | tuple[str, int]:
     if blocked:
         return blocked
     saved = wizard.section("review")
-    imports = saved.get("imports", {})
-    form = ReviewForm(data={**{k: bool(imports.get(k)) for k in OPTIONAL_IMPORTS},
+    switched = saved.get("imports", {})
+    form = ReviewForm(data={**{k: bool(switched.get(k)) for k in imports.OPTIONAL_IMPORTS},
                             "frequency": str(saved.get("frequency", 60))})
-    objects = wizard.section("discovery").get("objects", [])
-    context = {"objects": objects, "form": form, "info": info,
-               "total": sum(int(o.get("count") or 0) for o in objects)}
+    always, optional = imports.split(wizard.section("discovery").get("objects", []))
+    context: dict[str, Any] = {"objects": always, "optional": optional, "form": form,
+                               "info": info,
+                               "total": sum(int(o.get("count") or 0) for o in always)}
     if request.method == "GET":
         return render("onboarding/review.html", "review", wizard, **context)
     if not form.validate():
@@ -137,10 +137,12 @@ def review() -> str | Response | tuple[str, int]:
     action = form_action()
     frequency = int(form.frequency.data or 60)
     wizard.data["review"] = {
-        "imports": {k: bool(getattr(form, k).data) for k in OPTIONAL_IMPORTS},
         "frequency": frequency,
         "saved": action == "continue" or bool(saved.get("saved")),
     }
+    # On the tenant at once, as the frequency: what the syncs obey once setup is finished.
+    imports.save(warehouse.engine, wizard.tenant_id,
+                 {k: bool(getattr(form, k).data) for k in imports.OPTIONAL_IMPORTS}, wizard)
     tenants.set_sync_frequency(warehouse.engine, wizard.tenant_id, frequency)
     if action == "back":
         save(wizard, "review")
@@ -214,11 +216,12 @@ def complete() -> str | Response | tuple[str, int]:
     if blocked:
         return blocked
     review_data = wizard.section("review")
+    switched = review_data.get("imports", {})
     return render(
         "onboarding/complete.html", "complete", wizard, form=ActionForm(), info=info,
-        objects=wizard.section("discovery").get("objects", []),
+        objects=imports.imported(wizard.section("discovery").get("objects", []), switched),
         frequency=FREQUENCY_LABELS.get(int(review_data.get("frequency", 60)), ""),
-        imports=review_data.get("imports", {}),
+        chosen=[crm.OBJECT_LABELS.get(o, o) for o in imports.chosen(switched)],
     )
 
 
@@ -232,6 +235,9 @@ def finish() -> Response:
         return redirect(url_for("status.page"))
     user = current_user()
     now = utcnow()
+    switched = wizard.section("review").get("imports", {})
+    # Again at the finish: answers saved before the switches were stored on the tenant.
+    imports.save(warehouse.engine, user.tenant_id, switched, wizard)
     tenants.set_status(warehouse.engine, user.tenant_id, "active")
     save(wizard, "complete", completed_at=now)
     seconds = _elapsed(wizard.started_at, now)
@@ -239,7 +245,7 @@ def finish() -> Response:
     sent = notify.send(
         user.email, "Your CRM is connected to Accrue", "setup_complete.txt",
         name=user.full_name, status_url=external_url("status.page"),
-        objects=wizard.section("discovery").get("objects", []),
+        objects=imports.imported(wizard.section("discovery").get("objects", []), switched),
     )
     audit.record(warehouse.engine, "email.setup_complete", outcome="ok" if sent else "failed")
     session.pop("concierge_popup", None)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .activity_seed import build_activities
 from .schema import STAGES
 from .values import parse_datetime
 from .wordlists import (
@@ -644,10 +645,15 @@ def seed(sandbox: SalesforceSandbox, n_opportunities: int, seed: int = 42, *,
     builder.finish_accounts(accounts)
     builder.build_contacts(accounts)
     builder.build_leads(opportunities, sellers)
+    # Their own random stream: the records above are the same with or without them.
+    tasks, events = build_activities(random.Random(f"activities/{seed}"), builder.anchor,
+                                     opportunities, _ts, _day)
+    builder.records["Task"] += tasks
+    builder.records["Event"] += events
 
     counts: dict[str, int] = {}
     order = ("User", "Product2", "Pricebook2", "PricebookEntry", "Account", "Contact", "Lead",
-             "Opportunity", "OpportunityLineItem")
+             "Opportunity", "OpportunityLineItem", "Task", "Event")
     with sandbox.store.write() as conn:
         for name in order:
             items = builder.records[name]

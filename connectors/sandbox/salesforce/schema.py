@@ -22,6 +22,7 @@ SOAP_TYPES: dict[str, str] = {
     "string": "xsd:string",
     "textarea": "xsd:string",
     "picklist": "xsd:string",
+    "combobox": "xsd:string",
     "email": "xsd:string",
     "url": "xsd:string",
     "phone": "xsd:string",
@@ -34,7 +35,8 @@ SOAP_TYPES: dict[str, str] = {
     "datetime": "xsd:dateTime",
     "address": "urn:address",
 }
-STRING_TYPES = frozenset({"string", "textarea", "picklist", "email", "url", "phone"})
+STRING_TYPES = frozenset({"string", "textarea", "picklist", "combobox", "email", "url",
+                          "phone"})
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 # Columns kept outside the JSON document so SQLite can index them.
 COLUMN_FIELDS = frozenset({"Id", "SystemModstamp", "IsDeleted"})
@@ -128,7 +130,7 @@ class FieldDef:
             "maskType": None,
             "name": self.name,
             "nameField": self.name_field,
-            "namePointing": False,
+            "namePointing": len(self.reference_to) > 1,
             "nillable": self.nillable,
             "permissionable": self.nillable and not self.calculated and self.updateable,
             "picklistValues": [
@@ -141,7 +143,7 @@ class FieldDef:
                 }
                 for value in self.picklist
             ],
-            "polymorphicForeignKey": False,
+            "polymorphicForeignKey": len(self.reference_to) > 1,
             "precision": self.precision,
             "queryByDistance": False,
             "referenceTargetField": None,
@@ -581,8 +583,10 @@ def standard_objects() -> dict[str, ObjectDef]:
     ], owner=False, has_is_deleted=False, deletable=False, createable=False,
         updateable=False, replicateable=False)
 
+    from .activities import activity_objects
+
     objects = [account, contact, lead, opportunity, line_item, product, pricebook, entry,
-               user, organization]
+               user, organization, *activity_objects()]
     return {obj.name: obj for obj in objects}
 
 

@@ -17,8 +17,10 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from .activities import derive_event, derive_task
 from .errors import ApiError
 from .ids import normalize_id
 from .schema import NUMBER_TYPES, STAGES, STRING_TYPES, FieldDef, ObjectDef
@@ -74,6 +76,8 @@ class RecordWriter:
             "Opportunity": self._derive_opportunity,
             "OpportunityLineItem": self._derive_line_item,
             "PricebookEntry": self._derive_entry,
+            "Task": partial(derive_task, self),
+            "Event": partial(derive_event, self),
         }
 
     @property
