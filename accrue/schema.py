@@ -198,6 +198,8 @@ tenant_sync_schedule = sa.Table(
     sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("last_reconciled_at", UtcDateTime(), nullable=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # The admin's "Sync now": pending while no sync was requested after it.
+    sa.Column("admin_requested_at", UtcDateTime(), nullable=True),
 )
 
 # Every version of every record ever written (F3): the crm_* tables hold the

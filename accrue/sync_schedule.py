@@ -22,10 +22,9 @@ into a burst. The mechanism:
 
 State lives in `tenant_sync_schedule` (this module is its one write path), not in a
 sensor cursor: a cursor is copied into every tick record, and per-tenant state for
-thousands of tenants would be copied thousands of times a day. The admin's pending
-request is kept, for now, in the tenant's concierge state (`onboarding_state.data`,
-section `sync_request`), because a new column needs a schema change; `request_sync`,
-`cancel_request` and `load` are the only code that knows where it is.
+thousands of tenants would be copied thousands of times a day. The admin's "Sync now"
+is the row's `admin_requested_at`, written by `request_sync` and `cancel_request`; `save`
+never touches it, so the scheduler cannot lose a request it has not read.
 
 Nothing here knows Dagster: the sensor in accrue_pipelines feeds it run outcomes
 and turns its plan into run requests.
@@ -37,21 +36,18 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue.db import dialect_insert
-from accrue.schema import onboarding_state, tenant_sync_schedule, utcnow
+from accrue.schema import tenant_sync_schedule, utcnow
 
 # Run priorities (Dagster's run queue starts higher values first).
 PRIORITY_FIRST_SYNC = 10  # a new customer is waiting for the product's first output
 PRIORITY_REQUESTED = 5  # an admin pressed "Sync now" and is watching the page
 PRIORITY_ROUTINE = 0
 REQUESTED_REASON = "requested by the admin"
-# Where the admin's pending "Sync now" is kept (see the module doc).
-_REQUEST_SECTION = "sync_request"
 
 # Lead before the frequency is up: max(1 minute, 10 %) plus up to 5 % of jitter. At 60
 # minutes a sync is requested 51-54 minutes after the last success ended, leaving 6-9
@@ -252,18 +248,12 @@ def load(engine: Engine, tenant_ids: Sequence[str] | None = None) -> dict[str, T
     now"; tenants never seen and never requested are absent."""
     t = tenant_sync_schedule
     query = sa.select(t.c.tenant_id, t.c.last_requested_at, t.c.last_success_at,
-                      t.c.last_outcome_at, t.c.consecutive_failures, t.c.last_reconciled_at)
-    requested = _REQUEST_AT.label("requested_at")
-    requests = sa.select(onboarding_state.c.tenant_id, requested).where(requested.is_not(None))
+                      t.c.last_outcome_at, t.c.consecutive_failures, t.c.last_reconciled_at,
+                      t.c.admin_requested_at)
     if tenant_ids is not None:
         query = query.where(t.c.tenant_id.in_(list(tenant_ids)))
-        requests = requests.where(onboarding_state.c.tenant_id.in_(list(tenant_ids)))
     with engine.connect() as conn:
-        schedules = {row.tenant_id: TenantSchedule(*row) for row in conn.execute(query)}
-        for tenant_id, at in conn.execute(requests):
-            current = schedules.get(tenant_id) or TenantSchedule(tenant_id)
-            schedules[tenant_id] = replace(current, admin_request_at=_utc(at))
-    return schedules
+        return {row.tenant_id: TenantSchedule(*row) for row in conn.execute(query)}
 
 
 def save(engine: Engine, schedules: Iterable[TenantSchedule]) -> int:
@@ -287,66 +277,42 @@ def save(engine: Engine, schedules: Iterable[TenantSchedule]) -> int:
     return len(rows)
 
 
-# -- the admin's "Sync now" (kept in onboarding_state.data for now: see the module doc) -------
-
-_REQUEST_AT = onboarding_state.c.data[(_REQUEST_SECTION, "at")].as_string()
-
-
-def _utc(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _concierge_data(conn: sa.Connection, tenant_id: str) -> dict[str, Any] | None:
-    data = conn.execute(
-        sa.select(onboarding_state.c.data).where(onboarding_state.c.tenant_id == tenant_id)
-        .with_for_update()
-    ).scalar_one_or_none()
-    return None if data is None else dict(data)
-
-
-def _save_concierge_data(conn: sa.Connection, tenant_id: str, data: dict[str, Any]) -> None:
-    conn.execute(sa.update(onboarding_state).where(onboarding_state.c.tenant_id == tenant_id)
-                 .values(data=data))
+# -- the admin's "Sync now" ---------------------------------------------------------------
 
 
 def request_sync(engine: Engine, tenant_id: str, at: datetime) -> bool:
-    """Record the admin's "Sync now"; False, and nothing written, while one is pending.
-
-    Raises LookupError for a tenant without concierge state (one set up by the CLI has
-    no settings page to ask from).
-    """
+    """Record the admin's "Sync now"; False, and nothing written, while one is pending."""
+    t = tenant_sync_schedule
     with engine.begin() as conn:
-        data = _concierge_data(conn, tenant_id)
-        if data is None:
-            raise LookupError(f"tenant {tenant_id!r} has no concierge state")
-        previous = (data.get(_REQUEST_SECTION) or {}).get("at")
-        last_requested = conn.execute(
-            sa.select(tenant_sync_schedule.c.last_requested_at)
-            .where(tenant_sync_schedule.c.tenant_id == tenant_id)).scalar_one_or_none()
-        current = TenantSchedule(tenant_id, last_requested_at=last_requested,
-                                 admin_request_at=_utc(previous) if previous else None)
+        row = conn.execute(sa.select(t.c.last_requested_at, t.c.admin_requested_at)
+                           .where(t.c.tenant_id == tenant_id).with_for_update()).first()
+        current = TenantSchedule(tenant_id, last_requested_at=row[0] if row else None,
+                                 admin_request_at=row[1] if row else None)
         if current.admin_request_pending:
             return False
-        data[_REQUEST_SECTION] = {"at": at.astimezone(UTC).isoformat()}
-        _save_concierge_data(conn, tenant_id, data)
+        stamp = at.astimezone(UTC)
+        if row is None:
+            conn.execute(sa.insert(t).values(tenant_id=tenant_id, admin_requested_at=stamp,
+                                             consecutive_failures=0, updated_at=utcnow()))
+        else:
+            conn.execute(sa.update(t).where(t.c.tenant_id == tenant_id)
+                         .values(admin_requested_at=stamp, updated_at=utcnow()))
     return True
 
 
 def cancel_request(engine: Engine, tenant_id: str) -> bool:
     """Drop the admin's request (pause, disconnect: nothing may sync); True if there was one."""
+    t = tenant_sync_schedule
     with engine.begin() as conn:
-        data = _concierge_data(conn, tenant_id)
-        if data is None or data.pop(_REQUEST_SECTION, None) is None:
-            return False
-        _save_concierge_data(conn, tenant_id, data)
-    return True
+        dropped = conn.execute(sa.update(t).where(
+            t.c.tenant_id == tenant_id, t.c.admin_requested_at.is_not(None))
+            .values(admin_requested_at=None, updated_at=utcnow())).rowcount
+    return bool(dropped)
 
 
 def forget(engine: Engine, tenant_id: str) -> int:
     """Delete the tenant's schedule and request, with its synced data: the next sync, if
     it ever reconnects, is a first sync again. Returns the schedule rows deleted."""
-    cancel_request(engine, tenant_id)
     with engine.begin() as conn:
         return int(conn.execute(sa.delete(tenant_sync_schedule).where(
             tenant_sync_schedule.c.tenant_id == tenant_id)).rowcount or 0)

@@ -173,6 +173,9 @@ def test_sync_requests_round_trip_through_the_warehouse(engine, make_tenant_id):
     loaded = ss.load(engine, [asked, other])
     assert set(loaded) == {asked} and loaded[asked].admin_request_at == T0
     assert loaded[asked].admin_request_pending
+    # The scheduler saving its own memory never drops a request it has not read.
+    ss.save(engine, [ss.TenantSchedule(asked, last_requested_at=T0 - timedelta(hours=1))])
+    assert ss.load(engine, [asked])[asked].admin_request_at == T0
     assert ss.cancel_request(engine, asked) and not ss.cancel_request(engine, asked)
     assert ss.load(engine, [asked])[asked].admin_request_at is None
     with engine.connect() as conn:  # the concierge's own answers are untouched
