@@ -48,7 +48,7 @@ def sandbox_salesforce(
     faults: str | None,
 ) -> None:
     """Serve a Salesforce org (REST + SOAP login) on http://HOST:PORT."""
-    from connectors.sandbox.salesforce import parse_faults, serve
+    from connectors.salesforce.sandbox import parse_faults, serve
 
     fault_config = None
     if faults:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from simple_salesforce import Salesforce
 
-from connectors.sandbox.salesforce import RunningSandbox, running_sandbox
-from connectors.sandbox.transport import sandbox_session
+from connectors.salesforce.sandbox import RunningSandbox, running_sandbox
+from connectors.salesforce.transport import sandbox_session
 
 SANDBOX_SEED = 7
 SANDBOX_OPPORTUNITIES = 120

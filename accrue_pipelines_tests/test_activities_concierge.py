@@ -20,7 +20,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
 from accrue_pipelines_tests.test_concierge_integration import _audited, _engine, _follow, _page
 from accrue_pipelines_tests.test_concierge_status import _complete_setup
 from connectors.common_model import OPTIONAL_OBJECTS
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import imports, store
 
 

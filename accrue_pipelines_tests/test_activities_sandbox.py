@@ -18,9 +18,9 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from accrue_pipelines_tests.fixtures_sandbox import start_sandbox
-from connectors.sandbox.salesforce import RunningSandbox, SalesforceSandbox, seed
-from connectors.sandbox.salesforce.values import parse_datetime
-from connectors.sandbox.transport import soap_undelete
+from connectors.salesforce.sandbox import RunningSandbox, SalesforceSandbox, seed
+from connectors.salesforce.sandbox.values import parse_datetime
+from connectors.salesforce.transport import soap_undelete
 
 
 def _records(sf: Salesforce, soql: str, *, deleted: bool = False) -> list[dict]:
@@ -187,7 +187,7 @@ def test_activities_do_not_change_the_other_seeded_records(
 ) -> None:
     """Activities draw from their own random stream: every other record, ids included, is
     what the same seed gave before they existed."""
-    from connectors.sandbox.salesforce import generator
+    from connectors.salesforce.sandbox import generator
 
     names = ("User", "Account", "Contact", "Lead", "Opportunity", "OpportunityLineItem")
     anchor = datetime(2026, 1, 5, tzinfo=UTC)

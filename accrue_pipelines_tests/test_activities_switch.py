@@ -22,7 +22,7 @@ from accrue_pipelines.refresh_sensor import READERS
 from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
 from accrue_pipelines_tests import test_pipelines
 from connectors.common_model import COMMON_OBJECTS, OPTIONAL_OBJECTS
-from connectors.sandbox.salesforce import RequestContext, RunningSandbox
+from connectors.salesforce.sandbox import RequestContext, RunningSandbox
 
 # The Dagster fixtures of the pipeline tests: a test instance, the warehouse and CRM resources.
 instance = test_pipelines.instance

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from accrue import db, tenants
 from accrue.schema import audit_event, onboarding_state
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import create_app
 from onboarding_app.notify import Email, email_composed
 

@@ -25,7 +25,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     confirm_path,
     make_app,
 )
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app.notify import Email, email_composed
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -33,7 +33,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
 )
 from accrue_pipelines_tests.test_concierge_status import _complete_setup
 from connectors.registry import create_connector
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import app as app_module
 from onboarding_app import crm, store
 

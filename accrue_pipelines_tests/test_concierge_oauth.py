@@ -22,7 +22,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     location,
 )
 from connectors.salesforce import SalesforceConnector
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 
 REDIRECT = "https://app.example/callback"
 

@@ -27,7 +27,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     location,
     make_app,
 )
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import crm
 from onboarding_app.security import LOGIN_FAILED
 

@@ -29,7 +29,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
 )
 from connectors.base import Upsert
 from connectors.registry import create_connector
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import store
 
 

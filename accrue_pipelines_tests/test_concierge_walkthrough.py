@@ -20,7 +20,7 @@ from accrue_pipelines_tests.test_concierge_browser import (  # noqa: F401 - fixt
     sign_up,
     tenant_of,
 )
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 
 browser, live = browser_tests.browser, browser_tests.live  # the fixtures, under their names
 

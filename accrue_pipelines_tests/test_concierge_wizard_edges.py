@@ -21,7 +21,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     make_app,
 )
 from connectors.base import CheckResult
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import crm
 from onboarding_app.onboarding import SETUP_MINUTES, STEP_TITLES
 

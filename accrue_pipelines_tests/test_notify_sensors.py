@@ -23,7 +23,7 @@ from accrue_pipelines.notify_sensors import first_data_email_sensor
 from accrue_pipelines.resources import WarehouseResource
 from accrue_pipelines_tests.test_concierge_status import Inbox, smtp  # noqa: F401 - fixture
 from connectors.registry import create_connector
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 
 # What the wizard's connection test would have discovered; first data = both synced.
 OBJECTS = ("account", "opportunity")

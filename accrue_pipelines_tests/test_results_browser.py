@@ -39,7 +39,7 @@ from accrue_pipelines_tests.test_concierge_browser import (  # noqa: F401 - fixt
     browser,
     log_in,
 )
-from connectors.sandbox.salesforce import running_sandbox
+from connectors.salesforce.sandbox import running_sandbox
 from onboarding_app import store
 from onboarding_app.results import queries
 from onboarding_app.results.scope import reports_below

@@ -20,13 +20,13 @@ from simple_salesforce.exceptions import (
 )
 
 from accrue_pipelines_tests.fixtures_sandbox import SandboxClock, login, start_sandbox
-from connectors.sandbox.salesforce import (
+from connectors.salesforce.sandbox import (
     FaultConfig,
     FaultConfigError,
     RunningSandbox,
     parse_faults,
 )
-from connectors.sandbox.transport import sandbox_session
+from connectors.salesforce.transport import sandbox_session
 
 COUNT = "SELECT COUNT() FROM Account"
 

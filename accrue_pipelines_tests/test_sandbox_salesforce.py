@@ -21,9 +21,9 @@ from simple_salesforce.exceptions import (
 )
 
 from accrue_pipelines_tests.fixtures_sandbox import SandboxClock, login, start_sandbox
-from connectors.sandbox.salesforce import RunningSandbox, SalesforceSandbox, seed
-from connectors.sandbox.salesforce.ids import normalize_id, to_18
-from connectors.sandbox.transport import sandbox_session, soap_undelete
+from connectors.salesforce.sandbox import RunningSandbox, SalesforceSandbox, seed
+from connectors.salesforce.sandbox.ids import normalize_id, to_18
+from connectors.salesforce.transport import sandbox_session, soap_undelete
 
 FIELD_KEYS = {
     "name", "label", "type", "length", "precision", "scale", "nillable", "calculated", "custom",

@@ -20,7 +20,7 @@ from accrue.sync import sync_object
 from accrue.warehouse import Warehouse, WriteStats
 from connectors.base import Checkpoint, Upsert
 from connectors.registry import create_connector
-from connectors.sandbox.salesforce import RunningSandbox
+from connectors.salesforce.sandbox import RunningSandbox
 
 NOW = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
 

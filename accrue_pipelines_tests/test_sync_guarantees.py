@@ -69,7 +69,7 @@ def test_hard_delete_found_by_scheduled_reconciliation(warehouse, tenant_id, sf_
 ])
 def test_undelete_restores_the_row(warehouse, tenant_id, sf_sandbox, sf_client, object_name,
                                    sobject, soql):
-    from connectors.sandbox.transport import soap_undelete
+    from connectors.salesforce.transport import soap_undelete
 
     with _connector(sf_sandbox) as connector:
         sync_object(warehouse, connector, tenant_id, object_name)
@@ -143,7 +143,7 @@ def test_unmappable_record_is_quarantined_then_retried_after_a_fix(
     warehouse, tenant_id, sf_sandbox, sf_client, monkeypatch
 ):
     """A record our mapping cannot handle waits in quarantine, is never lost, and lands later."""
-    import connectors.salesforce as adapter
+    import connectors.salesforce.connector as adapter
 
     victim = sorted(_ids(sf_client, "SELECT Id FROM Product2"))[0]
     real = adapter.map_record

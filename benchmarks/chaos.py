@@ -89,9 +89,9 @@ from benchmarks.chaos_worker import (
 )
 from connectors.base import ConnectorError
 from connectors.salesforce import SalesforceConnector, parse_sf_datetime, sources
-from connectors.sandbox.salesforce import RunningSandbox, running_sandbox
-from connectors.sandbox.salesforce.schema import INDUSTRIES, LEAD_SOURCES, STAGES
-from connectors.sandbox.transport import soap_undelete
+from connectors.salesforce.sandbox import RunningSandbox, running_sandbox
+from connectors.salesforce.sandbox.schema import INDUSTRIES, LEAD_SOURCES, STAGES
+from connectors.salesforce.transport import soap_undelete
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRIALS = 50

@@ -48,7 +48,7 @@ from accrue.sync import sync_object
 from accrue.warehouse import PageChange, Warehouse, WriteStats
 from connectors.base import ConnectorError, Delete, Upsert
 from connectors.salesforce import OBJECT_MAP, SalesforceConnector
-from connectors.salesforce_activity import MULTI_SOURCE
+from connectors.salesforce.activity import MULTI_SOURCE
 
 USERNAME_ENV = "ACCRUE_CHAOS_SF_USERNAME"
 PASSWORD_ENV = "ACCRUE_CHAOS_SF_PASSWORD"
@@ -133,7 +133,7 @@ def sandbox_secrets() -> dict[str, str]:
 
 def timed_session(sandbox_url: str, timeout: float | None) -> requests.Session:
     """A sandbox session whose requests time out (the adapter sets no timeout itself)."""
-    from connectors.sandbox.transport import sandbox_session
+    from connectors.salesforce.transport import sandbox_session
 
     session = sandbox_session(sandbox_url)
     if timeout is None:

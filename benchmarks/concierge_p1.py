@@ -127,7 +127,7 @@ def run(opportunities: int) -> dict[str, Any]:
     from accrue import config, crypto, db
     from accrue.mail_sink import create_inbox_app, start_smtp
     from benchmarks.scale_support import free_port
-    from connectors.sandbox.salesforce import running_sandbox
+    from connectors.salesforce.sandbox import running_sandbox
     from onboarding_app import create_app
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no request lines in the report

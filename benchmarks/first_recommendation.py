@@ -27,7 +27,7 @@ def measure(n_opportunities: int = DEMO_OPPORTUNITIES) -> dict[str, float]:
     from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
     from accrue_pipelines.resources import CrmResource, WarehouseResource
     from accrue_pipelines.sync_assets import sync_assets
-    from connectors.sandbox.salesforce import running_sandbox
+    from connectors.salesforce.sandbox import running_sandbox
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

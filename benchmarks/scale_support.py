@@ -684,8 +684,8 @@ def change_opportunities(sandbox: Sandbox, count: int, round_number: int,
     """Update `count` opportunities' stage and description through sObject Collections."""
     from simple_salesforce import Salesforce
 
-    from connectors.sandbox.salesforce.schema import STAGES
-    from connectors.sandbox.transport import sandbox_session
+    from connectors.salesforce.sandbox.schema import STAGES
+    from connectors.salesforce.transport import sandbox_session
 
     session = sandbox_session(sandbox.url)
     try:

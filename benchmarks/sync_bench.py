@@ -238,7 +238,7 @@ class SqlClock:
 def _connector(spec: Mapping[str, Any], clock: HttpClock) -> Any:
     """The Salesforce adapter `create_connector("salesforce", ...)` builds, on a timed session."""
     from connectors.salesforce import SalesforceConnector
-    from connectors.sandbox.transport import sandbox_session
+    from connectors.salesforce.transport import sandbox_session
 
     secrets = {
         "username": spec["username"],
@@ -423,7 +423,7 @@ def _child_phase() -> None:
 
 def _child_seed() -> None:
     """Entry of the seeding child: fills an empty state file, reports counts and time."""
-    from connectors.sandbox.salesforce import SalesforceSandbox, seed
+    from connectors.salesforce.sandbox import SalesforceSandbox, seed
 
     spec = json.loads(sys.stdin.read())
     sandbox = SalesforceSandbox(spec["state_path"])
@@ -437,7 +437,7 @@ def _child_seed() -> None:
 
 def _child_sandbox() -> None:
     """Entry of the sandbox child: serve until stdin closes (the parent exited or is done)."""
-    from connectors.sandbox.salesforce import running_sandbox
+    from connectors.salesforce.sandbox import running_sandbox
 
     state_path = sys.argv[2]
     sandbox = running_sandbox(state_path, port=0, page_size=2000)
@@ -615,8 +615,8 @@ def change_opportunities(
     """
     from simple_salesforce import Salesforce
 
-    from connectors.sandbox.salesforce.schema import STAGES
-    from connectors.sandbox.transport import sandbox_session
+    from connectors.salesforce.sandbox.schema import STAGES
+    from connectors.salesforce.transport import sandbox_session
 
     started = time.perf_counter()
     session = sandbox_session(sandbox.url)

@@ -22,7 +22,7 @@ from flask import current_app
 
 from connectors.base import CheckResult, ConnectorError
 from connectors.registry import PLANNED, supported_crms
-from connectors.sandbox.transport import LOGIN_HOSTS, SandboxAdapter
+from connectors.salesforce.transport import LOGIN_HOSTS, SandboxAdapter
 from onboarding_app.security import get_logger
 
 logger = get_logger(__name__)

@@ -2,7 +2,7 @@
 
 Start one with `running_sandbox(path, seed=120)` (background thread) or
 `serve(port, path, seed=N)` (blocking), point a client at it with
-`connectors.sandbox.transport.sandbox_session(url)`, and log in with the
+`connectors.salesforce.transport.sandbox_session(url)`, and log in with the
 sandbox's username, password and security token. See docs/sandbox-salesforce.md.
 """
 

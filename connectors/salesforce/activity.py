@@ -9,7 +9,7 @@ object (`keyPrefix`; fixed for standard objects, e.g. 006 for Opportunity). The 
 needs no API call, so a quarantined record can be mapped again offline.
 
 The combined read state keeps one part per sObject (`parts`), each the single-object state
-of `connectors.salesforce`, so each part resumes from its own checkpoint.
+of `connectors.salesforce.connector`, so each part resumes from its own checkpoint.
 """
 
 from __future__ import annotations

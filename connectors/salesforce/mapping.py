@@ -1,6 +1,6 @@
 """Salesforce records in the common model: which sObject and field feeds each column.
 
-Kept apart from the adapter's network code (`connectors.salesforce`) because it needs no
+Kept apart from the adapter's network code (`connectors.salesforce.connector`) because it needs no
 connection: quarantined records are mapped again offline, and tests map records directly.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from connectors.base import Quarantine, Upsert
 from connectors.common_model import COMMON_OBJECTS
-from connectors.salesforce_activity import (
+from connectors.salesforce.activity import (
     DIRECT_FIELDS,
     MULTI_SOURCE,
     derived_fields,

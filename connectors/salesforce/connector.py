@@ -47,8 +47,8 @@ from connectors.base import (
     SourceUnavailable,
     Upsert,
 )
-from connectors.salesforce_activity import MULTI_SOURCE, read_parts
-from connectors.salesforce_mapping import (  # re-exported: the adapter's public names
+from connectors.salesforce.activity import MULTI_SOURCE, read_parts
+from connectors.salesforce.mapping import (  # re-exported: the adapter's public names
     CURSOR_FIELD,
     OBJECT_MAP,
     map_record,
@@ -192,7 +192,7 @@ class SalesforceConnector(Connector):
     def _make_session(self) -> requests.Session:
         sandbox_url = self.config.get("sandbox_url")
         if sandbox_url:
-            from connectors.sandbox.transport import sandbox_session
+            from connectors.salesforce.transport import sandbox_session
 
             return sandbox_session(sandbox_url)
         return requests.Session()

@@ -812,7 +812,7 @@ def serve(
             f"  username:       {sandbox.username}\n"
             f"  password:       {sandbox.password}\n"
             f"  security token: {sandbox.security_token}\n"
-            f"  clients: pass session=connectors.sandbox.transport.sandbox_session('{url}')",
+            f"  clients: pass session=connectors.salesforce.transport.sandbox_session('{url}')",
             flush=True,
         )
         if sandbox.config.faults.active:
