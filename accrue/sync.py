@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from accrue.warehouse import Warehouse, WriteStats
+from accrue.warehouse import Warehouse
 from connectors.base import (
     Checkpoint,
     Connector,
@@ -90,19 +90,17 @@ def sync_object(
 
     def flush(new_state: Mapping[str, Any] | None) -> None:
         began = time.monotonic()
-        written = bool(buffer)
+        # The page's writes and the ledger's running count commit together (the status
+        # page's progress and ETA read the count).
         stats = warehouse.apply(
-            tenant_id, object_name, buffer, new_state, sync_run_id=result.sync_run_id
+            tenant_id, object_name, buffer, new_state, sync_run_id=result.sync_run_id,
+            records_read=result.records_read,
         )
         result.upserted += stats.upserted
         result.deleted += stats.deleted
         result.skipped_stale += stats.skipped_stale
         result.quarantined += stats.quarantined
         buffer.clear()
-        if written and result.sync_run_id is not None:
-            # The running count in the ledger: the status page's progress and ETA.
-            warehouse.record_progress(result.sync_run_id, result.records_read, WriteStats(
-                result.upserted, result.deleted, result.skipped_stale, result.quarantined))
         result.write_seconds += time.monotonic() - began
 
     try:

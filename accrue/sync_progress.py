@@ -4,7 +4,7 @@ Imports neither Flask nor Dagster: the concierge's status page and the pipelines
 first-data e-mail sensor read it through `onboarding_notify.progress`.
 
 * Syncing now: the sync engine writes a running sync's count to the `sync_run`
-  ledger as it commits pages (`Warehouse.record_progress`), so the page shows the
+  ledger as it commits pages (`Warehouse.apply`, in each page's transaction), so the page shows the
   records read in this sync and, for a first load, a percentage of what the CRM
   counted at setup and the time left at this sync's average pace. A later sync
   reads changes whose number nobody knows in advance: it gets a count, never an

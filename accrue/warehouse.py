@@ -682,6 +682,7 @@ class Warehouse:
         state: Mapping[str, Any] | None = None,
         *,
         sync_run_id: int | None = None,
+        records_read: int | None = None,
     ) -> WriteStats:
         """Write one page of changes and, atomically with it, the state that covers it.
 
@@ -690,7 +691,10 @@ class Warehouse:
         `Quarantine` changes, go to crm_quarantine; a `LiveIds` (at most one) then
         marks deleted the older live rows the CRM no longer has. Everything is
         validated and converted before the transaction opens; any error inside
-        it rolls back rows, history, quarantine and state together (F4).
+        it rolls back rows, history, quarantine and state together (F4). With a
+        `sync_run_id`, the running sync's counts in the ledger move in the same
+        transaction (`records_read`: the sync's total so far), so the status page's
+        progress never counts a page that was rolled back, at no extra commit.
         """
         validate_tenant_id(tenant_id)
         table = object_table(object_name)
@@ -720,6 +724,9 @@ class Warehouse:
             self._resolve_superseded(conn, table, page)
             if state_doc is not None:
                 self._write_state(conn, tenant_id, object_name, state_doc, page.now)
+            if sync_run_id is not None and page.records + page.bare_deletes:
+                self._count_progress(conn, sync_run_id, records_read, upserted,
+                                     deleted + len(reconciled), len(page.quarantine))
 
         quarantined = len(page.quarantine)
         if quarantined:
@@ -1513,7 +1520,8 @@ class Warehouse:
     def record_progress(self, run_id: int, records_read: int, stats: WriteStats) -> None:
         """The counts so far of a sync still running, so the status page can show progress.
 
-        Only a `running` row is touched: a late call never rewrites a finished run.
+        Only a `running` row is touched: a late call never rewrites a finished run. The
+        sync engine does not call this: `apply` moves the counts with each page.
         """
         with self.engine.begin() as conn:
             conn.execute(
@@ -1526,6 +1534,21 @@ class Warehouse:
                     records_quarantined=stats.quarantined,
                 )
             )
+
+    @staticmethod
+    def _count_progress(conn: Connection, run_id: int, records_read: int | None,
+                        upserted: int, deleted: int, quarantined: int) -> None:
+        """Add one page's writes to a running sync's ledger row (inside the page's
+        transaction); `finish_run` writes the final totals."""
+        values: dict[str, Any] = {
+            "records_upserted": sync_run.c.records_upserted + upserted,
+            "records_deleted": sync_run.c.records_deleted + deleted,
+            "records_quarantined": sync_run.c.records_quarantined + quarantined,
+        }
+        if records_read is not None:
+            values["records_read"] = records_read
+        conn.execute(sa.update(sync_run).where(sync_run.c.id == run_id,
+                                               sync_run.c.status == "running").values(values))
 
     def sync_health(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Per object that has run: the last outcome and the failure streak since a success.

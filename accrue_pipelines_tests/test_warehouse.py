@@ -647,3 +647,23 @@ def test_statistics_are_refreshed_after_a_large_load_only(warehouse: Warehouse,
     with engine.connect() as other:  # its transaction holds the lock until it closes
         other.execute(sa.text("LOCK TABLE crm_account IN SHARE UPDATE EXCLUSIVE MODE"))
         assert warehouse.refresh_statistics("account", 10**9) is False
+
+
+def test_a_page_moves_the_running_syncs_counts_in_its_own_transaction(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """The status page's progress: each committed page adds its writes to the running
+    ledger row, in the page's transaction; a finished row is never touched again."""
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    run = warehouse.start_run(tenant_id, "account")
+    warehouse.apply(tenant_id, "account", [upsert("001A", at), upsert("001B", at)],
+                    {"cursor": "a"}, sync_run_id=run, records_read=2)
+    warehouse.apply(tenant_id, "account", [upsert("001C", at)], {"cursor": "b"},
+                    sync_run_id=run, records_read=3)
+    [row] = warehouse.recent_runs(tenant_id, object_name="account")
+    assert (row["status"], row["records_read"], row["records_upserted"]) == ("running", 3, 3)
+    warehouse.finish_run(run, "succeeded", {"upserted": 3, "deleted": 0}, records_read=3)
+    warehouse.apply(tenant_id, "account", [upsert("001D", at)], {"cursor": "c"},
+                    sync_run_id=run, records_read=99)  # a late page: the run has ended
+    [row] = warehouse.recent_runs(tenant_id, object_name="account")
+    assert (row["records_read"], row["records_upserted"]) == (3, 3)
