@@ -97,9 +97,11 @@ class JournalingWarehouse(Warehouse):
         state: Mapping[str, Any] | None = None,
         *,
         sync_run_id: int | None = None,
+        records_read: int | None = None,
     ) -> WriteStats:
         page = list(changes)
-        stats = super().apply(tenant_id, object_name, page, state, sync_run_id=sync_run_id)
+        stats = super().apply(tenant_id, object_name, page, state, sync_run_id=sync_run_id,
+                              records_read=records_read)
         entries = journal_entries(object_name, page)
         if entries:
             self.journal.write("".join(json.dumps(entry) + "\n" for entry in entries))
