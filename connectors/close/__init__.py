@@ -1,0 +1,1 @@
+"""Close (close.com): leads as accounts, contacts, opportunities, users and activities."""

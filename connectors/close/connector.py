@@ -1,0 +1,364 @@
+"""Close adapter: incremental reads through the official client, `closeio_api.API`.
+
+Close lists page with `_skip`/`_limit`, and `_skip` has a ceiling per resource (a 400
+beyond it). So every page opens a new window on `date_updated`: the next request asks for
+`date_updated >= <the last stamp read>` ordered by it, skipping nothing (records sharing
+that stamp are read again and dropped here). `_skip` stays near 0 however large the org,
+and a record updated mid-read moves to the end instead of shifting the offsets of those
+not read yet (which offset paging would silently skip). That is the window split taken to
+its limit: a window per page.
+
+Deletes come from the event log (`/event/`, `action=deleted`), replayed since the last
+sync with a lookback. Close keeps 30 days of it, counted on Close's clock (the `Date`
+header of its answers): when the last replay is older than that, or with `reconcile`, a
+`LiveIds` with every live id goes before the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Generator, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import requests
+from closeio_api import API, APIError  # type: ignore[import-untyped]
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from connectors.base import (
+    AuthenticationError,
+    Change,
+    Checkpoint,
+    CheckResult,
+    Connector,
+    ConnectorError,
+    Delete,
+    LiveIds,
+    ObjectInfo,
+    Quarantine,
+    QuotaExceeded,
+    SourceUnavailable,
+    Upsert,
+)
+from connectors.close.mapping import (
+    CURSOR_FIELD,
+    EVENT_TYPES,
+    RESOURCES,
+    close_datetime,
+    map_record,
+    parse_close_datetime,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BASE_URL = "https://api.close.com/api/v1/"
+DEFAULTS: dict[str, Any] = {
+    "lookback_seconds": 600,
+    "page_size": 100,  # Close's usual maximum `_limit`
+    "max_skip": 250_000,  # the lowest ceiling Close documents for a resource
+    "max_attempts": 6,
+    "max_backoff_seconds": 30.0,
+    "timeout_seconds": 60.0,
+}
+EVENT_RETENTION = timedelta(days=30)
+# Replays this close to the edge of the log count as uncovered (clock skew, slow pages).
+RETENTION_MARGIN = timedelta(hours=1)
+WITH_TOTAL = ("lead", "opportunity")  # lists that answer `total_results`
+
+
+class _Client(API):
+    """The official client, with its sleeps bounded.
+
+    `closeio_api` sleeps before giving up even on its last attempt: the RateLimit reset on
+    a 429 (fine, and kept up to our cap) and 60-90 s on a 502/504. The adapter's own retry
+    policy (tenacity, exponential with jitter) owns the backoff, so one proxy error never
+    stalls a sync for a minute and a half.
+    """
+
+    max_sleep = 30.0
+
+    def _get_rate_limit_sleep_time(self, response: requests.Response) -> float:
+        return min(float(super()._get_rate_limit_sleep_time(response)), self.max_sleep)
+
+    def _get_randomized_sleep_time_for_error(self, status_code: int, retries: int) -> float:
+        return 0.0
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return response.status_code if isinstance(exc, APIError) and response is not None else None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.RequestException):
+        return True  # connection reset, timeout, body cut short
+    status = _status(exc)
+    return status is not None and (status == 429 or status >= 500)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    status = _status(exc) if exc else None
+    log.warning("Close call failed (attempt %d): %s; retrying in %.1fs", state.attempt_number,
+                f"HTTP {status}" if status else type(exc).__name__, wait)
+
+
+def _error_text(exc: APIError) -> str:
+    try:
+        body = exc.response.json()
+    except ValueError:
+        return f"HTTP {exc.response.status_code}"
+    if not isinstance(body, dict):
+        return f"HTTP {exc.response.status_code}"
+    message = body.get("error") or "; ".join(map(str, body.get("errors") or []))
+    field_errors = body.get("field-errors") or {}
+    details = ", ".join(f"{k}: {v}" for k, v in field_errors.items()) if isinstance(
+        field_errors, dict) else ""
+    return f"HTTP {exc.response.status_code} " + " ".join(
+        str(p) for p in (message, details) if p)
+
+
+class CloseConnector(Connector):
+    """Reads the common objects from one Close organization."""
+
+    crm_type = "close"
+
+    def __init__(self, secrets: Mapping[str, str], config: Mapping[str, Any] | None = None,
+                 *, session: requests.Session | None = None) -> None:
+        self.config = {**DEFAULTS, **(config or {})}
+        self._api_key = (secrets.get("api_key") or "").strip()
+        sandbox_url = self.config.get("sandbox_url")
+        base_url = (f"{str(sandbox_url).rstrip('/')}/api/v1/" if sandbox_url
+                    else str(self.config.get("base_url") or BASE_URL))
+        self.api = _Client(base_url, api_key=self._api_key or None, max_retries=1)
+        self.api.max_sleep = float(self.config["max_backoff_seconds"])
+        if session is not None:  # the concierge's allowlisted session, say
+            own = self.api.session
+            session.headers.update(own.headers)
+            session.auth = own.auth
+            own.close()
+            self.api.session = session
+        self.api.session.hooks["response"].append(self._note_server_time)
+        self._server_now: datetime | None = None
+        self._custom: dict[str, str] | None = None
+
+    # -- calls ---------------------------------------------------------------------
+
+    def _note_server_time(self, response: requests.Response, *args: Any,
+                          **kwargs: Any) -> None:
+        """Close's clock, from the `Date` header: the event log's 30 days count on it."""
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            self._server_now = parsedate_to_datetime(response.headers["Date"]).astimezone(UTC)
+
+    def server_now(self) -> datetime:
+        return self._server_now or datetime.now(UTC)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """One API call with backoff on transient failures, then errors in our words."""
+        if not self._api_key:
+            raise AuthenticationError("no Close API key is stored",
+                                      hint="Enter the organization's API key.")
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            wait=wait_exponential_jitter(initial=0.5,
+                                         max=float(self.config["max_backoff_seconds"])),
+            stop=stop_after_attempt(int(self.config["max_attempts"])),
+            before_sleep=_log_retry, reraise=True)
+        try:
+            return retrying(fn)
+        except APIError as exc:
+            status = _status(exc)
+            if status == 401:
+                raise AuthenticationError(
+                    "Close refused the API key (HTTP 401)",
+                    hint="Create a key in Settings → Developer → API Keys and paste it "
+                    "whole; a deleted key stops working at once.") from None
+            if status == 429:
+                raise QuotaExceeded(
+                    "Close kept answering HTTP 429: the rate limit of this API key is spent",
+                    hint="Other integrations share the organization's limit; the sync "
+                    "resumes from its checkpoint.") from None
+            if status is not None and status >= 500:
+                raise SourceUnavailable(f"Close unavailable: HTTP {status}") from None
+            raise ConnectorError(f"Close refused the request: {_error_text(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise SourceUnavailable(f"Close unreachable: {type(exc).__name__}") from None
+
+    def _get(self, endpoint: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        timeout = float(self.config["timeout_seconds"])
+        result = self._call(lambda: self.api.get(endpoint, params=dict(params or {}),
+                                                 timeout=timeout))
+        if not isinstance(result, dict):
+            raise SourceUnavailable(f"Close answered {endpoint} with no JSON object")
+        return result
+
+    def close(self) -> None:
+        self.api.session.close()
+
+    # -- Connector interface ---------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        try:
+            me = self._get("me")
+        except AuthenticationError as exc:
+            return CheckResult(False, str(exc), field="api_key", hint=exc.hint)
+        except ConnectorError as exc:
+            return CheckResult(False, str(exc), hint=exc.hint)
+        organizations = me.get("organizations") or []
+        name = organizations[0].get("name") if organizations and isinstance(
+            organizations[0], dict) else None
+        return CheckResult(True, f"Connected to Close ({name})" if name else "Connected to Close")
+
+    def objects(self) -> list[ObjectInfo]:
+        return [ObjectInfo(name=common, source_name=resource)
+                for common, resource in RESOURCES.items()]
+
+    def count(self, object_name: str) -> int:
+        resource = _resource(object_name)
+        if resource in WITH_TOTAL:
+            return int(self._get(resource, {"_limit": 1, "_fields": "id"})["total_results"])
+        return len(self.live_ids(object_name).source_ids)
+
+    def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
+        custom = self.custom_fields() if object_name == "account" else None
+        return map_record(object_name, record, custom)
+
+    def custom_fields(self) -> dict[str, str]:
+        """Lead custom fields by name -> the key a lead carries them under (`custom.cf_…`)."""
+        if self._custom is None:
+            data = self._get("custom_field/lead").get("data") or []
+            self._custom = {f["name"]: f"custom.{f['id']}" for f in data
+                            if isinstance(f, dict) and "name" in f and "id" in f}
+        return self._custom
+
+    def read(self, object_name: str, state: Mapping[str, Any] | None, *,
+             reconcile: bool = False) -> Iterator[Change]:
+        resource = _resource(object_name)
+        state = state or {}
+        lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
+        cursor = state.get("cursor")
+        fields = list(state.get("fields") or [])
+        # Where the event log was last replayed: kept apart from the cursor, which moves
+        # page by page, so a crash mid-read never skips a stretch of the log.
+        events_since = state.get("events_since", cursor)
+        start = parse_close_datetime(cursor) - lookback if cursor else None
+        mark: datetime | None = None
+        seen: set[str] = set()
+        pages = self._scan(resource, start)
+        for records, position in pages:
+            if mark is None:  # Close's time at the first answer: the next replay's start
+                mark = self.server_now()
+            for record in records:
+                seen.update(record)
+                yield self.map_record(object_name, record)
+            if position is not None:
+                cursor = close_datetime(position)
+            if seen:
+                fields = sorted(seen)
+            yield Checkpoint(_state(cursor, fields, events_since))
+        covered = True
+        if events_since:
+            covered = yield from self._deletes(object_name, parse_close_datetime(events_since))
+        final = _state(cursor, fields, close_datetime(mark or self.server_now()))
+        if reconcile or not covered:
+            yield self.live_ids(object_name)
+        yield Checkpoint(final)
+
+    def live_ids(self, object_name: str) -> LiveIds:
+        """Every live id, stamped with Close's time before the listing began."""
+        as_of = self.server_now()
+        ids: set[str] = set()
+        for records, _ in self._scan(_resource(object_name), None, fields="id,date_updated"):
+            ids.update(str(r["id"]) for r in records if "id" in r)
+        return LiveIds(frozenset(ids), as_of)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _scan(self, resource: str, start: datetime | None, fields: str | None = None
+              ) -> Iterator[tuple[list[dict[str, Any]], datetime | None]]:
+        """Pages of records in `date_updated` order from `start`, each page a new window.
+
+        Yields (records not yielded before, the last stamp read so far). Records sharing
+        the window's opening stamp are asked for again and dropped here; only when more
+        of them than half a page share one stamp does the next request skip them.
+        """
+        page_size = int(self.config["page_size"])
+        max_skip = int(self.config["max_skip"])
+        position, ties = start, set[str]()
+        while True:
+            skip = len(ties) if len(ties) > page_size // 2 else 0
+            if skip > max_skip:
+                raise ConnectorError(
+                    f"more than {max_skip:,} Close {resource} records share the update time "
+                    f"{position}: too many to page through")
+            params: dict[str, Any] = {"_order_by": CURSOR_FIELD, "_limit": page_size,
+                                      "_skip": skip}
+            if position is not None:
+                params[f"{CURSOR_FIELD}__gte"] = close_datetime(position)
+            if fields:
+                params["_fields"] = fields
+            page = self._get(resource, params)
+            data = [r for r in page.get("data") or [] if isinstance(r, dict)]
+            fresh = [r for r in data if not (r.get("id") in ties and _stamp(r) == position)]
+            for record in data:
+                stamp = _stamp(record)
+                if stamp is None or (position is not None and stamp < position):
+                    continue  # unreadable (quarantined by the mapping) or out of order
+                if stamp != position:
+                    position, ties = stamp, set()
+                ties.add(str(record.get("id")))
+            yield fresh, position
+            if not page.get("has_more") or not data:
+                return
+
+    def _deletes(self, object_name: str, since: datetime) -> Generator[Delete, None, bool]:
+        """Replay the event log's deletes since `since`; False when it no longer reaches back."""
+        lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
+        covered = since >= self.server_now() - EVENT_RETENTION + RETENTION_MARGIN
+        for object_type in EVENT_TYPES[object_name]:
+            params: dict[str, Any] = {"object_type": object_type, "action": "deleted",
+                                      f"{CURSOR_FIELD}__gte": close_datetime(since - lookback)}
+            while True:
+                page = self._get("event", params)
+                for event in page.get("data") or []:
+                    stamp = _stamp(event)
+                    if isinstance(event, dict) and event.get("object_id") and stamp:
+                        yield Delete(str(event["object_id"]), stamp)
+                if not page.get("cursor_next"):
+                    break
+                params = {"object_type": object_type, "action": "deleted",
+                          "_cursor": page["cursor_next"]}
+        return covered
+
+
+def _resource(object_name: str) -> str:
+    try:
+        return RESOURCES[object_name]
+    except KeyError:
+        raise ConnectorError(f"Close has no {object_name} (it offers "
+                             f"{', '.join(RESOURCES)})") from None
+
+
+def _stamp(record: Mapping[str, Any]) -> datetime | None:
+    value = record.get(CURSOR_FIELD)
+    try:
+        return parse_close_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _state(cursor: str | None, fields: list[str], events_since: str | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"cursor": cursor, "fields": fields}
+    if events_since is not None:
+        state["events_since"] = events_since
+    return state

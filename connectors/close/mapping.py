@@ -1,0 +1,205 @@
+"""Close records in the common model: which resource and field feeds each column.
+
+Kept apart from the adapter's network code so quarantined records can be mapped again
+offline. Close's words: a *lead* is a company (the common `account`), contacts belong to
+a lead, an opportunity belongs to a lead and carries its `value` in cents with a
+`value_period`, and its stage is an opportunity status with a type (active, won, lost).
+
+Values are passed on as Close sent them, except what Close spells its own way: its
+date-time and date text, and money in cents. The warehouse's column rules (the same for
+every connector) store each value exactly or quarantine it; what this module cannot read
+faithfully (a stamp that is no date-time, cents that are not a whole number, a status type
+Close does not have) is quarantined here, with the reason, never guessed.
+
+Decisions:
+- `amount` is `value` / 100 exactly (a Decimal), as Close reports it, *not* annualised: a
+  monthly deal of 1,000.00 is amount 1000.0 with `value_period` "monthly" kept in `raw`.
+  Annualising would invent a contract length Close does not know.
+- `name` of an opportunity is its `note`, the one free text Close gives a deal.
+- A contact's one `name` is split at its last space into first / last name (the split is
+  undone by joining them with a space; one word is a last name only).
+- Activities have no opportunity in Close (they hang off the lead): `opportunity_id` is
+  always None; `account_id` is the lead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from connectors.base import Quarantine, Upsert
+
+CURSOR_FIELD = "date_updated"
+
+# Common object -> the Close resource it is read from (the API path).
+RESOURCES: dict[str, str] = {
+    "account": "lead", "contact": "contact", "opportunity": "opportunity", "user": "user",
+    "activity": "activity",
+}
+# Close activity `_type` -> the common kind, and the event log's object type for deletes.
+ACTIVITY_KINDS: dict[str, str] = {"Call": "call", "Email": "email", "Meeting": "meeting",
+                                  "Note": "task"}
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "account": ("lead",), "contact": ("contact",), "opportunity": ("opportunity",),
+    "user": (), "activity": tuple(f"activity.{t.lower()}" for t in ACTIVITY_KINDS),
+}
+STATUS_TYPES = ("active", "won", "lost")
+# Lead custom fields (by their name in Close) -> common account column.
+LEAD_CUSTOM_FIELDS: dict[str, str] = {
+    "Industry": "industry", "Employees": "employee_count", "Annual Revenue": "annual_revenue",
+    "Account Type": "account_type", "Lead Owner": "owner_id",
+}
+
+
+class Unmappable(ValueError):
+    """A value this mapping cannot read faithfully; the message is the quarantine reason."""
+
+
+def parse_close_datetime(value: str) -> datetime:
+    """Close's `2024-01-01T10:00:00.123000+00:00` (and other ISO forms) as aware UTC."""
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def close_datetime(value: datetime) -> str:
+    """A filter value Close reads: ISO 8601 with microseconds, UTC."""
+    utc = value.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}+00:00"
+
+
+def _datetime(value: Any, where: str) -> Any:
+    if not isinstance(value, str):
+        return value  # None, or a wrong type the warehouse's rules refuse with the reason
+    try:
+        return parse_close_datetime(value)
+    except ValueError:
+        raise Unmappable(f"{where}={value!r:.80} is not a date-time") from None
+
+
+def _date(value: Any, where: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise Unmappable(f"{where}={value!r:.80} is not a date") from None
+
+
+def cents(value: Any, where: str) -> Decimal | None:
+    """Close money (whole cents) in currency units, exactly."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Unmappable(f"{where}={value!r:.80} is not a whole number of cents")
+    return Decimal(value).scaleb(-2)
+
+
+def _first(items: Any, key: str) -> Any:
+    """The first entry's `key` of a list of dicts (a contact's e-mails, a lead's addresses)."""
+    if isinstance(items, list) and items and isinstance(items[0], Mapping):
+        return items[0].get(key)
+    return None
+
+
+def split_name(name: Any) -> tuple[Any, Any]:
+    if not isinstance(name, str):
+        return None, name
+    first, _, last = name.strip().rpartition(" ")
+    return (first or None), (last or None)
+
+
+def _account(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {column: None for column in LEAD_CUSTOM_FIELDS.values()}
+    for name, column in LEAD_CUSTOM_FIELDS.items():
+        key = custom.get(name)
+        if key is not None:
+            fields[column] = r.get(key)
+    addresses = r.get("addresses")
+    return {**fields, "name": r.get("name"), "website": r.get("url"),
+            "billing_country": _first(addresses, "country"),
+            "billing_state": _first(addresses, "state"), "parent_id": None,
+            "source_created_at": _datetime(r.get("date_created"), "lead.date_created")}
+
+
+def _contact(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    first, last = split_name(r.get("name"))
+    return {"account_id": r.get("lead_id"), "first_name": first, "last_name": last,
+            "email": _first(r.get("emails"), "email"), "title": r.get("title"),
+            "owner_id": None,
+            "source_created_at": _datetime(r.get("date_created"), "contact.date_created")}
+
+
+def _opportunity(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    status_type = r.get("status_type")
+    if status_type not in STATUS_TYPES:
+        raise Unmappable(f"opportunity.status_type={status_type!r:.80} is none of "
+                         f"{', '.join(STATUS_TYPES)}")
+    return {"name": r.get("note"), "account_id": r.get("lead_id"),
+            "amount": cents(r.get("value"), "opportunity.value"),
+            "stage": r.get("status_label"), "is_closed": status_type != "active",
+            "is_won": status_type == "won",
+            "close_date": _date(r.get("date_won"), "opportunity.date_won"),
+            "probability": r.get("confidence"), "opportunity_type": None, "lead_source": None,
+            "owner_id": r.get("user_id"), "price_book_id": None,
+            "source_created_at": _datetime(r.get("date_created"), "opportunity.date_created")}
+
+
+def _user(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    parts = [p for p in (r.get("first_name"), r.get("last_name")) if p]
+    name = " ".join(str(p) for p in parts) if all(isinstance(p, str) for p in parts) else parts
+    return {"name": name or None, "email": r.get("email"), "title": None, "department": None,
+            "manager_id": None, "is_active": None,
+            "source_created_at": _datetime(r.get("date_created"), "user.date_created")}
+
+
+def _activity(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    kind = r.get("_type")
+    if kind not in ACTIVITY_KINDS:
+        raise Unmappable(f"activity._type={kind!r:.80} is none of {', '.join(ACTIVITY_KINDS)}")
+    seconds = r.get("duration")
+    # Seconds to minutes as Salesforce's mapping does; any other value goes on as it came.
+    duration = (seconds / 60 if isinstance(seconds, int | float) and not isinstance(
+        seconds, bool) else seconds) if kind in ("Call", "Meeting") else None
+    at = {"Meeting": r.get("starts_at"), "Email": r.get("date_sent") or r.get("date_created")
+          }.get(kind, r.get("date_created"))
+    return {"subject": r.get("subject") if kind == "Email" else (
+                r.get("title") if kind == "Meeting" else None),
+            "activity_type": ACTIVITY_KINDS[kind], "status": None,
+            "activity_at": _datetime(at, "activity.activity_at"), "due_date": None,
+            "is_closed": None, "duration_minutes": duration, "owner_id": r.get("user_id"),
+            "account_id": r.get("lead_id"), "opportunity_id": None,
+            "contact_id": r.get("contact_id"), "lead_id": None,
+            "source_created_at": _datetime(r.get("date_created"), "activity.date_created")}
+
+
+MAPPERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict[str, Any]]] = {
+    "account": _account, "contact": _contact, "opportunity": _opportunity, "user": _user,
+    "activity": _activity,
+}
+
+
+def map_record(object_name: str, record: Mapping[str, Any],
+               custom_fields: Mapping[str, str] | None = None) -> Upsert | Quarantine:
+    """Map one Close record, or quarantine it with the reason.
+
+    `custom_fields` names the lead custom fields' keys (`Industry` -> `custom.cf_...`),
+    as the organization's `/custom_field/lead/` lists them.
+    """
+    raw = dict(record)
+    source_id = record.get("id")
+    try:
+        modified_at = parse_close_datetime(str(record[CURSOR_FIELD]))
+    except (KeyError, ValueError):
+        return Quarantine(source_id if isinstance(source_id, str) else None, None, raw,
+                          f"{CURSOR_FIELD} missing or not a date-time")
+    if not isinstance(source_id, str) or not source_id:
+        return Quarantine(None, modified_at, raw, "record has no id")
+    try:
+        fields = MAPPERS[object_name](record, custom_fields or {})
+    except Unmappable as exc:
+        return Quarantine(source_id, modified_at, raw, f"{object_name}: {exc}")
+    return Upsert(source_id=source_id, modified_at=modified_at, fields=fields, raw=raw)

@@ -1,0 +1,1 @@
+"""A local Close organization speaking REST API v1, for tests, chaos runs and the demo."""

@@ -1,0 +1,110 @@
+"""A Close sandbox served on 127.0.0.1 from a background thread (the kit's server).
+
+The `Date` header of every answer is the sandbox's clock, as a real server's is its
+own: the adapter reads the organization's time from it (the event log's 30 days are
+counted on that clock), so tests that move the clock move what the adapter sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer
+
+from connectors.close.sandbox.server import CloseApp, Faults, SandboxSettings
+from connectors.close.sandbox.store import CloseStore
+from connectors.sandbox_kit.server import BackgroundServer, make_sandbox_server
+
+ORGANIZATION_ID = "orga_SandboxAccrueCloseOrganization0000000000000"
+DEFAULT_API_KEY = "api_sandbox_close_key_0123456789"
+# The organization's opportunity pipeline: (label, type).
+STATUSES = (("Qualification", "active"), ("Demo", "active"), ("Proposal", "active"),
+            ("Negotiation", "active"), ("Won", "won"), ("Lost", "lost"))
+# Lead custom fields: what Close orgs add to hold a company's profile.
+LEAD_CUSTOM_FIELDS = (("Industry", "text"), ("Employees", "number"),
+                      ("Annual Revenue", "number"), ("Account Type", "choices"),
+                      ("Lead Owner", "user"))
+
+
+def custom_field_id(name: str) -> str:
+    """A lead custom field's id (`cf_…`); a lead carries its value as `custom.<id>`."""
+    return f"cf_{''.join(c for c in name.lower() if c.isalnum()):0<43}"
+
+
+def prepare_org(store: CloseStore, api_key: str) -> None:
+    """The organization's settings every sandbox has: key, statuses, custom fields (a
+    seeded org brings its own statuses first)."""
+    store.add_api_key(api_key)
+    if store.meta("organization_id"):
+        return
+    store.set_meta("organization_id", ORGANIZATION_ID)
+    store.set_meta("organization_name", "Accrue Sandbox")
+    store.set_meta("currency", "USD")
+    stamp = store.now()
+    if store.count("status") == 0:
+        store.load("status", [
+            # Ids in pipeline order: the store lists statuses by id.
+            {"id": f"stat_{index:02d}{label.lower():0<41}"[:48], "label": label, "type": kind,
+             "date_created": stamp, "date_updated": stamp, "organization_id": ORGANIZATION_ID}
+            for index, (label, kind) in enumerate(STATUSES)])
+    store.load("custom_field", [
+        {"id": custom_field_id(name), "name": name, "type": kind,
+         "date_created": stamp, "date_updated": stamp, "organization_id": ORGANIZATION_ID}
+        for name, kind in LEAD_CUSTOM_FIELDS])
+
+
+def _clocked(server: BaseWSGIServer, clock: Callable[[], datetime]) -> None:
+    """Make the server's `Date` header tell the sandbox's time (the kit's handler, else)."""
+    base: type = server.RequestHandlerClass  # type: ignore[assignment]
+
+    def date_time_string(self: Any, timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return str(getattr(base, "date_time_string")(self, timestamp))  # noqa: B009
+        return format_datetime(clock().astimezone(UTC), usegmt=True)
+
+    server.RequestHandlerClass = type("ClockedHandler", (base,),
+                                      {"date_time_string": date_time_string})
+
+
+@dataclass
+class ServedSandbox:
+    """The store, the application and the kit's background server serving it."""
+
+    store: CloseStore
+    app: CloseApp
+    server: BackgroundServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/v1/"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.store.close()
+
+
+def serve(path: Path, *, settings: SandboxSettings | None = None,
+          clock: Callable[[], datetime] | None = None, host: str = "127.0.0.1", port: int = 0,
+          faults: Mapping[str, Any] | None = None,
+          seed: Callable[[CloseStore], None] | None = None) -> ServedSandbox:
+    """Open (or create) the organization at `path` and serve it; `seed` fills a new one."""
+    settings = settings or SandboxSettings(api_key=DEFAULT_API_KEY)
+    store = CloseStore(path, clock)
+    if seed is not None and store.is_empty():
+        seed(store)
+    prepare_org(store, settings.api_key)
+    app = CloseApp(store, settings, Faults())
+    if faults:
+        app.faults.set(faults)
+    server = make_sandbox_server(app, host, port)
+    _clocked(server, store.clock)
+    return ServedSandbox(store, app, BackgroundServer(app, server=server, name="close-sandbox"))

@@ -1,0 +1,267 @@
+"""The Close sandbox's state: one SQLite file of JSON documents and the event log.
+
+Every object is a JSON document keyed by its Close id, with `date_created` and
+`date_updated` copied into indexed columns so list filters and `_order_by` run in SQL.
+Every create, update and delete appends to `event`, as Close's event log does; events
+older than the retention (30 days on the sandbox's clock) are dropped when the log is
+read, so a sync paused too long really finds the log incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import string
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+EVENT_RETENTION = timedelta(days=30)
+_ALPHABET = string.ascii_letters + string.digits
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS object (
+    kind TEXT NOT NULL, id TEXT PRIMARY KEY, date_created TEXT NOT NULL,
+    date_updated TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS object_updated ON object (kind, date_updated, id);
+CREATE INDEX IF NOT EXISTS object_created ON object (kind, date_created, id);
+CREATE TABLE IF NOT EXISTS event (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, date_created TEXT NOT NULL,
+    date_updated TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
+    lead_id TEXT, action TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_key (key TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# The id prefix Close gives each kind of object.
+PREFIXES = {"lead": "lead", "contact": "cont", "opportunity": "oppo", "user": "user",
+            "activity": "acti", "status": "stat", "custom_field": "cf", "event": "ev",
+            "organization": "orga"}
+
+
+def close_time(value: datetime) -> str:
+    """Close's spelling of a date-time: ISO 8601, microseconds, `+00:00`."""
+    utc = value.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}+00:00"
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO date or date-time (Z or offset; naive is UTC) as aware UTC; ValueError else."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def new_id(kind: str, rng: Callable[[int], str] | None = None) -> str:
+    """`lead_` + 43 letters and digits, the shape of Close's ids."""
+    body = rng(43) if rng else "".join(secrets.choice(_ALPHABET) for _ in range(43))
+    return f"{PREFIXES[kind]}_{body}"
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """One list request after parsing: filters in SQL terms, order, skip and limit."""
+
+    kind: str
+    conditions: tuple[tuple[str, str, str], ...] = ()  # (column, operator, value)
+    equals: tuple[tuple[str, str], ...] = ()  # (document key, value): lead_id, _type...
+    order: tuple[tuple[str, bool], ...] = (("date_created", True),)  # (column, descending)
+    skip: int = 0
+    limit: int = 100
+
+
+class CloseStore:
+    """Thread-safe access to the sandbox's SQLite file (the server answers from threads)."""
+
+    def __init__(self, path: Path, clock: Callable[[], datetime] | None = None) -> None:
+        self.path = path
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def now(self) -> str:
+        return close_time(self.clock())
+
+    # -- setup ------------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM object").fetchone()[0] == 0
+
+    def add_api_key(self, key: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO api_key VALUES (?)", (key,))
+
+    def key_is_valid(self, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM api_key WHERE key = ?", (key,)).fetchone() \
+                is not None
+
+    def set_meta(self, name: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, json.dumps(value)))
+
+    def meta(self, name: str, default: Any = None) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def load(self, kind: str, documents: Sequence[Mapping[str, Any]]) -> None:
+        """Seed documents as they are (their own stamps), without events: the org's past."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO object VALUES (?, ?, ?, ?, ?)",
+                [(kind, d["id"], d["date_created"], d["date_updated"], json.dumps(d))
+                 for d in documents])
+
+    # -- reads ------------------------------------------------------------------
+
+    def get(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM object WHERE kind = ? AND id = ?",
+                                   (kind, object_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def select(self, query: ListQuery) -> tuple[list[dict[str, Any]], bool, int]:
+        """(page, has_more, total_results) for a list request."""
+        where = ["kind = ?"]
+        args: list[Any] = [query.kind]
+        for column, operator, value in query.conditions:
+            where.append(f"{column} {operator} ?")
+            args.append(value)
+        for key, value in query.equals:
+            where.append(f"json_extract(body, '$.{key}') = ?")
+            args.append(value)
+        order = "".join(f"{c} {'DESC' if d else 'ASC'}, " for c, d in query.order)
+        sql = f"FROM object WHERE {' AND '.join(where)}"
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) {sql}", args).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT body {sql} ORDER BY {order}id ASC LIMIT ? OFFSET ?",
+                [*args, query.limit + 1, query.skip]).fetchall()
+        page = [json.loads(r[0]) for r in rows[: query.limit]]
+        return page, len(rows) > query.limit, total
+
+    def count(self, kind: str, **equals: str) -> int:
+        return self.select(ListQuery(kind, equals=tuple(equals.items()), limit=0))[2]
+
+    # -- writes -----------------------------------------------------------------
+
+    def insert(self, kind: str, document: Mapping[str, Any], *, object_type: str | None = None,
+               lead_id: str | None = None) -> dict[str, Any]:
+        stamp = self.now()
+        body = {**document, "id": document.get("id") or new_id(kind),
+                "date_created": stamp, "date_updated": stamp}
+        with self.transaction() as db:
+            db.execute("INSERT INTO object VALUES (?, ?, ?, ?, ?)",
+                       (kind, body["id"], stamp, stamp, json.dumps(body)))
+            self._event(db, object_type or kind, body["id"], lead_id, "created", body, None)
+        return body
+
+    def update(self, kind: str, object_id: str, changes: Mapping[str, Any], *,
+               object_type: str | None = None) -> dict[str, Any] | None:
+        """Apply changes (Close's PUT behaves as a PATCH) and move `date_updated` forward."""
+        with self.transaction() as db:
+            row = db.execute("SELECT body FROM object WHERE kind = ? AND id = ?",
+                             (kind, object_id)).fetchone()
+            if row is None:
+                return None
+            before = json.loads(row[0])
+            stamp = max(self.now(), _later_than(before["date_updated"]))
+            body = {**before, **changes, "id": object_id, "date_created": before["date_created"],
+                    "date_updated": stamp}
+            db.execute("UPDATE object SET date_updated = ?, body = ? WHERE id = ?",
+                       (stamp, json.dumps(body), object_id))
+            self._event(db, object_type or kind, object_id, body.get("lead_id"), "updated",
+                        body, before)
+        return body
+
+    def delete(self, kind: str, object_id: str, *,
+               object_type: Callable[[Mapping[str, Any]], str] | None = None) -> bool:
+        """Delete an object (a lead takes its contacts, opportunities and activities along);
+        each deleted object gets its own `deleted` event."""
+        with self.transaction() as db:
+            row = db.execute("SELECT kind, body FROM object WHERE kind = ? AND id = ?",
+                             (kind, object_id)).fetchone()
+            if row is None:
+                return False
+            doomed = [(row[0], json.loads(row[1]))]
+            if kind == "lead":
+                doomed += [(k, json.loads(b)) for k, b in db.execute(
+                    "SELECT kind, body FROM object WHERE kind != 'lead' AND "
+                    "json_extract(body, '$.lead_id') = ?", (object_id,))]
+            for doomed_kind, body in doomed:
+                db.execute("DELETE FROM object WHERE id = ?", (body["id"],))
+                name = object_type(body) if object_type else doomed_kind
+                self._event(db, name, body["id"], body.get("lead_id", body["id"]), "deleted",
+                            None, body)
+        return True
+
+    def _event(self, db: sqlite3.Connection, object_type: str, object_id: str,
+               lead_id: str | None, action: str, data: Mapping[str, Any] | None,
+               previous: Mapping[str, Any] | None) -> None:
+        stamp = self.now()
+        changed = sorted(k for k in (data or {}) if previous and previous.get(k) != data.get(k)
+                         and k != "date_updated") if data and previous else []
+        body = {"data": data, "previous_data": previous, "changed_fields": changed,
+                "meta": {}, "user_id": None, "request_id": None, "api_key_id": None,
+                "organization_id": self.meta("organization_id")}
+        db.execute(
+            "INSERT INTO event (id, date_created, date_updated, object_type, object_id, "
+            "lead_id, action, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id("event"), stamp, stamp, object_type, object_id, lead_id, action,
+             json.dumps(body)))
+
+    # -- the event log ----------------------------------------------------------
+
+    def events(self, filters: Mapping[str, str], conditions: Sequence[tuple[str, str, str]],
+               before_seq: int | None, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """Newest first; (events, the seq to continue below, or None at the end)."""
+        cutoff = close_time(self.clock() - EVENT_RETENTION)
+        where: list[str] = ["date_created >= ?"]
+        args: list[Any] = [cutoff]
+        for column, value in filters.items():
+            where.append(f"{column} = ?")
+            args.append(value)
+        for column, operator, value in conditions:
+            where.append(f"{column} {operator} ?")
+            args.append(value)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        with self.transaction() as db:
+            db.execute("DELETE FROM event WHERE date_created < ?", (cutoff,))
+            rows = db.execute(
+                "SELECT seq, id, date_created, date_updated, object_type, object_id, lead_id, "
+                f"action, body FROM event WHERE {' AND '.join(where)} ORDER BY seq DESC "
+                "LIMIT ?", [*args, limit + 1]).fetchall()
+        events = [{"id": r[1], "date_created": r[2], "date_updated": r[3], "object_type": r[4],
+                   "object_id": r[5], "lead_id": r[6], "action": r[7], **json.loads(r[8])}
+                  for r in rows[:limit]]
+        return events, (rows[limit - 1][0] if len(rows) > limit else None)
+
+
+def _later_than(stamp: str) -> str:
+    """One microsecond after `stamp`: a write always moves `date_updated` forward, even
+    when the clock stands still (tests freeze it)."""
+    return close_time(parse_time(stamp) + timedelta(microseconds=1))
