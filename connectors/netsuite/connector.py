@@ -1,0 +1,376 @@
+"""NetSuite adapter: incremental SuiteQL reads over SuiteTalk REST.
+
+Sync semantics (docs/sync-guarantees.md), NetSuite's way:
+- Keyset paging on the unique order (modification stamp, id): every page is a fresh
+  query from the last key read, at offset 0. Offsets would skip a row whenever an
+  earlier one is modified mid-read and leaves the window, and cannot go past 100,000
+  rows; keys do neither, so no window ever needs splitting to stay under the cap.
+- Half-open windows of full timestamps (`TO_TIMESTAMP(..., 'YYYY-MM-DD HH24:MI:SS')`,
+  never a date) in the account's time zone, restarted `lookback_seconds` before the
+  saved cursor; the end of a read is the account's own clock (SYSDATE), not ours.
+- Deletes from `DeletedRecord` since the last sweep (kept apart from the cursor); a
+  `LiveIds` when the log no longer covers the gap, on `reconcile`, and always for
+  what NetSuite logs no deletes of (transaction lines) or has no stamp for (prices).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+
+from connectors.base import (
+    AuthenticationError,
+    Change,
+    Checkpoint,
+    CheckResult,
+    Connector,
+    ConnectorError,
+    Delete,
+    LiveIds,
+    ObjectInfo,
+    Quarantine,
+    QuotaExceeded,
+    SourceUnavailable,
+    Upsert,
+)
+from connectors.netsuite.client import (
+    M2mCredentials,
+    NetSuiteClient,
+    NetSuiteError,
+    TbaCredentials,
+)
+from connectors.netsuite.mapping import (
+    MODIFIED,
+    SOURCES,
+    STAMP_FORMAT,
+    Source,
+    local_stamp,
+    map_record,
+    parse_stamp,
+    source_id_of,
+)
+
+DEFAULTS: dict[str, Any] = {
+    "auth": "oauth2_m2m",
+    "timezone": "America/Los_Angeles",  # Setup → Company → Preferences → Time Zone
+    "lookback_seconds": 600,
+    "window_days": 90,
+    "page_size": 1000,  # SuiteQL's most per page
+    "max_query_rows": 100_000,  # SuiteQL pages through at most this many rows per query
+    "delete_log_days": 30,  # older gaps are reconciled by ids, not trusted to the log
+    "max_attempts": 6,
+    "max_backoff_seconds": 30.0,
+    "timeout_seconds": 60.0,
+    "clock_tolerance_seconds": 300,
+}
+# Codes that mean the credentials (or the integration) are refused: ask a person.
+AUTH_CODES = frozenset({"INVALID_LOGIN", "INVALID_LOGIN_ATTEMPT", "invalid_client",
+                        "invalid_grant", "unauthorized_client", "invalid_scope",
+                        "USER_ERROR", "FEATURE_DISABLED"})
+QUOTA_CODES = frozenset({"SSS_REQUEST_LIMIT_EXCEEDED", "REQUEST_LIMIT_EXCEEDED"})
+
+Key = tuple[Any, ...]
+
+
+def _state(cursor: datetime | None, fields: list[str], deletes_since: datetime | None
+           ) -> dict[str, Any]:
+    state: dict[str, Any] = {"fields": fields}
+    if cursor is not None:
+        state["cursor"] = cursor.astimezone(UTC).isoformat()
+    if deletes_since is not None:
+        state["deletes_since"] = deletes_since.astimezone(UTC).isoformat()
+    return state
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text).astimezone(UTC) if text else None
+
+
+class NetSuiteConnector(Connector):
+    """Reads the common objects from one NetSuite account."""
+
+    crm_type = "netsuite"
+
+    def __init__(self, secrets: Mapping[str, str], config: Mapping[str, Any] | None = None,
+                 *, session: requests.Session | None = None) -> None:
+        self.config = {**DEFAULTS, **(config or {})}
+        try:
+            self.tz = ZoneInfo(str(self.config["timezone"]))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConnectorError(f"unknown time zone {self.config['timezone']!r}",
+                                 hint="Use the account's time zone, e.g. America/New_York "
+                                 "(Setup → Company → Preferences → General Preferences)."
+                                 ) from None
+        self._secrets = dict(secrets)
+        self._session = session
+        self._client: NetSuiteClient | None = None
+
+    # -- connection ---------------------------------------------------------------
+
+    @property
+    def client(self) -> NetSuiteClient:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> NetSuiteClient:
+        s, c = self._secrets, self.config
+        account = str(c.get("account_id") or s.get("account_id") or "").strip()
+        if not account:
+            raise AuthenticationError("missing NetSuite account id")
+        try:
+            tba = m2m = None
+            if c["auth"] == "oauth1_tba":
+                tba = TbaCredentials(s["consumer_key"], s["consumer_secret"], s["token_id"],
+                                     s["token_secret"])
+            else:
+                m2m = M2mCredentials(str(c.get("client_id") or s["client_id"]),
+                                     str(c.get("certificate_id") or s["certificate_id"]),
+                                     s["private_key"], c.get("jwt_algorithm"))
+        except KeyError as exc:
+            raise AuthenticationError(f"missing NetSuite credential {exc.args[0]!r}") from None
+        return NetSuiteClient(
+            account, tba=tba, m2m=m2m, session=self._session,
+            sandbox_url=c.get("sandbox_url"), timeout=float(c["timeout_seconds"]),
+            max_attempts=int(c["max_attempts"]), max_backoff=float(c["max_backoff_seconds"]))
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run one client call and say who must act on a failure (the client retried)."""
+        try:
+            return fn()
+        except NetSuiteError as exc:
+            raise _classify(exc) from None
+        except requests.exceptions.RequestException as exc:
+            raise SourceUnavailable(f"NetSuite unreachable: {type(exc).__name__}") from None
+        except ValueError as exc:  # a PEM that is no key, a body that is no JSON
+            raise AuthenticationError(f"NetSuite credentials unusable: {exc}") from None
+
+    def _query(self, q: str, *, offset: int = 0) -> dict[str, Any]:
+        limit = int(self.config["page_size"])
+        page: dict[str, Any] = self._call(lambda: self.client.suiteql(q, limit=limit,
+                                                                      offset=offset))
+        return page
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        elif self._session is not None:
+            self._session.close()
+
+    # -- Connector interface ---------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        try:
+            now = self.account_now()
+        except AuthenticationError as exc:
+            field = "private_key" if self.config["auth"] == "oauth2_m2m" else "token_secret"
+            return CheckResult(False, str(exc), field=field, hint=exc.hint)
+        except ConnectorError as exc:
+            return CheckResult(False, str(exc), hint=exc.hint)
+        skew = abs((now - datetime.now(UTC)).total_seconds())
+        if skew > float(self.config["clock_tolerance_seconds"]):
+            return CheckResult(
+                False, f"the account's clock reads {local_stamp(now, self.tz)} in "
+                f"{self.tz.key}, {skew / 3600:.1f} h away from now",
+                field="timezone", hint="Set the time zone to the account's own "
+                "(Setup → Company → Preferences → General Preferences → Time Zone).")
+        return CheckResult(True, f"Connected to NetSuite account {self.client.account_id}")
+
+    def objects(self) -> list[ObjectInfo]:
+        return [ObjectInfo(name, source.table.split()[0]) for name, source in SOURCES.items()]
+
+    def count(self, object_name: str) -> int:
+        source = SOURCES[object_name]
+        where = f" WHERE {source.where}" if source.where else ""
+        page = self._query(f"SELECT COUNT(*) AS n FROM {source.table} {source.joins}{where}")
+        return int(page["items"][0]["n"])
+
+    def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
+        return map_record(object_name, record, self.tz)
+
+    def account_now(self) -> datetime:
+        """The account's clock (SYSDATE), read in its time zone: the end of every read."""
+        page = self._query(f"SELECT TO_CHAR(SYSDATE, '{STAMP_FORMAT}') AS now FROM dual")
+        return parse_stamp(page["items"][0]["now"], self.tz)
+
+    def read(self, object_name: str, state: Mapping[str, Any] | None, *,
+             reconcile: bool = False) -> Iterator[Change]:
+        source = SOURCES[object_name]
+        fields = list(source.select)
+        # Stamps are whole seconds: the current one is read too (a row stamped later in it
+        # is read again by the next sync's lookback, which always covers a second).
+        end = self.account_now() + timedelta(seconds=1)
+        if source.modified_column is None:  # no stamp: the whole table, then its ids
+            yield from self._read_all(object_name, source)
+            yield self.live_ids(object_name, as_of=end)
+            yield Checkpoint(_state(end, fields, None))
+            return
+        previous = _when(state.get("cursor")) if state else None
+        deletes_since = _when(state.get("deletes_since", state.get("cursor"))) if state else None
+        lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
+        start = previous - lookback if previous else (self._earliest(source) or end)
+        window = timedelta(days=float(self.config["window_days"]))
+        while start < end:
+            window_end = min(start + window, end)
+            yield from self._read_window(object_name, source, fields, start, window_end,
+                                         deletes_since)
+            start = window_end
+            if start < end:
+                yield Checkpoint(_state(start, fields, deletes_since))
+        covered = True
+        if deletes_since is not None and source.deleted_types:
+            covered = yield from self._deleted_since(source, deletes_since - lookback, end)
+        if reconcile or not covered or not source.deleted_types:
+            yield self.live_ids(object_name, as_of=end)
+        yield Checkpoint(_state(end, fields, end))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _pages(self, make_query: Callable[[Key | None], str],
+               key_of: Callable[[Mapping[str, Any]], Key], *, exact: bool = True
+               ) -> Iterator[list[dict[str, Any]]]:
+        """Keyset paging: each page queries again after the last key read.
+
+        When a page ends at or before the key it started from (an hour that repeats when
+        clocks go back, or more rows on one coarse key than a page holds) the same query
+        pages on by offset instead, so a read always advances. `exact=False`: the query
+        may return rows at or before the key again (a coarse predicate); they are dropped.
+        """
+        limit, cap = int(self.config["page_size"]), int(self.config["max_query_rows"])
+        key: Key | None = None
+        offset = 0
+        while True:
+            if offset + limit > cap:
+                raise ConnectorError(f"more than {cap:,} NetSuite rows share one key")
+            page = self._query(make_query(key), offset=offset)
+            items = [{k: v for k, v in i.items() if k != "links"} for i in page["items"]]
+            fresh = items if exact or key is None else [i for i in items if key_of(i) > key]
+            if fresh:
+                yield fresh
+            if not page.get("hasMore") or not items:
+                return
+            last = key_of(items[-1])
+            if key is not None and last <= key:
+                offset += limit
+            else:
+                key, offset = last, 0
+
+    def _window_query(self, source: Source, start: datetime, end: datetime) -> Callable[
+            [Key | None], str]:
+        column, ident = source.modified_column, source.id_column
+        low, high = self._ts(start), self._ts(end)
+
+        def make(key: Key | None) -> str:
+            condition = f"{column} >= {low} AND {column} < {high}"
+            if key is not None:
+                at = self._ts(key[0])
+                condition += f" AND ({column} > {at} OR ({column} = {at} AND {ident} > {key[1]}))"
+            return source.query(condition, order=f"{column}, {ident}")
+
+        return make
+
+    def _read_window(self, object_name: str, source: Source, fields: list[str],
+                     start: datetime, end: datetime, deletes_since: datetime | None
+                     ) -> Iterator[Change]:
+        def key_of(item: Mapping[str, Any]) -> Key:
+            return parse_stamp(item[MODIFIED], self.tz), int(item["id"])
+
+        cursor: datetime | None = None
+        for page in self._pages(self._window_query(source, start, end), key_of):
+            for item in page:
+                yield map_record(object_name, item, self.tz)
+            stamp = parse_stamp(page[-1][MODIFIED], self.tz)
+            cursor = stamp if cursor is None else max(cursor, stamp)
+            yield Checkpoint(_state(cursor, fields, deletes_since))
+
+    def _read_all(self, object_name: str, source: Source) -> Iterator[Change]:
+        """A table without a stamp, keyset-paged on its coarse id (prices on their item)."""
+        def make(key: Key | None) -> str:
+            condition = "" if key is None else f"{source.id_column} >= {key[0]}"
+            return source.query(condition, order="pr.item, pr.pricelevel, pr.currency")
+
+        def key_of(item: Mapping[str, Any]) -> Key:
+            return int(item["item"]), int(item["pricelevel"]), int(item.get("currencyid", 0))
+
+        for page in self._pages(make, key_of, exact=False):
+            for item in page:
+                yield map_record(object_name, item, self.tz)
+
+    def _earliest(self, source: Source) -> datetime | None:
+        where = f" WHERE {source.where}" if source.where else ""
+        page = self._query(f"SELECT TO_CHAR(MIN({source.modified_column}), '{STAMP_FORMAT}') "
+                           f"AS earliest FROM {source.table} {source.joins}{where}")
+        value = page["items"][0].get("earliest") if page["items"] else None
+        return parse_stamp(value, self.tz) if value else None
+
+    def _deleted_since(self, source: Source, start: datetime, end: datetime
+                       ) -> Generator[Delete, None, bool]:
+        """Replay DeletedRecord; False when its retention no longer reaches `start`."""
+        retention = timedelta(days=float(self.config["delete_log_days"]))
+        types = ", ".join(f"'{t}'" for t in source.deleted_types)
+        low, high = self._ts(start), self._ts(end)
+
+        def make(key: Key | None) -> str:
+            condition = (f"type IN ({types}) AND deleteddate >= {low} AND deleteddate < {high}")
+            if key is not None:
+                at = self._ts(key[0])
+                condition += (f" AND (deleteddate > {at} OR (deleteddate = {at} "
+                              f"AND recordid > {key[1]}))")
+            return (f"SELECT recordid, type, TO_CHAR(deleteddate, '{STAMP_FORMAT}') AS deleted "
+                    f"FROM deletedrecord WHERE {condition} ORDER BY deleteddate, recordid")
+
+        def key_of(item: Mapping[str, Any]) -> Key:
+            return parse_stamp(item["deleted"], self.tz), int(item["recordid"])
+
+        for page in self._pages(make, key_of):
+            for item in page:
+                yield Delete(str(item["recordid"]), parse_stamp(item["deleted"], self.tz))
+        return end - start <= retention
+
+    def live_ids(self, object_name: str, *, as_of: datetime | None = None) -> LiveIds:
+        """Every live id, keyset-paged on the id; stamped with a time taken before."""
+        as_of = as_of or self.account_now()
+        source = SOURCES[object_name]
+        ids: set[str] = set()
+        if source.modified_column is None:
+            for page in self._pages(lambda key: source.query(
+                    "" if key is None else f"{source.id_column} >= {key[0]}",
+                    order="pr.item, pr.pricelevel, pr.currency"),
+                    lambda i: (int(i["item"]), int(i["pricelevel"]), int(i["currencyid"])),
+                    exact=False):
+                ids.update(filter(None, (source_id_of(object_name, i) for i in page)))
+            return LiveIds(frozenset(ids), as_of)
+        ident = source.id_column
+        where = f" AND {source.where}" if source.where else ""
+
+        def make(key: Key | None) -> str:
+            after = f"{ident} > {key[0]}" if key is not None else "1 = 1"
+            return (f"SELECT {ident} AS id FROM {source.table} {source.joins} "
+                    f"WHERE {after}{where} ORDER BY {ident}")
+
+        for page in self._pages(make, lambda i: (int(i["id"]),)):
+            ids.update(str(i["id"]) for i in page)
+        return LiveIds(frozenset(ids), as_of)
+
+    def _ts(self, moment: datetime) -> str:
+        return f"TO_TIMESTAMP('{local_stamp(moment, self.tz)}', '{STAMP_FORMAT}')"
+
+
+def _classify(exc: NetSuiteError) -> ConnectorError:
+    """Who must act: credentials (a person), quota (wait), outage (retry), or neither."""
+    problem = f" ({exc.problem})" if exc.problem else ""
+    if exc.status in (401, 403) or exc.code in AUTH_CODES:
+        return AuthenticationError(
+            f"NetSuite refused the login: {exc.code}{problem}",
+            hint="The Login Audit Trail (Setup → Users/Roles → User Management → View Login "
+            "Audit Trail) says why: check the account id, the keys and the role's permissions.")
+    if exc.code in QUOTA_CODES:
+        return QuotaExceeded(f"NetSuite request limit reached: {exc.code}",
+                             hint="The sync resumes from its checkpoint later.")
+    if exc.transient:
+        return SourceUnavailable(f"NetSuite unavailable: HTTP {exc.status} {exc.code}")
+    return ConnectorError(f"NetSuite refused the request: {exc.code}: {exc.detail[:300]}")
