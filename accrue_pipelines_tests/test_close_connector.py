@@ -16,6 +16,7 @@ from closeio_api import API, ValidationError
 
 from accrue.sync import sync_object
 from accrue_pipelines_tests.fixtures_sandbox import SandboxClock
+from accrue_pipelines_tests.test_sync_engine import Crash, CrashAfterCheckpoints
 from connectors.base import (
     AuthenticationError,
     Checkpoint,
@@ -283,3 +284,33 @@ def test_sync_into_the_warehouse_then_deletes_and_updates(warehouse, tenant_id,
     assert warehouse.count(tenant_id, "opportunity", include_deleted=True) == len(ids)
     assert warehouse.duplicate_keys(tenant_id, "opportunity") == 0
     assert warehouse.quarantine_count(tenant_id, "opportunity") == 0
+
+
+def test_a_write_committed_late_inside_the_lookback_is_still_read(close_org) -> None:
+    writer = close_org.writer()
+    with _connector(close_org) as connector:
+        lead = next(iter(_upserts(_read(connector, "account"))))
+        _advance(close_org, minutes=30)
+        on_time = writer.create("contact", {"account_id": lead, "last_name": "Ontime"})
+        state = _read(connector, "contact")[-1].state
+        close_org.set_faults({"late_commit_seconds": 300})  # visible now, stamped 5 min ago
+        late = writer.create("contact", {"account_id": lead, "last_name": "Late"})
+        close_org.set_faults({})
+        assert close_org.store.get("contact", late)["date_updated"] < state["cursor"]
+        again = _upserts(_read(connector, "contact", state))
+    assert late in again and on_time in again
+
+
+def test_a_sync_killed_mid_read_resumes_from_its_last_page(warehouse, tenant_id,
+                                                          close_org) -> None:
+    with _connector(close_org) as connector:
+        crashing = CrashAfterCheckpoints(connector, 3)
+        with pytest.raises(Crash):
+            sync_object(warehouse, crashing, tenant_id, "activity")  # type: ignore[arg-type]
+        assert warehouse.get_state(tenant_id, "activity") == crashing.seen[2]
+        assert crashing.seen[2]["events_since"]  # a first read resumes replaying its deletes
+        result = sync_object(warehouse, connector, tenant_id, "activity")
+        live = {u for u in _upserts(_read(connector, "activity"))}
+    assert warehouse.live_ids(tenant_id, "activity") == live
+    assert warehouse.duplicate_keys(tenant_id, "activity") == 0
+    assert result.records_read < len(live)  # resumed, not restarted

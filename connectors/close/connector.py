@@ -265,7 +265,8 @@ class CloseConnector(Connector):
                 cursor = close_datetime(position)
             if seen:
                 fields = sorted(seen)
-            yield Checkpoint(_state(cursor, fields, events_since))
+            # A first read that crashes resumes with the log replayed from its start.
+            yield Checkpoint(_state(cursor, fields, events_since or close_datetime(mark)))
         covered = True
         if events_since:
             covered = yield from self._deletes(object_name, parse_close_datetime(events_since))

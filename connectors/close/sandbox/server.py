@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -23,6 +25,8 @@ from werkzeug.wrappers import Request, Response
 from connectors.close.sandbox.errors import ApiError, bad_request
 from connectors.close.sandbox.store import CloseStore, ListQuery, close_time, parse_time
 from connectors.close.sandbox.writes import Writes
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1/"
 # The kinds of activity this sandbox keeps: endpoint name -> Close's `_type`.
@@ -53,20 +57,37 @@ class SandboxSettings:
 
 @dataclass
 class Faults:
-    """Switches tests turn on: the next `throttle` answers are 429, the next `errors` 5xx."""
+    """Switches tests and chaos runs turn on; `set({})` clears them.
+
+    `throttle`: the next N answers are 429 (with `throttle_reset` in the RateLimit header);
+    `errors`: the next N are `error_status` (500 by default); `latency_seconds`: every
+    answer waits that long; `late_commit_seconds`: writes get a `date_updated` that far in
+    the past, as a write committed late does. `throttle_next` / `fail_next` are accepted
+    as the other sandboxes spell the first two.
+    """
 
     throttle: int = 0
     throttle_reset: int = 0
     errors: int = 0
     error_status: int = 500
+    latency_seconds: float = 0.0
+    late_commit_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    KNOWN = frozenset({"throttle", "throttle_reset", "errors", "error_status",
+                       "latency_seconds", "late_commit_seconds", "throttle_next", "fail_next"})
+
     def set(self, switches: Mapping[str, Any]) -> None:
+        unknown = set(switches) - self.KNOWN
+        if unknown:
+            log.warning("the Close sandbox ignores fault switches %s", sorted(unknown))
         with self.lock:
-            self.throttle = int(switches.get("throttle", 0))
+            self.throttle = int(switches.get("throttle", switches.get("throttle_next", 0)))
             self.throttle_reset = int(switches.get("throttle_reset", 0))
-            self.errors = int(switches.get("errors", 0))
+            self.errors = int(switches.get("errors", switches.get("fail_next", 0)))
             self.error_status = int(switches.get("error_status", 500))
+            self.latency_seconds = float(switches.get("latency_seconds", 0.0))
+            self.late_commit_seconds = float(switches.get("late_commit_seconds", 0.0))
 
     def take(self) -> str | None:
         with self.lock:
@@ -97,6 +118,9 @@ class CloseApp:
         if request.path == "/_sandbox/health":
             return Response('{"ok": true}', mimetype="application/json")(environ, start_response)
         limit_header = self._rate_header()
+        self.store.late_by = timedelta(seconds=self.faults.late_commit_seconds)
+        if self.faults.latency_seconds:
+            time.sleep(self.faults.latency_seconds)
         try:
             fault = self.faults.take()
             if fault == "throttle" or limit_header is None:

@@ -80,6 +80,7 @@ class CloseStore:
     def __init__(self, path: Path, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.late_by = timedelta(0)  # a fault: writes commit with a stamp this far back
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.executescript(SCHEMA)
@@ -101,6 +102,11 @@ class CloseStore:
 
     def now(self) -> str:
         return close_time(self.clock())
+
+    def write_stamp(self) -> str:
+        """A write's `date_updated`: now, or earlier under the late-commit fault (a write
+        that becomes visible after readers have passed its stamp)."""
+        return close_time(self.clock() - self.late_by)
 
     # -- setup ------------------------------------------------------------------
 
@@ -169,7 +175,7 @@ class CloseStore:
 
     def insert(self, kind: str, document: Mapping[str, Any], *, object_type: str | None = None,
                lead_id: str | None = None) -> dict[str, Any]:
-        stamp = self.now()
+        stamp = self.write_stamp()
         body = {**document, "id": document.get("id") or new_id(kind),
                 "date_created": stamp, "date_updated": stamp}
         with self.transaction() as db:
@@ -187,7 +193,7 @@ class CloseStore:
             if row is None:
                 return None
             before = json.loads(row[0])
-            stamp = max(self.now(), _later_than(before["date_updated"]))
+            stamp = max(self.write_stamp(), _later_than(before["date_updated"]))
             body = {**before, **changes, "id": object_id, "date_created": before["date_created"],
                     "date_updated": stamp}
             db.execute("UPDATE object SET date_updated = ?, body = ? WHERE id = ?",
