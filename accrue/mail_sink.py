@@ -136,21 +136,11 @@ def start_smtp(maildir: Path, host: str, port: int) -> Controller:
 
 def serve(maildir: Path, host: str, smtp_port: int, http_port: int) -> None:
     """SMTP and the inbox page until the process is stopped (SIGTERM or Ctrl-C)."""
-    import signal
-
-    from werkzeug.serving import make_server
+    from connectors.sandbox_kit.server import make_sandbox_server, serve_blocking
 
     controller = start_smtp(maildir, host, smtp_port)
-    server = make_server(host, http_port, create_inbox_app(maildir, smtp_port), threaded=True)
-
-    def stop(_signum: int, _frame: Any) -> None:
-        raise SystemExit(0)  # out of serve_forever, through the `finally`
-
-    signal.signal(signal.SIGTERM, stop)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        serve_blocking(make_sandbox_server(create_inbox_app(maildir, smtp_port), host,
+                                           http_port, quiet=False))
     finally:
-        server.server_close()
         controller.stop()

@@ -21,6 +21,7 @@ from simple_salesforce.exceptions import (
 )
 
 from accrue_pipelines_tests.fixtures_sandbox import SandboxClock, login, start_sandbox
+from accrue_pipelines_tests.test_sandbox_kit_deal_model import assert_price_signal
 from connectors.salesforce.sandbox import RunningSandbox, SalesforceSandbox, seed
 from connectors.salesforce.sandbox.ids import normalize_id, to_18
 from connectors.salesforce.transport import sandbox_session, soap_undelete
@@ -596,13 +597,8 @@ def test_generated_outcomes_depend_on_price(large_sandbox: RunningSandbox) -> No
         key = line["OpportunityId"]
         listed[key] = listed.get(key, 0.0) + line["Quantity"] * line["ListPrice"]
         paid[key] = paid.get(key, 0.0) + line["TotalPrice"]
-    ratios = sorted((paid[i] / listed[i], deal["IsWon"]) for i, deal in deals.items())
-    quarter = len(ratios) // 4
-    cheapest = sum(won for _, won in ratios[:quarter]) / quarter
-    dearest = sum(won for _, won in ratios[-quarter:]) / quarter
-    overall = sum(won for _, won in ratios) / len(ratios)
-    assert 0.25 <= overall <= 0.5
-    assert cheapest > dearest + 0.12
+    ratios = [(paid[i] / listed[i], deal["IsWon"]) for i, deal in deals.items()]
+    assert_price_signal(ratios)
     truth = requests.get(f"{large_sandbox.url}/_sandbox/truth", timeout=10).json()
     assert truth["realized"]["closed_deals"] == len(ratios)
     assert all(s["b"] > 0 for s in truth["segments"].values())

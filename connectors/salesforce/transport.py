@@ -3,54 +3,26 @@
 simple-salesforce (like most clients) hard-codes `https://` and logs in at
 `https://login.salesforce.com` (or `test.`), then talks to whatever instance
 host the login returned. `sandbox_session` returns a `requests.Session` whose
-adapter rewrites those URLs to the sandbox's plain-HTTP address, so the only
-change in client code is `session=sandbox_session(url)`.
+adapter (the sandbox kit's `SandboxAdapter`) rewrites those URLs to the sandbox's
+plain-HTTP address, so the only change in client code is `session=sandbox_session(url)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
 import requests
-from requests.adapters import HTTPAdapter
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceGeneralError
+
+from ..sandbox_kit.transport import SandboxAdapter
+from ..sandbox_kit.transport import sandbox_session as kit_session
 
 LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
 _PARTNER = "urn:partner.soap.sforce.com"
 _UNDELETE_BATCH = 200
-
-
-class SandboxAdapter(HTTPAdapter):
-    """Sends every request it handles to the sandbox, keeping path and query."""
-
-    def __init__(self, base_url: str, **kwargs: Any) -> None:
-        target = urlsplit(base_url)
-        if target.scheme not in ("http", "https") or not target.netloc:
-            raise ValueError(f"sandbox base URL must look like http://host:port, got {base_url!r}")
-        self.target = target
-        super().__init__(**kwargs)
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
-        verify: bool | str = True,
-        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        original = urlsplit(request.url or "")
-        request.url = urlunsplit(
-            (self.target.scheme, self.target.netloc, original.path, original.query,
-             original.fragment)
-        )
-        # a local sandbox is never behind the user's proxy
-        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert,
-                            proxies={})
+__all__ = ["LOGIN_HOSTS", "SandboxAdapter", "sandbox_session", "soap_undelete"]
 
 
 def sandbox_session(base_url: str) -> requests.Session:
@@ -60,13 +32,7 @@ def sandbox_session(base_url: str) -> requests.Session:
     and `https://<host:port of base_url>` (the instance host the sandbox
     returns from login). Anything else goes out untouched.
     """
-    target = urlsplit(base_url)
-    session = requests.Session()
-    session.trust_env = False
-    adapter = SandboxAdapter(base_url)
-    for host in (*LOGIN_HOSTS, target.netloc):
-        session.mount(f"https://{host}/", adapter)
-    return session
+    return kit_session(base_url, LOGIN_HOSTS)
 
 
 def soap_undelete(sf: Any, ids: list[str]) -> list[dict[str, Any]]:

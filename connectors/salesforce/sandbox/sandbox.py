@@ -129,7 +129,8 @@ class SalesforceSandbox:
             "FirstName": "Integration", "Name": "Integration User", "Alias": "integ",
             "Email": self._credentials["username"], "Title": "Integration User",
             "Department": "IT", "IsActive": True, "ManagerId": None, "UserType": "Standard",
-            **audit,
+            "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US", "EmailEncodingKey": "UTF-8",
+            "LanguageLocaleKey": "en_US", "ProfileId": self.profile_id(), **audit,
         })
         self.store.meta_set(conn, "org_id", org_id)
         self.store.meta_set(conn, "admin_user_id", admin_id)
@@ -594,11 +595,12 @@ class SalesforceSandbox:
             }
 
     def is_empty(self) -> bool:
-        """True until business data exists (the org and its admin user do not count)."""
+        """True until business data exists (the org and its admin user do not count; the
+        standard price book does: an org seeded empty has it, and must not be seeded again)."""
         with self.store.connection() as conn:
             return all(
                 self.store.count(conn, self.schema.require(name)) == 0
-                for name in ("Account", "Opportunity", "Lead", "Product2")
+                for name in ("Account", "Opportunity", "Lead", "Product2", "Pricebook2")
             )
 
     def health(self) -> dict[str, Any]:

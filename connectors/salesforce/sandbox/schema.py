@@ -570,7 +570,14 @@ def standard_objects() -> dict[str, ObjectDef]:
         _bool("IsActive", "Active", default=True),
         _ref("ManagerId", "Manager ID", "User", "Manager", child="ManagedUsers"),
         _picklist("UserType", "User Type", ("Standard",), createable=False, updateable=False),
-    ], owner=False, has_is_deleted=False, deletable=False, createable=False)
+        # Required on insert (checked by the writer, so users seeded before they existed
+        # stay updatable): what Salesforce asks of every new user.
+        _string("TimeZoneSidKey", "Time Zone", 40),
+        _string("LocaleSidKey", "Locale", 40),
+        _string("EmailEncodingKey", "Email Encoding", 40),
+        _string("LanguageLocaleKey", "Language", 40),
+        _string("ProfileId", "Profile ID", 18),
+    ], owner=False, has_is_deleted=False, deletable=False)
 
     organization = _obj("Organization", "Organization", "Organizations", "00D", [
         _string("Name", "Name", 80, name_field=True, createable=False, updateable=False),

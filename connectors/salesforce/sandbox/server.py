@@ -14,14 +14,11 @@ raise `ApiError`). The fault injector (`faults.py`) is the first hook pair.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import re
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,9 +26,9 @@ from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from ...sandbox_kit.server import BackgroundServer, make_sandbox_server, serve_blocking
 from . import soap
 from .errors import ApiError, unexpected_error
 from .faults import FaultConfig, FaultInjector, as_fault_config
@@ -636,40 +633,6 @@ def create_app(sandbox: SalesforceSandbox) -> SandboxApp:
 # Serving
 
 
-class _Handler(WSGIRequestHandler):
-    """Tracks open connections so `stop()` can close keep-alive sockets too."""
-
-    quiet = False
-
-    def setup(self) -> None:
-        super().setup()
-        server = self.server
-        with server.sandbox_lock:  # type: ignore[attr-defined]
-            server.sandbox_connections.add(self.connection)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        server = self.server
-        with server.sandbox_lock:  # type: ignore[attr-defined]
-            server.sandbox_connections.discard(self.connection)  # type: ignore[attr-defined]
-        super().finish()
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if not self.quiet:
-            super().log_request(code, size)
-
-
-class _QuietHandler(_Handler):
-    quiet = True
-
-
-def _make_server(app: SandboxApp, host: str, port: int, *, quiet: bool) -> BaseWSGIServer:
-    handler = _QuietHandler if quiet else _Handler
-    server = make_server(host, port, app, threaded=True, request_handler=handler)
-    server.sandbox_connections = set()  # type: ignore[attr-defined]
-    server.sandbox_lock = threading.Lock()  # type: ignore[attr-defined]
-    return server
-
-
 def _seed_if_empty(sandbox: SalesforceSandbox, seed: int | None,
                    n_opportunities: int | None) -> None:
     """`seed=N` alone means N opportunities from random seed N (the CLI's `--seed N`)."""
@@ -681,23 +644,14 @@ def _seed_if_empty(sandbox: SalesforceSandbox, seed: int | None,
     run_seed(sandbox, count, seed if seed is not None else 42)
 
 
-class RunningSandbox:
+class RunningSandbox(BackgroundServer):
     """A sandbox served from a background thread; also a context manager."""
 
-    def __init__(self, sandbox: SalesforceSandbox, server: BaseWSGIServer, app: SandboxApp) -> None:
+    def __init__(self, sandbox: SalesforceSandbox, app: SandboxApp, *, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
         self.sandbox = sandbox
-        self.app = app
-        self._server = server
-        host = server.server_address[0]
-        assert isinstance(host, str)  # a bound AF_INET/AF_INET6 socket names its host as text
-        self.host = host
-        self.port = int(server.server_port)
-        self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name=f"salesforce-sandbox-{self.port}", daemon=True)
-        self._thread.start()
-        self._stopped = False
+        super().__init__(app, host, port, quiet=True, name="salesforce-sandbox")
+        self.app: SandboxApp = app
 
     @property
     def username(self) -> str:
@@ -736,22 +690,11 @@ class RunningSandbox:
         """Stop serving, drop open connections and close the state file."""
         if self._stopped:
             return
-        self._stopped = True
-        self._server.shutdown()
-        with self._server.sandbox_lock:  # type: ignore[attr-defined]
-            open_sockets = list(self._server.sandbox_connections)  # type: ignore[attr-defined]
-        for sock in open_sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().stop()
         self.sandbox.close()
 
     def __enter__(self) -> RunningSandbox:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def running_sandbox(
@@ -777,12 +720,10 @@ def running_sandbox(
     sandbox = SalesforceSandbox(state_path, page_size=page_size, **config)
     try:
         _seed_if_empty(sandbox, seed, n_opportunities)
-        app = create_app(sandbox)
-        server = _make_server(app, host, port, quiet=True)
+        return RunningSandbox(sandbox, create_app(sandbox), host=host, port=port)
     except BaseException:
         sandbox.close()
         raise
-    return RunningSandbox(sandbox, server, app)
 
 
 def serve(
@@ -805,7 +746,7 @@ def serve(
     sandbox = SalesforceSandbox(state_path, page_size=page_size, **config)
     try:
         _seed_if_empty(sandbox, seed, n_opportunities)
-        server = _make_server(create_app(sandbox), host, port, quiet=False)
+        server = make_sandbox_server(create_app(sandbox), host, port, quiet=False)
         url = f"http://{host}:{server.server_port}"
         print(
             f"Salesforce sandbox serving {url} (state: {state_path})\n"
@@ -817,11 +758,6 @@ def serve(
         )
         if sandbox.config.faults.active:
             print(f"  fault switches: {json.dumps(sandbox.config.faults.changed())}", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        serve_blocking(server)
     finally:
         sandbox.close()

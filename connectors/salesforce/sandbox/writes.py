@@ -30,6 +30,9 @@ from .values import format_date, format_datetime, parse_date, parse_datetime
 if TYPE_CHECKING:
     from .sandbox import SalesforceSandbox
 
+# What Salesforce requires of a new user (an insert without one fails).
+USER_REQUIRED_ON_INSERT = ("Username", "LastName", "Email", "Alias", "TimeZoneSidKey",
+                           "LocaleSidKey", "EmailEncodingKey", "LanguageLocaleKey", "ProfileId")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
@@ -72,7 +75,7 @@ class RecordWriter:
             "Account": self._derive_account,
             "Contact": self._derive_person,
             "Lead": self._derive_person,
-            "User": self._derive_person,
+            "User": self._derive_user,
             "Opportunity": self._derive_opportunity,
             "OpportunityLineItem": self._derive_line_item,
             "PricebookEntry": self._derive_entry,
@@ -427,6 +430,33 @@ class RecordWriter:
                        ctx: WriteContext) -> None:
         record["Name"] = " ".join(p for p in (record.get("FirstName"), record.get("LastName"))
                                   if p) or None
+
+    def _derive_user(self, record: dict[str, Any], old: dict[str, Any] | None,
+                     changed: set[str], ctx: WriteContext) -> None:
+        """Salesforce's checks on a user: its required fields, a known profile and a
+        username no other user has."""
+        self._derive_person(record, old, changed, ctx)
+        if old is None:
+            missing = [f for f in USER_REQUIRED_ON_INSERT if record.get(f) in (None, "")]
+            if missing:
+                raise ApiError(400, "REQUIRED_FIELD_MISSING",
+                               f"Required fields are missing: [{', '.join(missing)}]", missing)
+        if "ProfileId" in changed and (
+                normalize_id(str(record.get("ProfileId"))) != self.sandbox.profile_id()):
+            raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY",
+                           f"invalid cross reference id: {record.get('ProfileId')}",
+                           ["ProfileId"])
+        if "Username" in changed:
+            table = self.obj("User").table
+            clash = ctx.conn.execute(
+                f'SELECT Id FROM "{table}" WHERE json_extract(data, \'$.Username\') = ? '
+                "AND Id != ?", (record["Username"], record.get("Id") or "")).fetchone()
+            if clash is not None:
+                raise ApiError(400, "DUPLICATE_USERNAME",
+                               "Duplicate Username.<br>The username already exists in this or "
+                               "another Salesforce organization. Usernames must be unique "
+                               "across all Salesforce organizations.", ["Username"])
+        record["UserType"] = "Standard"
 
     @staticmethod
     def _derive_account(record: dict[str, Any], old: dict[str, Any] | None, changed: set[str],

@@ -1,0 +1,111 @@
+"""Serve any sandbox's WSGI app: in a background thread for tests, or blocking for a CLI.
+
+Werkzeug's threaded server keeps keep-alive connections open after `shutdown()`, so a
+stopped sandbox would still answer a client holding a pooled connection; the handler here
+tracks open sockets and `BackgroundServer.stop()` closes them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+WsgiApp = Callable[..., Any]
+
+
+class _Handler(WSGIRequestHandler):
+    """Tracks open connections so `stop()` can close keep-alive sockets too."""
+
+    quiet = False
+
+    def setup(self) -> None:
+        super().setup()
+        server = self.server
+        with server.sandbox_lock:  # type: ignore[attr-defined]
+            server.sandbox_connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        server = self.server
+        with server.sandbox_lock:  # type: ignore[attr-defined]
+            server.sandbox_connections.discard(self.connection)  # type: ignore[attr-defined]
+        super().finish()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if not self.quiet:
+            super().log_request(code, size)
+
+
+class _QuietHandler(_Handler):
+    quiet = True
+
+
+def make_sandbox_server(app: WsgiApp, host: str = "127.0.0.1", port: int = 0, *,
+                        quiet: bool = True) -> BaseWSGIServer:
+    """A threaded server bound now (port 0 picks a free one), not yet serving."""
+    handler = _QuietHandler if quiet else _Handler
+    server = make_server(host, port, app, threaded=True, request_handler=handler)
+    server.sandbox_connections = set()  # type: ignore[attr-defined]
+    server.sandbox_lock = threading.Lock()  # type: ignore[attr-defined]
+    return server
+
+
+class BackgroundServer:
+    """Any WSGI app served on `url` from a daemon thread until `stop()`; a context manager."""
+
+    def __init__(self, app: WsgiApp, host: str = "127.0.0.1", port: int = 0, *,
+                 quiet: bool = True, name: str = "sandbox",
+                 server: BaseWSGIServer | None = None) -> None:
+        self.app = app
+        self._server = server or make_sandbox_server(app, host, port, quiet=quiet)
+        bound = self._server.server_address[0]
+        assert isinstance(bound, str)  # a bound AF_INET/AF_INET6 socket names its host as text
+        self.host = bound
+        self.port = int(self._server.server_port)
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.1},
+                                        name=f"{name}-{self.port}", daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Stop serving and drop open connections; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        with self._server.sandbox_lock:  # type: ignore[attr-defined]
+            open_sockets = list(self._server.sandbox_connections)  # type: ignore[attr-defined]
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_blocking(server: BaseWSGIServer) -> None:
+    """Serve until Ctrl-C or SIGTERM (from the main thread), then close the socket."""
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise SystemExit(0)  # out of serve_forever, through the `finally`
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
