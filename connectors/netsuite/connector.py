@@ -205,7 +205,10 @@ class NetSuiteConnector(Connector):
         # is read again by the next sync's lookback, which always covers a second).
         end = self.account_now() + timedelta(seconds=1)
         if source.modified_column is None:  # no stamp: the whole table, then its ids
-            yield from self._read_all(object_name, source)
+            # Pages are committed as they come; the state moves only at the end (a crash
+            # reads the whole table again).
+            unchanged = dict(state) if state else {"fields": fields}
+            yield from self._read_all(object_name, source, unchanged)
             yield self.live_ids(object_name, as_of=end)
             yield Checkpoint(_state(end, fields, None))
             return
@@ -287,7 +290,8 @@ class NetSuiteConnector(Connector):
             cursor = stamp if cursor is None else max(cursor, stamp)
             yield Checkpoint(_state(cursor, fields, deletes_since))
 
-    def _read_all(self, object_name: str, source: Source) -> Iterator[Change]:
+    def _read_all(self, object_name: str, source: Source, unchanged: dict[str, Any]
+                  ) -> Iterator[Change]:
         """A table without a stamp, keyset-paged on its coarse id (prices on their item)."""
         def make(key: Key | None) -> str:
             condition = "" if key is None else f"{source.id_column} >= {key[0]}"
@@ -299,6 +303,7 @@ class NetSuiteConnector(Connector):
         for page in self._pages(make, key_of, exact=False):
             for item in page:
                 yield map_record(object_name, item, self.tz)
+            yield Checkpoint(unchanged)
 
     def _earliest(self, source: Source) -> datetime | None:
         where = f" WHERE {source.where}" if source.where else ""
