@@ -28,7 +28,7 @@ from connectors.base import (
     Upsert,
 )
 from connectors.close.connector import CloseConnector
-from connectors.close.mapping import map_record, parse_close_datetime
+from connectors.close.mapping import SOURCES, map_record, parse_close_datetime
 from connectors.close.sandbox.harness import CloseHarness, RunningCloseSandbox
 from connectors.common_model import COMMON_OBJECTS
 from connectors.sandbox_kit.transport import sandbox_session
@@ -86,8 +86,35 @@ def test_full_read_lands_every_live_record_with_a_checkpoint_per_page(close_org)
             pages = -(-len(upserts) // 10)
             assert sum(isinstance(c, Checkpoint) for c in changes) >= pages
             state = changes[-1].state
-            assert state["cursor"] == max(u.raw["date_updated"] for u in upserts.values())
-            assert "date_updated" in state["fields"] and state["events_since"]
+            # Activities keep one part per resource read (calls, e-mails, meetings, tasks).
+            parts = state.get("parts") or {SOURCES[object_name][0]: state}
+            assert set(parts) == set(SOURCES[object_name])
+            for part in parts.values():
+                assert part["cursor"] and part["events_since"] and part["fields"]
+            assert state["cursor"] == min(p["cursor"] for p in parts.values())
+            if object_name != "activity":
+                assert state["cursor"] == max(u.raw["date_updated"] for u in upserts.values())
+
+
+def test_activities_are_calls_emails_meetings_and_tasks_never_notes(close_org) -> None:
+    writer = close_org.writer()
+    api = API(close_org.served.api_url, api_key=close_org.connection()[0]["api_key"])
+    with _connector(close_org) as connector:
+        lead = next(iter(_upserts(_read(connector, "account"))))
+        api.post("activity/note", {"lead_id": lead, "note": "no common kind: not read"})
+        task = writer.create("activity", {"activity_type": "task", "account_id": lead,
+                                          "subject": "Send contract", "is_closed": False,
+                                          "due_date": date(2026, 12, 24)})
+        changes = _read(connector, "activity")
+    upserts = _upserts(changes)
+    assert not [c for c in changes if isinstance(c, Quarantine)]
+    assert len(upserts) == close_org.live_count("activity")
+    kinds = {u.fields["activity_type"] for u in upserts.values()}
+    assert kinds == {"call", "email", "meeting", "task"}
+    fields = upserts[task].fields
+    assert (fields["subject"], fields["is_closed"], fields["due_date"]) == (
+        "Send contract", False, date(2026, 12, 24))
+    assert fields["account_id"] == lead and fields["activity_at"] is None
 
 
 def test_opportunity_amount_stage_and_outcome_come_from_value_and_status(close_org) -> None:
@@ -308,7 +335,8 @@ def test_a_sync_killed_mid_read_resumes_from_its_last_page(warehouse, tenant_id,
         with pytest.raises(Crash):
             sync_object(warehouse, crashing, tenant_id, "activity")  # type: ignore[arg-type]
         assert warehouse.get_state(tenant_id, "activity") == crashing.seen[2]
-        assert crashing.seen[2]["events_since"]  # a first read resumes replaying its deletes
+        # A first read resumes replaying the deletes since it began.
+        assert all(p["events_since"] for p in crashing.seen[2]["parts"].values())
         result = sync_object(warehouse, connector, tenant_id, "activity")
         live = {u for u in _upserts(_read(connector, "activity"))}
     assert warehouse.live_ids(tenant_id, "activity") == live

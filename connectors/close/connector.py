@@ -51,11 +51,12 @@ from connectors.base import (
 from connectors.close.mapping import (
     CURSOR_FIELD,
     EVENT_TYPES,
-    RESOURCES,
+    SOURCES,
     close_datetime,
     map_record,
     parse_close_datetime,
 )
+from connectors.salesforce.activity import read_parts  # generic: parts of one object
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -220,13 +221,13 @@ class CloseConnector(Connector):
         return CheckResult(True, f"Connected to Close ({name})" if name else "Connected to Close")
 
     def objects(self) -> list[ObjectInfo]:
-        return [ObjectInfo(name=common, source_name=resource)
-                for common, resource in RESOURCES.items()]
+        return [ObjectInfo(name=common, source_name=", ".join(resources))
+                for common, resources in SOURCES.items()]
 
     def count(self, object_name: str) -> int:
-        resource = _resource(object_name)
-        if resource in WITH_TOTAL:
-            return int(self._get(resource, {"_limit": 1, "_fields": "id"})["total_results"])
+        resources = _sources(object_name)
+        if resources[0] in WITH_TOTAL:
+            return int(self._get(resources[0], {"_limit": 1, "_fields": "id"})["total_results"])
         return len(self.live_ids(object_name).source_ids)
 
     def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
@@ -243,7 +244,21 @@ class CloseConnector(Connector):
 
     def read(self, object_name: str, state: Mapping[str, Any] | None, *,
              reconcile: bool = False) -> Iterator[Change]:
-        resource = _resource(object_name)
+        resources = _sources(object_name)
+        if len(resources) > 1:  # activities: calls, e-mails, meetings and tasks
+            yield from read_parts(
+                lambda resource, part: self._read_resource(object_name, resource, part),
+                lambda: self.live_ids(object_name), resources, state, reconcile=reconcile)
+            return
+        covered, final = yield from self._read_resource(object_name, resources[0], state)
+        if reconcile or not covered:
+            yield self.live_ids(object_name)
+        yield Checkpoint(final)
+
+    def _read_resource(self, object_name: str, resource: str, state: Mapping[str, Any] | None
+                       ) -> Generator[Change, None, tuple[bool, dict[str, Any]]]:
+        """Pages since the state's cursor, then the event log's deletes: (log covered the
+        gap?, final state). The caller yields the final state, after a `LiveIds` if owed."""
         state = state or {}
         lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
         cursor = state.get("cursor")
@@ -254,8 +269,7 @@ class CloseConnector(Connector):
         start = parse_close_datetime(cursor) - lookback if cursor else None
         mark: datetime | None = None
         seen: set[str] = set()
-        pages = self._scan(resource, start)
-        for records, position in pages:
+        for records, position in self._scan(resource, start):
             if mark is None:  # Close's time at the first answer: the next replay's start
                 mark = self.server_now()
             for record in records:
@@ -268,19 +282,19 @@ class CloseConnector(Connector):
             # A first read that crashes resumes with the log replayed from its start.
             yield Checkpoint(_state(cursor, fields, events_since or close_datetime(mark)))
         covered = True
-        if events_since:
-            covered = yield from self._deletes(object_name, parse_close_datetime(events_since))
-        final = _state(cursor, fields, close_datetime(mark or self.server_now()))
-        if reconcile or not covered:
-            yield self.live_ids(object_name)
-        yield Checkpoint(final)
+        if events_since and resource in EVENT_TYPES:
+            covered = yield from self._deletes(EVENT_TYPES[resource],
+                                               parse_close_datetime(events_since))
+        return covered, _state(cursor, fields, close_datetime(mark or self.server_now()))
 
     def live_ids(self, object_name: str) -> LiveIds:
-        """Every live id, stamped with Close's time before the listing began."""
+        """Every live id (of every resource read), stamped with Close's time before the
+        listing began."""
         as_of = self.server_now()
         ids: set[str] = set()
-        for records, _ in self._scan(_resource(object_name), None, fields="id,date_updated"):
-            ids.update(str(r["id"]) for r in records if "id" in r)
+        for resource in _sources(object_name):
+            for records, _ in self._scan(resource, None, fields="id,date_updated"):
+                ids.update(str(r["id"]) for r in records if "id" in r)
         return LiveIds(frozenset(ids), as_of)
 
     # -- reading -----------------------------------------------------------------------
@@ -322,32 +336,31 @@ class CloseConnector(Connector):
             if not page.get("has_more") or not data:
                 return
 
-    def _deletes(self, object_name: str, since: datetime) -> Generator[Delete, None, bool]:
+    def _deletes(self, object_type: str, since: datetime) -> Generator[Delete, None, bool]:
         """Replay the event log's deletes since `since`; False when it no longer reaches back."""
         lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
         covered = since >= self.server_now() - EVENT_RETENTION + RETENTION_MARGIN
-        for object_type in EVENT_TYPES[object_name]:
-            params: dict[str, Any] = {"object_type": object_type, "action": "deleted",
-                                      f"{CURSOR_FIELD}__gte": close_datetime(since - lookback)}
-            while True:
-                page = self._get("event", params)
-                for event in page.get("data") or []:
-                    stamp = _stamp(event)
-                    if isinstance(event, dict) and event.get("object_id") and stamp:
-                        yield Delete(str(event["object_id"]), stamp)
-                if not page.get("cursor_next"):
-                    break
-                params = {"object_type": object_type, "action": "deleted",
-                          "_cursor": page["cursor_next"]}
-        return covered
+        params: dict[str, Any] = {"object_type": object_type, "action": "deleted",
+                                  f"{CURSOR_FIELD}__gte": close_datetime(since - lookback)}
+        while True:
+            page = self._get("event", params)
+            for event in page.get("data") or []:
+                stamp = _stamp(event) if isinstance(event, dict) else None
+                if stamp and event.get("object_id"):
+                    yield Delete(str(event["object_id"]), stamp)
+            if not page.get("cursor_next"):
+                return covered
+            # The cursor carries the position; the other filters are sent again.
+            params = {"object_type": object_type, "action": "deleted",
+                      "_cursor": page["cursor_next"]}
 
 
-def _resource(object_name: str) -> str:
+def _sources(object_name: str) -> tuple[str, ...]:
     try:
-        return RESOURCES[object_name]
+        return SOURCES[object_name]
     except KeyError:
         raise ConnectorError(f"Close has no {object_name} (it offers "
-                             f"{', '.join(RESOURCES)})") from None
+                             f"{', '.join(SOURCES)})") from None
 
 
 def _stamp(record: Mapping[str, Any]) -> datetime | None:

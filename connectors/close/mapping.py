@@ -18,8 +18,13 @@ Decisions:
 - `name` of an opportunity is its `note`, the one free text Close gives a deal.
 - A contact's one `name` is split at its last space into first / last name (the split is
   undone by joining them with a space; one word is a last name only).
-- Activities have no opportunity in Close (they hang off the lead): `opportunity_id` is
-  always None; `account_id` is the lead.
+- Activities are read from the typed endpoints of the kinds the common model knows —
+  calls, e-mails, meetings — and to-dos from Close's tasks (`/task/`). Notes, SMS, status
+  changes and Close's other activity types have no common kind and are not read (a list
+  of every activity would quarantine them all). Activities have no opportunity in Close
+  (they hang off the lead): `opportunity_id` is always None; `account_id` is the lead. A
+  task has no word for its state and no completion time: `status` and `activity_at` are
+  None, `is_closed` is its `is_complete`.
 """
 
 from __future__ import annotations
@@ -33,17 +38,20 @@ from connectors.base import Quarantine, Upsert
 
 CURSOR_FIELD = "date_updated"
 
-# Common object -> the Close resource it is read from (the API path).
-RESOURCES: dict[str, str] = {
-    "account": "lead", "contact": "contact", "opportunity": "opportunity", "user": "user",
-    "activity": "activity",
-}
-# Close activity `_type` -> the common kind, and the event log's object type for deletes.
-ACTIVITY_KINDS: dict[str, str] = {"Call": "call", "Email": "email", "Meeting": "meeting",
-                                  "Note": "task"}
-EVENT_TYPES: dict[str, tuple[str, ...]] = {
+# Common object -> the Close resources (API paths) it is read from, in reading order.
+SOURCES: dict[str, tuple[str, ...]] = {
     "account": ("lead",), "contact": ("contact",), "opportunity": ("opportunity",),
-    "user": (), "activity": tuple(f"activity.{t.lower()}" for t in ACTIVITY_KINDS),
+    "user": ("user",),
+    "activity": ("activity/call", "activity/email", "activity/meeting", "task"),
+}
+# Close activity `_type` -> the common kind.
+ACTIVITY_KINDS: dict[str, str] = {"Call": "call", "Email": "email", "Meeting": "meeting"}
+TASK_TYPE = "lead"  # a task's `_type`: Close's to-dos on a lead
+# Resource -> the event log's `object_type` of its records (where deletes are reported).
+EVENT_TYPES: dict[str, str] = {
+    "lead": "lead", "contact": "contact", "opportunity": "opportunity",
+    "activity/call": "activity.call", "activity/email": "activity.email",
+    "activity/meeting": "activity.meeting", "task": "task.lead",
 }
 STATUS_TYPES = ("active", "won", "lost")
 # Lead custom fields (by their name in Close) -> common account column.
@@ -87,6 +95,17 @@ def _date(value: Any, where: str) -> Any:
         return date.fromisoformat(value)
     except ValueError:
         raise Unmappable(f"{where}={value!r:.80} is not a date") from None
+
+
+def _due_date(value: Any, where: str) -> Any:
+    """A task's `date`: a day, or a date-time when the task has a time; the day as written
+    (in the date-time's own offset, never shifted to UTC)."""
+    if isinstance(value, str) and "T" in value:
+        try:
+            return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).date()
+        except ValueError:
+            raise Unmappable(f"{where}={value!r:.80} is not a date") from None
+    return _date(value, where)
 
 
 def cents(value: Any, where: str) -> Decimal | None:
@@ -156,8 +175,19 @@ def _user(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
             "source_created_at": _datetime(r.get("date_created"), "user.date_created")}
 
 
+def _task(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {"subject": r.get("text"), "activity_type": "task", "status": None,
+            "activity_at": None, "due_date": _due_date(r.get("date"), "task.date"),
+            "is_closed": r.get("is_complete"), "duration_minutes": None,
+            "owner_id": r.get("assigned_to"), "account_id": r.get("lead_id"),
+            "opportunity_id": None, "contact_id": r.get("contact_id"), "lead_id": None,
+            "source_created_at": _datetime(r.get("date_created"), "task.date_created")}
+
+
 def _activity(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
     kind = r.get("_type")
+    if str(r.get("id", "")).startswith("task_") and kind == TASK_TYPE:
+        return _task(r)
     if kind not in ACTIVITY_KINDS:
         raise Unmappable(f"activity._type={kind!r:.80} is none of {', '.join(ACTIVITY_KINDS)}")
     seconds = r.get("duration")

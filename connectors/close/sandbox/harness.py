@@ -15,7 +15,7 @@ from typing import Any
 
 from closeio_api import API  # type: ignore[import-untyped]
 
-from connectors.close.mapping import ACTIVITY_KINDS, RESOURCES
+from connectors.close.mapping import ACTIVITY_KINDS, SOURCES
 from connectors.close.sandbox.seed import custom_key, seed_store
 from connectors.close.sandbox.serve import DEFAULT_API_KEY, ServedSandbox, serve
 from connectors.close.sandbox.server import SandboxSettings
@@ -28,7 +28,8 @@ WRONG_API_KEY = "api_this_key_was_never_issued_000000000"
 ACCOUNT_CUSTOM = {"industry": "Industry", "employee_count": "Employees",
                   "annual_revenue": "Annual Revenue", "account_type": "Account Type",
                   "owner_id": "Lead Owner"}
-ACTIVITY_ENDPOINTS = {common: close_type.lower() for close_type, common in ACTIVITY_KINDS.items()}
+ACTIVITY_ENDPOINTS = {**{common: f"activity/{close_type.lower()}"
+                         for close_type, common in ACTIVITY_KINDS.items()}, "task": "task"}
 
 
 def _cents(amount: Any) -> int | None:
@@ -53,11 +54,16 @@ class CloseWriter(CrmWriter):
 
     def _endpoint(self, object_name: str, fields: Mapping[str, Any]) -> str:
         if object_name == "activity":
-            kind = fields.get("activity_type", "task")
-            return f"activity/{ACTIVITY_ENDPOINTS.get(str(kind), 'note')}"
-        if object_name not in RESOURCES or object_name == "user":
+            return ACTIVITY_ENDPOINTS[str(fields.get("activity_type", "task"))]
+        if object_name not in SOURCES or object_name == "user":
             raise ValueError(f"Close has no writable {object_name}")
-        return RESOURCES[object_name]
+        return SOURCES[object_name][0]
+
+    def _resource_of(self, object_name: str, source_id: str) -> str:
+        """Where an existing record lives: an activity's id says activity or task."""
+        if object_name == "activity":
+            return "task" if source_id.startswith("task_") else "activity"
+        return self._endpoint(object_name, {})
 
     def _body(self, object_name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         f = dict(fields)
@@ -98,8 +104,17 @@ class CloseWriter(CrmWriter):
             body.update({renames[k]: f.pop(k) for k in list(f) if k in renames})
             subject = f.pop("subject", None)
             kind = f.pop("activity_type", None)
+            if kind == "task" or "due_date" in f or "is_closed" in f:
+                body.pop("user_id", None)
+                if "owner_id" in fields:
+                    body["assigned_to"] = fields["owner_id"]
+                if "due_date" in f:
+                    body["date"] = _day(f.pop("due_date"))
+                if "is_closed" in f:
+                    body["is_complete"] = f.pop("is_closed")
             if subject is not None:
-                body[{"email": "subject", "meeting": "title"}.get(str(kind), "note")] = subject
+                body[{"email": "subject", "meeting": "title", "task": "text"}.get(
+                    str(kind), "note")] = subject
             minutes = f.pop("duration_minutes", None)
             if minutes is not None:
                 body["duration"] = round(float(minutes) * 60)
@@ -120,15 +135,15 @@ class CloseWriter(CrmWriter):
         return str(created["id"])
 
     def update(self, object_name: str, source_id: str, fields: Mapping[str, Any]) -> None:
-        resource = "activity" if object_name == "activity" else self._endpoint(object_name, {})
+        resource = self._resource_of(object_name, source_id)
         self.api.put(f"{resource}/{source_id}", self._body(object_name, fields))
 
     def delete(self, object_name: str, source_id: str) -> None:
-        resource = "activity" if object_name == "activity" else self._endpoint(object_name, {})
-        self.api.delete(f"{resource}/{source_id}")
+        self.api.delete(f"{self._resource_of(object_name, source_id)}/{source_id}")
 
     def write_raw(self, object_name: str, source_id: str, payload: Mapping[str, Any]) -> None:
-        self.sandbox.app.writes.raw(RESOURCES[object_name], source_id, payload)
+        kind = self._resource_of(object_name, source_id) if object_name != "user" else "user"
+        self.sandbox.app.writes.raw(kind, source_id, payload)
 
 
 class RunningCloseSandbox(RunningCrmSandbox):
@@ -158,8 +173,12 @@ class RunningCloseSandbox(RunningCrmSandbox):
         self.served.app.faults.set(switches)
 
     def live_count(self, object_name: str) -> int:
-        resource = RESOURCES.get(object_name)
-        return self.store.count(resource) if resource else 0
+        """Live records of the kinds the adapter reads (notes and the like are not)."""
+        if object_name == "activity":
+            return self.store.count("task") + sum(
+                self.store.count("activity", _type=t) for t in ACTIVITY_KINDS)
+        resources = SOURCES.get(object_name)
+        return self.store.count(resources[0]) if resources else 0
 
     def stop(self) -> None:
         self.served.stop()

@@ -4,9 +4,9 @@ Each common record becomes what Close would hold: accounts become leads (with th
 company profile in lead custom fields), contacts join their lead under one `name`,
 opportunities carry `value` in cents — the sum of their lines' totals, Close having no
 line items — and an opportunity status per stage, typed active / won / lost. Calls,
-e-mails and meetings become typed activities on the deal's lead. Not rendered: the common
-`lead` (Close's leads *are* the companies), products, price books and lines (Close has
-none) and to-dos (Close keeps them as tasks, which the adapter does not read yet).
+e-mails and meetings become typed activities on the deal's lead, to-dos its tasks
+(`/task/`). Not rendered: the common `lead` (Close's leads *are* the companies),
+products, price books and lines (Close has none).
 
 Ids are Close-shaped and derived from the neutral ids and the seed, so a seed always gives
 the same organization.
@@ -112,6 +112,8 @@ def render(world: World) -> dict[str, list[dict[str, Any]]]:
         kind = ACTIVITY_TYPES.get(record.fields["activity_type"])
         if kind is not None:
             out["activity"].append(_activity(base("activity", record), record, ref, kind))
+        elif record.fields["activity_type"] == "task":
+            out["task"].append(_task(base("task", record), record, ref, users))
     out["status"] = [{"id": sid, "label": label, "type": kind, "organization_id": ORGANIZATION_ID,
                       "date_created": close_time(world.anchor),
                       "date_updated": close_time(world.anchor)}
@@ -176,6 +178,20 @@ def _activity(doc: dict[str, Any], record: WorldRecord, ref: Any, kind: str) -> 
         doc.update(title=f["subject"], status="completed", duration=seconds,
                    starts_at=close_time(at) if isinstance(at, datetime) else None,
                    ends_at=close_time(ends) if isinstance(ends, datetime) else None)
+    return doc
+
+
+def _task(doc: dict[str, Any], record: WorldRecord, ref: Any,
+          users: Mapping[str, WorldRecord]) -> dict[str, Any]:
+    f = record.fields
+    owner = users.get(f["owner_id"])
+    due = f["due_date"]
+    doc.update(_type="lead", lead_id=ref("lead", f["account_id"]),
+               contact_id=ref("contact", f["contact_id"]),
+               assigned_to=ref("user", f["owner_id"]),
+               assigned_to_name=owner.fields["name"] if owner else None, text=f["subject"],
+               date=due.isoformat() if isinstance(due, date) else None,
+               is_dateless=due is None, is_complete=bool(f["is_closed"]))
     return doc
 
 

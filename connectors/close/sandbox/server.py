@@ -36,6 +36,7 @@ EQUALITY_FILTERS = {
     "lead": (), "user": (), "contact": ("lead_id",),
     "opportunity": ("lead_id", "user_id", "status_id", "contact_id"),
     "activity": ("lead_id", "contact_id", "user_id", "_type"),
+    "task": ("lead_id", "assigned_to"),
 }
 ORDERABLE = ("date_created", "date_updated")
 DATE_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}

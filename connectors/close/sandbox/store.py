@@ -40,8 +40,8 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 # The id prefix Close gives each kind of object.
 PREFIXES = {"lead": "lead", "contact": "cont", "opportunity": "oppo", "user": "user",
-            "activity": "acti", "status": "stat", "custom_field": "cf", "event": "ev",
-            "organization": "orga"}
+            "activity": "acti", "task": "task", "status": "stat", "custom_field": "cf",
+            "event": "ev", "organization": "orga"}
 
 
 def close_time(value: datetime) -> str:

@@ -25,7 +25,8 @@ def event_type(document: Mapping[str, Any]) -> str:
     kind = str(document.get("id", "")).split("_", 1)[0]
     if kind == "acti":
         return f"activity.{str(document.get('_type', 'note')).lower()}"
-    return {"lead": "lead", "cont": "contact", "oppo": "opportunity"}.get(kind, kind)
+    return {"lead": "lead", "cont": "contact", "oppo": "opportunity",
+            "task": "task.lead"}.get(kind, kind)
 
 
 class Writes:
@@ -44,6 +45,8 @@ class Writes:
                                  None)
         if kind == "activity":
             document["_type"] = activity_type or document.get("_type") or "Note"
+        if kind == "task":
+            document.update(_type="lead", is_complete=bool(document.get("is_complete", False)))
         document["organization_id"] = self.store.meta("organization_id")
         lead_id = document.get("lead_id") if kind != "lead" else None
         return self.store.insert(kind, document, object_type=_object_type(kind, document),
@@ -76,7 +79,7 @@ class Writes:
     def _prepare(self, kind: str, changes: dict[str, Any],
                  before: Mapping[str, Any] | None) -> dict[str, Any]:
         merged = {**(before or {}), **changes}
-        if kind in ("contact", "opportunity", "activity"):
+        if kind in ("contact", "opportunity", "activity", "task"):
             lead = self.store.get("lead", str(merged.get("lead_id") or ""))
             if lead is None:
                 raise bad_request("", lead_id="Lead does not exist." if merged.get("lead_id")
@@ -135,7 +138,7 @@ def _statuses() -> ListQuery:
 def _object_type(kind: str, document: Mapping[str, Any]) -> str:
     if kind == "activity":
         return f"activity.{str(document.get('_type', 'Note')).lower()}"
-    return kind
+    return "task.lead" if kind == "task" else kind
 
 
 def _full_name(user: Mapping[str, Any]) -> str:
