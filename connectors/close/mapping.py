@@ -97,6 +97,10 @@ def _date(value: Any, where: str) -> Any:
         raise Unmappable(f"{where}={value!r:.80} is not a date") from None
 
 
+def _created(record: Mapping[str, Any]) -> Any:
+    return _datetime(record.get("date_created"), "source_created_at: date_created")
+
+
 def _due_date(value: Any, where: str) -> Any:
     """A task's `date`: a day, or a date-time when the task has a time; the day as written
     (in the date-time's own offset, never shifted to UTC)."""
@@ -141,7 +145,7 @@ def _account(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
     return {**fields, "name": r.get("name"), "website": r.get("url"),
             "billing_country": _first(addresses, "country"),
             "billing_state": _first(addresses, "state"), "parent_id": None,
-            "source_created_at": _datetime(r.get("date_created"), "lead.date_created")}
+            "source_created_at": _created(r)}
 
 
 def _contact(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
@@ -149,22 +153,22 @@ def _contact(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
     return {"account_id": r.get("lead_id"), "first_name": first, "last_name": last,
             "email": _first(r.get("emails"), "email"), "title": r.get("title"),
             "owner_id": None,
-            "source_created_at": _datetime(r.get("date_created"), "contact.date_created")}
+            "source_created_at": _created(r)}
 
 
 def _opportunity(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
     status_type = r.get("status_type")
     if status_type not in STATUS_TYPES:
-        raise Unmappable(f"opportunity.status_type={status_type!r:.80} is none of "
+        raise Unmappable(f"is_closed: status_type={status_type!r:.80} is none of "
                          f"{', '.join(STATUS_TYPES)}")
     return {"name": r.get("note"), "account_id": r.get("lead_id"),
-            "amount": cents(r.get("value"), "opportunity.value"),
+            "amount": cents(r.get("value"), "amount: value"),
             "stage": r.get("status_label"), "is_closed": status_type != "active",
             "is_won": status_type == "won",
-            "close_date": _date(r.get("date_won"), "opportunity.date_won"),
+            "close_date": _date(r.get("date_won"), "close_date: date_won"),
             "probability": r.get("confidence"), "opportunity_type": None, "lead_source": None,
             "owner_id": r.get("user_id"), "price_book_id": None,
-            "source_created_at": _datetime(r.get("date_created"), "opportunity.date_created")}
+            "source_created_at": _created(r)}
 
 
 def _user(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
@@ -172,16 +176,20 @@ def _user(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
     name = " ".join(str(p) for p in parts) if all(isinstance(p, str) for p in parts) else parts
     return {"name": name or None, "email": r.get("email"), "title": None, "department": None,
             "manager_id": None, "is_active": None,
-            "source_created_at": _datetime(r.get("date_created"), "user.date_created")}
+            "source_created_at": _created(r)}
 
 
 def _task(r: Mapping[str, Any]) -> dict[str, Any]:
     return {"subject": r.get("text"), "activity_type": "task", "status": None,
-            "activity_at": None, "due_date": _due_date(r.get("date"), "task.date"),
+            "activity_at": None, "due_date": _due_date(r.get("date"), "due_date: date"),
             "is_closed": r.get("is_complete"), "duration_minutes": None,
             "owner_id": r.get("assigned_to"), "account_id": r.get("lead_id"),
             "opportunity_id": None, "contact_id": r.get("contact_id"), "lead_id": None,
-            "source_created_at": _datetime(r.get("date_created"), "task.date_created")}
+            "source_created_at": _created(r)}
+
+
+# Where each activity kind says when it happened (an e-mail not sent yet: when written).
+ACTIVITY_AT = {"Call": "date_created", "Email": "date_sent", "Meeting": "starts_at"}
 
 
 def _activity(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
@@ -189,21 +197,22 @@ def _activity(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]
     if str(r.get("id", "")).startswith("task_") and kind == TASK_TYPE:
         return _task(r)
     if kind not in ACTIVITY_KINDS:
-        raise Unmappable(f"activity._type={kind!r:.80} is none of {', '.join(ACTIVITY_KINDS)}")
+        raise Unmappable(f"activity_type: _type={kind!r:.80} is none of "
+                         f"{', '.join(ACTIVITY_KINDS)}")
     seconds = r.get("duration")
     # Seconds to minutes as Salesforce's mapping does; any other value goes on as it came.
     duration = (seconds / 60 if isinstance(seconds, int | float) and not isinstance(
         seconds, bool) else seconds) if kind in ("Call", "Meeting") else None
-    at = {"Meeting": r.get("starts_at"), "Email": r.get("date_sent") or r.get("date_created")
-          }.get(kind, r.get("date_created"))
-    return {"subject": r.get("subject") if kind == "Email" else (
-                r.get("title") if kind == "Meeting" else None),
+    at_field = ACTIVITY_AT[kind]
+    if r.get(at_field) is None and kind == "Email":
+        at_field = "date_created"
+    return {"subject": r.get({"Email": "subject", "Meeting": "title"}.get(kind, "")),
             "activity_type": ACTIVITY_KINDS[kind], "status": None,
-            "activity_at": _datetime(at, "activity.activity_at"), "due_date": None,
-            "is_closed": None, "duration_minutes": duration, "owner_id": r.get("user_id"),
-            "account_id": r.get("lead_id"), "opportunity_id": None,
-            "contact_id": r.get("contact_id"), "lead_id": None,
-            "source_created_at": _datetime(r.get("date_created"), "activity.date_created")}
+            "activity_at": _datetime(r.get(at_field), f"activity_at: {at_field}"),
+            "due_date": None, "is_closed": None, "duration_minutes": duration,
+            "owner_id": r.get("user_id"), "account_id": r.get("lead_id"),
+            "opportunity_id": None, "contact_id": r.get("contact_id"), "lead_id": None,
+            "source_created_at": _created(r)}
 
 
 MAPPERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict[str, Any]]] = {
@@ -231,5 +240,5 @@ def map_record(object_name: str, record: Mapping[str, Any],
     try:
         fields = MAPPERS[object_name](record, custom_fields or {})
     except Unmappable as exc:
-        return Quarantine(source_id, modified_at, raw, f"{object_name}: {exc}")
+        return Quarantine(source_id, modified_at, raw, f"{object_name}.{exc}")
     return Upsert(source_id=source_id, modified_at=modified_at, fields=fields, raw=raw)

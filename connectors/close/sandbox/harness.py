@@ -28,6 +28,15 @@ WRONG_API_KEY = "api_this_key_was_never_issued_000000000"
 ACCOUNT_CUSTOM = {"industry": "Industry", "employee_count": "Employees",
                   "annual_revenue": "Annual Revenue", "account_type": "Account Type",
                   "owner_id": "Lead Owner"}
+# Common column -> the Close field it is read from, for raw writes.
+RAW_FIELDS: dict[str, dict[str, str]] = {
+    "opportunity": {"amount": "value", "name": "note", "account_id": "lead_id",
+                    "owner_id": "user_id", "probability": "confidence",
+                    "close_date": "date_won", "stage": "status_label"},
+    "contact": {"account_id": "lead_id"},
+    "account": {"website": "url"},
+    "activity": {"account_id": "lead_id", "owner_id": "user_id"},
+}
 ACTIVITY_ENDPOINTS = {**{common: f"activity/{close_type.lower()}"
                          for close_type, common in ACTIVITY_KINDS.items()}, "task": "task"}
 
@@ -142,8 +151,12 @@ class CloseWriter(CrmWriter):
         self.api.delete(f"{self._resource_of(object_name, source_id)}/{source_id}")
 
     def write_raw(self, object_name: str, source_id: str, payload: Mapping[str, Any]) -> None:
+        """Store values as they are, unchecked; a common column's name stands for the Close
+        field that feeds it (`amount` is written to `value`), any other key is Close's."""
         kind = self._resource_of(object_name, source_id) if object_name != "user" else "user"
-        self.sandbox.app.writes.raw(kind, source_id, payload)
+        names = RAW_FIELDS.get(object_name, {})
+        self.sandbox.app.writes.raw(kind, source_id,
+                                    {names.get(k, k): v for k, v in payload.items()})
 
 
 class RunningCloseSandbox(RunningCrmSandbox):
