@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,6 +17,7 @@ from accrue_pipelines_tests.fixtures_sandbox import SandboxClock
 from connectors.base import (
     AuthenticationError,
     Checkpoint,
+    ConnectorError,
     Delete,
     LiveIds,
     Quarantine,
@@ -28,7 +28,6 @@ from connectors.netsuite.client import NetSuiteError
 from connectors.netsuite.connector import NetSuiteConnector, _classify
 from connectors.netsuite.sandbox.harness import NetSuiteHarness, RunningNetSuite
 
-LA = ZoneInfo("America/Los_Angeles")
 FAST = {"max_backoff_seconds": 0.01}
 
 
@@ -251,3 +250,15 @@ def test_a_sync_through_the_engine_lands_the_account(
         "opportunity_line")
     assert warehouse.as_of(tenant_id, "opportunity", datetime(2999, 1, 1, tzinfo=UTC))[
         "6"]["fields"]["amount"] == 9.5
+
+
+def test_a_clock_read_in_the_wrong_zone_never_moves_the_cursor(account: RunningNetSuite
+                                                                ) -> None:
+    """The header line of every transaction is there (NetSuite's mainline) and never read
+    as a deal line; a read whose time zone is wrong stops before yielding anything."""
+    client = account.client()
+    heads = client.suiteql("SELECT COUNT(*) AS n FROM transactionline WHERE mainline = 'T'")
+    assert heads["items"][0]["n"] == str(account.live_count("opportunity"))
+    with connect(account, timezone="Asia/Tokyo", clock_tolerance_seconds=300) as wrong, \
+            pytest.raises(ConnectorError, match="Asia/Tokyo"):
+        next(iter(wrong.read("opportunity", None)))

@@ -76,6 +76,10 @@ QUOTA_CODES = frozenset({"SSS_REQUEST_LIMIT_EXCEEDED", "REQUEST_LIMIT_EXCEEDED"}
 Key = tuple[Any, ...]
 
 
+class ClockMismatch(ConnectorError):
+    """The account's clock, read in the configured zone, is far from ours: the zone is wrong."""
+
+
 def _state(cursor: datetime | None, fields: list[str], deletes_since: datetime | None
            ) -> dict[str, Any]:
     state: dict[str, Any] = {"fields": fields}
@@ -165,19 +169,14 @@ class NetSuiteConnector(Connector):
 
     def check(self) -> CheckResult:
         try:
-            now = self.account_now()
+            self._trusted_now()
         except AuthenticationError as exc:
             field = "private_key" if self.config["auth"] == "oauth2_m2m" else "token_secret"
             return CheckResult(False, str(exc), field=field, hint=exc.hint)
+        except ClockMismatch as exc:
+            return CheckResult(False, str(exc), field="timezone", hint=exc.hint)
         except ConnectorError as exc:
             return CheckResult(False, str(exc), hint=exc.hint)
-        skew = abs((now - datetime.now(UTC)).total_seconds())
-        if skew > float(self.config["clock_tolerance_seconds"]):
-            return CheckResult(
-                False, f"the account's clock reads {local_stamp(now, self.tz)} in "
-                f"{self.tz.key}, {skew / 3600:.1f} h away from now",
-                field="timezone", hint="Set the time zone to the account's own "
-                "(Setup → Company → Preferences → General Preferences → Time Zone).")
         return CheckResult(True, f"Connected to NetSuite account {self.client.account_id}")
 
     def objects(self) -> list[ObjectInfo]:
@@ -197,13 +196,26 @@ class NetSuiteConnector(Connector):
         page = self._query(f"SELECT TO_CHAR(SYSDATE, '{STAMP_FORMAT}') AS now FROM dual")
         return parse_stamp(page["items"][0]["now"], self.tz)
 
+    def _trusted_now(self) -> datetime:
+        """The account's clock, refused when it is far from ours: read in a wrong time zone
+        it would set the cursor hours ahead and later changes would fall behind it."""
+        now = self.account_now()
+        skew = abs((now - datetime.now(UTC)).total_seconds())
+        if skew > float(self.config["clock_tolerance_seconds"]):
+            raise ClockMismatch(
+                f"NetSuite's clock reads {local_stamp(now, self.tz)} in {self.tz.key}, "
+                f"{skew / 3600:.1f} h away from ours",
+                hint="Set the connection's time zone to the integration user's (Home → Set "
+                "Preferences → Time Zone; by default the company's).")
+        return now
+
     def read(self, object_name: str, state: Mapping[str, Any] | None, *,
              reconcile: bool = False) -> Iterator[Change]:
         source = SOURCES[object_name]
         fields = list(source.select)
         # Stamps are whole seconds: the current one is read too (a row stamped later in it
         # is read again by the next sync's lookback, which always covers a second).
-        end = self.account_now() + timedelta(seconds=1)
+        end = self._trusted_now() + timedelta(seconds=1)
         if source.modified_column is None:  # no stamp: the whole table, then its ids
             # Pages are committed as they come; the state moves only at the end (a crash
             # reads the whole table again).

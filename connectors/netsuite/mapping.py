@@ -141,7 +141,8 @@ SOURCES: dict[str, Source] = {
          "unit_price": "rate", "list_price": "custcol_list_price",
          "discount": "custcol_discount", "total_price": "netamount",
          "source_created_at": "created"},
-        joins="JOIN transaction t ON t.id = tl.transaction", where="t.type = 'Opprtnty'"),
+        joins="JOIN transaction t ON t.id = tl.transaction",
+        where="t.type = 'Opprtnty' AND tl.mainline = 'F'"),  # not the header line
 }
 
 # Opportunity status codes: A In Progress, B Issued Estimate, C Closed - Won, D Closed - Lost.

@@ -31,6 +31,7 @@ def prepare(secrets: dict[str, str], config: dict[str, Any]
     if "private_key" in secrets:
         from cryptography.hazmat.primitives import serialization
 
+        secrets["private_key"] = _pem(secrets["private_key"])
         try:
             serialization.load_pem_private_key(secrets["private_key"].encode(), None)
         except (ValueError, TypeError):
@@ -38,6 +39,19 @@ def prepare(secrets: dict[str, str], config: dict[str, Any]
                                   "-----BEGIN PRIVATE KEY----- to the END line, unencrypted."
                                   ) from None
     return secrets, config
+
+
+def _pem(text: str) -> str:
+    """A PEM pasted into a one-line field (newlines turned to spaces) made whole again."""
+    import re
+
+    match = re.fullmatch(r"\s*(-----BEGIN [A-Z ]+-----)(.*?)(-----END [A-Z ]+-----)\s*", text,
+                         re.DOTALL)
+    if not match:
+        return text
+    body = "".join(match.group(2).split())
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "\n".join([match.group(1), *lines, match.group(3)]) + "\n"
 
 
 SPEC = ConnectorSpec(
@@ -56,8 +70,9 @@ SPEC = ConnectorSpec(
             env="ACCRUE_NETSUITE_ACCOUNT_ID"),
         SetupField(
             "timezone", "Account time zone",
-            "Setup → Company → Preferences → General Preferences → Time Zone, as a name like "
-            "America/Los_Angeles. NetSuite states modification times in it.",
+            "The integration user's time zone (Home → Set Preferences → Time Zone; by "
+            "default the company's, Setup → Company → Preferences → General Preferences), as "
+            "a name like America/Los_Angeles. NetSuite states modification times in it.",
             default="America/Los_Angeles", env="ACCRUE_NETSUITE_TIMEZONE"),
         SetupField(
             "client_id", "Client ID",

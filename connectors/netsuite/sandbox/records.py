@@ -15,8 +15,9 @@ from typing import Any
 from .schema import TABLES, modified_column
 from .store import AccountStore
 
-READ_ONLY = {"id", "lastmodifieddate", "datecreated", "createddate", "linelastmodifieddate",
-             "linecreateddate", "uniquekey", "transaction", "type", "status"}
+READ_ONLY = {"id", "mainline", "lastmodifieddate", "datecreated", "createddate",
+             "linelastmodifieddate", "linecreateddate", "uniquekey", "transaction", "type",
+             "status"}
 # REST names that differ from the SuiteQL column, per table.
 ALIASES = {"transactionline": {"amount": "netamount", "line": "linesequencenumber"}}
 
@@ -72,8 +73,8 @@ def write_lines(store: AccountStore, transaction: int, lines: list[Mapping[str, 
     """Apply an `item` sublist: lines naming `line` change, others are added; with
     `replace`, lines not named go (no DeletedRecord: NetSuite logs no line deletes)."""
     existing = {int(r[0]): int(r[1]) for r in store.db.execute(
-        'SELECT linesequencenumber, uniquekey FROM "transactionline" WHERE "transaction" = ?',
-        (transaction,)).fetchall()}
+        'SELECT linesequencenumber, uniquekey FROM "transactionline" WHERE "transaction" = ? '
+        """AND "mainline" = 'F'""", (transaction,)).fetchall()}
     kept: set[int] = set()
     now = store.now_epoch()
     for line in lines:
@@ -86,11 +87,18 @@ def write_lines(store: AccountStore, transaction: int, lines: list[Mapping[str, 
         sequence = max([*existing, *kept, 0]) + 1
         kept.add(sequence)
         existing[sequence] = store.insert("transactionline", {
-            **values, "transaction": transaction, "linesequencenumber": sequence}, stamp=now)
+            **values, "transaction": transaction, "linesequencenumber": sequence,
+            "mainline": "F"}, stamp=now)
     if replace:
         for number, key in existing.items():
             if number not in kept:
                 store.db.execute('DELETE FROM "transactionline" WHERE "uniquekey" = ?', (key,))
+
+
+def add_main_line(store: AccountStore, transaction: int, stamp: float | None = None) -> None:
+    """The header line every NetSuite transaction has (line 0, mainline 'T', no item)."""
+    store.insert("transactionline", {"transaction": transaction, "linesequencenumber": 0,
+                                     "mainline": "T"}, stamp=stamp)
 
 
 def record_body(store: AccountStore, table: str, row: Mapping[str, Any]) -> dict[str, Any]:

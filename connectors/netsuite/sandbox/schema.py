@@ -60,8 +60,11 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            status="text", probability="text", expectedclosedate="date", employee="int",
            currency="int", custbody_lead_source="text", custbody_opportunity_type="text",
            createddate="datetime", lastmodifieddate="datetime"),
+    # Every transaction has a main line (mainline 'T', line 0: the header) besides its
+    # item lines, as NetSuite's transactionline does: readers must filter it out.
     Table("transactionline", {"uniquekey": "int", "transaction": "int",
-                              "linesequencenumber": "int", "item": "int", "quantity": "text",
+                              "linesequencenumber": "int", "mainline": "bool", "item": "int",
+                              "quantity": "text",
                               "rate": "text", "netamount": "text", "price": "int",
                               "custcol_list_price": "text", "custcol_discount": "text",
                               "linecreateddate": "datetime", "linelastmodifieddate": "datetime"},

@@ -17,6 +17,7 @@ from typing import Any
 
 from connectors.sandbox_kit.deal_model import World, WorldRecord
 
+from .records import add_main_line
 from .store import AccountStore
 
 # Opportunity status codes: A In Progress, B Issued Estimate, C Closed - Won, D Closed - Lost.
@@ -127,7 +128,7 @@ def _seed_opportunities(store: AccountStore, ids: _Ids,
     for number, deal in enumerate(objects["opportunity"], start=1):
         f = deal.fields
         status = WON if f["is_won"] else LOST if f["is_closed"] else OPEN
-        ids.ids[deal.id] = store.insert("transaction", {
+        ids.ids[deal.id] = key = store.insert("transaction", {
             "tranid": f"OPP{number:05d}", "type": "Opprtnty", "title": f["name"],
             "entity": ids[f["account_id"]], "projectedtotal": _text(f["amount"]),
             "entitystatus": ids.named(store, "entitystatus", f["stage"],
@@ -138,6 +139,7 @@ def _seed_opportunities(store: AccountStore, ids: _Ids,
             "custbody_lead_source": f["lead_source"],
             "custbody_opportunity_type": f["opportunity_type"],
             **_stamps(deal, "createddate")})
+        add_main_line(store, key, _epoch(deal.created_at))
     sequence: dict[int, int] = {}
     for line in objects["opportunity_line"]:
         f = line.fields
@@ -147,6 +149,7 @@ def _seed_opportunities(store: AccountStore, ids: _Ids,
         entry = entries.get(f["price_book_entry_id"] or "")
         ids.ids[line.id] = store.insert("transactionline", {
             "transaction": transaction, "linesequencenumber": sequence[transaction],
+            "mainline": "F",
             "item": ids[f["product_id"]], "quantity": _text(f["quantity"]),
             "rate": _text(f["unit_price"]), "netamount": _text(f["total_price"]),
             "price": ids[entry.fields["price_book_id"]] if entry else None,

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from .auth import TOKEN_PATH, Authenticator, LoginRefused, account_host
-from .records import RecordError, columns_of, record_body, touch, write_lines
+from .records import RecordError, add_main_line, columns_of, record_body, touch, write_lines
 from .schema import RECORD_TYPES
 from .store import AccountStore
 from .suiteql import QueryError
@@ -237,6 +237,8 @@ class NetSuiteApp:
             if record_type == "opportunity":  # NetSuite's default: In Progress
                 values.setdefault("status", "A")
             key = self.store.insert(table, {**values, **fixed})
+            if table == "transaction":
+                add_main_line(self.store, key)
             self._lines(request, key, body)
         location = f"https://{account_host(self.settings.account_id)}{RECORD_PREFIX}" \
                    f"{record_type}/{key}"
