@@ -20,6 +20,7 @@ from accrue_pipelines_tests.test_sync_engine import Crash, CrashAfterCheckpoints
 from connectors.base import (
     AuthenticationError,
     Checkpoint,
+    ConnectorError,
     Delete,
     LiveIds,
     Quarantine,
@@ -212,6 +213,22 @@ def test_many_records_sharing_one_stamp_are_read_once_each(close_org) -> None:
                        f"'$.date_updated', ?) WHERE id IN ({marks})", [stamp, stamp, *ids])
         upserts = _upserts(_read(connector, "contact"))
     assert len(upserts) == close_org.live_count("contact")
+
+
+def test_a_window_close_did_not_honour_stops_the_read_instead_of_looping(
+        close_org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were Close to ignore `date_updated__gte` / `_order_by` on a list, keyset paging could
+    loop or skip: the adapter stops with an error instead."""
+    later = {"id": "cont_b", "date_updated": "2026-01-02T00:00:00+00:00"}
+    earlier = {"id": "cont_a", "date_updated": "2026-01-01T00:00:00+00:00"}
+    with _connector(close_org) as connector:
+        pages = iter([{"data": [later], "has_more": True}, {"data": [earlier], "has_more": True}])
+        monkeypatch.setattr(connector, "_get", lambda endpoint, params=None: next(pages))
+        with pytest.raises(ConnectorError, match="out of date_updated order"):
+            list(connector.read("contact", None))
+        pages = iter([{"data": [later], "has_more": True}] * 2)
+        with pytest.raises(ConnectorError, match="repeated a page"):
+            list(connector.read("contact", None))
 
 
 def test_a_paused_sync_past_the_event_logs_thirty_days_reconciles_ids(close_org) -> None:

@@ -74,6 +74,9 @@ EVENT_RETENTION = timedelta(days=30)
 # Replays this close to the edge of the log count as uncovered (clock skew, slow pages).
 RETENTION_MARGIN = timedelta(hours=1)
 WITH_TOTAL = ("lead", "opportunity")  # lists that answer `total_results`
+# Read whole every sync with plain `_skip` paging: an organization's users are few, and
+# Close documents no date filter or ordering on `/user/`.
+UNWINDOWED = ("user",)
 
 
 class _Client(API):
@@ -305,8 +308,13 @@ class CloseConnector(Connector):
 
         Yields (records not yielded before, the last stamp read so far). Records sharing
         the window's opening stamp are asked for again and dropped here; only when more
-        of them than half a page share one stamp does the next request skip them.
+        of them than half a page share one stamp does the next request skip them. A page
+        out of order or below its window means Close ignored the window: an error, never
+        a silent loop or a skipped record.
         """
+        if resource in UNWINDOWED:
+            yield from self._scan_all(resource, fields)
+            return
         page_size = int(self.config["page_size"])
         max_skip = int(self.config["max_skip"])
         position, ties = start, set[str]()
@@ -327,14 +335,38 @@ class CloseConnector(Connector):
             fresh = [r for r in data if not (r.get("id") in ties and _stamp(r) == position)]
             for record in data:
                 stamp = _stamp(record)
-                if stamp is None or (position is not None and stamp < position):
-                    continue  # unreadable (quarantined by the mapping) or out of order
+                if stamp is None:
+                    continue  # unreadable: the mapping quarantines it
+                if position is not None and stamp < position:
+                    raise ConnectorError(
+                        f"Close answered {resource} out of date_updated order (a record of "
+                        f"{close_datetime(stamp)} after {close_datetime(position)})")
                 if stamp != position:
                     position, ties = stamp, set()
                 ties.add(str(record.get("id")))
             yield fresh, position
             if not page.get("has_more") or not data:
                 return
+            if not fresh:
+                raise ConnectorError(f"Close repeated a page of {resource}: cannot go on")
+
+    def _scan_all(self, resource: str, fields: str | None
+                  ) -> Iterator[tuple[list[dict[str, Any]], datetime | None]]:
+        """A small resource read whole with `_skip` paging, every sync (no window)."""
+        page_size = int(self.config["page_size"])
+        skip, newest = 0, None
+        while True:
+            params: dict[str, Any] = {"_limit": page_size, "_skip": skip}
+            if fields:
+                params["_fields"] = fields
+            page = self._get(resource, params)
+            data = [r for r in page.get("data") or [] if isinstance(r, dict)]
+            stamps = [s for s in map(_stamp, data) if s is not None]
+            newest = max([*stamps, *([newest] if newest else [])], default=None)
+            yield data, newest
+            if not page.get("has_more") or not data:
+                return
+            skip += len(data)
 
     def _deletes(self, object_type: str, since: datetime) -> Generator[Delete, None, bool]:
         """Replay the event log's deletes since `since`; False when it no longer reaches back."""
