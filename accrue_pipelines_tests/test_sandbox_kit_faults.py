@@ -1,0 +1,94 @@
+"""The kit's fault switches and planner, and its WSGI wrapper for any CRM's sandbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pytest
+import requests
+
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, in_api_call
+from connectors.sandbox_kit.faults import (
+    FaultConfig,
+    FaultConfigError,
+    FaultPlanner,
+    as_fault_config,
+    parse_faults,
+)
+from connectors.sandbox_kit.server import BackgroundServer
+
+
+@dataclass(frozen=True)
+class ScopedConfig(FaultConfig):
+    scopes: ClassVar[tuple[str, ...]] = ("read", "write")
+    scope: tuple[str, ...] = ("read", "write")
+
+
+def test_switches_are_validated_with_the_key_named() -> None:
+    for bad, words in (({"errors": 1}, "Unknown fault switch 'errors'"),
+                       ({"error_rate": 2}, "'error_rate' must be a number from 0 to 1"),
+                       ({"rate_limit_after": 1, "rate_limit_calls": None,
+                         "rate_limit_repeat": True}, "'rate_limit_repeat' needs"),
+                       ({"scope": ["read"]}, "non-empty list")):
+        with pytest.raises(FaultConfigError, match=words):
+            FaultConfig.from_dict(bad)
+    scoped = as_fault_config({"scope": ["write"]}, ScopedConfig)
+    assert isinstance(scoped, ScopedConfig) and scoped.covers("write")
+    assert not scoped.covers("read") and not scoped.covers("login")
+    assert parse_faults('{"error_rate": 0.5}') == FaultConfig(error_rate=0.5)
+    assert FaultConfig(latency_ms=5).changed() == {"latency_ms": 5}
+
+
+def test_counted_faults_fire_after_n_calls_and_random_ones_repeat_per_seed() -> None:
+    planner = FaultPlanner()
+    planner.update({"rate_limit_after": 2, "rate_limit_calls": 1})
+    faults = [plan.fault for plan in (planner.plan("read") for _ in range(4)) if plan]
+    assert faults == [None, None, "rate_limit", None]
+    assert planner.state()["injected"]["rate_limit"] == 1
+    runs = []
+    for _ in range(2):
+        planner.update({"rate_limit_after": None, "error_rate": 0.3, "seed": 9})
+        runs.append([p.fault for p in (planner.plan("read") for _ in range(40)) if p])
+    assert runs[0] == runs[1] and "http_500" in runs[0] and None in runs[0]
+    assert planner.plan("login") is None  # login is spared unless faults_on_login
+    planner.clear()
+    assert planner.state()["active"] is False and planner.plan("read") == planner.plan("read")
+
+
+def test_switches_live_where_the_sandbox_keeps_them() -> None:
+    kept: list[FaultConfig] = [FaultConfig()]
+    planner = FaultPlanner(load=lambda: kept[-1], save=kept.append)
+    planner.update({"latency_ms": 3})
+    assert kept[-1].latency_ms == 3
+    kept.append(FaultConfig(error_rate=1.0))  # changed behind the planner's back
+    plan = planner.plan("read")
+    assert plan is not None and plan.fault in ("http_500", "http_503")
+
+
+def _app(log: list[bool]) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        log.append(in_api_call())
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"records": ["' + b"x" * 2000 + b'"]}']
+    return app
+
+
+def test_the_middleware_fails_requests_as_planned() -> None:
+    log: list[bool] = []
+    planner = FaultPlanner()
+    app = FaultMiddleware(_app(log), planner,
+                          lambda environ: None if environ["PATH_INFO"] == "/admin" else "read")
+    with BackgroundServer(app) as server:
+        assert requests.get(f"{server.url}/data", timeout=5).ok and log == [True]
+        planner.update({"error_rate": 1.0, "error_statuses": [503]})
+        assert requests.get(f"{server.url}/data", timeout=5).status_code == 503
+        assert requests.get(f"{server.url}/admin", timeout=5).ok and log[-1] is False
+        planner.update({"error_rate": 0.0, "rate_limit_after": 0, "rate_limit_calls": 1,
+                        "rate_limit_retry_after": 7})
+        limited = requests.get(f"{server.url}/data", timeout=5)
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
+        planner.update({"rate_limit_after": None, "drop_connection_rate": 1.0})
+        with pytest.raises(requests.exceptions.RequestException):
+            requests.get(f"{server.url}/data", timeout=5).json()
+        assert planner.state()["injected"]["dropped_connection"] == 1

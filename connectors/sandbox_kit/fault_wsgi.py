@@ -1,0 +1,119 @@
+"""The kit's faults on the wire: a WSGI wrapper for any sandbox, and a response cut
+off mid-body (what a dropped connection looks like to a client).
+
+A CRM's sandbox either wraps its app in `FaultMiddleware` (naming each request's group
+and answering faults in its API's shape) or, like Salesforce's, calls the planner from
+its own request hooks and reuses `DroppedResponse` and `IN_API_CALL`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from .faults import FaultPlanner, Plan
+
+
+class DroppedResponse(Response):
+    """Sends the status, the headers (with the full Content-Length) and half the body,
+    then closes the connection: a network failure in the middle of a response.
+
+    A response without a body (204) is cut before its status line instead.
+    The call itself has run: a write it made is committed.
+    """
+
+    def __init__(self, original: Response) -> None:
+        super().__init__(original.get_data(), status=original.status,
+                         headers=original.headers)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        return self._stream(environ, start_response)
+
+    def _stream(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        body = self.get_data()
+        sock = environ.get("werkzeug.socket")
+        if not body:
+            close_for_writing(sock)
+            # werkzeug treats ConnectionError as a dropped connection: no traceback.
+            raise ConnectionAbortedError("sandbox fault: connection dropped before the response")
+        headers = [(k, v) for k, v in self.get_wsgi_headers(environ).items()
+                   if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(self.status, headers)
+        yield body[: len(body) // 2]
+        close_for_writing(sock)
+
+
+def close_for_writing(sock: socket.socket | None) -> None:
+    """Send FIN now, so the client sees the end of the stream at once."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+
+# True while a request in fault scope runs on this thread: a sandbox's store asks
+# `in_api_call()` so that late commits hit API writes only, never seeding or admin calls.
+IN_API_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "sandbox_kit_api_call", default=False)
+
+
+def in_api_call() -> bool:
+    return IN_API_CALL.get()
+
+
+Respond = Callable[[Plan], Response | None]
+_GENERIC_STATUS = {"http_500": 500, "http_503": 503, "rate_limit": 429,
+                   "quota_exceeded": 429, "session_expiry": 401}
+
+
+def generic_response(plan: Plan) -> Response | None:
+    """A plain JSON error for a planned fault; a CRM passes its own `respond` for its
+    API's error bodies and headers."""
+    if plan.fault is None or plan.fault not in _GENERIC_STATUS:
+        return None
+    response = Response(json.dumps({"error": plan.fault}), status=_GENERIC_STATUS[plan.fault],
+                        content_type="application/json")
+    if plan.fault == "rate_limit":
+        response.headers["Retry-After"] = str(plan.retry_after)
+    return response
+
+
+class FaultMiddleware:
+    """Any sandbox's WSGI app with the kit's faults: `group_of(environ)` names a request's
+    group (None: never faulted, e.g. admin routes), `respond(plan)` answers a fault in the
+    CRM's shape (None: let the request through, e.g. a session expiry the app itself then
+    notices). Latency is slept, dropped connections cut the app's own response."""
+
+    def __init__(self, app: Callable[..., Any], planner: FaultPlanner,
+                 group_of: Callable[[dict[str, Any]], str | None],
+                 respond: Respond = generic_response) -> None:
+        self.app = app
+        self.planner = planner
+        self.group_of = group_of
+        self.respond = respond
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        group = self.group_of(environ)
+        plan = None if group is None else self.planner.plan(group)
+        if plan is None:
+            return self.app(environ, start_response)
+        if plan.delay:
+            time.sleep(plan.delay)
+        failure = self.respond(plan)
+        if failure is not None:
+            return failure(environ, start_response)
+        token = IN_API_CALL.set(group != "login")
+        try:
+            if plan.fault == "dropped_connection":
+                response = Response.from_app(self.app, environ, buffered=True)
+                return DroppedResponse(response)(environ, start_response)
+            return list(self.app(environ, start_response))
+        finally:
+            IN_API_CALL.reset(token)
