@@ -21,6 +21,7 @@ from connectors.base import (
     Delete,
     LiveIds,
     Quarantine,
+    QuotaExceeded,
     SourceUnavailable,
     Upsert,
 )
@@ -219,8 +220,15 @@ def test_errors_say_who_must_act(account: RunningNetSuite) -> None:
     account.set_faults({"fail_next": 2, "throttle_next": 2})
     with connect(account) as connector:
         assert len(upserts(read(connector, "user")[0])) == account.live_count("user")
-    account.set_faults({"fail_next": 50})
+    account.set_faults({"rate_limit_after": 1, "rate_limit_calls": 2, "seed": 3,
+                        "rate_limit_retry_after": 0, "drop_connection_rate": 0.2})
+    with connect(account) as connector:
+        assert len(upserts(read(connector, "contact")[0])) == account.live_count("contact")
+    account.set_faults({"error_rate": 1.0})
     with connect(account, max_attempts=2) as connector, pytest.raises(SourceUnavailable):
+        read(connector, "user")
+    account.set_faults({"quota_exceeded_after": 0})
+    with connect(account) as connector, pytest.raises(QuotaExceeded):
         read(connector, "user")
     assert isinstance(_classify(NetSuiteError(401, "INVALID_LOGIN", "x")), AuthenticationError)
     assert isinstance(_classify(NetSuiteError(429, "CONCURRENCY_LIMIT_EXCEEDED", "x")),
@@ -262,3 +270,18 @@ def test_a_clock_read_in_the_wrong_zone_never_moves_the_cursor(account: RunningN
     with connect(account, timezone="Asia/Tokyo", clock_tolerance_seconds=300) as wrong, \
             pytest.raises(ConnectorError, match="Asia/Tokyo"):
         next(iter(wrong.read("opportunity", None)))
+
+
+def test_a_late_commit_behind_the_cursor_is_read_by_the_lookback(
+    account: RunningNetSuite, clock: SandboxClock
+) -> None:
+    """A write NetSuite commits late carries a stamp older than the last sync's end."""
+    with connect(account) as connector:
+        _, state = read(connector, "contact")
+        clock.advance(minutes=1)
+        account.set_faults({"late_commit_rate": 1.0, "late_commit_minutes": 5})
+        account.writer().update("contact", "3", {"title": "Late"})
+        account.set_faults({})
+        got = upserts(read(connector, "contact", state)[0])
+    assert got["3"].fields["title"] == "Late"
+    assert got["3"].modified_at < datetime.fromisoformat(state["cursor"])

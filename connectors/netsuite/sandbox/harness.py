@@ -7,7 +7,6 @@ OAuth 2.0 M2M (an EC P-256 certificate registered at start) or TBA.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -25,8 +24,6 @@ from .schema import RECORD_TYPES
 from .seed import seed_world
 from .server import NetSuiteApp, Settings
 from .store import AccountStore
-
-log = logging.getLogger(__name__)
 
 ACCOUNT_ID = "1234567_SB1"
 CLIENT_ID = "sandbox-m2m-client"
@@ -74,6 +71,7 @@ WRITABLE: dict[str, tuple[str, dict[str, str]]] = {
         "name": "displayName", "product_code": "itemId", "family": "custitem_family",
         "unit_cost": "cost", "is_active": "isInactive"}),
 }
+COUNTED = ("fail_next", "throttle_next")
 LIVE_COUNTS = {
     "user": 'SELECT COUNT(*) FROM "employee"',
     "account": 'SELECT COUNT(*) FROM "customer"',
@@ -232,16 +230,17 @@ class RunningNetSuite(RunningCrmSandbox):
         return NetSuiteWriter(self.client(), self.store)
 
     def set_faults(self, switches: Mapping[str, Any]) -> None:
+        """The kit's switches (`FaultConfig`: 5xx, 429, quota, token expiry, latency, drops,
+        late commits) plus `fail_next` / `throttle_next`; `{}` clears them all."""
+        counted = {k: int(v) for k, v in switches.items() if k in COUNTED}
         faults = self.app.faults
         with faults.lock:
-            faults.fail_next = int(switches.get("fail_next", 0))
-            faults.throttle_next = int(switches.get("throttle_next", 0))
-            faults.latency_seconds = float(switches.get("latency_seconds", 0.0))
-            faults.expire_tokens = bool(switches.get("expire_tokens", False))
-        unknown = set(switches) - {"fail_next", "throttle_next", "latency_seconds",
-                                   "expire_tokens"}
-        if unknown:
-            log.warning("NetSuite sandbox ignores fault switches %s", sorted(unknown))
+            faults.fail_next = counted.get("fail_next", 0)
+            faults.throttle_next = counted.get("throttle_next", 0)
+        self.app.planner.clear()
+        kit = {k: v for k, v in switches.items() if k not in COUNTED}
+        if kit:
+            self.app.planner.update(kit)
 
     def live_count(self, object_name: str) -> int:
         """Counted in the state file itself, not through the connector's queries."""

@@ -76,7 +76,7 @@ def write_lines(store: AccountStore, transaction: int, lines: list[Mapping[str, 
         'SELECT linesequencenumber, uniquekey FROM "transactionline" WHERE "transaction" = ? '
         """AND "mainline" = 'F'""", (transaction,)).fetchall()}
     kept: set[int] = set()
-    now = store.now_epoch()
+    now = store.write_epoch()
     for line in lines:
         values = columns_of("transactionline", line)
         number = line.get("line")

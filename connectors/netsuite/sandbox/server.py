@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
+
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware
+from connectors.sandbox_kit.faults import FaultPlanner, Plan
 
 from .auth import TOKEN_PATH, Authenticator, LoginRefused, account_host
 from .records import RecordError, add_main_line, columns_of, record_body, touch, write_lines
@@ -46,12 +48,11 @@ class Settings:
 
 @dataclass
 class Faults:
-    """Fault switches: the next N requests fail (503) or are throttled (429); latency."""
+    """Counted switches, as the other sandboxes spell them: the next N API calls fail (503)
+    or are throttled (429). The kit's planner (`NetSuiteApp.planner`) does the rest."""
 
     fail_next: int = 0
     throttle_next: int = 0
-    latency_seconds: float = 0.0
-    expire_tokens: bool = False  # every bearer token is refused as expired
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take(self) -> int | None:
@@ -74,62 +75,93 @@ def error(status: int, code: str, detail: str, headers: dict[str, str] | None = 
                     content_type="application/vnd.oracle.resource+json; type=error")
 
 
-class NetSuiteApp:
-    """A WSGI application serving one account."""
+def _group_of(environ: dict[str, Any]) -> str | None:
+    """The kit's fault group of a request: the token endpoint is the login."""
+    path = environ.get("PATH_INFO", "")
+    if path == TOKEN_PATH:
+        return "login"
+    if path == SUITEQL_PATH:
+        return "query"
+    return "record" if path.startswith(RECORD_PREFIX) else None
 
-    def __init__(self, store: AccountStore, settings: Settings | None = None) -> None:
+
+class NetSuiteApp:
+    """A WSGI application serving one account, with the kit's faults around it and the
+    account's concurrency limit around both (a slow call holds its slot)."""
+
+    def __init__(self, store: AccountStore, settings: Settings | None = None,
+                 planner: FaultPlanner | None = None) -> None:
         self.store = store
         self.settings = settings or Settings()
         self.auth = Authenticator(store, self.settings.account_id)
         self.faults = Faults()
+        self.planner = planner or FaultPlanner()
+        store.late_by = self.planner.late_commit
+        self._faulted = FaultMiddleware(self._serve, self.planner, _group_of, self._respond)
         self._in_flight = 0
         self._gate = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        request = Request(environ)
-        response = self.dispatch(request)
-        return response(environ, start_response)
+        if _group_of(environ) in (None, "login"):
+            return self._faulted(environ, start_response)
+        with self._gate:
+            if self._in_flight >= self.settings.concurrency_limit:
+                return error(429, "CONCURRENCY_LIMIT_EXCEEDED",
+                             "Concurrent request limit exceeded. Request blocked.",
+                             )(environ, start_response)
+            self._in_flight += 1
+        try:
+            return self._faulted(environ, start_response)
+        finally:
+            with self._gate:
+                self._in_flight -= 1
+
+    def _serve(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        return self.dispatch(Request(environ))(environ, start_response)
+
+    def _respond(self, plan: Plan) -> Response | None:
+        """A planned fault in NetSuite's words (None: the call goes on, maybe to be cut)."""
+        if plan.fault in ("http_500", "http_503"):
+            status = 500 if plan.fault == "http_500" else 503
+            return error(status, "UNEXPECTED_ERROR", "An unexpected error occurred.")
+        if plan.fault == "rate_limit":
+            return error(429, "CONCURRENCY_LIMIT_EXCEEDED",
+                         "Concurrent request limit exceeded. Request blocked.",
+                         headers={"Retry-After": str(plan.retry_after)})
+        if plan.fault == "quota_exceeded":
+            return error(400, "SSS_REQUEST_LIMIT_EXCEEDED",
+                         "The account's request limit for web services is used up.")
+        if plan.fault == "session_expiry":  # every bearer token issued so far expires
+            with self.store.lock:
+                self.store.db.execute("DELETE FROM ns_access_token")
+        return None
 
     def dispatch(self, request: Request) -> Response:
         if request.path == "/_sandbox/health":
             return Response('{"status": "ok"}', 200, content_type="application/json")
         if request.path == TOKEN_PATH and request.method == "POST":
             return self._token(request)
-        with self._gate:
-            if self._in_flight >= self.settings.concurrency_limit:
-                return error(429, "CONCURRENCY_LIMIT_EXCEEDED",
-                             "Concurrent request limit exceeded. Request blocked.")
-            self._in_flight += 1
+        fault = self.faults.take()
+        if fault == 429:
+            return error(429, "CONCURRENCY_LIMIT_EXCEEDED",
+                         "Concurrent request limit exceeded. Request blocked.")
+        if fault == 503:
+            return error(503, "UNEXPECTED_ERROR", "An unexpected error occurred.")
         try:
-            if self.faults.latency_seconds:
-                time.sleep(self.faults.latency_seconds)
-            fault = self.faults.take()
-            if fault == 429:
-                return error(429, "CONCURRENCY_LIMIT_EXCEEDED",
-                             "Concurrent request limit exceeded. Request blocked.")
-            if fault == 503:
-                return error(503, "UNEXPECTED_ERROR", "An unexpected error occurred.")
-            try:
-                self.auth.verify(request.method, request.path,
-                                 request.query_string.decode(), dict(request.headers))
-                if self.faults.expire_tokens and request.headers.get(
-                        "Authorization", "").startswith("Bearer "):
-                    raise LoginRefused("ExpiredToken", "token_expired")
-            except LoginRefused as refused:
-                self.store.audit("tba" if "OAuth " in request.headers.get("Authorization", "")
-                                 else "oauth2", "Failure", refused.audit)
-                realm = self.settings.account_id
-                return error(401, "INVALID_LOGIN", INVALID_LOGIN, headers={
-                    "WWW-Authenticate": f'OAuth realm="{realm}", '
-                                        f'oauth_problem="{refused.problem}"'})
-            if request.path == SUITEQL_PATH and request.method == "POST":
-                return self._suiteql(request)
-            if request.path.startswith(RECORD_PREFIX):
-                return self._record(request)
-            return error(404, "INVALID_URL", f"No resource at {request.path}.")
-        finally:
-            with self._gate:
-                self._in_flight -= 1
+            self.auth.verify(request.method, request.path,
+                             request.query_string.decode(), dict(request.headers))
+        except LoginRefused as refused:
+            self.store.audit("tba" if "OAuth " in request.headers.get("Authorization", "")
+                             else "oauth2", "Failure", refused.audit)
+            realm = self.settings.account_id
+            return error(401, "INVALID_LOGIN", INVALID_LOGIN, headers={
+                "WWW-Authenticate": f'OAuth realm="{realm}", '
+                                    f'oauth_problem="{refused.problem}"'})
+        if request.path == SUITEQL_PATH and request.method == "POST":
+            return self._suiteql(request)
+        if request.path.startswith(RECORD_PREFIX):
+            return self._record(request)
+        return error(404, "INVALID_URL", f"No resource at {request.path}.")
 
     # -- OAuth 2.0 token endpoint --------------------------------------------------
 

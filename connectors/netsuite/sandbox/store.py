@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connectors.sandbox_kit.fault_wsgi import in_api_call
+
 from .schema import RECORD_TYPES, TABLES, created_column, ddl, modified_column
 from .suiteql import QueryError, translate
 
@@ -64,11 +66,19 @@ class AccountStore:
         self.db.create_function("ns_to_timestamp", 2, self._to_timestamp, deterministic=True)
         self.db.create_function("ns_to_char", 2, self._to_char, deterministic=True)
         self.db.create_function("ns_sysdate", 0, lambda: self.now_epoch())
+        # How late the write of the current API call commits (the kit's late commits): its
+        # stamp is that much in the past when a reader first sees it.
+        self.late_by: Callable[[], timedelta | None] = lambda: None
 
     # -- time ------------------------------------------------------------------
 
     def now_epoch(self) -> float:
         return float(int(self.clock().timestamp()))  # NetSuite keeps whole seconds
+
+    def write_epoch(self) -> float:
+        """The stamp a write gets now: the clock, or earlier for a late commit."""
+        late = self.late_by() if in_api_call() else None
+        return self.now_epoch() - (late.total_seconds() if late else 0.0)
 
     def _to_timestamp(self, text: str | None, fmt: str | None) -> float | None:
         if text is None or fmt is None:
@@ -170,7 +180,7 @@ class AccountStore:
         """Insert a row (seeding and the record service); stamps created/modified dates."""
         spec = TABLES[table]
         row = dict(values)
-        now = self.now_epoch() if stamp is None else stamp
+        now = self.write_epoch() if stamp is None else stamp
         if "lastmodifieddate" in spec.columns or table == "transactionline":
             row.setdefault(modified_column(table), now)
             row.setdefault(created_column(table), row[modified_column(table)])
@@ -191,7 +201,7 @@ class AccountStore:
         spec = TABLES[table]
         row = dict(values)
         if touch and modified_column(table) in spec.columns:
-            row[modified_column(table)] = self.now_epoch()
+            row[modified_column(table)] = self.write_epoch()
         if not row:
             return True
         sets = ", ".join(f'"{c}" = ?' for c in row)
@@ -215,7 +225,7 @@ class AccountStore:
             if table == "item":
                 db.execute('DELETE FROM "pricing" WHERE "item" = ?', (key,))
             db.execute('INSERT INTO "deletedrecord" VALUES (?, ?, ?, ?, ?)',
-                       (key, record_type, str(row[1]), self.now_epoch(), "webservices"))
+                       (key, record_type, str(row[1]), self.write_epoch(), "webservices"))
         return True
 
     def purge_deleted_before(self, cutoff: datetime) -> int:
