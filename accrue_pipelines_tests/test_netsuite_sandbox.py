@@ -12,6 +12,8 @@ from pathlib import Path
 import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
 from requests_oauthlib import OAuth1
 
@@ -33,6 +35,7 @@ from connectors.netsuite.sandbox.harness import (
     WRONG_KEY,
     NetSuiteHarness,
     RunningNetSuite,
+    public_key_pem,
 )
 from connectors.sandbox_kit.transport import sandbox_session
 
@@ -217,14 +220,30 @@ def test_m2m_refuses_an_expired_or_unscoped_assertion(account: RunningNetSuite) 
     session = sandbox_session(account.url)
     url = f"https://{api_host(account.settings.account_id)}{TOKEN_PATH}"
     now = int(time.time())
-    for claims in ({"exp": now - 3600, "iat": now - 4000},
-                   {"exp": now + 600, "iat": now, "scope": ["restlets"]},
-                   {"exp": now + 7200, "iat": now}):
-        assertion = jwt.encode({"iss": CLIENT_ID, "aud": url, "scope": ["rest_webservices"],
-                                **claims}, m2m_client(account).m2m.private_key_pem,  # type: ignore[union-attr]
-                               algorithm="ES256", headers={"kid": CERTIFICATE_ID})
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for claims, key, algorithm in (
+            ({"exp": now - 3600, "iat": now - 4000}, GOOD_KEY, "ES256"),
+            ({"exp": now + 600, "iat": now, "scope": "restlets"}, GOOD_KEY, "ES256"),
+            ({"exp": now + 7200, "iat": now}, GOOD_KEY, "ES256"),
+            ({"exp": now + 600, "iat": now}, rsa_key, "RS256")):  # NetSuite takes PS/ES only
+        assertion = jwt.encode({"iss": CLIENT_ID, "aud": url,
+                                "scope": "restlets, rest_webservices", **claims},
+                               key, algorithm=algorithm,  # type: ignore[arg-type]
+                               headers={"kid": CERTIFICATE_ID})
         response = session.post(url, data={
             "grant_type": "client_credentials", "client_assertion": assertion,
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
         assert response.status_code == 400, claims
-        assert response.json()["error"] in ("invalid_grant", "invalid_scope")
+        assert response.json()["error"] in ("invalid_grant", "invalid_scope",
+                                             "invalid_request"), claims
+
+
+def test_an_rsa_certificate_signs_with_ps256(account: RunningNetSuite) -> None:
+    """The client picks the algorithm from the key: PS256 for RSA (NetSuite takes no RS256)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    account.app.auth.register_certificate("rsa-certificate", CLIENT_ID, public_key_pem(pem))
+    client = m2m_client(account, pem, certificate_id="rsa-certificate")
+    assert jwt.get_unverified_header(client.client_assertion())["alg"] == "PS256"
+    assert client.suiteql("SELECT id FROM employee")["count"] > 0

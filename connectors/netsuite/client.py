@@ -140,7 +140,7 @@ class NetSuiteClient:
         """The JWT NetSuite's token endpoint takes for a client-credentials grant."""
         assert self.m2m is not None
         issued = int(self.now())
-        claims = {"iss": self.m2m.client_id, "scope": ["rest_webservices"],
+        claims = {"iss": self.m2m.client_id, "scope": "rest_webservices",
                   "aud": f"{self.base_url}{TOKEN_PATH}", "iat": issued, "exp": issued + 1800,
                   "jti": uuid.uuid4().hex}
         key = serialization.load_pem_private_key(self.m2m.private_key_pem.encode(), None)

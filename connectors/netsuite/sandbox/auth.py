@@ -24,8 +24,8 @@ from .store import AccountStore
 
 TIMESTAMP_TOLERANCE = timedelta(minutes=5)
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-JWT_ALGORITHMS = ("PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "ES256", "ES384",
-                  "ES512")
+# What NetSuite's token endpoint accepts ("The Request Token Structure"): no RS256.
+JWT_ALGORITHMS = ("PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 
 
@@ -144,7 +144,8 @@ class Authenticator:
             raise LoginRefused("InvalidJWT: exp more than 60 minutes after iat",
                                "parameter_rejected", 400, "invalid_grant")
         scope = claims.get("scope", [])
-        scopes = scope.split() if isinstance(scope, str) else list(scope)
+        scopes = ([s.strip() for s in scope.replace(",", " ").split()]
+                  if isinstance(scope, str) else list(scope))  # "a, b" or ["a", "b"]
         if "rest_webservices" not in scopes:
             raise LoginRefused("InvalidScope", "permission_denied", 400, "invalid_scope")
         token = secrets.token_urlsafe(48)
