@@ -359,3 +359,52 @@ def test_a_sync_killed_mid_read_resumes_from_its_last_page(warehouse, tenant_id,
     assert warehouse.live_ids(tenant_id, "activity") == live
     assert warehouse.duplicate_keys(tenant_id, "activity") == 0
     assert result.records_read < len(live)  # resumed, not restarted
+
+
+def test_an_old_activity_changed_today_arrives_through_the_event_log(close_org) -> None:
+    """Close windows activities and tasks on creation only: their later changes are named
+    by the log's `updated` events and fetched by id."""
+    writer = close_org.writer()
+    with _connector(close_org) as connector:
+        first = _read(connector, "activity")
+        state = first[-1].state
+        upserts = _upserts(first)
+        call = next(i for i, u in upserts.items() if u.fields["activity_type"] == "call")
+        task = writer.create("activity", {"activity_type": "task", "subject": "Chase",
+                                          "account_id": upserts[call].fields["account_id"],
+                                          "is_closed": False})
+        state = _read(connector, "activity", state)[-1].state
+        _advance(close_org, hours=2)
+        writer.update("activity", call, {"duration_minutes": 90})
+        writer.update("activity", task, {"is_closed": True})
+        changed = _upserts(_read(connector, "activity", state))
+    assert changed[call].fields["duration_minutes"] == 90.0
+    assert changed[task].fields["is_closed"] is True
+    assert len(changed) < len(upserts)  # the changes, not a re-read
+
+
+def test_activities_past_the_logs_thirty_days_are_read_again_whole(close_org) -> None:
+    """Changes to old activities are only in the log: past its 30 days the resource is read
+    whole again (resumable: a crash continues the re-read), then ids are reconciled."""
+    writer = close_org.writer()
+    with _connector(close_org) as connector:
+        first = _read(connector, "activity")
+        upserts = _upserts(first)
+        call = next(i for i, u in upserts.items() if u.fields["activity_type"] == "call")
+        gone = next(i for i, u in upserts.items() if u.fields["activity_type"] == "meeting")
+        writer.update("activity", call, {"duration_minutes": 3})
+        writer.delete("activity", gone)
+        _advance(close_org, days=31)
+        again = list(connector.read("activity", first[-1].state))
+        # Killed after the re-read's first page: the rerun continues it, not anew.
+        resumed_from = next(c.state for c in again if isinstance(c, Checkpoint))
+        assert resumed_from["parts"]["activity/call"]["resync_since"]
+        rest = list(connector.read("activity", resumed_from))
+    reread = _upserts(again)
+    assert reread[call].fields["duration_minutes"] == 3.0
+    assert len(reread) == close_org.live_count("activity")
+    live = [c for c in again if isinstance(c, LiveIds)]
+    assert len(live) == 1 and gone not in live[0].source_ids
+    assert [c for c in rest if isinstance(c, LiveIds)]
+    assert len(_upserts(rest)) < len(reread)
+    assert not any("resync_since" in p for p in rest[-1].state["parts"].values())

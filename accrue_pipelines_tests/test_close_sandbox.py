@@ -134,3 +134,12 @@ def test_a_wrong_api_key_is_refused_with_401(close_org) -> None:
         API(close_org.served.api_url, api_key="api_not_a_real_key").get("lead")
     assert refused.value.response.status_code == 401
     assert "error" in refused.value.response.json()
+
+
+def test_activities_filter_by_creation_and_by_id_only(api: API) -> None:
+    with pytest.raises(ValidationError, match="date_created only"):
+        api.get("activity/call", params={"date_updated__gte": "2024-01-01T00:00:00Z"})
+    calls = api.get("activity/call", params={"_limit": 3, "_order_by": "date_created"})["data"]
+    wanted = [calls[0]["id"], calls[2]["id"]]
+    found = api.get("activity/call", params={"id__in": ",".join(wanted)})["data"]
+    assert sorted(c["id"] for c in found) == sorted(wanted)

@@ -8,10 +8,15 @@ and a record updated mid-read moves to the end instead of shifting the offsets o
 not read yet (which offset paging would silently skip). That is the window split taken to
 its limit: a window per page.
 
+Activities and tasks Close filters and sorts by `date_created` only: they are windowed
+on creation, and the event log's `updated` events name the ones changed since, fetched by
+id (`id__in`). Users are few and read whole (`/user/` has no date filter).
+
 Deletes come from the event log (`/event/`, `action=deleted`), replayed since the last
 sync with a lookback. Close keeps 30 days of it, counted on Close's clock (the `Date`
 header of its answers): when the last replay is older than that, or with `reconcile`, a
-`LiveIds` with every live id goes before the last checkpoint.
+`LiveIds` with every live id goes before the last checkpoint — and a resource windowed on
+creation is first read again whole, its changes being in the log alone.
 """
 
 from __future__ import annotations
@@ -77,6 +82,10 @@ WITH_TOTAL = ("lead", "opportunity")  # lists that answer `total_results`
 # Read whole every sync with plain `_skip` paging: an organization's users are few, and
 # Close documents no date filter or ordering on `/user/`.
 UNWINDOWED = ("user",)
+# Resources Close filters and sorts by `date_created` only (activities, tasks): windows
+# on creation, changes from the event log. The others window on `date_updated`.
+WINDOW_FIELD = {"activity/call": "date_created", "activity/email": "date_created",
+                "activity/meeting": "date_created", "task": "date_created"}
 
 
 class _Client(API):
@@ -260,21 +269,33 @@ class CloseConnector(Connector):
 
     def _read_resource(self, object_name: str, resource: str, state: Mapping[str, Any] | None
                        ) -> Generator[Change, None, tuple[bool, dict[str, Any]]]:
-        """Pages since the state's cursor, then the event log's deletes: (log covered the
-        gap?, final state). The caller yields the final state, after a `LiveIds` if owed."""
+        """Pages since the state's cursor, then what the event log says: (log covered the
+        gap?, final state). The caller yields the final state, after a `LiveIds` if owed.
+
+        A resource Close windows by `date_updated` brings its changes itself; one windowed
+        by `date_created` (activities, tasks) brings only new records, and the log's
+        `updated` events name the changed ones, fetched by id. When the log no longer covers
+        the gap, such a resource is read again whole (`resync_since` marks a re-read under
+        way, so a crash resumes it), and the caller reconciles ids.
+        """
         state = state or {}
+        key = WINDOW_FIELD.get(resource, CURSOR_FIELD)
         lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
         cursor = state.get("cursor")
         fields = list(state.get("fields") or [])
         # Where the event log was last replayed: kept apart from the cursor, which moves
         # page by page, so a crash mid-read never skips a stretch of the log.
         events_since = state.get("events_since", cursor)
+        covered = not events_since or self._log_covers(parse_close_datetime(events_since))
+        resync_since = state.get("resync_since")
+        if key != CURSOR_FIELD and not covered and resync_since is None:
+            cursor, resync_since = None, close_datetime(self.server_now())
         start = parse_close_datetime(cursor) - lookback if cursor else None
-        mark: datetime | None = None
+        mark: str | None = resync_since
         seen: set[str] = set()
-        for records, position in self._scan(resource, start):
+        for records, position in self._scan(resource, start, key=key):
             if mark is None:  # Close's time at the first answer: the next replay's start
-                mark = self.server_now()
+                mark = close_datetime(self.server_now())
             for record in records:
                 seen.update(record)
                 yield self.map_record(object_name, record)
@@ -283,12 +304,26 @@ class CloseConnector(Connector):
             if seen:
                 fields = sorted(seen)
             # A first read that crashes resumes with the log replayed from its start.
-            yield Checkpoint(_state(cursor, fields, events_since or close_datetime(mark)))
-        covered = True
-        if events_since and resource in EVENT_TYPES:
-            covered = yield from self._deletes(EVENT_TYPES[resource],
-                                               parse_close_datetime(events_since))
-        return covered, _state(cursor, fields, close_datetime(mark or self.server_now()))
+            checkpoint = _state(cursor, fields, events_since or mark)
+            if resync_since:
+                checkpoint["resync_since"] = resync_since
+            yield Checkpoint(checkpoint)
+        if events_since and covered and resource in EVENT_TYPES:
+            since = parse_close_datetime(events_since)
+            if key != CURSOR_FIELD:
+                yield from self._updated_since(object_name, resource, since)
+            yield from self._deletes(EVENT_TYPES[resource], since)
+        return covered and not resync_since, _state(
+            cursor, fields, mark or close_datetime(self.server_now()))
+
+    def _log_covers(self, since: datetime) -> bool:
+        """Does the event log (30 days, on Close's clock) still reach back to `since`?
+
+        Asked before the read (a resource windowed on creation must then be read whole),
+        with one cheap call for Close's time now: its answer's `Date`.
+        """
+        self._get("me")
+        return since >= self.server_now() - EVENT_RETENTION + RETENTION_MARGIN
 
     def live_ids(self, object_name: str) -> LiveIds:
         """Every live id (of every resource read), stamped with Close's time before the
@@ -296,15 +331,17 @@ class CloseConnector(Connector):
         as_of = self.server_now()
         ids: set[str] = set()
         for resource in _sources(object_name):
-            for records, _ in self._scan(resource, None, fields="id,date_updated"):
+            key = WINDOW_FIELD.get(resource, CURSOR_FIELD)
+            for records, _ in self._scan(resource, None, fields=f"id,{key}", key=key):
                 ids.update(str(r["id"]) for r in records if "id" in r)
         return LiveIds(frozenset(ids), as_of)
 
     # -- reading -----------------------------------------------------------------------
 
-    def _scan(self, resource: str, start: datetime | None, fields: str | None = None
-              ) -> Iterator[tuple[list[dict[str, Any]], datetime | None]]:
-        """Pages of records in `date_updated` order from `start`, each page a new window.
+    def _scan(self, resource: str, start: datetime | None, fields: str | None = None,
+              key: str = CURSOR_FIELD) -> Iterator[tuple[list[dict[str, Any]], datetime | None]]:
+        """Pages of records in `key` order (`date_updated`, or `date_created` where Close
+        sorts by nothing else) from `start`, each page a new window.
 
         Yields (records not yielded before, the last stamp read so far). Records sharing
         the window's opening stamp are asked for again and dropped here; only when more
@@ -324,22 +361,22 @@ class CloseConnector(Connector):
                 raise ConnectorError(
                     f"more than {max_skip:,} Close {resource} records share the update time "
                     f"{position}: too many to page through")
-            params: dict[str, Any] = {"_order_by": CURSOR_FIELD, "_limit": page_size,
-                                      "_skip": skip}
+            params: dict[str, Any] = {"_order_by": key, "_limit": page_size, "_skip": skip}
             if position is not None:
-                params[f"{CURSOR_FIELD}__gte"] = close_datetime(position)
+                params[f"{key}__gte"] = close_datetime(position)
             if fields:
                 params["_fields"] = fields
             page = self._get(resource, params)
             data = [r for r in page.get("data") or [] if isinstance(r, dict)]
-            fresh = [r for r in data if not (r.get("id") in ties and _stamp(r) == position)]
+            fresh = [r for r in data
+                     if not (r.get("id") in ties and _stamp(r, key) == position)]
             for record in data:
-                stamp = _stamp(record)
+                stamp = _stamp(record, key)
                 if stamp is None:
                     continue  # unreadable: the mapping quarantines it
                 if position is not None and stamp < position:
                     raise ConnectorError(
-                        f"Close answered {resource} out of date_updated order (a record of "
+                        f"Close answered {resource} out of {key} order (a record of "
                         f"{close_datetime(stamp)} after {close_datetime(position)})")
                 if stamp != position:
                     position, ties = stamp, set()
@@ -368,23 +405,41 @@ class CloseConnector(Connector):
                 return
             skip += len(data)
 
-    def _deletes(self, object_type: str, since: datetime) -> Generator[Delete, None, bool]:
-        """Replay the event log's deletes since `since`; False when it no longer reaches back."""
+    def _events(self, object_type: str, action: str, since: datetime
+                ) -> Iterator[dict[str, Any]]:
+        """The log's events of one type and action since `since` (less the lookback)."""
         lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
-        covered = since >= self.server_now() - EVENT_RETENTION + RETENTION_MARGIN
-        params: dict[str, Any] = {"object_type": object_type, "action": "deleted",
+        params: dict[str, Any] = {"object_type": object_type, "action": action,
                                   f"{CURSOR_FIELD}__gte": close_datetime(since - lookback)}
         while True:
             page = self._get("event", params)
-            for event in page.get("data") or []:
-                stamp = _stamp(event) if isinstance(event, dict) else None
-                if stamp and event.get("object_id"):
-                    yield Delete(str(event["object_id"]), stamp)
+            yield from (e for e in page.get("data") or [] if isinstance(e, dict))
             if not page.get("cursor_next"):
-                return covered
+                return
             # The cursor carries the position; the other filters are sent again.
-            params = {"object_type": object_type, "action": "deleted",
+            params = {"object_type": object_type, "action": action,
                       "_cursor": page["cursor_next"]}
+
+    def _deletes(self, object_type: str, since: datetime) -> Iterator[Delete]:
+        """Replay the event log's deletes since `since`."""
+        for event in self._events(object_type, "deleted", since):
+            stamp = _stamp(event)
+            if stamp and event.get("object_id"):
+                yield Delete(str(event["object_id"]), stamp)
+
+    def _updated_since(self, object_name: str, resource: str, since: datetime
+                       ) -> Iterator[Upsert | Quarantine]:
+        """Records the log says changed since `since`, fetched by id (`id__in`) as they are
+        now; one deleted meanwhile is not found, and its `deleted` event says so."""
+        ids = list(dict.fromkeys(str(e["object_id"]) for e in self._events(
+            EVENT_TYPES[resource], "updated", since) if e.get("object_id")))
+        batch = int(self.config["page_size"])
+        for index in range(0, len(ids), batch):
+            chunk = ids[index:index + batch]
+            page = self._get(resource, {"id__in": ",".join(chunk), "_limit": len(chunk)})
+            for record in page.get("data") or []:
+                if isinstance(record, dict):
+                    yield self.map_record(object_name, record)
 
 
 def _sources(object_name: str) -> tuple[str, ...]:
@@ -395,8 +450,8 @@ def _sources(object_name: str) -> tuple[str, ...]:
                              f"{', '.join(SOURCES)})") from None
 
 
-def _stamp(record: Mapping[str, Any]) -> datetime | None:
-    value = record.get(CURSOR_FIELD)
+def _stamp(record: Mapping[str, Any], key: str = CURSOR_FIELD) -> datetime | None:
+    value = record.get(key)
     try:
         return parse_close_datetime(value) if isinstance(value, str) else None
     except ValueError:

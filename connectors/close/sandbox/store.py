@@ -72,6 +72,7 @@ class ListQuery:
     order: tuple[tuple[str, bool], ...] = (("date_created", True),)  # (column, descending)
     skip: int = 0
     limit: int = 100
+    ids: tuple[str, ...] | None = None  # `id__in`
 
 
 class CloseStore:
@@ -158,6 +159,9 @@ class CloseStore:
         for key, value in query.equals:
             where.append(f"json_extract(body, '$.{key}') = ?")
             args.append(value)
+        if query.ids is not None:
+            where.append(f"id IN ({','.join('?' * len(query.ids)) or 'NULL'})")
+            args.extend(query.ids)
         order = "".join(f"{c} {'DESC' if d else 'ASC'}, " for c, d in query.order)
         sql = f"FROM object WHERE {' AND '.join(where)}"
         with self._lock:
