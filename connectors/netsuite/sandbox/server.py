@@ -31,6 +31,9 @@ SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 RECORD_PREFIX = "/services/rest/record/v1/"
 TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+# RFC 9110 sections NetSuite's error `type` links to, per status (429 is RFC 6585's).
+SECTIONS = {400: "15.5.1", 401: "15.5.2", 404: "15.5.5", 405: "15.5.6", 500: "15.6.1",
+            503: "15.6.4"}
 INVALID_LOGIN = ("Invalid login attempt. For more details, see the Login Audit Trail in the "
                  "NetSuite UI at Setup > Users/Roles > User Management > View Login Audit Trail.")
 
@@ -68,7 +71,9 @@ class Faults:
 
 def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None
           ) -> Response:
-    body = {"type": f"https://www.rfc-editor.org/rfc/rfc9110.html#status.{status}",
+    kind = (f"https://www.rfc-editor.org/rfc/rfc9110.html#section-{SECTIONS[status]}"
+            if status in SECTIONS else "https://www.rfc-editor.org/rfc/rfc6585.html#section-4")
+    body = {"type": kind,
             "title": TITLES.get(status, "Error"), "status": status,
             "o:errorDetails": [{"detail": detail, "o:errorCode": code}]}
     return Response(json.dumps(body), status, headers=headers,
