@@ -7,6 +7,7 @@ clock is moved instead of sleeping (the event log's 30 days are counted on it).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -408,3 +409,12 @@ def test_activities_past_the_logs_thirty_days_are_read_again_whole(close_org) ->
     assert [c for c in rest if isinstance(c, LiveIds)]
     assert len(_upserts(rest)) < len(reread)
     assert not any("resync_since" in p for p in rest[-1].state["parts"].values())
+
+
+def test_a_spent_rate_limit_window_is_waited_out_not_hammered(close_org) -> None:
+    """With `remaining=0` in the RateLimit header the next call waits for the reset: with
+    no retry allowed, a single 429 would fail this read."""
+    app = close_org.served.app
+    app.settings = replace(app.settings, rate_limit=6)
+    with _connector(close_org, max_attempts=1, max_backoff_seconds=2) as connector:
+        assert len(_upserts(_read(connector, "activity"))) == close_org.live_count("activity")

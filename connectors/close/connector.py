@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -78,6 +80,8 @@ DEFAULTS: dict[str, Any] = {
 EVENT_RETENTION = timedelta(days=30)
 # Replays this close to the edge of the log count as uncovered (clock skew, slow pages).
 RETENTION_MARGIN = timedelta(hours=1)
+RATE_LIMIT = re.compile(r"limit=(?P<limit>\d+), remaining=(?P<remaining>\d+), "
+                        r"reset=(?P<reset>\d+)")
 WITH_TOTAL = ("lead", "opportunity")  # lists that answer `total_results`
 # Read whole every sync with plain `_skip` paging: an organization's users are few, and
 # Close documents no date filter or ordering on `/user/`.
@@ -161,17 +165,22 @@ class CloseConnector(Connector):
             session.auth = own.auth
             own.close()
             self.api.session = session
-        self.api.session.hooks["response"].append(self._note_server_time)
+        self.api.session.hooks["response"].append(self._note_answer)
         self._server_now: datetime | None = None
+        self._pause = 0.0  # seconds to wait before the next call (the RateLimit window)
         self._custom: dict[str, str] | None = None
 
     # -- calls ---------------------------------------------------------------------
 
-    def _note_server_time(self, response: requests.Response, *args: Any,
-                          **kwargs: Any) -> None:
-        """Close's clock, from the `Date` header: the event log's 30 days count on it."""
+    def _note_answer(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Close's clock, from the `Date` header (the event log's 30 days count on it), and
+        its `RateLimit: limit=N, remaining=N, reset=N`: with nothing remaining, the next
+        call waits for the window to reset instead of earning a 429."""
         with contextlib.suppress(KeyError, TypeError, ValueError):
             self._server_now = parsedate_to_datetime(response.headers["Date"]).astimezone(UTC)
+        match = RATE_LIMIT.fullmatch(response.headers.get("RateLimit", "").strip())
+        if match and response.status_code != 429 and int(match["remaining"]) == 0:
+            self._pause = min(float(match["reset"]), float(self.config["max_backoff_seconds"]))
 
     def server_now(self) -> datetime:
         return self._server_now or datetime.now(UTC)
@@ -208,6 +217,10 @@ class CloseConnector(Connector):
             raise SourceUnavailable(f"Close unreachable: {type(exc).__name__}") from None
 
     def _get(self, endpoint: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        if self._pause:
+            log.info("Close rate limit window spent; waiting %.1fs", self._pause)
+            time.sleep(self._pause)
+            self._pause = 0.0
         timeout = float(self.config["timeout_seconds"])
         result = self._call(lambda: self.api.get(endpoint, params=dict(params or {}),
                                                  timeout=timeout))
