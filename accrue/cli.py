@@ -10,6 +10,12 @@ import click
 from accrue import config
 
 
+def _crm_keys() -> list[str]:
+    from connectors import registry  # spec modules only: cheap
+
+    return registry.supported_crms()
+
+
 @click.group()
 def main() -> None:
     """Accrue data platform."""
@@ -23,43 +29,58 @@ def sandbox() -> None:
     """Local CRM sandboxes that speak the CRMs' real APIs."""
 
 
-@sandbox.command("salesforce")
-@click.option("--port", type=int, default=8701, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option(
-    "--seed",
-    type=int,
-    default=None,
-    help="Seed N opportunities (with proportional "
-    "accounts, contacts, leads, products, sellers) when the state file is empty.",
-)
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="SQLite file holding the org (default: <ACCRUE_HOME>/sandbox-salesforce.db).",
-)
-@click.option("--page-size", type=int, default=2000, show_default=True)
-@click.option("--faults", default=None, help='Fault switches as JSON or a JSON file, e.g. '
-              '\'{"error_rate": 0.05, "late_commit_rate": 0.1}\' (see docs/sandbox-salesforce.md).')
-def sandbox_salesforce(
-    port: int, host: str, seed: int | None, state_path: str | None, page_size: int,
-    faults: str | None,
-) -> None:
-    """Serve a Salesforce org (REST + SOAP login) on http://HOST:PORT."""
-    from connectors.salesforce.sandbox import parse_faults, serve
+def _sandbox_command(crm_type: str, crm_name: str) -> click.Command:
+    """`accrue sandbox <crm>`: the same options for every CRM with a sandbox."""
 
-    fault_config = None
-    if faults:
+    @click.option("--port", type=int, default=8701, show_default=True)
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--opportunities", type=int, default=2000, show_default=True,
+                  help="Deals to seed (with proportional accounts, contacts, products, "
+                  "sellers and activities) when the state file is empty; 0 is an empty org.")
+    @click.option("--seed", type=int, default=42, show_default=True,
+                  help="Random seed of the generated data (same seed, same org).")
+    @click.option("--state", "state_path", type=click.Path(dir_okay=False), default=None,
+                  help="SQLite file holding the org (default: "
+                  f"<ACCRUE_HOME>/sandbox-{crm_type}.db).")
+    @click.option("--faults", default=None, help='Fault switches as JSON or a JSON file, e.g. '
+                  '\'{"error_rate": 0.05}\' (docs/connectors.md, "Sandboxes").')
+    def serve(port: int, host: str, opportunities: int, seed: int, state_path: str | None,
+              faults: str | None) -> None:
+        import json
+        from pathlib import Path
+
+        from connectors import registry
+        from connectors.spec import load
+
+        spec = registry.spec(crm_type)
+        switches = None
+        if faults:
+            text = Path(faults).read_text() if Path(faults).is_file() else faults
+            try:
+                switches = json.loads(text)
+            except ValueError as exc:
+                raise click.BadParameter(f"not JSON: {exc}", param_hint="--faults") from None
+        path = Path(state_path) if state_path else (
+            config.accrue_home() / f"sandbox-{crm_type}.db")
         try:
-            fault_config = parse_faults(faults)
+            load(str(spec.sandbox))().serve(path, opportunities=opportunities, seed=seed,
+                                            host=host, port=port, faults=switches)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--faults") from None
-    path = state_path or str(config.accrue_home() / "sandbox-salesforce.db")
-    click.echo(f"Salesforce sandbox on http://{host}:{port} (state: {path})", err=True)
-    serve(port=port, state_path=path, seed=seed, host=host, page_size=page_size,
-          faults=fault_config)
+            raise click.ClickException(str(exc)) from None
+
+    return click.command(crm_type, help=f"Serve a local {crm_name} org on http://HOST:PORT "
+                         "(its real client library talks to it unchanged).")(serve)
+
+
+def _register_sandboxes() -> None:
+    from connectors import registry
+
+    for spec in registry.specs():
+        if spec.sandbox:
+            sandbox.add_command(_sandbox_command(spec.key, spec.name))
+
+
+_register_sandboxes()
 
 
 # -- database and keys --------------------------------------------------------
@@ -145,60 +166,58 @@ def tenant() -> None:
 @tenant.command("add")
 @click.argument("tenant_id")
 @click.option("--name", default=None, help="Display name (default: the tenant id).")
-@click.option(
-    "--crm", "crm_type", type=click.Choice(["salesforce"]), default="salesforce", show_default=True
-)
-@click.option("--username", required=True)
-@click.option(
-    "--password",
-    prompt=True,
-    hide_input=True,
-    envvar="ACCRUE_CRM_PASSWORD",
-    help="Prompted for when omitted (or set ACCRUE_CRM_PASSWORD).",
-)
-@click.option("--security-token", default="", envvar="ACCRUE_CRM_SECURITY_TOKEN")
-@click.option(
-    "--domain",
-    default="login",
-    show_default=True,
-    help="login, test, or a My Domain such as acme.my",
-)
-@click.option(
-    "--sandbox-url",
-    default=None,
-    help="Point the connector at a local sandbox, e.g. http://127.0.0.1:8701",
-)
-@click.option(
-    "--frequency",
-    "sync_frequency_minutes",
-    type=int,
-    default=60,
-    show_default=True,
-    help="Minutes between syncs: 5, 15, 30, 60, 360 or 1440.",
-)
-@click.option(
-    "--check/--no-check", default=True, show_default=True, help="Test the connection before saving."
-)
-def tenant_add(
-    tenant_id: str,
-    name: str | None,
-    crm_type: str,
-    username: str,
-    password: str,
-    security_token: str,
-    domain: str,
-    sandbox_url: str | None,
-    sync_frequency_minutes: int,
-    check: bool,
-) -> None:
-    """Register TENANT and store its CRM credentials encrypted."""
-    from accrue import db, tenants
-    from connectors.registry import create_connector
+@click.option("--crm", "crm_type", type=click.Choice(_crm_keys()), required=True)
+@click.option("--auth", "auth_method", default=None,
+              help="Sign-in method (default: the CRM's recommended one that needs no "
+              "browser); `accrue tenant fields --crm X` lists them.")
+@click.option("--set", "values", multiple=True, metavar="FIELD=VALUE",
+              help="A setup field that is not secret, e.g. --set username=ana@acme.com.")
+@click.option("--sandbox-url", default=None,
+              help="Point the connector at a local sandbox, e.g. http://127.0.0.1:8701")
+@click.option("--frequency", "sync_frequency_minutes", type=int, default=60,
+              show_default=True, help="Minutes between syncs: 5, 15, 30, 60, 360 or 1440.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Test the connection before saving.")
+def tenant_add(tenant_id: str, name: str | None, crm_type: str, auth_method: str | None,
+               values: tuple[str, ...], sandbox_url: str | None, sync_frequency_minutes: int,
+               check: bool) -> None:
+    """Register TENANT and store its CRM credentials encrypted.
 
-    secrets = {"username": username, "password": password, "security_token": security_token}
-    crm_config = {"domain": domain, **({"sandbox_url": sandbox_url} if sandbox_url else {})}
+    Secret fields are read from their environment variables (listed by
+    `accrue tenant fields`) or prompted for, never taken on the command line.
+    """
+    from accrue import db, tenants
+    from connectors import registry
+    from connectors.spec import SetupValueError, prepare_connection
+
+    spec = registry.spec(crm_type)
+    given: dict[str, str] = {}
+    for item in values:
+        field_name, sep, value = item.partition("=")
+        if not sep or field_name not in {f.name for f in spec.fields}:
+            raise click.BadParameter(f"{item!r}: use FIELD=VALUE with one of "
+                                     f"{', '.join(f.name for f in spec.fields)}",
+                                     param_hint="--set")
+        if spec.field(field_name).secret:
+            raise click.BadParameter(f"{field_name} is secret: set {spec.field(field_name).env} "
+                                     "or answer the prompt", param_hint="--set")
+        given[field_name] = value
+    method = spec.auth(auth_method) if auth_method else next(
+        (m for m in spec.auth_methods if m.kind != "oauth2_code"), spec.auth(None))
+    for setup in spec.fields_for(method.key):
+        if setup.secret and setup.name not in given:
+            value = os.environ.get(setup.env or "", "")
+            if not value and setup.required:
+                value = click.prompt(setup.label, hide_input=True)
+            given[setup.name] = value
+    try:
+        secrets, crm_config = prepare_connection(spec, {**given, "auth": method.key})
+    except SetupValueError as exc:
+        raise click.ClickException(f"{exc.field}: {exc}") from None
+    if sandbox_url:
+        crm_config["sandbox_url"] = sandbox_url
     if check:
-        with create_connector(crm_type, secrets, crm_config) as connector:
+        with registry.create_connector(crm_type, secrets, crm_config) as connector:
             result = connector.check()
         if not result.ok:
             raise click.ClickException(
@@ -220,6 +239,23 @@ def tenant_add(
         raise click.ClickException(str(exc)) from None
     tenants.save_credentials(engine, tenant_id, crm_type, secrets, crm_config)
     click.echo(f"tenant {tenant_id} registered ({crm_type}, every {sync_frequency_minutes} min)")
+
+
+@tenant.command("fields")
+@click.option("--crm", "crm_type", type=click.Choice(_crm_keys()), required=True)
+def tenant_fields(crm_type: str) -> None:
+    """The setup fields and sign-in methods of a CRM (what `tenant add` asks for)."""
+    from connectors import registry
+
+    spec = registry.spec(crm_type)
+    for method in spec.auth_methods:
+        browser = " — signs in in a browser: use the concierge" if (
+            method.kind == "oauth2_code") else ""
+        click.echo(f"--auth {method.key}: {method.label}{browser}")
+        for setup in spec.fields_for(method.key):
+            how = f"env {setup.env}" if setup.secret else f"--set {setup.name}=..."
+            need = "" if setup.required else ", optional"
+            click.echo(f"    {setup.name}: {setup.label} ({how}{need}) — {setup.help}")
 
 
 @tenant.command("list")
@@ -289,10 +325,11 @@ def analyze_command(tenant_id: str) -> None:
     help="Seconds from start before --check gives up and exits 1.",
 )
 def demo_command(check: bool, timeout: int) -> None:
-    """Start the whole system on embedded defaults with two seeded demo tenants.
+    """Start the whole system on embedded defaults with a seeded demo tenant on each CRM.
 
     Ctrl-C, SIGTERM or SIGHUP stops every process it started. Ports: ACCRUE_DAGSTER_PORT,
-    ACCRUE_APP_PORT, ACCRUE_SANDBOX_PORT_1..3; smaller seeds: ACCRUE_DEMO_OPPORTUNITIES_SCALE.
+    ACCRUE_APP_PORT, ACCRUE_SANDBOX_PORT_1..N (a demo tenant's org per CRM, then a sign-up
+    org per CRM); smaller seeds: ACCRUE_DEMO_OPPORTUNITIES_SCALE.
     """
     from accrue.demo import run_demo
 

@@ -1,6 +1,7 @@
-"""`make demo`: the whole system on embedded defaults, with two seeded tenants.
+"""`make demo`: the whole system on embedded defaults, one seeded tenant per CRM.
 
-Starts one Salesforce sandbox per demo tenant, registers the tenants through the same
+Starts a sandbox org per demo tenant (one tenant on each registered CRM) and one org per
+CRM for an admin who signs up during the demo, registers the tenants through the same
 registry the concierge uses, then starts Dagster (webserver and daemon) and the concierge.
 The sensors add the partitions and launch the first syncs: nobody clicks anything, and the
 demo prints when each tenant's first data and first price recommendations are in. Ctrl-C,
@@ -47,24 +48,53 @@ LOCATIONS_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries {
 
 @dataclass(frozen=True)
 class DemoTenant:
+    """A sandbox org of the demo, and the tenant synced from it (or, for `signup` orgs,
+    the org an admin who signs up in the concierge connects)."""
+
     tenant_id: str
     name: str
     port: int
     opportunities: int
+    crm_type: str
+    signup: bool = False
 
 
-DEMO_TENANTS = (
-    DemoTenant("acme-demo", "Acme Industrial (demo)", 8701, 2000),
-    DemoTenant("globex-demo", "Globex Software (demo)", 8702, 1200),
-)
-# A third org, for an admin who signs up in the concierge during the demo.
-CONCIERGE_SANDBOX = DemoTenant("new-signup", "Org for a new sign-up", 8703, 800)
-ORGS = (*DEMO_TENANTS, CONCIERGE_SANDBOX)  # ports ACCRUE_SANDBOX_PORT_1..3, in this order
-SANDBOX_CREDENTIALS = {
-    "username": "admin@sandbox.accrue.local",
-    "password": "sandbox-password",
-    "security_token": "SANDBOXTOKEN",
-}
+# The demo tenants' names and sizes, given to the registered CRMs in the registry's order.
+_TENANT_NAMES = (("acme-demo", "Acme Industrial (demo)", 2000),
+                 ("globex-demo", "Globex Software (demo)", 1200),
+                 ("initech-demo", "Initech Services (demo)", 1000),
+                 ("umbrella-demo", "Umbrella Supplies (demo)", 800),
+                 ("hooli-demo", "Hooli Devices (demo)", 800))
+SIGNUP_OPPORTUNITIES = 800
+FIRST_PORT = 8701
+
+
+def _demo_orgs() -> tuple[tuple[DemoTenant, ...], tuple[DemoTenant, ...]]:
+    """(demo tenants, sign-up orgs): one of each per registered CRM that has a sandbox."""
+    from connectors import registry
+
+    crms = [spec.key for spec in registry.specs() if spec.sandbox]
+    tenants_ = tuple(DemoTenant(tid, name, FIRST_PORT + i, opportunities, crm)
+                     for i, (crm, (tid, name, opportunities)) in enumerate(
+                         zip(crms, _TENANT_NAMES, strict=False)))
+    signups = tuple(DemoTenant(f"signup-{crm}", f"Org for a new sign-up ({crm})",
+                               FIRST_PORT + len(tenants_) + i, SIGNUP_OPPORTUNITIES, crm,
+                               signup=True) for i, crm in enumerate(crms))
+    return tenants_, signups
+
+
+DEMO_TENANTS, SIGNUP_ORGS = _demo_orgs()
+ORGS = (*DEMO_TENANTS, *SIGNUP_ORGS)  # ports ACCRUE_SANDBOX_PORT_1..N, in this order
+
+
+def sandbox_connection(crm_type: str, url: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """What a tenant connected to a demo sandbox of this CRM stores (its default logins)."""
+    from connectors import registry
+    from connectors.spec import load
+
+    harness = load(str(registry.spec(crm_type).sandbox))()
+    secrets, crm_config = harness.connection_at(url)
+    return dict(secrets), dict(crm_config)
 
 
 # -- stopping: signals and process trees ------------------------------------------------
@@ -185,18 +215,37 @@ def ensure_demo_keys() -> None:
 
 def register_demo_tenants(engine: Engine, ports: dict[str, int]) -> None:
     """Register the demo tenants once; point their credentials at this run's sandbox ports."""
+    from connectors import registry
+
     for demo in DEMO_TENANTS:
         existing = tenants.get_tenant(engine, demo.tenant_id)
         if existing is None:
-            # Activities on: the demo shows them in the stalled deals.
-            tenants.add_tenant(engine, demo.tenant_id, demo.name, "salesforce",
+            # Activities on where the CRM has them: the demo shows them in stalled deals.
+            offered = registry.spec(demo.crm_type).objects
+            tenants.add_tenant(engine, demo.tenant_id, demo.name, demo.crm_type,
                                sync_frequency_minutes=DEMO_SYNC_FREQUENCY_MINUTES,
-                               optional_objects=("activity",))
+                               optional_objects=tuple(o for o in ("activity",) if o in offered))
         elif existing.sync_frequency_minutes == OLD_DEMO_SYNC_FREQUENCY_MINUTES:
             tenants.set_sync_frequency(engine, demo.tenant_id, DEMO_SYNC_FREQUENCY_MINUTES)
         url = f"http://127.0.0.1:{ports[demo.tenant_id]}"
-        tenants.save_credentials(engine, demo.tenant_id, "salesforce", SANDBOX_CREDENTIALS,
-                                 {"domain": "login", "sandbox_url": url})
+        secrets, crm_config = sandbox_connection(demo.crm_type, url)
+        tenants.save_credentials(engine, demo.tenant_id, demo.crm_type, secrets, crm_config)
+
+
+def signup_logins(urls: dict[str, str]) -> str:
+    """One line per CRM: the sign-up org's logins an admin types in the concierge."""
+    from connectors import registry
+
+    lines = []
+    for org in SIGNUP_ORGS:
+        secrets, crm_config = sandbox_connection(org.crm_type, urls[org.tenant_id])
+        spec = registry.spec(org.crm_type)
+        method = spec.auth(crm_config.get("auth"))
+        typed = {**crm_config, **secrets}
+        shown = ", ".join(f"{f.label}: {typed[f.name]}" for f in spec.fields_for(method.key)
+                          if f.name in typed and len(str(typed[f.name])) <= 60)
+        lines.append(f"  {spec.name} ({method.label}): {shown}")
+    return "\n".join(lines)
 
 
 def tenant_data(engine: Engine, tenant_id: str) -> tuple[int, int] | None:
@@ -361,6 +410,7 @@ class Demo:
     def configure(self) -> dict[str, str]:
         """Ports (each checked free) and the children's environment; the sandboxes' URLs."""
         from accrue_pipelines.launch import ensure_dagster_home
+        from connectors import registry
 
         wanted = [("dagster", "ACCRUE_DAGSTER_PORT", 3000, "Dagster"),
                   ("concierge", "ACCRUE_APP_PORT", 5050, "the concierge"),
@@ -380,7 +430,8 @@ class Demo:
                "ACCRUE_HOME": str(self.home)}
         # The concierge may contact this local org (OAuth and test connection); plain-http
         # cookies for the local browser.
-        env.setdefault("ACCRUE_SALESFORCE_SANDBOX_URL", urls[CONCIERGE_SANDBOX.tenant_id])
+        for org in SIGNUP_ORGS:
+            env.setdefault(registry.spec(org.crm_type).sandbox_url_env, urls[org.tenant_id])
         env.setdefault("ACCRUE_APP_ENV", "development")
         # Every e-mail goes to the demo's own mail sink, whatever the shell has configured:
         # nothing leaves the machine.
@@ -399,9 +450,10 @@ class Demo:
         urls = self.configure()
         python = sys.executable
         for demo in ORGS:
-            seed = max(MIN_OPPORTUNITIES, round(demo.opportunities * scale))
+            count = max(MIN_OPPORTUNITIES, round(demo.opportunities * scale))
             self.start(f"sandbox-{demo.tenant_id}", [
-                python, "-m", "accrue.cli", "sandbox", "salesforce", "--seed", str(seed),
+                python, "-m", "accrue.cli", "sandbox", demo.crm_type,
+                "--opportunities", str(count), "--seed", str(count),
                 "--port", str(self.ports[demo.tenant_id]),
                 "--state", str(self.home / f"sandbox-{demo.tenant_id}.db")])
         self.start("mail-sink", [python, "-m", "accrue.cli", "mail-sink",
@@ -444,13 +496,12 @@ Accrue demo is running after {self.elapsed()} (logs in {self.logs}):
   Dagster UI            {dagster}
   Concierge             {concierge}
   Demo inbox            {inbox}   (every e-mail the demo sends: sign-up links, first data)
-  Salesforce sandboxes  {", ".join(f"{t}: {u}" for t, u in urls.items())}
+  Sandboxes             {", ".join(f"{t}: {u}" for t, u in urls.items())}
   Warehouse             {config.database_url()}
 To try the concierge, sign up (the confirmation link arrives in the demo inbox) and
-connect the new-signup org ("Connect with Salesforce",
-or the legacy form: {SANDBOX_CREDENTIALS["username"]} / {SANDBOX_CREDENTIALS["password"]} /
-token {SANDBOX_CREDENTIALS["security_token"]}).
-The sensors start both demo tenants' first syncs within a minute, then sync them every
+connect your CRM's sign-up org; the details to type (made up, for the sandboxes only):
+{signup_logins(urls)}
+The sensors start every demo tenant's' first syncs within a minute, then sync them every
 {DEMO_SYNC_FREQUENCY_MINUTES} minutes; their first data and price recommendations show here.
 Press Ctrl-C to stop.""")
         if self.milestones.earlier:

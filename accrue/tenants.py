@@ -267,6 +267,11 @@ def set_status(engine: Engine, tenant_id: str, status: str) -> Tenant:
     return _update_tenant(engine, tenant_id, status=validate_status(status))
 
 
+def set_crm_type(engine: Engine, tenant_id: str, crm_type: str) -> Tenant:
+    """Which CRM the tenant syncs from (chosen in the concierge before anything is stored)."""
+    return _update_tenant(engine, tenant_id, crm_type=validate_crm_type(crm_type))
+
+
 def set_sync_frequency(engine: Engine, tenant_id: str, minutes: int) -> Tenant:
     """Change how often the scheduler syncs the tenant (one of SYNC_FREQUENCIES_MINUTES)."""
     minutes = validate_sync_frequency(minutes)

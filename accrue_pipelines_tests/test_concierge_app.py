@@ -68,7 +68,8 @@ def concierge_db_url_fixture(tmp_path_factory: pytest.TempPathFactory) -> str:
 def make_app(database_url: str, sandbox_url: str | None = None, **config: Any) -> Flask:
     settings: dict[str, Any] = {
         "TESTING": True, "DATABASE_URL": database_url, "ENV_NAME": "development",
-        "SALESFORCE_SANDBOX_URL": sandbox_url, "SERVER_NAME": "concierge.test",
+        "SANDBOX_URLS": {"salesforce": sandbox_url} if sandbox_url else {},
+        "SERVER_NAME": "concierge.test",
     }
     settings.update(config)
     return create_app(settings)

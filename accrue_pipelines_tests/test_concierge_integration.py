@@ -338,7 +338,7 @@ def test_signing_in_again_with_oauth_saves_tokens_only_when_they_work(
     broken = crm.TestOutcome(False, "API_DISABLED_FOR_ORG: API is not enabled", "username",
                              "This edition has no API access.")
     with monkeypatch.context() as patched:  # the CRM refuses API calls with these tokens
-        patched.setattr(crm, "test_salesforce", lambda *a, **k: broken)
+        patched.setattr(crm, "test_connection", lambda *a, **k: broken)
         refused = admin.client.get(admin.authorize(sf_sandbox, "allow", "/integration/oauth"))
         page = _follow(admin, refused)
     assert "the test failed: This edition has no API access." in page

@@ -43,7 +43,7 @@ def test_production_cookie_flags(concierge_db_url: str) -> None:
     ({**PRODUCTION, "PUBLIC_URL": None}, "ACCRUE_APP_PUBLIC_URL"),
     ({**PRODUCTION, "SECRET_KEY": None}, "ACCRUE_APP_SECRET_KEY"),
     ({**PRODUCTION, "PUBLIC_URL": "http://concierge.example.com"}, "https://"),
-    ({**PRODUCTION, "SALESFORCE_SANDBOX_URL": "http://127.0.0.1:8701"},
+    ({**PRODUCTION, "SANDBOX_URLS": {"salesforce": "http://127.0.0.1:8701"}},
      "ACCRUE_SALESFORCE_SANDBOX_URL"),
     ({**PRODUCTION, "RATELIMIT_STORAGE_URI": "memory://"}, "ACCRUE_RATELIMIT_STORAGE_URI"),
     ({**PRODUCTION, "SMTP_HOST": None}, "ACCRUE_SMTP_HOST"),

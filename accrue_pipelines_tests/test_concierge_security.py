@@ -27,6 +27,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     location,
     make_app,
 )
+from connectors import registry
 from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import crm
 from onboarding_app.security import LOGIN_FAILED
@@ -241,23 +242,27 @@ def test_allowlist_session_blocks_before_connecting_and_never_follows_redirects(
     monkeypatch.setattr(socket, "create_connection",
                         lambda *a, **k: connects.append(a) or pytest.fail("connected"))
     with app.app_context():
-        session = crm.make_session()
+        session = crm.make_session(registry.spec("salesforce"))
         for url in ("http://169.254.169.254/latest/meta-data/", "https://evil.example/",
                     "https://127.0.0.1:1/", "http://login.salesforce.com.evil.example/"):
             with pytest.raises(crm.HostNotAllowed):
                 session.get(url)
         assert session.trust_env is False
     assert connects == []
-    assert crm.is_salesforce_host("acme.my.salesforce.com")
-    assert crm.is_salesforce_host("acme--uat.sandbox.my.salesforce.com")
-    assert not crm.is_salesforce_host("169.254.169.254")
+    salesforce = registry.spec("salesforce")
+    assert salesforce.allows_host("acme.my.salesforce.com")
+    assert salesforce.allows_host("acme--uat.sandbox.my.salesforce.com")
+    for host in ("169.254.169.254", "evil.example", "my.salesforce.com",
+                 "a.my.salesforce.com:8443", "u@a.my.salesforce.com",
+                 "login.salesforce.com.evil.example", "-x.my.salesforce.com"):
+        assert not salesforce.allows_host(host), host
 
 
 def test_redirects_from_salesforce_hosts_are_not_followed(
     app: Flask, sf_sandbox: RunningSandbox
 ) -> None:
     with app.app_context():
-        session = crm.make_session()
+        session = crm.make_session(registry.spec("salesforce"))
         # The sandbox's authorize endpoint answers with a 302 to the redirect_uri.
         response = session.post("https://login.salesforce.com/services/oauth2/authorize",
                                 data={"client_id": "x", "redirect_uri": "https://evil.example/"})

@@ -20,6 +20,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     location,
     make_app,
 )
+from connectors import registry
 from connectors.base import CheckResult
 from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import crm
@@ -81,11 +82,11 @@ def test_oauth_connect_says_connected_once_with_a_formatted_quota(
 def test_a_field_the_crm_blames_is_marked_and_the_words_said_once(
     admin: Admin, sf_sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    refused = crm._failed(CheckResult(
+    refused = crm._failed(registry.spec("salesforce"), CheckResult(
         False, "Salesforce rejected the login (API_DISABLED_FOR_ORG)", field="password"), 0.0)
     assert (refused.field, refused.message) == (
         "username", "This Salesforce org or user has no API access.")
-    monkeypatch.setattr(crm, "test_salesforce", lambda *a, **k: refused)
+    monkeypatch.setattr(crm, "test_connection", lambda *a, **k: refused)
     _at_details(admin)
     html = unescape(admin.details(sf_sandbox).get_data(as_text=True))
     username = re.search(r'<input[^>]*id="username"[^>]*>', html)
@@ -98,7 +99,7 @@ def test_a_field_the_crm_blames_is_marked_and_the_words_said_once(
 def test_demo_mode_hides_environment_and_my_domain(admin: Admin) -> None:
     _at_details(admin)
     html = admin.client.get("/onboarding/details").get_data(as_text=True)
-    assert "Demo mode" in html and "no environment or My Domain to choose" in html
+    assert "Demo mode" in html and "stands in for every Salesforce address" in html
     assert 'name="environment"' not in html and 'name="my_domain"' not in html
     assert html.count("Where do I find this?") == 3  # username, password, token
 

@@ -144,7 +144,7 @@ def run(opportunities: int) -> dict[str, Any]:
     threading.Thread(target=inbox.serve_forever, daemon=True).start()
     inbox_url = f"http://127.0.0.1:{inbox.server_port}/"
     app = create_app({"DATABASE_URL": url, "ENV_NAME": "development",
-                      "SALESFORCE_SANDBOX_URL": sandbox.url, "SECRET_KEY": "p1-bench",
+                      "SANDBOX_URLS": {"salesforce": sandbox.url}, "SECRET_KEY": "p1-bench",
                       "SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp_port})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -232,12 +232,13 @@ class DaemonStack:
     # processes
 
     def start_sandbox(self, name: str, opportunities: int) -> Sandbox:
-        """`accrue sandbox salesforce --seed N` on a free port (not waited for: see wait)."""
+        """`accrue sandbox salesforce --opportunities N` on a free port (not waited for)."""
         assert self.processes is not None
         port = free_port()
         self.processes.start(name, [
             str(BIN / "accrue"), "sandbox", "salesforce", "--port", str(port),
-            "--seed", str(opportunities), "--state", str(self.workdir / f"{name}.db")])
+            "--opportunities", str(opportunities), "--seed", str(opportunities),
+            "--state", str(self.workdir / f"{name}.db")])
         sandbox = Sandbox(name, f"http://127.0.0.1:{port}", opportunities)
         self.sandboxes[name] = sandbox
         return sandbox

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from connectors import registry
 from onboarding_app import (
     api,
     auth,
@@ -34,12 +35,14 @@ API_PREFIX = "/api/"  # every answer there is JSON, whatever the client accepts
 
 
 def content_security_policy(app: Flask) -> str:
-    """Nothing external loads; forms may only post here or to Salesforce's authorize page."""
-    form_targets = ["'self'", "https://login.salesforce.com", "https://test.salesforce.com",
-                    "https://*.my.salesforce.com"]
-    sandbox = app.config.get("SALESFORCE_SANDBOX_URL")
-    if sandbox:
-        form_targets.append(str(sandbox).rstrip("/"))
+    """Nothing external loads; forms may only post here or to a CRM's sign-in page (the
+    hosts of each CRM with a browser sign-in, from its spec, and any configured sandbox)."""
+    form_targets = ["'self'"]
+    for spec in registry.specs():
+        if any(m.kind == "oauth2_code" for m in spec.auth_methods):
+            form_targets += [f"https://{host}" for host in spec.allowed_hosts]
+    sandboxes = app.config.get("SANDBOX_URLS") or {}
+    form_targets += [str(url).rstrip("/") for url in sandboxes.values()]
     return "; ".join([
         "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
         "connect-src 'self'", "object-src 'none'", "base-uri 'none'",

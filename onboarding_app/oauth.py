@@ -1,4 +1,5 @@
-"""Salesforce OAuth 2.0 web-server flow with PKCE, from the app's side.
+"""A CRM's OAuth 2.0 web-server flow with PKCE, from the app's side (endpoints, scopes
+and token keys from the CRM's spec).
 
 `begin` creates a single-use `state` bound to the admin's login session and
 tenant, and a PKCE verifier kept server-side (sealed by accrue.crypto); only
@@ -24,12 +25,12 @@ from sqlalchemy.engine import Engine
 
 from accrue import crypto
 from accrue.schema import oauth_flow, utcnow
+from connectors.spec import ConnectorSpec, OAuth2Flow
 from onboarding_app import crm
 from onboarding_app.security import CurrentUser, get_logger, token_hash
 
 logger = get_logger(__name__)
 STATE_LIFETIME = timedelta(minutes=10)
-SCOPE = "api refresh_token"
 
 
 class OAuthFlowError(Exception):
@@ -53,24 +54,36 @@ def _aad(tenant_id: str, state_hash: str) -> str:
     return f"oauth_flow|tenant={tenant_id}|state={state_hash}"
 
 
-def client_id() -> str | None:
-    return current_app.config.get("SALESFORCE_CLIENT_ID") or (
-        "accrue-concierge" if crm.sandbox_url() else None)
+def flow(spec: ConnectorSpec) -> OAuth2Flow:
+    method = next((m for m in spec.auth_methods if m.oauth is not None), None)
+    if method is None or method.oauth is None:
+        raise OAuthFlowError(f"{spec.name} has no browser sign-in.")
+    return method.oauth
 
 
-def authorize_base(details: dict[str, Any]) -> str:
-    """The authorize endpoint: the sandbox when configured, else the org's login host."""
-    sandbox = crm.sandbox_url()
+def client_id(spec: ConnectorSpec) -> str | None:
+    """The connected app's id: configured, or the sandbox's stand-in when one is used."""
+    clients = current_app.config.get("OAUTH_CLIENTS") or {}
+    return (clients.get(spec.key) or {}).get("client_id") or (
+        "accrue-concierge" if crm.sandbox_url(spec) else None)
+
+
+def login_base(spec: ConnectorSpec, config: Mapping[str, Any]) -> str:
+    """Where the browser signs in: the sandbox when configured, else the org's login host."""
+    sandbox = crm.sandbox_url(spec)
     if sandbox:
-        return f"{sandbox}/services/oauth2/authorize"
-    return f"https://{crm.login_host(details)}/services/oauth2/authorize"
+        return sandbox
+    host = config.get("login_host") or next(h for h in spec.allowed_hosts if "*" not in h)
+    return f"https://{host}"
 
 
-def begin(engine: Engine, user: CurrentUser, details: dict[str, Any], redirect_uri: str) -> str:
+def begin(engine: Engine, user: CurrentUser, spec: ConnectorSpec, config: Mapping[str, Any],
+          redirect_uri: str) -> str:
     """Record a pending authorization and return the URL to send the browser to."""
-    cid = client_id()
+    cid = client_id(spec)
+    oauth = flow(spec)
     if not cid:
-        raise OAuthFlowError("OAuth is not configured: set ACCRUE_SALESFORCE_CLIENT_ID.")
+        raise OAuthFlowError(f"OAuth is not configured: set {oauth.client_id_env}.")
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
     state_hash = token_hash(state)
@@ -86,9 +99,9 @@ def begin(engine: Engine, user: CurrentUser, details: dict[str, Any], redirect_u
     query = urlencode({
         "response_type": "code", "client_id": cid, "redirect_uri": redirect_uri,
         "state": state, "code_challenge": _challenge(verifier),
-        "code_challenge_method": "S256", "scope": SCOPE,
+        "code_challenge_method": "S256", "scope": " ".join(oauth.scopes),
     })
-    return f"{authorize_base(details)}?{query}"
+    return f"{login_base(spec, config)}{oauth.authorize_path}?{query}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,7 @@ class Tokens:
 def consume_state(engine: Engine, user: CurrentUser, state: str) -> tuple[str, str]:
     """(verifier, redirect_uri) for a state this session started; single use, 10 minutes."""
     if not state:
-        raise OAuthFlowError("The Salesforce answer had no state: start again.", "state")
+        raise OAuthFlowError("The CRM's answer had no state: start again.", "state")
     state_hash = token_hash(state)
     now = utcnow()
     with engine.begin() as conn:
@@ -112,7 +125,7 @@ def consume_state(engine: Engine, user: CurrentUser, state: str) -> tuple[str, s
         )).mappings().first()
         if row is None or row["used_at"] is not None or row["expires_at"] <= now:
             raise OAuthFlowError(
-                "This Salesforce authorization is not valid here (it expired, was already "
+                "This authorization is not valid here (it expired, was already "
                 "used, or was started in another session). Please connect again.", "state")
         claimed = conn.execute(
             sa.update(oauth_flow)
@@ -120,30 +133,34 @@ def consume_state(engine: Engine, user: CurrentUser, state: str) -> tuple[str, s
             .values(used_at=now)
         ).rowcount
     if claimed != 1:
-        raise OAuthFlowError("This Salesforce authorization was already used.", "state")
+        raise OAuthFlowError("This authorization was already used.", "state")
     opened = crypto.decrypt_json(row["verifier_ciphertext"], aad=_aad(user.tenant_id, state_hash))
     return str(opened["verifier"]), str(row["redirect_uri"])
 
 
-def exchange(details: dict[str, Any], code: str, verifier: str, redirect_uri: str) -> Tokens:
-    """Trade the code (and the PKCE verifier) for tokens at the org's token endpoint."""
+def exchange(spec: ConnectorSpec, config: Mapping[str, Any], code: str, verifier: str,
+             redirect_uri: str) -> Tokens:
+    """Trade the code (and the PKCE verifier) for tokens at the CRM's token endpoint."""
     if not code:
-        raise OAuthFlowError("Salesforce did not return an authorization code.")
-    session = crm.make_session()
+        raise OAuthFlowError(f"{spec.name} did not return an authorization code.")
+    oauth = flow(spec)
+    session = crm.make_session(spec)
     form = {
-        "grant_type": "authorization_code", "code": code, "client_id": client_id() or "",
+        "grant_type": "authorization_code", "code": code, "client_id": client_id(spec) or "",
         "redirect_uri": redirect_uri, "code_verifier": verifier,
     }
-    if current_app.config.get("SALESFORCE_CLIENT_SECRET"):
-        form["client_secret"] = current_app.config["SALESFORCE_CLIENT_SECRET"]
-    url = f"https://{crm.login_host(details)}/services/oauth2/token"
+    secret = ((current_app.config.get("OAUTH_CLIENTS") or {}).get(spec.key) or {}).get(
+        "client_secret")
+    if secret:
+        form["client_secret"] = secret
+    host = config.get("login_host") or next(h for h in spec.allowed_hosts if "*" not in h)
     try:
-        response = session.post(url, data=form)
+        response = session.post(f"https://{host}{oauth.token_path}", data=form)
     except crm.HostNotAllowed as exc:
-        raise OAuthFlowError("That address is not a Salesforce address.") from exc
+        raise OAuthFlowError(f"That address is not a {spec.name} address.") from exc
     except Exception as exc:  # noqa: BLE001 - network failures become a message
         logger.warning("token exchange failed: %s", type(exc).__name__)
-        raise OAuthFlowError("Salesforce could not be reached. Please try again.") from None
+        raise OAuthFlowError(f"{spec.name} could not be reached. Please try again.") from None
     finally:
         session.close()
     try:
@@ -153,18 +170,18 @@ def exchange(details: dict[str, Any], code: str, verifier: str, redirect_uri: st
     if response.status_code != 200 or "access_token" not in body:
         error = body.get("error", f"HTTP {response.status_code}") if isinstance(body, dict) else ""
         logger.info("token exchange refused: %s", error)
-        raise OAuthFlowError(f"Salesforce refused the authorization ({error}). Please try again.")
-    instance_url = str(body.get("instance_url", ""))
-    host = urlsplit(instance_url).netloc
-    if not crm.is_salesforce_host(host, sandbox=crm.sandbox_netloc()):
-        raise OAuthFlowError("Salesforce returned an unexpected instance address.")
-    tokens = {"access_token": str(body["access_token"]), "instance_url": instance_url}
-    if body.get("refresh_token"):
-        tokens["refresh_token"] = str(body["refresh_token"])
-    return Tokens(tokens, host)
+        raise OAuthFlowError(
+            f"{spec.name} refused the authorization ({error}). Please try again.")
+    instance_host = ""
+    if oauth.instance_url_key:
+        instance_host = urlsplit(str(body.get(oauth.instance_url_key, ""))).netloc
+        if not crm.host_allowed(spec, instance_host):
+            raise OAuthFlowError(f"{spec.name} returned an unexpected instance address.")
+    tokens = {key: str(body[key]) for key in oauth.token_secret_keys if body.get(key)}
+    return Tokens(tokens, instance_host)
 
 
-def complete(engine: Engine, user: CurrentUser, details: dict[str, Any],
+def complete(engine: Engine, user: CurrentUser, spec: ConnectorSpec, config: Mapping[str, Any],
              args: Mapping[str, str]) -> Tokens:
     """A callback's three steps: its state (this session's, once), the CRM's answer (an
     `error` when access was not allowed), the code exchange. OAuthFlowError otherwise."""
@@ -173,4 +190,4 @@ def complete(engine: Engine, user: CurrentUser, details: dict[str, Any],
         logger.info("authorization ended with %s", args.get("error", "")[:64])
         raise OAuthFlowError("Access was not allowed, so nothing changed." if args.get(
             "error") == "access_denied" else "The sign-in was not completed.", "denied")
-    return exchange(details, args.get("code", ""), verifier, redirect_uri)
+    return exchange(spec, config, args.get("code", ""), verifier, redirect_uri)

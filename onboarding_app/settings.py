@@ -15,6 +15,7 @@ from typing import Any, overload
 
 from accrue import config as accrue_config
 from accrue.onboarding_notify import SmtpSettings
+from connectors import registry
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ def _local_secret_key() -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def _oauth_clients() -> dict[str, dict[str, str]]:
+    """The connected app (client id and secret) of each CRM that signs in in the browser."""
+    clients: dict[str, dict[str, str]] = {}
+    for spec in registry.specs():
+        for method in spec.auth_methods:
+            if method.oauth and _env(method.oauth.client_id_env):
+                clients[spec.key] = {
+                    "client_id": str(_env(method.oauth.client_id_env)),
+                    "client_secret": str(_env(method.oauth.client_secret_env) or ""),
+                }
+    return clients
+
+
 def from_env() -> dict[str, Any]:
     """Defaults for every setting the app reads (Flask config keys)."""
     smtp = SmtpSettings.from_env()
@@ -58,10 +72,11 @@ def from_env() -> dict[str, Any]:
         # Reverse proxies in front (their X-Forwarded-For/-Proto/-Host are trusted); unset
         # means 1 in production (behind the load balancer), 0 in development (direct).
         "PROXY_HOPS": _env("ACCRUE_APP_PROXY_HOPS"),
-        # Salesforce: the sandbox replaces every Salesforce host when configured.
-        "SALESFORCE_SANDBOX_URL": _env("ACCRUE_SALESFORCE_SANDBOX_URL"),
-        "SALESFORCE_CLIENT_ID": _env("ACCRUE_SALESFORCE_CLIENT_ID"),
-        "SALESFORCE_CLIENT_SECRET": _env("ACCRUE_SALESFORCE_CLIENT_SECRET"),
+        # Per CRM (from its spec): a local sandbox that replaces every host of that CRM
+        # (ACCRUE_<CRM>_SANDBOX_URL), and the connected app for its browser sign-in.
+        "SANDBOX_URLS": {s.key: _env(s.sandbox_url_env) for s in registry.specs()
+                         if _env(s.sandbox_url_env)},
+        "OAUTH_CLIENTS": _oauth_clients(),
         "CONNECTION_TEST_TIMEOUT_SECONDS": float(_env("ACCRUE_CONNECTION_TEST_TIMEOUT", "8")),
         # E-mail: with no SMTP host nothing is sent (development prints it; production
         # refuses to start, since sign-up is confirmed by e-mail).
@@ -117,9 +132,10 @@ def _require_production_settings(config: dict[str, Any]) -> None:
     if not config.get("SMTP_HOST"):
         problems.append("set ACCRUE_SMTP_HOST (and ACCRUE_SMTP_PORT, _USERNAME, _PASSWORD as "
                         "your mail server needs): sign-up is confirmed by an e-mailed link")
-    if config.get("SALESFORCE_SANDBOX_URL"):
-        problems.append("unset ACCRUE_SALESFORCE_SANDBOX_URL (the local Salesforce sandbox "
-                        "stands in for Salesforce in demos and tests only)")
+    for key in sorted(config.get("SANDBOX_URLS") or {}):
+        spec = registry.spec(key)
+        problems.append(f"unset {spec.sandbox_url_env} (the local {spec.name} sandbox "
+                        f"stands in for {spec.name} in demos and tests only)")
     public = str(config.get("PUBLIC_URL") or "")
     if public and not public.startswith("https://"):
         problems.append("make ACCRUE_APP_PUBLIC_URL an https:// address (cookies are Secure)")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from accrue import tenants
 from accrue.schema import ONBOARDING_STEPS, app_session, app_user, onboarding_state, utcnow
+from connectors import registry
 
 STEPS = ONBOARDING_STEPS
 
@@ -74,8 +75,9 @@ def create_account(
     for attempt in range(6):
         tenant_id = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
         try:
-            # The CRM is chosen in the wizard; Salesforce is the only adapter so far.
-            tenants.add_tenant(engine, tenant_id, company, "salesforce", status="pending")
+            # The CRM is chosen in the wizard (Select CRM sets it); until then, the first.
+            tenants.add_tenant(engine, tenant_id, company, registry.supported_crms()[0],
+                               status="pending")
             break
         except tenants.TenantExists:
             continue

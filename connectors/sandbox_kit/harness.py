@@ -37,7 +37,8 @@ class CrmWriter(ABC):
         """Delete as the CRM does; the delete shows up where that CRM reports deletes."""
 
     def write_raw(self, object_name: str, source_id: str, payload: Mapping[str, Any]) -> None:
-        """Store a raw CRM-shaped value as is (bad-value tests); optional."""
+        """Store wrong-typed values as they are, past the CRM's validation (bad-value tests;
+        optional): keys are common column names, written to the CRM field that feeds each."""
         raise NotImplementedError
 
 

@@ -1,4 +1,5 @@
-"""The settings page's forms: the wizard's fields and checks, reused rather than rewritten.
+"""The settings page's forms: the wizard's fields and checks, reused rather than rewritten
+(signing in again uses Provide Details' own form of the tenant's CRM).
 
 WTForms keeps a form's fields as unbound class attributes, so a field defined once on a
 wizard form is the same field here: same label, choices, length limits and validator.
@@ -10,7 +11,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField
 from wtforms.validators import DataRequired
 
-from onboarding_app.forms import ReviewForm, SalesforceDetailsForm
+from onboarding_app.forms import ReviewForm
 
 
 class FrequencyForm(FlaskForm):
@@ -23,17 +24,6 @@ class ImportsForm(FlaskForm):
     """The optional imports, Review Data Import's switches."""
 
     activities = ReviewForm.activities
-
-
-class ReauthenticateForm(FlaskForm):
-    """New credentials for the connected account: Provide Details' fields without the choice
-    of environment or My Domain (signing in again must not switch to another org, whose
-    records would mix with the ones Accrue holds). Never pre-filled with a secret."""
-
-    username = SalesforceDetailsForm.username
-    password = SalesforceDetailsForm.password
-    security_token = SalesforceDetailsForm.security_token
-    validate_username = SalesforceDetailsForm.validate_username
 
 
 class DisconnectForm(FlaskForm):

@@ -17,16 +17,15 @@ from werkzeug.wrappers import Response
 from accrue import sync_schedule, tenants
 from accrue.schema import utcnow
 from onboarding_app import audit, crm, imports, oauth, store
-from onboarding_app.credentials import password_credentials, typed_secrets
+from onboarding_app import credentials as credentials_rule
 from onboarding_app.extensions import limiter, warehouse
-from onboarding_app.forms import FREQUENCY_LABELS, ActionForm
+from onboarding_app.forms import FREQUENCY_LABELS, ActionForm, DetailsForm, details_form
 from onboarding_app.integration import bp, history
 from onboarding_app.integration.disconnect import disconnect
 from onboarding_app.integration.forms import (
     DisconnectForm,
     FrequencyForm,
     ImportsForm,
-    ReauthenticateForm,
 )
 from onboarding_app.security import current_user, external_url
 
@@ -40,6 +39,14 @@ def _tenant() -> tenants.Tenant:
 def _crm_name(tenant: tenants.Tenant) -> str:
     names = {option.key: option.name for option in crm.catalog()}
     return names.get(tenant.crm_type, tenant.crm_type.title())
+
+
+def _reauth_form(tenant: tenants.Tenant) -> DetailsForm:
+    """Provide Details' form of the tenant's CRM; the page shows each sign-in method's fields
+    except those choosing the org (another org's records would mix with these)."""
+    details = _details()
+    return details_form(tenant.crm_type)(data={k: v for k, v in details.items()
+                                               if k != "auth_method"})
 
 
 def _state(tenant: tenants.Tenant, info: tenants.ConnectionInfo | None) -> str:
@@ -65,7 +72,6 @@ def _render(status: int = 200, **forms: Any) -> tuple[str, int]:
     crm_name = _crm_name(tenant)
     schedule = sync_schedule.load(warehouse.engine, [tenant.id]).get(
         tenant.id, sync_schedule.TenantSchedule(tenant.id))
-    details = _details()
     context = {
         "tenant": tenant, "info": info, "state": _state(tenant, info), "crm_name": crm_name,
         "schedule": schedule, "action_form": ActionForm(),
@@ -73,8 +79,9 @@ def _render(status: int = 200, **forms: Any) -> tuple[str, int]:
         "frequency_label": FREQUENCY_LABELS.get(tenant.sync_frequency_minutes, ""),
         "frequency_form": FrequencyForm(data={"frequency": str(tenant.sync_frequency_minutes)}),
         "imports_form": ImportsForm(data=imports.switches(tenant)),
-        "reauth_form": ReauthenticateForm(data={"username": details.get("username", "")}),
-        "oauth_available": oauth.client_id() is not None,
+        "reauth_form": _reauth_form(tenant),
+        "spec": crm.spec_for(tenant.crm_type),
+        "oauth_available": oauth.client_id(crm.spec_for(tenant.crm_type)) is not None,
         "objects": history.by_object(tenant.id, crm_name),
         "runs": history.latest_runs(tenant.id, crm_name),
         "changes": history.changes(tenant.id),
@@ -202,7 +209,8 @@ def _test_then_save(tenant: tenants.Tenant, secrets: dict[str, Any], config: dic
                     method: str) -> crm.TestOutcome:
     """The Provide Details test on the new credentials; saved only if it passes, so a
     mistake never replaces credentials that work. Audited either way."""
-    outcome = crm.test_salesforce(secrets, config, discover=False)
+    outcome = crm.test_connection(crm.spec_for(tenant.crm_type), secrets, config,
+                                  discover=False)
     if outcome.ok:
         tenants.save_credentials(warehouse.engine, tenant.id, tenant.crm_type, secrets, config)
     audit.record(warehouse.engine, "integration.reauthenticated",
@@ -221,26 +229,39 @@ def _signed_in(tenant: tenants.Tenant) -> None:
 @bp.post("/credentials")
 @limiter.limit(lambda: str(current_app.config["CONNECTION_TEST_LIMIT"]))
 def credentials() -> ResponseReturnValue:
-    """A new password and/or security token (a blank one keeps the saved value)."""
-    form = ReauthenticateForm()
-    if not form.validate():
-        return _render(400, reauth_form=form)
+    """New credentials for one sign-in method (a blank secret keeps the saved value)."""
     tenant = _tenant()
-    info = tenants.connection_info(warehouse.engine, tenant.id)
-    details = {**_details(), "auth_method": "password",
-               "username": (form.username.data or "").strip()}
-    secrets, config = password_credentials(tenant.id, info, details, typed_secrets(form))
-    if not details["username"] or "password" not in secrets:
-        missing = form.username if not details["username"] else form.password
-        missing.errors = [*missing.errors, "Enter it to sign in again."]
+    spec = crm.spec_for(tenant.crm_type)
+    form = details_form(spec.key)()
+    details = _details()
+    for setup in spec.fields:  # the org stays the one connected, whatever was posted
+        if setup.identifies_account and setup.name in details:
+            getattr(form, setup.name).data = details[setup.name]
+    typed_in = [m for m in spec.auth_methods if m.kind != "oauth2_code"]
+    if not request.form.get("auth_method") and typed_in:  # the form's hidden choice, or
+        form.auth_method.data = typed_in[0].key  # the first method that types secrets in
+    method = spec.auth(form.auth_method.data or None)
+    if method.kind == "oauth2_code" or not form.validate():
         return _render(400, reauth_form=form)
-    outcome = _test_then_save(tenant, secrets, config, "password")
+    info = tenants.connection_info(warehouse.engine, tenant.id)
+    kept = credentials_rule.saved_for_method(info, method.key)
+    missing = [s for s in spec.fields_for(method.key) if s.required and not (
+        (getattr(form, s.name).data or "").strip() or (s.secret and s.name in kept))]
+    for setup in missing:
+        field = getattr(form, setup.name)
+        field.errors = [*field.errors, "Enter it to sign in again."]
+    if missing:
+        return _render(400, reauth_form=form)
+    secrets, config = form.prepared(kept=kept)
+    config.update(crm.sandbox_config(spec))
+    config["stored_fields"] = sorted(s.name for s in spec.fields if s.secret and s.name in secrets)
+    outcome = _test_then_save(tenant, secrets, config, method.key)
     del secrets
     if not outcome.ok:  # said once, above the form (as the wizard says it in its result box)
         why = (outcome.hint or outcome.message).rstrip(".")
         return _render(400, reauth_form=form, reauth_error=(
             f"These credentials did not work: {why}. The saved ones are unchanged."))
-    _remember_details(auth_method="password", username=details["username"])
+    _remember_details(**form.values())
     _signed_in(tenant)
     return _back("credentials")
 
@@ -249,8 +270,10 @@ def credentials() -> ResponseReturnValue:
 def oauth_start() -> Response:
     """Sign in on the CRM's own page again (the wizard's OAuth flow, back to this page)."""
     ActionForm().validate_on_submit()
+    spec = crm.spec_for(_tenant().crm_type)
     try:
-        target = oauth.begin(warehouse.engine, current_user(), _details(),
+        target = oauth.begin(warehouse.engine, current_user(), spec,
+                             credentials_rule.oauth_config(spec, _details()),
                              external_url("integration.oauth_callback"))
     except oauth.OAuthFlowError as exc:
         flash(str(exc), "error")
@@ -263,8 +286,11 @@ def oauth_start() -> Response:
 def oauth_callback() -> ResponseReturnValue:
     """Back from the CRM: exchange the code, test the tokens, save them only if they work."""
     tenant = _tenant()
+    spec = crm.spec_for(tenant.crm_type)
+    method = next(m for m in spec.auth_methods if m.kind == "oauth2_code")
+    config = credentials_rule.oauth_config(spec, _details())
     try:
-        tokens = oauth.complete(warehouse.engine, current_user(), _details(), request.args)
+        tokens = oauth.complete(warehouse.engine, current_user(), spec, config, request.args)
     except oauth.OAuthFlowError as exc:
         audit.record(warehouse.engine, "integration.reauthenticated",
                      outcome="refused" if exc.reason == "state" else "failed",
@@ -274,15 +300,14 @@ def oauth_callback() -> ResponseReturnValue:
                                    message=str(exc), back=url_for(PAGE)), 400
         flash(f"{exc} The saved credentials are unchanged.", "error")
         return _back("credentials")
-    details = {**_details(), "auth_method": "oauth"}
-    config = crm.connector_config(details)
-    config["instance_host"] = tokens.instance_host
-    outcome = _test_then_save(tenant, tokens.secrets, config, "oauth")
+    if tokens.instance_host:
+        config["instance_host"] = tokens.instance_host
+    outcome = _test_then_save(tenant, tokens.secrets, config, method.key)
     if not outcome.ok:
         flash(f"Signed in, but the test failed: {outcome.hint or outcome.message} The saved "
               "credentials are unchanged.", "error")
         return _back("credentials")
-    _remember_details(auth_method="oauth")
+    _remember_details(auth_method=method.key)
     _signed_in(tenant)
     return _back("credentials")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from onboarding_app.onboarding import details, steps  # noqa: F401 - registers the routes
 from onboarding_app.onboarding.details import run_test
 from onboarding_app.onboarding.flow import (
-    SECRET_FIELDS,
     SETUP_MINUTES,
     STEP_ENDPOINTS,
     STEP_TITLES,
@@ -24,6 +23,6 @@ from onboarding_app.onboarding.flow import (
 )
 
 __all__ = [
-    "SECRET_FIELDS", "SETUP_MINUTES", "STEP_ENDPOINTS", "STEP_TITLES",
+    "SETUP_MINUTES", "STEP_ENDPOINTS", "STEP_TITLES",
     "STEPS", "bp", "furthest_step", "login_landing", "run_test", "saved_step",
 ]

@@ -1,4 +1,5 @@
-"""Provide Details: the CRM credentials, Salesforce's OAuth sign-in, and the live test.
+"""Provide Details: the CRM credentials (the fields its spec declares), its OAuth sign-in
+when it has one, and the live test.
 
 Secrets go to the credential vault and are never rendered back; a test always
 uses what is stored, never what the browser sent. The outcome is said once, in
@@ -25,12 +26,11 @@ from werkzeug.wrappers import Response
 
 from accrue import crypto, tenants
 from accrue.schema import utcnow
-from onboarding_app import audit, crm, oauth, store
-from onboarding_app.credentials import password_credentials, typed_secrets
+from connectors.spec import ConnectorSpec
+from onboarding_app import audit, credentials, crm, oauth, store
 from onboarding_app.extensions import limiter, warehouse
-from onboarding_app.forms import SalesforceDetailsForm
+from onboarding_app.forms import DetailsForm, details_form
 from onboarding_app.onboarding.flow import (
-    SECRET_FIELDS,
     bp,
     connection_ok,
     current_connection,
@@ -46,20 +46,46 @@ from onboarding_app.onboarding.flow import (
 from onboarding_app.security import current_user, external_url
 
 
-def _details_context(wizard: store.Wizard, info: tenants.ConnectionInfo | None,
+def chosen_spec(wizard: store.Wizard) -> ConnectorSpec:
+    return crm.spec_for(wizard.section("crm").get("key"))
+
+
+def _layout(spec: ConnectorSpec, form: DetailsForm, sandbox_mode: bool) -> dict[str, Any]:
+    """Which fields show above the sign-in choice (every method asks for them) and which in
+    each method's panel. In demo mode, what the sandbox makes meaningless is left out,
+    unless it already holds something (a saved value, or an error to fix)."""
+
+    def shown_in_demo(setup: Any) -> bool:
+        value = form[setup.name].data
+        return bool(form[setup.name].errors) or value not in (None, "", setup.default)
+
+    shown = [f for f in spec.fields
+             if not (sandbox_mode and f.demo_hidden) or shown_in_demo(f)]
+    everywhere = [f for f in shown if all(f.name in m.fields for m in spec.auth_methods)]
+    panels = [(m, [f for f in shown if f.name in m.fields and f not in everywhere])
+              for m in spec.auth_methods]
+    return {"shared_fields": everywhere, "panels": panels}
+
+
+def _details_context(wizard: store.Wizard, form: DetailsForm,
+                     info: tenants.ConnectionInfo | None,
                      focus: str | None = None) -> dict[str, Any]:
     """What the page shows; `focus` is the id the browser scrolls to and focuses on load
     (an error after a full-page submit: no script needed, the CSP allows none inline)."""
+    spec = chosen_spec(wizard)
     stored = set(info.config.get("stored_fields", [])) if info else set()
     tested = wizard.section("connection")
+    oauth_keys = {m.key for m in spec.auth_methods if m.kind == "oauth2_code"}
+    sandbox_mode = crm.sandbox_url(spec) is not None
     return {
-        "help": crm.SALESFORCE_HELP,
+        "spec": spec,
+        **_layout(spec, form, sandbox_mode),
         "info": info,
-        "saved_secrets": {name for name in SECRET_FIELDS if name in stored},
-        "oauth_connected": bool(info and info.config.get("auth") == "oauth"),
+        "saved_secrets": {f.name for f in spec.fields if f.secret and f.name in stored},
+        "oauth_connected": bool(info and info.config.get("auth") in oauth_keys),
         "oauth_host": info.config.get("instance_host") if info else None,
-        "oauth_available": oauth.client_id() is not None,
-        "sandbox_mode": crm.sandbox_url() is not None,
+        "oauth_available": bool(oauth_keys) and oauth.client_id(spec) is not None,
+        "sandbox_mode": sandbox_mode,
         "tested": tested,
         "tested_current": connection_ok(wizard, info),
         # A failed test's field is marked, its words stay in the result box (said once).
@@ -68,13 +94,13 @@ def _details_context(wizard: store.Wizard, info: tenants.ConnectionInfo | None,
     }
 
 
-def _error_focus(form: SalesforceDetailsForm, outcome: crm.TestOutcome | None) -> str | None:
+def _error_focus(form: DetailsForm, outcome: crm.TestOutcome | None) -> str | None:
     """The first field in error, else the failed test's result box, else nothing."""
     if form.auth_method.errors:
         return "auth-error"
-    for name in ("my_domain", "username", "password", "security_token"):
-        if getattr(form, name).errors:
-            return name
+    for setup in form.spec.fields:
+        if getattr(form, setup.name).errors:
+            return setup.name
     return "test-result" if outcome is not None and not outcome.ok else None
 
 
@@ -83,16 +109,19 @@ def details() -> str | Response | tuple[str, int]:
     wizard, info, blocked = gate("details")
     if blocked:
         return blocked
-    form = SalesforceDetailsForm(data=wizard.section("details"))
-    if not oauth.client_id() and not wizard.section("details"):
-        form.auth_method.data = "password"
-    # Back from Salesforce's consent page: bring the test's outcome into view.
+    spec = chosen_spec(wizard)
+    form = details_form(spec.key)(data=wizard.section("details"))
+    if not wizard.section("details") and spec.auth(None).kind == "oauth2_code" and (
+            oauth.client_id(spec) is None):
+        other = next((m for m in spec.auth_methods if m.kind != "oauth2_code"), None)
+        form.auth_method.data = other.key if other else form.auth_method.data
+    # Back from the CRM's consent page: bring the test's outcome into view.
     focus = "test-result" if session.pop("details_focus_result", False) else None
     return render("onboarding/details.html", "details", wizard, form=form,
-                  **_details_context(wizard, info, focus))
+                  **_details_context(wizard, form, info, focus))
 
 
-def _save_details(wizard: store.Wizard, form: SalesforceDetailsForm,
+def _save_details(wizard: store.Wizard, form: DetailsForm,
                   info: tenants.ConnectionInfo | None) -> list[str]:
     """Store the non-secret answers in the wizard and the secrets in the vault.
 
@@ -100,47 +129,54 @@ def _save_details(wizard: store.Wizard, form: SalesforceDetailsForm,
     the values) of the fields that changed, for the audit log.
     """
     user = current_user()
-    details = {
-        "auth_method": form.auth_method.data or "oauth",
-        "environment": form.environment.data or "production",
-        "my_domain": form.my_domain.data or "",
-        "username": (form.username.data or "").strip(),
-    }
+    spec = form.spec
+    details = form.values()
     previous = wizard.section("details")
     changed = [k for k, v in details.items() if previous.get(k) != v]
     wizard.data["details"] = details
-    if details["auth_method"] != "password":
-        moved = {"environment", "my_domain"} & set(changed)
-        if info is not None and info.config.get("auth") == "oauth" and moved:
+    method = spec.auth(details["auth_method"])
+    if method.kind == "oauth2_code":
+        org_fields = {f.name for f in spec.fields if f.identifies_account}
+        if info is not None and info.config.get("auth") == method.key and (
+                org_fields & set(changed)):
             # A different org or environment: the old tokens belong elsewhere.
             tenants.delete_connection(warehouse.engine, user.tenant_id)
         return changed
-    typed = typed_secrets(form)
-    if not typed and not changed:
+    if not form.typed_secrets() and not changed:
         return changed
-    secrets, config = password_credentials(user.tenant_id, info, details, typed)
-    changed.extend(sorted(typed))
-    if "password" in secrets and secrets.get("username"):
-        tenants.save_credentials(warehouse.engine, user.tenant_id, "salesforce", secrets, config)
+    changed.extend(credentials.store_typed(spec, user.tenant_id, form, info))
     return changed
 
 
-def _precheck(form: SalesforceDetailsForm, info: tenants.ConnectionInfo | None) -> bool:
+def _in_sentence(spec: ConnectorSpec, label: str) -> str:
+    """A label inside a sentence: "Password" → "password", "Salesforce username" and
+    "API key" unchanged."""
+    first = label.split()[0] if label else ""
+    if first in spec.name.split() or first.isupper():
+        return label
+    return label[:1].lower() + label[1:]
+
+
+def _precheck(form: DetailsForm, info: tenants.ConnectionInfo | None) -> bool:
     """Missing fields are reported without contacting anyone."""
+    spec = form.spec
+    method = spec.auth(form.auth_method.data or None)
+    if method.kind == "oauth2_code":
+        if info is None or info.config.get("auth") != method.key:
+            form.auth_method.errors = [
+                *form.auth_method.errors, f"Click “Connect with {spec.name}” to sign in first."]
+            return False
+        return True
+    stored = set(info.config.get("stored_fields", [])) if info and info.config.get(
+        "auth") == method.key else set()
     ok = True
-    if form.auth_method.data == "password":
-        stored = set(info.config.get("stored_fields", [])) if info and info.config.get(
-            "auth") == "password" else set()
-        if not (form.username.data or "").strip():
-            form.username.errors = [*form.username.errors, "Enter the Salesforce username."]
+    for setup in spec.fields_for(method.key):
+        typed = getattr(form, setup.name).data
+        if setup.required and not (typed or "").strip() and not (
+                setup.secret and setup.name in stored):
+            field = getattr(form, setup.name)
+            field.errors = [*field.errors, f"Enter the {_in_sentence(spec, setup.label)}."]
             ok = False
-        if not form.password.data and "password" not in stored:
-            form.password.errors = [*form.password.errors, "Enter the password."]
-            ok = False
-    elif info is None or info.config.get("auth") != "oauth":
-        form.auth_method.errors = [
-            *form.auth_method.errors, "Click “Connect with Salesforce” to sign in first."]
-        ok = False
     return ok
 
 
@@ -154,7 +190,8 @@ def run_test(wizard: store.Wizard, info: tenants.ConnectionInfo) -> crm.TestOutc
             False, "The saved credentials can no longer be read.", None,
             "Remove them and enter them again.")
     else:
-        outcome = crm.test_salesforce(connection.secrets, connection.config)
+        outcome = crm.test_connection(chosen_spec(wizard), connection.secrets,
+                                      connection.config)
         del connection
     if outcome.ok is False and info.config.get("auth") == "oauth":
         outcome.field = None
@@ -179,13 +216,13 @@ def details_post() -> ResponseReturnValue:
     wizard, info, blocked = gate("details")
     if blocked:
         return blocked
-    form = SalesforceDetailsForm()
+    form = details_form(chosen_spec(wizard).key)()
     action = form_action()
     if not form.validate():
         if wants_json():
             return jsonify(ok=False, errors=form.errors), 400
         return render("onboarding/details.html", "details", wizard, 400, form=form,
-                      **_details_context(wizard, info, _error_focus(form, None)))
+                      **_details_context(wizard, form, info, _error_focus(form, None)))
     changed = _save_details(wizard, form, info)
     info = current_connection()
     if changed:
@@ -200,7 +237,7 @@ def details_post() -> ResponseReturnValue:
         if wants_json():
             return jsonify(ok=False, errors=form.errors, message="Some details are missing."), 400
         return render("onboarding/details.html", "details", wizard, 400, form=form,
-                      **_details_context(wizard, info, _error_focus(form, None)))
+                      **_details_context(wizard, form, info, _error_focus(form, None)))
     assert info is not None
     outcome = None
     if action == "test" or not connection_ok(wizard, info):
@@ -213,26 +250,30 @@ def details_post() -> ResponseReturnValue:
     if ok and action == "continue":
         return redirect(url_for("onboarding.review"))
     return render("onboarding/details.html", "details", wizard, 200 if ok else 400, form=form,
-                  **_details_context(wizard, info, _error_focus(form, outcome)))
+                  **_details_context(wizard, form, info, _error_focus(form, outcome)))
 
 
 @bp.post("/details/oauth")
 def oauth_start() -> Response:
-    """ "Connect with Salesforce": save the page, then off to Salesforce's consent page."""
+    """ "Connect with <CRM>": save the page, then off to the CRM's consent page."""
     wizard, info, blocked = gate("details")
     if blocked:
         return blocked
-    form = SalesforceDetailsForm()
+    spec = chosen_spec(wizard)
+    form = details_form(spec.key)()
+    method = next((m for m in spec.auth_methods if m.kind == "oauth2_code"), None)
+    if method is None:
+        abort(404)
+    form.auth_method.data = method.key
     if not form.validate():
         flash("Check the highlighted fields first.", "error")
         return redirect(url_for("onboarding.details"))
-    form.auth_method.data = "oauth"
     _save_details(wizard, form, info)
     save(wizard, "details")
     redirect_uri = external_url("onboarding.oauth_callback")
     try:
-        target = oauth.begin(warehouse.engine, current_user(), wizard.section("details"),
-                             redirect_uri)
+        _, config = form.prepared(partial=True)
+        target = oauth.begin(warehouse.engine, current_user(), spec, config, redirect_uri)
     except oauth.OAuthFlowError as exc:
         flash(str(exc), "error")
         return redirect(url_for("onboarding.details"))
@@ -242,9 +283,10 @@ def oauth_start() -> Response:
 
 @bp.get("/oauth/callback")
 def oauth_callback() -> str | Response | tuple[str, int]:
-    """Salesforce sends the browser back here with `code` and `state` (or `error`)."""
+    """The CRM sends the browser back here with `code` and `state` (or `error`)."""
     user = current_user()
     wizard = current_wizard()
+    spec = chosen_spec(wizard)
     try:
         verifier, redirect_uri = oauth.consume_state(
             warehouse.engine, user, request.args.get("state", ""))
@@ -257,22 +299,24 @@ def oauth_callback() -> str | Response | tuple[str, int]:
         denied = request.args.get("error") == "access_denied"
         audit.record(warehouse.engine, "oauth.callback", outcome="failed",
                      detail={"error": request.args.get("error", "")[:64]})
-        flash("You chose not to allow access in Salesforce. Click “Connect with Salesforce” "
-              "to try again." if denied else "Salesforce did not complete the connection. "
-              "Please try again.", "error")
+        flash(f"You chose not to allow access in {spec.name}. Click “Connect with "
+              f"{spec.name}” to try again." if denied else f"{spec.name} did not complete "
+              "the connection. Please try again.", "error")
         return redirect(url_for("onboarding.details"))
-    details = wizard.section("details") or {"auth_method": "oauth"}
+    method = next(m for m in spec.auth_methods if m.kind == "oauth2_code")
+    details = {**wizard.section("details"), "auth_method": method.key}
+    config = credentials.oauth_config(spec, details)
     try:
-        tokens = oauth.exchange(details, request.args.get("code", ""), verifier, redirect_uri)
+        tokens = oauth.exchange(spec, config, request.args.get("code", ""), verifier,
+                                redirect_uri)
     except oauth.OAuthFlowError as exc:
         audit.record(warehouse.engine, "oauth.callback", outcome="failed")
         flash(str(exc), "error")
         return redirect(url_for("onboarding.details"))
-    details["auth_method"] = "oauth"
     wizard.data["details"] = details
-    config = crm.connector_config(details)
-    config["instance_host"] = tokens.instance_host
-    tenants.save_credentials(warehouse.engine, user.tenant_id, "salesforce", tokens.secrets,
+    if tokens.instance_host:
+        config["instance_host"] = tokens.instance_host
+    tenants.save_credentials(warehouse.engine, user.tenant_id, spec.key, tokens.secrets,
                              config)
     audit.record(warehouse.engine, "credentials.saved", detail={"fields": ["oauth"]})
     info = current_connection()
@@ -303,11 +347,11 @@ def delete_connection(connection_id: int) -> Response:
     info = current_connection()
     if info is None or info.id != connection_id:
         abort(404)
-    tenants.delete_connection(warehouse.engine, current_user().tenant_id, "salesforce")
+    tenants.delete_connection(warehouse.engine, current_user().tenant_id, info.crm_type)
     wizard = current_wizard()
     wizard.data.pop("connection", None)
     save(wizard, "details")
     audit.record(warehouse.engine, "credentials.deleted", detail={"connection_id": info.id})
-    flash("The saved Salesforce credentials were removed.", "info")
+    flash(f"The saved {crm.spec_for(info.crm_type).name} credentials were removed.", "info")
     return redirect(url_for("onboarding.details"))
 

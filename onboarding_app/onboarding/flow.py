@@ -23,7 +23,8 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from accrue import tenants
-from onboarding_app import audit, store
+from connectors import registry
+from onboarding_app import audit, crm, store
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
 from onboarding_app.security import current_user, get_logger, login_required, safe_next
@@ -45,7 +46,6 @@ STEP_ENDPOINTS = {
     "terms": "onboarding.terms", "complete": "onboarding.complete",
 }
 STEPS = list(STEP_TITLES)
-SECRET_FIELDS = ("password", "security_token")
 # What the pages promise for the whole setup: a walk-through with detours measured
 # 2 min 54 s from "Start Now" to "Finish and Close" (issue 11; P1 asks under 5).
 SETUP_MINUTES = 3
@@ -82,7 +82,7 @@ def furthest_step(wizard: store.Wizard, info: tenants.ConnectionInfo | None) -> 
     """The last step the admin may open: each needs what the ones before it produce."""
     if wizard.complete:
         return "complete"
-    if wizard.section("crm").get("key") != "salesforce":
+    if wizard.section("crm").get("key") not in registry.supported_crms():
         return "crm"
     if not connection_ok(wizard, info):
         return "details"
@@ -146,7 +146,8 @@ def render(template: str, step: str, wizard: store.Wizard, status: int = 200,
     return render_template(
         template, step=step, steps=steps, title=STEP_TITLES[step], wizard=wizard,
         step_number=STEPS.index(step) + 1, welcome_back=welcome_back,
-        popup_form=ActionForm() if welcome_back else None, **context,
+        popup_form=ActionForm() if welcome_back else None,
+        crm_spec=crm.spec_for(wizard.section("crm").get("key")), **context,
     ), status
 
 

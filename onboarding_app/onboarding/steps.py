@@ -88,15 +88,19 @@ def select_crm() -> str | Response | tuple[str, int]:
         return blocked
     form = SelectCrmForm()
     if request.method == "GET":
-        form.crm.data = wizard.section("crm").get("key") or "salesforce"
+        form.crm.data = wizard.section("crm").get("key") or crm.spec_for(None).key
         return render("onboarding/select_crm.html", "crm", wizard, form=form,
                        options=crm.catalog())
     action = form_action()
     if not form.validate():
         return render("onboarding/select_crm.html", "crm", wizard, 400, form=form,
                        options=crm.catalog())
-    if form.crm.data:
+    if form.crm.data and form.crm.data != wizard.section("crm").get("key"):
+        # Another CRM: what was entered and tested belongs to the one chosen before.
+        for section in ("details", "connection", "discovery"):
+            wizard.data.pop(section, None)
         wizard.data["crm"] = {"key": form.crm.data}
+        tenants.set_crm_type(warehouse.engine, wizard.tenant_id, form.crm.data)
     if action == "back":
         save(wizard, "crm")
         return redirect(url_for("onboarding.welcome"))
@@ -244,7 +248,8 @@ def finish() -> Response:
     audit.record(warehouse.engine, "onboarding.completed", detail={"seconds": seconds})
     sent = notify.send(
         user.email, "Your CRM is connected to Accrue", "setup_complete.txt",
-        name=user.full_name, status_url=external_url("status.page"),
+        name=user.full_name, crm_name=crm.spec_for(wizard.section("crm").get("key")).name,
+        status_url=external_url("status.page"),
         objects=imports.imported(wizard.section("discovery").get("objects", []), switched),
     )
     audit.record(warehouse.engine, "email.setup_complete", outcome="ok" if sent else "failed")

@@ -118,8 +118,11 @@ class SalesforceWriter(CrmWriter):
         sandbox = self.sandbox
         if sandbox is None:
             raise NotImplementedError("write_raw needs the sandbox itself (harness writers)")
-        sobject = (_activity_sobject(source_id) if object_name == "activity"
-                   else OBJECT_MAP[object_name][0])
+        if object_name == "activity":
+            sobject = _activity_sobject(source_id)
+        else:  # common column names → the Salesforce fields that feed them
+            sobject, field_map = OBJECT_MAP[object_name]
+            payload = {field_map.get(k, k): v for k, v in payload.items()}
         obj = sandbox.schema.require(sobject)
         with sandbox.store.write() as conn:
             stored = sandbox.store.get(conn, obj, source_id)
