@@ -143,3 +143,16 @@ def test_activities_filter_by_creation_and_by_id_only(api: API) -> None:
     wanted = [calls[0]["id"], calls[2]["id"]]
     found = api.get("activity/call", params={"id__in": ",".join(wanted)})["data"]
     assert sorted(c["id"] for c in found) == sorted(wanted)
+
+
+def test_health_and_fault_switches_over_http(close_org) -> None:
+    """For a sandbox in another process (`accrue sandbox close`): no API key needed."""
+    import requests
+
+    base = close_org.url
+    assert requests.get(f"{base}/_sandbox/health", timeout=5).json() == {"ok": True}
+    answer = requests.post(f"{base}/_sandbox/faults", json={"errors": 2}, timeout=5)
+    assert answer.json()["errors"] == 2
+    assert requests.get(f"{base}/api/v1/me/", auth=("x", ""), timeout=5).status_code == 500
+    assert requests.delete(f"{base}/_sandbox/faults", timeout=5).json()["errors"] == 0
+    assert requests.post(f"{base}/_sandbox/faults", data="[1]", timeout=5).status_code == 400

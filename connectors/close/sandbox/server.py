@@ -119,8 +119,8 @@ class CloseApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        if request.path == "/_sandbox/health":
-            return Response('{"ok": true}', mimetype="application/json")(environ, start_response)
+        if request.path.startswith("/_sandbox/"):
+            return self._admin(request)(environ, start_response)
         limit_header = self._rate_header()
         self.store.late_by = timedelta(seconds=self.faults.late_commit_seconds)
         if self.faults.latency_seconds:
@@ -139,6 +139,30 @@ class CloseApp:
                             mimetype="application/json")
         response.headers["RateLimit"] = limit_header or ""
         return response(environ, start_response)
+
+    def _admin(self, request: Request) -> Response:
+        """`/_sandbox/health`, and `/_sandbox/faults` (GET; POST a JSON object of switches;
+        DELETE clears) for a sandbox run in another process (`accrue sandbox close`)."""
+        if request.path == "/_sandbox/health":
+            return Response('{"ok": true}', mimetype="application/json")
+        if request.path != "/_sandbox/faults":
+            return Response('{"error": "Not found"}', status=404, mimetype="application/json")
+        if request.method == "POST":
+            try:
+                switches = json.loads(request.get_data(as_text=True) or "{}")
+                if not isinstance(switches, dict):
+                    raise ValueError("switches must be a JSON object")
+                self.faults.set(switches)
+            except ValueError as exc:
+                return Response(json.dumps({"error": str(exc)}), status=400,
+                                mimetype="application/json")
+        elif request.method == "DELETE":
+            self.faults.set({})
+        f = self.faults
+        body = {"throttle": f.throttle, "throttle_reset": f.throttle_reset, "errors": f.errors,
+                "error_status": f.error_status, "latency_seconds": f.latency_seconds,
+                "late_commit_seconds": f.late_commit_seconds}
+        return Response(json.dumps(body), mimetype="application/json")
 
     # -- rate limit ---------------------------------------------------------------
 
