@@ -285,3 +285,41 @@ def test_a_late_commit_behind_the_cursor_is_read_by_the_lookback(
         got = upserts(read(connector, "contact", state)[0])
     assert got["3"].fields["title"] == "Late"
     assert got["3"].modified_at < datetime.fromisoformat(state["cursor"])
+
+
+def test_activities_from_calls_tasks_and_meetings(account: RunningNetSuite,
+                                                  clock: SandboxClock) -> None:
+    """Three record types, one common object: ids name their type, each part keeps its
+    cursor, deletes come from DeletedRecord, and one LiveIds covers all parts."""
+    with connect(account) as connector:
+        changes, state = read(connector, "activity")
+        first = upserts(changes)
+        assert len(first) == account.live_count("activity") > 0
+        assert {i.split(":")[0] for i in first} == {"phonecall", "task", "calendarevent"}
+        assert {u.fields["activity_type"] for u in first.values()} == {"call", "task",
+                                                                        "meeting"}
+        meeting = next(u for u in first.values() if u.fields["activity_type"] == "meeting")
+        assert meeting.fields["is_closed"] is None and meeting.fields["duration_minutes"] > 0
+        assert set(state["parts"]) == {"phonecall", "task", "calendarevent"}
+        clock.advance(minutes=30)
+        writer = account.writer()
+        call = writer.create("activity", {
+            "activity_type": "call", "subject": "Pricing call", "is_closed": True,
+            "activity_at": datetime(2026, 1, 5, 17, 30, tzinfo=UTC), "account_id": "1",
+            "opportunity_id": "2", "duration_minutes": 12.5})
+        victim = next(i for i in first if i.startswith("task:"))
+        writer.delete("activity", victim)
+        changes, state = read(connector, "activity", state)
+        got = upserts(changes)
+        assert set(got) == {call} and got[call].fields["is_closed"] is True
+        assert got[call].fields["activity_at"] == datetime(2026, 1, 5, 17, 30, tzinfo=UTC)
+        assert [c.source_id for c in changes if isinstance(c, Delete)] == [victim]
+        account.store.update("task", int(next(i for i in first if i.startswith("task:")
+                                              and i != victim).split(":")[1]),
+                             {"status": "MAYBE"})
+        changes, _ = read(connector, "activity", state, reconcile=True)
+    live = [c for c in changes if isinstance(c, LiveIds)]
+    assert len(live) == 1 and call in live[0].source_ids and victim not in live[0].source_ids
+    assert [q.reason for q in changes if isinstance(q, Quarantine)] == [
+        "activity: status='MAYBE' is none of ['COMPLETE', 'DEFERRED', 'NOTSTART', 'PROGRESS', "
+        "'SCHEDULED']"]

@@ -37,22 +37,16 @@ from connectors.base import (
     SourceUnavailable,
     Upsert,
 )
+from connectors.netsuite import activity
 from connectors.netsuite.client import (
     M2mCredentials,
     NetSuiteClient,
     NetSuiteError,
     TbaCredentials,
 )
-from connectors.netsuite.mapping import (
-    MODIFIED,
-    SOURCES,
-    STAMP_FORMAT,
-    Source,
-    local_stamp,
-    map_record,
-    parse_stamp,
-    source_id_of,
-)
+from connectors.netsuite.mapping import SOURCES, map_record, source_id_of
+from connectors.netsuite.source import MODIFIED, STAMP_FORMAT, Source, local_stamp, parse_stamp
+from connectors.salesforce.activity import read_parts  # generic: parts of one object
 
 DEFAULTS: dict[str, Any] = {
     "auth": "oauth2_m2m",
@@ -180,13 +174,16 @@ class NetSuiteConnector(Connector):
         return CheckResult(True, f"Connected to NetSuite account {self.client.account_id}")
 
     def objects(self) -> list[ObjectInfo]:
-        return [ObjectInfo(name, source.table.split()[0]) for name, source in SOURCES.items()]
+        return [ObjectInfo(name, ", ".join(s.table.split()[0] for s in _sources(name)))
+                for name in (*SOURCES, "activity")]
 
     def count(self, object_name: str) -> int:
-        source = SOURCES[object_name]
-        where = f" WHERE {source.where}" if source.where else ""
-        page = self._query(f"SELECT COUNT(*) AS n FROM {source.table} {source.joins}{where}")
-        return int(page["items"][0]["n"])
+        total = 0
+        for source in _sources(object_name):
+            where = f" WHERE {source.where}" if source.where else ""
+            page = self._query(f"SELECT COUNT(*) AS n FROM {source.table} {source.joins}{where}")
+            total += int(page["items"][0]["n"])
+        return total
 
     def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
         return map_record(object_name, record, self.tz)
@@ -211,19 +208,39 @@ class NetSuiteConnector(Connector):
 
     def read(self, object_name: str, state: Mapping[str, Any] | None, *,
              reconcile: bool = False) -> Iterator[Change]:
-        source = SOURCES[object_name]
-        fields = list(source.select)
         # Stamps are whole seconds: the current one is read too (a row stamped later in it
         # is read again by the next sync's lookback, which always covers a second).
         end = self._trusted_now() + timedelta(seconds=1)
+        if object_name == "activity":
+            yield from read_parts(
+                lambda part, part_state: self._read_source(
+                    object_name, activity.SOURCES[part], part_state, end, f"{part}:"),
+                lambda: self.live_ids(object_name, as_of=end), activity.PARTS, state,
+                reconcile=reconcile)
+            return
+        source = SOURCES[object_name]
         if source.modified_column is None:  # no stamp: the whole table, then its ids
             # Pages are committed as they come; the state moves only at the end (a crash
             # reads the whole table again).
-            unchanged = dict(state) if state else {"fields": fields}
+            unchanged = dict(state) if state else {"fields": list(source.select)}
             yield from self._read_all(object_name, source, unchanged)
             yield self.live_ids(object_name, as_of=end)
-            yield Checkpoint(_state(end, fields, None))
+            yield Checkpoint(_state(end, list(source.select), None))
             return
+        covered, final = yield from self._read_source(object_name, source, state, end)
+        if reconcile or not covered or not source.deleted_types:
+            yield self.live_ids(object_name, as_of=end)
+        yield Checkpoint(final)
+
+    def _read_source(self, object_name: str, source: Source, state: Mapping[str, Any] | None,
+                     end: datetime, prefix: str = ""
+                     ) -> Generator[Change, None, tuple[bool, dict[str, Any]]]:
+        """Windows since the state's cursor, then DeletedRecord: (log covered?, final state).
+
+        The final state is the caller's to yield, after a `LiveIds` if one is owed, so no
+        checkpoint ever passes a reconciliation that is owed.
+        """
+        fields = list(source.select)
         previous = _when(state.get("cursor")) if state else None
         deletes_since = _when(state.get("deletes_since", state.get("cursor"))) if state else None
         lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
@@ -236,12 +253,11 @@ class NetSuiteConnector(Connector):
             start = window_end
             if start < end:
                 yield Checkpoint(_state(start, fields, deletes_since))
-        covered = True
+        covered = bool(source.deleted_types)
         if deletes_since is not None and source.deleted_types:
-            covered = yield from self._deleted_since(source, deletes_since - lookback, end)
-        if reconcile or not covered or not source.deleted_types:
-            yield self.live_ids(object_name, as_of=end)
-        yield Checkpoint(_state(end, fields, end))
+            covered = yield from self._deleted_since(source, deletes_since - lookback, end,
+                                                     prefix)
+        return covered, _state(end, fields, end)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -324,7 +340,7 @@ class NetSuiteConnector(Connector):
         value = page["items"][0].get("earliest") if page["items"] else None
         return parse_stamp(value, self.tz) if value else None
 
-    def _deleted_since(self, source: Source, start: datetime, end: datetime
+    def _deleted_since(self, source: Source, start: datetime, end: datetime, prefix: str = ""
                        ) -> Generator[Delete, None, bool]:
         """Replay DeletedRecord; False when its retention no longer reaches `start`."""
         retention = timedelta(days=float(self.config["delete_log_days"]))
@@ -345,14 +361,20 @@ class NetSuiteConnector(Connector):
 
         for page in self._pages(make, key_of):
             for item in page:
-                yield Delete(str(item["recordid"]), parse_stamp(item["deleted"], self.tz))
+                yield Delete(f"{prefix}{item['recordid']}",
+                             parse_stamp(item["deleted"], self.tz))
         return end - start <= retention
 
     def live_ids(self, object_name: str, *, as_of: datetime | None = None) -> LiveIds:
         """Every live id, keyset-paged on the id; stamped with a time taken before."""
         as_of = as_of or self.account_now()
-        source = SOURCES[object_name]
         ids: set[str] = set()
+        if object_name == "activity":
+            for part in activity.PARTS:
+                found = self._ids(activity.SOURCES[part])
+                ids.update(activity.source_id(part, i) for i in found)
+            return LiveIds(frozenset(ids), as_of)
+        source = SOURCES[object_name]
         if source.modified_column is None:
             for page in self._pages(lambda key: source.query(
                     "" if key is None else f"{source.id_column} >= {key[0]}",
@@ -361,6 +383,10 @@ class NetSuiteConnector(Connector):
                     exact=False):
                 ids.update(filter(None, (source_id_of(object_name, i) for i in page)))
             return LiveIds(frozenset(ids), as_of)
+        return LiveIds(frozenset(self._ids(source)), as_of)
+
+    def _ids(self, source: Source) -> set[str]:
+        """A table's ids, keyset-paged on the id."""
         ident = source.id_column
         where = f" AND {source.where}" if source.where else ""
 
@@ -369,12 +395,19 @@ class NetSuiteConnector(Connector):
             return (f"SELECT {ident} AS id FROM {source.table} {source.joins} "
                     f"WHERE {after}{where} ORDER BY {ident}")
 
+        ids: set[str] = set()
         for page in self._pages(make, lambda i: (int(i["id"]),)):
             ids.update(str(i["id"]) for i in page)
-        return LiveIds(frozenset(ids), as_of)
+        return ids
 
     def _ts(self, moment: datetime) -> str:
         return f"TO_TIMESTAMP('{local_stamp(moment, self.tz)}', '{STAMP_FORMAT}')"
+
+
+def _sources(object_name: str) -> tuple[Source, ...]:
+    if object_name == "activity":
+        return tuple(activity.SOURCES.values())
+    return (SOURCES[object_name],)
 
 
 def _classify(exc: NetSuiteError) -> ConnectorError:

@@ -13,47 +13,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.base import Quarantine, Upsert
 from connectors.common_model import COMMON_OBJECTS
-
-STAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS"
-DATE_FORMAT = "YYYY-MM-DD"
-MODIFIED = "lastmodifieddate"  # the output name of every source's modification stamp
-
-
-def stamp(expression: str) -> str:
-    return f"TO_CHAR({expression}, '{STAMP_FORMAT}')"
-
-
-def day(expression: str) -> str:
-    return f"TO_CHAR({expression}, '{DATE_FORMAT}')"
-
-
-@dataclass(frozen=True)
-class Source:
-    """How one common object is read: FROM, joins, the SELECT list and its meaning."""
-
-    table: str  # "customer c"
-    id_column: str  # "c.id": unique, what the keyset pages on
-    modified_column: str | None  # "c.lastmodifieddate"; None: re-read whole every sync
-    select: Mapping[str, str]  # output name → SuiteQL expression
-    fields: Mapping[str, str]  # common column → output name (derived columns aside)
-    joins: str = ""
-    where: str = ""  # the filter that makes the table this object ("t.type = 'Opprtnty'")
-    # DeletedRecord types that mean this object; () = NetSuite logs no deletes for it.
-    deleted_types: tuple[str, ...] = ()
-    negated: Mapping[str, str] = field(default_factory=dict)  # common bool ← NOT 'T'/'F'
-
-    def query(self, condition: str = "", order: str = "") -> str:
-        items = ", ".join(f"{expr} AS {name}" for name, expr in self.select.items())
-        where = " AND ".join(f"({c})" for c in (self.where, condition) if c)
-        return (f"SELECT {items} FROM {self.table} {self.joins}".rstrip()
-                + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else ""))
+from connectors.netsuite import activity
+from connectors.netsuite.source import MODIFIED, Source, day, parse_stamp, stamp
 
 
 def _entity(alias: str, created: str = "datecreated") -> dict[str, str]:
@@ -165,19 +132,12 @@ def source_id_of(object_name: str, item: Mapping[str, Any]) -> str | None:
         parts = (item.get("item"), item.get("pricelevel"), item.get("currencyid"))
         return price_entry_id(*map(str, parts)) if all(parts) else None
     value = item.get("id")
-    return str(value) if value not in (None, "") else None
-
-
-def parse_stamp(value: str, tz: ZoneInfo) -> datetime:
-    """`2026-03-09 00:45:46` in the account's time zone → aware UTC (the earlier instant of
-    an hour that repeats when clocks go back: a cursor may read again, never skip)."""
-    local = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
-    return local.replace(tzinfo=tz).astimezone(UTC)
-
-
-def local_stamp(moment: datetime, tz: ZoneInfo) -> str:
-    """An instant as the account's wall-clock text, for TO_TIMESTAMP literals."""
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    if value in (None, ""):
+        return None
+    if object_name == "activity":
+        part = activity.part_of(item)
+        return activity.source_id(part, value) if part else None
+    return str(value)
 
 
 def _convert(value: Any, column_type: str, tz: ZoneInfo) -> Any:
@@ -221,12 +181,23 @@ def _derived(object_name: str, item: Mapping[str, Any], source: Source) -> dict[
     return out
 
 
+def source_of(object_name: str, raw: Mapping[str, Any]) -> Source | None:
+    """The table a row was read from (activities: the part its `recordtype` names)."""
+    if object_name == "activity":
+        part = activity.part_of(raw)
+        return activity.SOURCES[part] if part else None
+    return SOURCES[object_name]
+
+
 def map_record(object_name: str, item: Mapping[str, Any], tz: ZoneInfo) -> Upsert | Quarantine:
     """Map one SuiteQL row to the common model, or quarantine it with the reason."""
-    source = SOURCES[object_name]
     types = {c.name: c.type for c in COMMON_OBJECTS[object_name]}
     raw = {k: v for k, v in item.items() if k != "links"}
+    source = source_of(object_name, raw)
     source_id = source_id_of(object_name, raw)
+    if source is None:
+        return Quarantine(source_id, None, raw, f"{object_name}: recordtype="
+                          f"{raw.get('recordtype')!r:.80} is none of {activity.PARTS}")
     try:
         modified_at = parse_stamp(str(raw[MODIFIED]), tz)
     except (KeyError, ValueError):
@@ -242,8 +213,11 @@ def map_record(object_name: str, item: Mapping[str, Any], tz: ZoneInfo) -> Upser
                               f"{object_name}.{column}: {name}={raw.get(name)!r:.80} "
                               f"is not a valid {types[column]}")
     try:
-        fields.update(_derived(object_name, raw, source))
-    except _Refused as exc:
+        if object_name == "activity":
+            fields.update(activity.derived(str(raw["recordtype"]), raw, fields, tz))
+        else:
+            fields.update(_derived(object_name, raw, source))
+    except (_Refused, activity.Refused) as exc:
         return Quarantine(source_id, modified_at, raw, f"{object_name}: {exc}")
     missing = set(types) - set(fields)
     fields.update(dict.fromkeys(missing))

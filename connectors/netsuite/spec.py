@@ -120,7 +120,7 @@ SPEC = ConnectorSpec(
     ),
     allowed_hosts=("*.suitetalk.api.netsuite.com",),
     objects=("user", "account", "contact", "product", "price_book_entry", "opportunity",
-             "opportunity_line"),
+             "opportunity_line", "activity"),
     error_hints=(
         ErrorHint("timestamp_refused", f"NetSuite refused the request time: {_CLOCK}"),
         ErrorHint("InvalidTimestamp", f"NetSuite refused the request time: {_CLOCK}"),
@@ -159,6 +159,7 @@ SPEC = ConnectorSpec(
     docs=("Employees as users, customers as accounts, contacts, non-inventory items as "
           "products, item prices per price level, opportunities and their item lines, read "
           "with SuiteQL over SuiteTalk REST; deletes from DeletedRecord, then an id "
-          "reconciliation (lines and prices, which NetSuite logs no deletes for, every sync)."),
+          "reconciliation (lines and prices, which NetSuite logs no deletes for, every sync); "
+          "when switched on, calls, to-dos and meetings as activities."),
     unreachable_hint="NetSuite did not answer in time: check the Account ID and retry.",
 )

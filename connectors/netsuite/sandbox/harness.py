@@ -81,8 +81,22 @@ LIVE_COUNTS = {
     "opportunity": """SELECT COUNT(*) FROM "transaction" WHERE "type" = 'Opprtnty'""",
     "opportunity_line": """SELECT COUNT(*) FROM "transactionline" l JOIN "transaction" t
         ON t."id" = l."transaction" WHERE t."type" = 'Opprtnty' AND l."mainline" = 'F'""",
+    "activity": """SELECT (SELECT COUNT(*) FROM "phonecall") + (SELECT COUNT(*) FROM "task")
+        + (SELECT COUNT(*) FROM "calendarevent")""",
 }
-REFERENCES = {"account_id", "owner_id", "parent_id", "manager_id"}
+REFERENCES = {"account_id", "owner_id", "parent_id", "manager_id", "opportunity_id",
+              "contact_id"}
+# Activities: the record type per common kind, and each type's REST fields.
+ACTIVITY_TYPES = {"call": "phonecall", "task": "task", "meeting": "calendarevent"}
+_ACTIVITY_LINKS = {"subject": "title", "account_id": "company", "opportunity_id": "transaction"}
+ACTIVITY_FIELDS: dict[str, dict[str, str]] = {
+    "phonecall": {**_ACTIVITY_LINKS, "status": "status", "due_date": "startDate",
+                  "activity_at": "completedDate", "owner_id": "assigned", "contact_id": "contact",
+                  "duration_minutes": "custevent_duration_minutes"},
+    "task": {**_ACTIVITY_LINKS, "status": "status", "due_date": "dueDate",
+             "activity_at": "completedDate", "owner_id": "assigned", "contact_id": "contact"},
+    "calendarevent": {**_ACTIVITY_LINKS, "activity_at": "startDate", "owner_id": "organizer"},
+}
 LINE_FIELDS = {"product_id": "item", "quantity": "quantity", "unit_price": "rate",
                "total_price": "amount", "list_price": "custcol_list_price",
                "discount": "custcol_discount"}
@@ -124,9 +138,28 @@ class NetSuiteWriter(CrmWriter):
             return int(found["items"][0]["id"])
         return self.store.insert("entitystatus", {"name": name})  # the admin adds a status
 
+    def _activity_body(self, part: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        names, body = ACTIVITY_FIELDS[part], {}
+        for column, value in fields.items():
+            if column == "activity_type" and ACTIVITY_TYPES.get(str(value)) == part:
+                continue
+            if column == "is_closed" and part != "calendarevent":
+                body["status"] = "COMPLETE" if value else (
+                    "SCHEDULED" if part == "phonecall" else "NOTSTART")
+                continue
+            if column == "lead_id" and value is None:
+                continue
+            if column not in names:
+                raise KeyError(f"the NetSuite writer cannot set {column} on a {part}")
+            body[names[column]] = _value(column, value)
+        return body
+
     def create(self, object_name: str, fields: Mapping[str, Any]) -> str:
         if object_name == "opportunity_line":
             return self._add_line(fields)
+        if object_name == "activity":
+            part = ACTIVITY_TYPES[str(fields.get("activity_type"))]
+            return f"{part}:{self.client.create(part, self._activity_body(part, fields))}"
         record_type = WRITABLE[object_name][0]
         return str(self.client.create(record_type, self._body(object_name, fields)))
 
@@ -135,6 +168,10 @@ class NetSuiteWriter(CrmWriter):
             transaction, line = self._line(source_id)
             body = {"line": line, **self._line_body(fields)}
             self.client.update("opportunity", transaction, {"item": {"items": [body]}})
+            return
+        if object_name == "activity":
+            part, _, key = source_id.partition(":")
+            self.client.update(part, key, self._activity_body(part, fields))
             return
         record_type = WRITABLE[object_name][0]
         self.client.update(record_type, source_id, self._body(object_name, fields))
@@ -149,6 +186,10 @@ class NetSuiteWriter(CrmWriter):
             kept = [{"line": int(i["linesequencenumber"])} for i in rest["items"]]
             self.client.update("opportunity", transaction, {"item": {"items": kept}},
                                replace="item")
+            return
+        if object_name == "activity":
+            part, _, key = source_id.partition(":")
+            self.client.delete(part, key)
             return
         self.client.delete(WRITABLE[object_name][0], source_id)
 
@@ -263,8 +304,7 @@ class NetSuiteHarness(SandboxHarness):
             from connectors.sandbox_kit.deal_model import build_world
 
             anchor = clock() if clock else None
-            seed_world(store, build_world(opportunities, seed, anchor=anchor,
-                                          activities=False))
+            seed_world(store, build_world(opportunities, seed, anchor=anchor))
             app.auth.register_integration(TBA.consumer_key, TBA.consumer_secret, CLIENT_ID)
             app.auth.register_token(TBA.token_id, TBA.token_secret, TBA.consumer_key)
             app.auth.register_certificate(CERTIFICATE_ID, CLIENT_ID, public_key_pem(GOOD_KEY))

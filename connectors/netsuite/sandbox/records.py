@@ -9,15 +9,16 @@ are refused with NetSuite's error, never stored half-converted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from .schema import TABLES, modified_column
 from .store import AccountStore
 
 READ_ONLY = {"id", "mainline", "lastmodifieddate", "datecreated", "createddate",
-             "linelastmodifieddate", "linecreateddate", "uniquekey", "transaction", "type",
-             "status"}
+             "linelastmodifieddate", "linecreateddate", "uniquekey"}
+# An opportunity's status follows its entity status (server._values); not written directly.
+READ_ONLY_IN = {"transaction": {"status", "type"}, "transactionline": {"transaction"}}
 # REST names that differ from the SuiteQL column, per table.
 ALIASES = {"transactionline": {"amount": "netamount", "line": "linesequencenumber"}}
 
@@ -36,7 +37,8 @@ def columns_of(table: str, body: Mapping[str, Any]) -> dict[str, Any]:
         column = ALIASES.get(table, {}).get(name.lower(), name.lower())
         if column == "links" or (table == "transaction" and column == "item"):
             continue  # the transaction's `item` is its lines' sublist (write_lines)
-        if column not in spec.columns or column in READ_ONLY:
+        if (column not in spec.columns or column in READ_ONLY
+                or column in READ_ONLY_IN.get(table, ())):
             raise RecordError(400, "INVALID_FIELD" if column not in spec.columns
                               else "READ_ONLY_FIELD",
                               f"Invalid field '{name}' for record '{table}'.")
@@ -55,6 +57,16 @@ def columns_of(table: str, body: Mapping[str, Any]) -> dict[str, Any]:
                 raise RecordError(400, "INVALID_FIELD_VALUE",
                                   f"Field '{name}' takes true or false.")
             out[column] = "T" if value else "F"
+        elif kind == "datetime":
+            try:
+                moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            except ValueError:
+                moment = None
+            if moment is None or moment.tzinfo is None:
+                raise RecordError(400, "INVALID_FIELD_VALUE",
+                                  f"Invalid date-time value '{value}' for field '{name}': "
+                                  "use ISO 8601 with an offset.")
+            out[column] = float(int(moment.timestamp()))
         elif kind == "date":
             try:
                 out[column] = date.fromisoformat(str(value)).isoformat()

@@ -69,6 +69,17 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                               "custcol_list_price": "text", "custcol_discount": "text",
                               "linecreateddate": "datetime", "linelastmodifieddate": "datetime"},
           key="uniquekey"),
+    # Activities: calls, to-dos and meetings, each a record type of its own.
+    _table("phonecall", record_types=("phonecall",), title="text", status="text",
+           startdate="date", completeddate="datetime", assigned="int", company="int",
+           contact="int", transaction="int", custevent_duration_minutes="text",
+           createddate="datetime", lastmodifieddate="datetime"),
+    _table("task", record_types=("task",), title="text", status="text", duedate="date",
+           completeddate="datetime", assigned="int", company="int", contact="int",
+           transaction="int", createddate="datetime", lastmodifieddate="datetime"),
+    _table("calendarevent", record_types=("calendarevent",), title="text", status="text",
+           startdate="datetime", enddate="datetime", organizer="int", company="int",
+           transaction="int", createddate="datetime", lastmodifieddate="datetime"),
     Table("deletedrecord", {"recordid": "int", "type": "text", "name": "text",
                             "deleteddate": "datetime", "context": "text"}, key="recordid"),
     Table("dual", {"dummy": "text"}, key="dummy"),
@@ -81,6 +92,9 @@ RECORD_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     "contact": ("contact", {}),
     "noninventorysaleitem": ("item", {"itemtype": "NonInvtPart"}),
     "opportunity": ("transaction", {"type": "Opprtnty"}),
+    "phonecall": ("phonecall", {}),
+    "task": ("task", {}),
+    "calendarevent": ("calendarevent", {}),
 }
 
 # The column a write moves forward, per table (transaction lines have their own).

@@ -5,7 +5,8 @@ supervisor), accounts customers (billing address in `entityaddress`, industry an
 size in custom entity fields), products non-inventory sale items, price books price
 levels with their prices in `pricing`, opportunities transactions of type
 'Opprtnty' whose item lines are `transactionline` rows. Internal ids are integers
-in creation order. Leads and activities are not rendered (see the connector's
+in creation order. Calls, to-dos and meetings are `phonecall`, `task` and
+`calendarevent` records; leads and e-mails are not rendered (see the connector's
 objects); the deal model's signal lives in opportunities and their lines.
 """
 
@@ -94,6 +95,7 @@ def seed_world(store: AccountStore, world: World) -> None:
                 "isinactive": _bool(not f["is_active"])})
         _seed_customers(store, ids, objects)
         _seed_opportunities(store, ids, objects, currency_ids["USD"])
+        _seed_activities(store, ids, objects.get("activity", ()))
 
 
 def _seed_customers(store: AccountStore, ids: _Ids,
@@ -157,3 +159,30 @@ def _seed_opportunities(store: AccountStore, ids: _Ids,
             "custcol_discount": _text(f["discount"]),
             "linecreateddate": _epoch(line.created_at),
             "linelastmodifieddate": _epoch(line.modified_at)})
+
+
+def _seed_activities(store: AccountStore, ids: _Ids, activities: tuple[WorldRecord, ...]
+                     ) -> None:
+    for act in activities:
+        f = act.fields
+        kind, at = f["activity_type"], f["activity_at"]
+        links = {"company": ids[f["account_id"]], "transaction": ids[f["opportunity_id"]],
+                 **_stamps(act, "createddate")}
+        if kind == "meeting":
+            minutes = float(f["duration_minutes"] or 30)
+            store.insert("calendarevent", {
+                "title": f["subject"], "status": "CONFIRMED", "organizer": ids[f["owner_id"]],
+                "startdate": _epoch(at) if at else None,
+                "enddate": _epoch(at) + minutes * 60 if at else None, **links})
+        elif kind in ("call", "task"):
+            done = bool(f["is_closed"])
+            due = f["due_date"] or (at.date() if at else None)
+            store.insert("phonecall" if kind == "call" else "task", {
+                "title": f["subject"], "assigned": ids[f["owner_id"]],
+                "contact": ids[f["contact_id"]],
+                "status": "COMPLETE" if done else ("SCHEDULED" if kind == "call" else "NOTSTART"),
+                "startdate" if kind == "call" else "duedate": due.isoformat() if due else None,
+                "completeddate": _epoch(at) if done and at else None, **links,
+                **({"custevent_duration_minutes": _text(f["duration_minutes"])}
+                   if kind == "call" else {})})
+        # e-mails are NetSuite `message` records: not rendered, not read
