@@ -384,6 +384,28 @@ def test_an_old_activity_changed_today_arrives_through_the_event_log(close_org) 
     assert len(changed) < len(upserts)  # the changes, not a re-read
 
 
+def test_a_change_merged_into_a_creation_event_is_not_missed(close_org) -> None:
+    """Close folds a change made soon after a creation into the `created` event: a task
+    read when new and completed moments later must still arrive done, even with no
+    lookback to re-read it by chance."""
+    writer = close_org.writer()
+    with _connector(close_org, lookback_seconds=0) as connector:
+        lead = next(iter(_upserts(_read(connector, "account"))))
+        state = _read(connector, "activity")[-1].state
+        task = writer.create("activity", {"activity_type": "task", "subject": "Call back",
+                                          "account_id": lead, "is_closed": False})
+        _advance(close_org, seconds=1)
+        writer.create("activity", {"activity_type": "task", "subject": "Later",
+                                   "account_id": lead})
+        state = _read(connector, "activity", state)[-1].state
+        writer.update("activity", task, {"is_closed": True})
+        api = API(close_org.served.api_url, api_key=close_org.connection()[0]["api_key"])
+        assert not api.get("event", params={"object_id": task, "action": "updated",
+                                            "object_type": "task.lead"})["data"]  # merged
+        changed = _upserts(_read(connector, "activity", state))
+    assert changed[task].fields["is_closed"] is True
+
+
 def test_activities_past_the_logs_thirty_days_are_read_again_whole(close_org) -> None:
     """Changes to old activities are only in the log: past its 30 days the resource is read
     whole again (resumable: a crash continues the re-read), then ids are reconciled."""

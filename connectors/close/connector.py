@@ -443,9 +443,14 @@ class CloseConnector(Connector):
     def _updated_since(self, object_name: str, resource: str, since: datetime
                        ) -> Iterator[Upsert | Quarantine]:
         """Records the log says changed since `since`, fetched by id (`id__in`) as they are
-        now; one deleted meanwhile is not found, and its `deleted` event says so."""
-        ids = list(dict.fromkeys(str(e["object_id"]) for e in self._events(
-            EVENT_TYPES[resource], "updated", since) if e.get("object_id")))
+        now; one deleted meanwhile is not found, and its `deleted` event says so.
+
+        `created` events count too: Close folds a change made soon after a creation into
+        the creation's event, which then carries the change's time and no `updated`.
+        """
+        ids = list(dict.fromkeys(
+            str(e["object_id"]) for action in ("created", "updated")
+            for e in self._events(EVENT_TYPES[resource], action, since) if e.get("object_id")))
         batch = int(self.config["page_size"])
         for index in range(0, len(ids), batch):
             chunk = ids[index:index + batch]

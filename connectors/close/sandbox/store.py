@@ -2,7 +2,8 @@
 
 Every object is a JSON document keyed by its Close id, with `date_created` and
 `date_updated` copied into indexed columns so list filters and `_order_by` run in SQL.
-Every create, update and delete appends to `event`, as Close's event log does; events
+Every create, update and delete appends to `event`, as Close's event log does (a change
+within seconds of another to the same object updates that event instead); events
 older than the retention (30 days on the sandbox's clock) are dropped when the log is
 read, so a sync paused too long really finds the log incomplete.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 EVENT_RETENTION = timedelta(days=30)
+EVENT_MERGE = timedelta(seconds=10)  # changes this close together share one event
 _ALPHABET = string.ascii_letters + string.digits
 
 SCHEMA = """
@@ -233,13 +235,28 @@ class CloseStore:
         stamp = self.now()
         changed = sorted(k for k in (data or {}) if previous and previous.get(k) != data.get(k)
                          and k != "date_updated") if data and previous else []
+        event_id, created = new_id("event"), stamp
+        if action == "updated":
+            # As Close does, a change soon after another to the same object updates that
+            # event (its action, id and date_created stay) instead of logging a new one.
+            merged = db.execute(
+                "SELECT seq, id, date_created, action, body FROM event WHERE object_id = ? "
+                "AND action IN ('created', 'updated') AND date_updated >= ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (object_id, close_time(self.clock() - EVENT_MERGE))).fetchone()
+            if merged is not None:
+                db.execute("DELETE FROM event WHERE seq = ?", (merged[0],))
+                event_id, created, action = merged[1], merged[2], merged[3]
+                earlier = json.loads(merged[4])
+                previous = earlier["previous_data"]
+                changed = sorted({*earlier["changed_fields"], *changed})
         body = {"data": data, "previous_data": previous, "changed_fields": changed,
                 "meta": {}, "user_id": None, "request_id": None, "api_key_id": None,
                 "organization_id": self.meta("organization_id")}
         db.execute(
             "INSERT INTO event (id, date_created, date_updated, object_type, object_id, "
             "lead_id, action, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (new_id("event"), stamp, stamp, object_type, object_id, lead_id, action,
+            (event_id, created, stamp, object_type, object_id, lead_id, action,
              json.dumps(body)))
 
     # -- the event log ----------------------------------------------------------
