@@ -330,6 +330,14 @@ def message_id(tenant_id: str, settings: SmtpSettings) -> str:
     return f"<first-data.{tenant_id}@{domain}>"
 
 
+def _crm_name(engine: Engine, tenant_id: str) -> str:
+    """The tenant's CRM as its spec names it ("your CRM" for one no longer registered)."""
+    from connectors import registry
+
+    crm_type = tenants.require_tenant(engine, tenant_id).crm_type
+    return next((s.name for s in registry.specs() if s.key == crm_type), "your CRM")
+
+
 def notify_first_data(
     engine: Engine,
     tenant_id: str,
@@ -359,7 +367,7 @@ def notify_first_data(
     if claimed_at is None:
         return "already"
     body = render("first_data.txt", name=admin["full_name"], report=report,
-                  status_url=status_url)
+                  status_url=status_url, crm_name=_crm_name(engine, tenant_id))
     if send_email(settings, admin["email"], FIRST_DATA_SUBJECT, body,
                   message_id=message_id(tenant_id, settings)):
         _audit(engine, tenant_id, "ok", actor)

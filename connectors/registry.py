@@ -22,12 +22,12 @@ if TYPE_CHECKING:
 # One line per CRM, in the order Select CRM offers them.
 SPEC_MODULES: tuple[str, ...] = (
     "connectors.salesforce.spec",
+    "connectors.netsuite.spec",
+    "connectors.close.spec",
 )
 
 # Named in the product but without a package yet: shown as "coming soon". (key, name, line)
 PLANNED: tuple[tuple[str, str, str], ...] = (
-    ("netsuite", "Oracle NetSuite", "OAuth 2.0 or token-based authentication."),
-    ("close", "Close", "API key."),
     ("hubspot", "HubSpot", "CRM v3 API."),
     ("sugarcrm", "SugarCRM", "REST v11 API."),
 )

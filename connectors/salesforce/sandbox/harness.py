@@ -164,7 +164,7 @@ class RunningSalesforceSandbox(RunningCrmSandbox):
     def connection(self) -> tuple[dict[str, str], dict[str, Any]]:
         secrets = {"username": self.running.username, "password": self.running.password,
                    "security_token": self.running.security_token}
-        return secrets, {"sandbox_url": self.url}
+        return secrets, {"auth": "password", "domain": "login", "sandbox_url": self.url}
 
     def bad_connection(self) -> tuple[dict[str, str], dict[str, Any]]:
         secrets, config = self.connection()
@@ -214,7 +214,7 @@ class SalesforceHarness(SandboxHarness):
     def connection_at(self, url: str) -> tuple[dict[str, str], dict[str, Any]]:
         secrets = {"username": DEFAULT_USERNAME, "password": DEFAULT_PASSWORD,
                    "security_token": DEFAULT_SECURITY_TOKEN}
-        return secrets, {"sandbox_url": url}
+        return secrets, {"auth": "password", "domain": "login", "sandbox_url": url}
 
     def serve(self, path: Path, *, opportunities: int, seed: int, host: str, port: int,
               faults: Mapping[str, Any] | None = None) -> None:
