@@ -28,6 +28,7 @@ from connectors.base import (
 from connectors.netsuite.client import NetSuiteError
 from connectors.netsuite.connector import NetSuiteConnector, _classify
 from connectors.netsuite.sandbox.harness import NetSuiteHarness, RunningNetSuite
+from connectors.netsuite.sandbox.schema import TABLES
 
 FAST = {"max_backoff_seconds": 0.01}
 
@@ -323,3 +324,17 @@ def test_activities_from_calls_tasks_and_meetings(account: RunningNetSuite,
     assert [q.reason for q in changes if isinstance(q, Quarantine)] == [
         "activity: status='MAYBE' is none of ['COMPLETE', 'DEFERRED', 'NOTSTART', 'PROGRESS', "
         "'SCHEDULED']"]
+
+
+def test_a_custom_field_the_account_lacks_is_read_as_empty(
+    account: RunningNetSuite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Custom field ids differ between accounts: without `custentity_industry` the sync goes
+    on, the column is empty and the state's fields say what was read."""
+    monkeypatch.delitem(TABLES["customer"].columns, "custentity_industry")
+    with connect(account) as connector:
+        changes, state = read(connector, "account")
+    got = upserts(changes)
+    assert len(got) == account.live_count("account")
+    assert all(u.fields["industry"] is None and u.fields["name"] for u in got.values())
+    assert "custentity_industry" not in state["fields"] and "companyname" in state["fields"]

@@ -15,6 +15,8 @@ Sync semantics (docs/sync-guarantees.md), NetSuite's way:
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +50,8 @@ from connectors.netsuite.mapping import SOURCES, map_record, source_id_of
 from connectors.netsuite.source import MODIFIED, STAMP_FORMAT, Source, local_stamp, parse_stamp
 from connectors.salesforce.activity import read_parts  # generic: parts of one object
 
+log = logging.getLogger(__name__)
+
 DEFAULTS: dict[str, Any] = {
     "auth": "oauth2_m2m",
     "timezone": "America/Los_Angeles",  # Setup → Company → Preferences → Time Zone
@@ -62,12 +66,29 @@ DEFAULTS: dict[str, Any] = {
     "clock_tolerance_seconds": 300,
 }
 # Codes that mean the credentials (or the integration) are refused: ask a person.
+# (Not USER_ERROR: NetSuite uses it for any refused value.)
 AUTH_CODES = frozenset({"INVALID_LOGIN", "INVALID_LOGIN_ATTEMPT", "invalid_client",
                         "invalid_grant", "unauthorized_client", "invalid_scope",
-                        "USER_ERROR", "FEATURE_DISABLED"})
+                        "FEATURE_DISABLED"})
 QUOTA_CODES = frozenset({"SSS_REQUEST_LIMIT_EXCEEDED", "REQUEST_LIMIT_EXCEEDED"})
 
 Key = tuple[Any, ...]
+
+
+class MissingCustomField(ConnectorError):
+    """The account has no custom field of this id (`Field 'custentity_x' ... not found`)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"NetSuite account has no field {field!r}")
+        self.field = field
+
+
+_MISSING_FIELD = re.compile(r"Field '(cust\w+)'")
+
+
+def _select_items(query: str) -> list[tuple[str, str]]:
+    """(output name, expression) of the `expr AS name` items of one of our queries."""
+    return [(m.group(2), m.group(1)) for m in re.finditer(r"([\w.]+) AS (\w+)", query)]
 
 
 class ClockMismatch(ConnectorError):
@@ -106,6 +127,8 @@ class NetSuiteConnector(Connector):
         self._secrets = dict(secrets)
         self._session = session
         self._client: NetSuiteClient | None = None
+        # Output names of custom fields this account does not have (read as empty).
+        self._omitted: set[str] = set()
 
     # -- connection ---------------------------------------------------------------
 
@@ -141,6 +164,9 @@ class NetSuiteConnector(Connector):
         try:
             return fn()
         except NetSuiteError as exc:
+            missing = _MISSING_FIELD.search(exc.detail) if exc.code == "INVALID_PARAMETER" else None
+            if missing:
+                raise MissingCustomField(missing.group(1)) from None
             raise _classify(exc) from None
         except requests.exceptions.RequestException as exc:
             raise SourceUnavailable(f"NetSuite unreachable: {type(exc).__name__}") from None
@@ -240,7 +266,6 @@ class NetSuiteConnector(Connector):
         The final state is the caller's to yield, after a `LiveIds` if one is owed, so no
         checkpoint ever passes a reconciliation that is owed.
         """
-        fields = list(source.select)
         previous = _when(state.get("cursor")) if state else None
         deletes_since = _when(state.get("deletes_since", state.get("cursor"))) if state else None
         lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
@@ -248,16 +273,16 @@ class NetSuiteConnector(Connector):
         window = timedelta(days=float(self.config["window_days"]))
         while start < end:
             window_end = min(start + window, end)
-            yield from self._read_window(object_name, source, fields, start, window_end,
+            yield from self._read_window(object_name, source, start, window_end,
                                          deletes_since)
             start = window_end
             if start < end:
-                yield Checkpoint(_state(start, fields, deletes_since))
+                yield Checkpoint(_state(start, self._fields(source), deletes_since))
         covered = bool(source.deleted_types)
         if deletes_since is not None and source.deleted_types:
             covered = yield from self._deleted_since(source, deletes_since - lookback, end,
                                                      prefix)
-        return covered, _state(end, fields, end)
+        return covered, _state(end, self._fields(source), end)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -277,7 +302,7 @@ class NetSuiteConnector(Connector):
         while True:
             if offset + limit > cap:
                 raise ConnectorError(f"more than {cap:,} NetSuite rows share one key")
-            page = self._query(make_query(key), offset=offset)
+            page = self._fetch(make_query, key, offset)
             items = [{k: v for k, v in i.items() if k != "links"} for i in page["items"]]
             fresh = items if exact or key is None else [i for i in items if key_of(i) > key]
             if fresh:
@@ -290,6 +315,25 @@ class NetSuiteConnector(Connector):
             else:
                 key, offset = last, 0
 
+    def _fetch(self, make_query: Callable[[Key | None], str], key: Key | None, offset: int
+               ) -> dict[str, Any]:
+        """One page; a custom field the account lacks is left out and the query asked again
+        (custom field ids differ between accounts: a missing one must not stop a sync)."""
+        while True:
+            query = make_query(key)
+            try:
+                return self._query(query, offset=offset)
+            except MissingCustomField as exc:
+                names = {n for n, expr in _select_items(query) if expr.endswith(f".{exc.field}")}
+                if not names or names <= self._omitted:
+                    raise ConnectorError(f"NetSuite has no field {exc.field!r}") from None
+                log.warning("NetSuite account has no custom field %s: read as empty", exc.field)
+                self._omitted |= names
+
+    def _fields(self, source: Source) -> list[str]:
+        """The fields read (the state's `fields`: the engine reports drift from them)."""
+        return [name for name in source.select if name not in self._omitted]
+
     def _window_query(self, source: Source, start: datetime, end: datetime) -> Callable[
             [Key | None], str]:
         column, ident = source.modified_column, source.id_column
@@ -300,13 +344,12 @@ class NetSuiteConnector(Connector):
             if key is not None:
                 at = self._ts(key[0])
                 condition += f" AND ({column} > {at} OR ({column} = {at} AND {ident} > {key[1]}))"
-            return source.query(condition, order=f"{column}, {ident}")
+            return source.query(condition, order=f"{column}, {ident}", omit=self._omitted)
 
         return make
 
-    def _read_window(self, object_name: str, source: Source, fields: list[str],
-                     start: datetime, end: datetime, deletes_since: datetime | None
-                     ) -> Iterator[Change]:
+    def _read_window(self, object_name: str, source: Source, start: datetime, end: datetime,
+                     deletes_since: datetime | None) -> Iterator[Change]:
         def key_of(item: Mapping[str, Any]) -> Key:
             return parse_stamp(item[MODIFIED], self.tz), int(item["id"])
 
@@ -316,14 +359,15 @@ class NetSuiteConnector(Connector):
                 yield map_record(object_name, item, self.tz)
             stamp = parse_stamp(page[-1][MODIFIED], self.tz)
             cursor = stamp if cursor is None else max(cursor, stamp)
-            yield Checkpoint(_state(cursor, fields, deletes_since))
+            yield Checkpoint(_state(cursor, self._fields(source), deletes_since))
 
     def _read_all(self, object_name: str, source: Source, unchanged: dict[str, Any]
                   ) -> Iterator[Change]:
         """A table without a stamp, keyset-paged on its coarse id (prices on their item)."""
         def make(key: Key | None) -> str:
             condition = "" if key is None else f"{source.id_column} >= {key[0]}"
-            return source.query(condition, order="pr.item, pr.pricelevel, pr.currency")
+            return source.query(condition, order="pr.item, pr.pricelevel, pr.currency",
+                                omit=self._omitted)
 
         def key_of(item: Mapping[str, Any]) -> Key:
             return int(item["item"]), int(item["pricelevel"]), int(item.get("currencyid", 0))

@@ -7,7 +7,7 @@ account's time zone; literals go back as `TO_TIMESTAMP` of the same wall-clock t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -40,8 +40,9 @@ class Source:
     deleted_types: tuple[str, ...] = ()
     negated: Mapping[str, str] = field(default_factory=dict)  # common bool ← NOT 'T'/'F'
 
-    def query(self, condition: str = "", order: str = "") -> str:
-        items = ", ".join(f"{expr} AS {name}" for name, expr in self.select.items())
+    def query(self, condition: str = "", order: str = "", omit: Collection[str] = ()) -> str:
+        items = ", ".join(f"{expr} AS {name}" for name, expr in self.select.items()
+                          if name not in omit)
         where = " AND ".join(f"({c})" for c in (self.where, condition) if c)
         return (f"SELECT {items} FROM {self.table} {self.joins}".rstrip()
                 + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else ""))
