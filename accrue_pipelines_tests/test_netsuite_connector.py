@@ -338,3 +338,14 @@ def test_a_custom_field_the_account_lacks_is_read_as_empty(
     assert len(got) == account.live_count("account")
     assert all(u.fields["industry"] is None and u.fields["name"] for u in got.values())
     assert "custentity_industry" not in state["fields"] and "companyname" in state["fields"]
+
+
+def test_custom_fields_are_named_per_connection(account: RunningNetSuite) -> None:
+    with connect(account, custom_fields={"account.industry": "custentity_employee_count"}
+                 ) as connector:
+        got = upserts(read(connector, "account")[0])
+    assert all(u.fields["industry"] == u.raw["custentity_industry"] ==
+               u.fields["employee_count"] for u in got.values())
+    with connect(account, custom_fields={"account.name": "custentity_x"}) as connector, \
+            pytest.raises(ConnectorError, match="account.name"):
+        read(connector, "account")

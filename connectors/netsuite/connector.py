@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -244,7 +245,7 @@ class NetSuiteConnector(Connector):
                 lambda: self.live_ids(object_name, as_of=end), activity.PARTS, state,
                 reconcile=reconcile)
             return
-        source = SOURCES[object_name]
+        source = self._source(object_name)
         if source.modified_column is None:  # no stamp: the whole table, then its ids
             # Pages are committed as they come; the state moves only at the end (a crash
             # reads the whole table again).
@@ -329,6 +330,24 @@ class NetSuiteConnector(Connector):
                     raise ConnectorError(f"NetSuite has no field {exc.field!r}") from None
                 log.warning("NetSuite account has no custom field %s: read as empty", exc.field)
                 self._omitted |= names
+
+    def _source(self, object_name: str) -> Source:
+        """The object's source, with the custom fields the connection names for its columns
+        (config `custom_fields`, e.g. {"account.industry": "custentity_sector"})."""
+        source = SOURCES[object_name]
+        wanted = {key.split(".", 1)[1]: field_id for key, field_id in
+                  (self.config.get("custom_fields") or {}).items()
+                  if key.startswith(f"{object_name}.")}
+        select = dict(source.select)
+        for column, field_id in wanted.items():
+            name = source.fields.get(column, "")
+            expression = select.get(name, "")
+            if not (re.fullmatch(r"cust\w+", str(field_id))
+                    and re.fullmatch(r"\w+\.cust\w+", expression)):
+                raise ConnectorError(f"custom_fields: {object_name}.{column} cannot be read "
+                                     f"from {field_id!r}")
+            select[name] = f"{expression.split('.')[0]}.{field_id}"
+        return replace(source, select=select) if wanted else source
 
     def _fields(self, source: Source) -> list[str]:
         """The fields read (the state's `fields`: the engine reports drift from them)."""
