@@ -119,6 +119,16 @@ def test_activities_are_calls_emails_meetings_and_tasks_never_notes(close_org) -
     assert fields["account_id"] == lead and fields["activity_at"] is None
 
 
+def test_lead_custom_fields_named_otherwise_are_found_through_the_config(close_org) -> None:
+    api = API(close_org.served.api_url, api_key=close_org.connection()[0]["api_key"])
+    fields = {f["name"]: f["id"] for f in api.get("custom_field/lead")["data"]}
+    with _connector(close_org, lead_custom_fields={"industry": "Employees"}) as connector:
+        accounts = _upserts(_read(connector, "account"))
+    for upsert in accounts.values():
+        assert upsert.fields["industry"] == upsert.raw[f"custom.{fields['Employees']}"]
+        assert upsert.fields["account_type"] == upsert.raw[f"custom.{fields['Account Type']}"]
+
+
 def test_opportunity_amount_stage_and_outcome_come_from_value_and_status(close_org) -> None:
     with _connector(close_org) as connector:
         upserts = _upserts(_read(connector, "opportunity"))

@@ -58,6 +58,7 @@ from connectors.base import (
 from connectors.close.mapping import (
     CURSOR_FIELD,
     EVENT_TYPES,
+    LEAD_CUSTOM_FIELDS,
     SOURCES,
     close_datetime,
     map_record,
@@ -260,11 +261,19 @@ class CloseConnector(Connector):
         return map_record(object_name, record, custom)
 
     def custom_fields(self) -> dict[str, str]:
-        """Lead custom fields by name -> the key a lead carries them under (`custom.cf_…`)."""
+        """Lead custom fields by name -> the key a lead carries them under (`custom.cf_…`).
+
+        An organization that names them otherwise says so in the connection's config:
+        `lead_custom_fields: {"industry": "Sector", ...}` (common column -> its name).
+        """
         if self._custom is None:
             data = self._get("custom_field/lead").get("data") or []
-            self._custom = {f["name"]: f"custom.{f['id']}" for f in data
-                            if isinstance(f, dict) and "name" in f and "id" in f}
+            keys = {f["name"]: f"custom.{f['id']}" for f in data
+                    if isinstance(f, dict) and "name" in f and "id" in f}
+            named = dict(self.config.get("lead_custom_fields") or {})
+            self._custom = {**keys, **{
+                default: keys[named[column]] for default, column in LEAD_CUSTOM_FIELDS.items()
+                if named.get(column) in keys}}
         return self._custom
 
     def read(self, object_name: str, state: Mapping[str, Any] | None, *,
