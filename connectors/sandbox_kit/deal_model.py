@@ -113,13 +113,15 @@ def _moment(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _convert(values: dict[str, Any]) -> dict[str, Any]:
-    for key, value in values.items():
-        if value is None or isinstance(value, bool):
-            continue
-        if key in _DATES:
+def _convert(values: dict[str, Any], dates: tuple[str, ...],
+             moments: tuple[str, ...]) -> dict[str, Any]:
+    for key in dates:
+        value = values.get(key)
+        if value is not None:
             values[key] = _day(value)
-        elif key in _DATETIMES:
+    for key in moments:
+        value = values.get(key)
+        if value is not None:
             values[key] = _moment(value)
     return values
 
@@ -140,11 +142,14 @@ def _freeze(builder: Builder) -> tuple[dict[str, tuple[WorldRecord, ...]], dict[
     frozen: dict[str, tuple[WorldRecord, ...]] = {}
     for name, items in drafts.items():
         wanted = columns(name)
+        keys = {k for d in items[:1] for k in (*d.fields, *d.extra)}
+        dates = tuple(k for k in _DATES if k in keys or name == "activity")
+        moments = tuple(k for k in _DATETIMES if k in keys or name == "activity")
         records = []
         for draft in items:
             created = _moment(draft.created)
-            fields = _convert(dict(draft.fields))
-            extra = _convert(dict(draft.extra))
+            fields = _convert(dict(draft.fields), dates, moments)
+            extra = _convert(dict(draft.extra), dates, moments)
             for key, target in draft.refs.items():
                 (fields if key in wanted else extra)[key] = ref(target)
             if "source_created_at" in wanted:

@@ -221,12 +221,15 @@ def render(world: World, ids: dict[str, str]) -> dict[str, list[dict[str, Any]]]
     anchor = world.anchor.timestamp()
     rows: dict[str, list[dict[str, Any]]] = {}
     for name, sobject in (*SOBJECTS, ("activity", "Task")):
-        for record in world.objects[name]:
+        records = world.objects[name]
+        ref_keys = {k for r in records[:1] for k in (*r.fields, *r.extra) if k.endswith("_id")}
+        for record in records:
             if record.id == admin:
                 continue
-            refs = {k: None if v is None else ids[v]
-                    for k, v in (*record.fields.items(), *record.extra.items())
-                    if k.endswith("_id")}
+            refs: dict[str, str | None] = {}
+            for key in ref_keys:
+                value = record.fields[key] if key in record.fields else record.extra[key]
+                refs[key] = None if value is None else ids[value]
             row = RENDERERS[name](record, refs)
             target = row.pop("_sobject", sobject)
             created = record.created_at.timestamp()
