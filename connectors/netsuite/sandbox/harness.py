@@ -195,6 +195,8 @@ class NetSuiteWriter(CrmWriter):
 
     def write_raw(self, object_name: str, source_id: str, payload: Mapping[str, Any]) -> None:
         """Store values as given, past the record service's checks (a bad-value test)."""
+        if object_name not in WRITABLE:
+            raise NotImplementedError(f"raw writes of {object_name} are not supported")
         record_type, names = WRITABLE[object_name]
         table, _ = RECORD_TYPES[record_type]
         columns = {names.get(k, k).lower(): v for k, v in payload.items()}
