@@ -11,6 +11,9 @@ Sync semantics (docs/sync-guarantees.md), NetSuite's way:
 - Deletes from `DeletedRecord` since the last sweep (kept apart from the cursor); a
   `LiveIds` when the log no longer covers the gap, on `reconcile`, and always for
   what NetSuite logs no deletes of (transaction lines) or has no stamp for (prices).
+- Activities from three record types (calls, to-dos, meetings), one cursor each.
+- A read refuses an account clock far from ours (a wrong time zone would push the cursor
+  hours ahead); a custom field the account lacks is read as empty, not a failed sync.
 """
 
 from __future__ import annotations
