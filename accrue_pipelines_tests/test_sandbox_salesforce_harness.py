@@ -30,7 +30,7 @@ def test_the_connection_a_tenant_stores_works_and_a_wrong_one_is_refused(
     assert create_connector("salesforce", secrets, config).check().ok
     bad = create_connector("salesforce", *org.bad_connection()).check()
     assert not bad.ok and bad.field == "password"
-    assert SalesforceHarness().connection_at(org.url)[1] == {"sandbox_url": org.url}
+    assert SalesforceHarness().connection_at(org.url)[1]["sandbox_url"] == org.url
 
 
 def test_the_writer_speaks_the_common_model(org: RunningSalesforceSandbox) -> None:
@@ -76,3 +76,13 @@ def test_fault_switches_turn_on_and_off(org: RunningSalesforceSandbox) -> None:
     org.set_faults({})
     assert sf.query("SELECT COUNT() FROM Account")["totalSize"] > 0
     assert requests.get(f"{org.url}/_sandbox/health", timeout=5).ok
+
+
+def test_the_integration_users_password_and_token_are_chosen_at_start(tmp_path: Path) -> None:
+    harness = SalesforceHarness()
+    with harness.start(tmp_path / "creds.db", opportunities=0, password="pw-9",
+                       security_token="TOK9") as running:
+        secrets, config = running.connection()
+        assert (secrets["password"], secrets["security_token"]) == ("pw-9", "TOK9")
+        assert create_connector("salesforce", secrets, config).check().ok
+        assert running.live_count("opportunity") == 0 and running.live_count("user") == 1

@@ -1,9 +1,12 @@
 """A local Salesforce org that unmodified clients (simple-salesforce, Airbyte, dlt) talk to.
 
-Start one with `running_sandbox(path, seed=120)` (background thread) or
-`serve(port, path, seed=N)` (blocking), point a client at it with
+Start one with `running_sandbox(path, n_opportunities=120, seed=7)` (background thread)
+or `serve(port, path, n_opportunities=N, seed=S)` (blocking; both also take `password=`
+and `security_token=` for the integration user), point a client at it with
 `connectors.salesforce.transport.sandbox_session(url)`, and log in with the
-sandbox's username, password and security token. See docs/sandbox-salesforce.md.
+sandbox's username, password and security token. The records come from the sandbox
+kit's deal model (`connectors.sandbox_kit.deal_model`), rendered by `generator.py`.
+See docs/sandbox-salesforce.md.
 """
 
 from .config import (

@@ -200,9 +200,14 @@ class SalesforceHarness(SandboxHarness):
         faults: Mapping[str, Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        password: str | None = None,
+        security_token: str | None = None,
     ) -> RunningSalesforceSandbox:
+        """As the kit's; `password` / `security_token` set the integration user's (a new
+        org's, or a stored org's from now on)."""
         options: dict[str, Any] = {"seed": seed, "n_opportunities": opportunities,
-                                   "host": host, "port": port}
+                                   "host": host, "port": port, "password": password,
+                                   "security_token": security_token}
         if page_size is not None:
             options["page_size"] = page_size
         if clock is not None:
@@ -217,7 +222,9 @@ class SalesforceHarness(SandboxHarness):
         return secrets, {"auth": "password", "domain": "login", "sandbox_url": url}
 
     def serve(self, path: Path, *, opportunities: int, seed: int, host: str, port: int,
-              faults: Mapping[str, Any] | None = None) -> None:
+              faults: Mapping[str, Any] | None = None, password: str | None = None,
+              security_token: str | None = None) -> None:
         """The Salesforce sandbox's own foreground server (it prints the login to use)."""
         serve(port, str(path), seed=seed, n_opportunities=opportunities, host=host,
-              faults=dict(faults) if faults else None)
+              faults=dict(faults) if faults else None, password=password,
+              security_token=security_token)
