@@ -242,9 +242,18 @@ def signup_logins(urls: dict[str, str]) -> str:
         spec = registry.spec(org.crm_type)
         method = spec.auth(crm_config.get("auth"))
         typed = {**crm_config, **secrets}
-        shown = ", ".join(f"{f.label}: {typed[f.name]}" for f in spec.fields_for(method.key)
-                          if f.name in typed and len(str(typed[f.name])) <= 60)
-        lines.append(f"  {spec.name} ({method.label}): {shown}")
+        shown = []
+        for setup in spec.fields_for(method.key):
+            value = str(typed.get(setup.name, ""))
+            if not value:
+                continue
+            if len(value) > 60 or "\n" in value:  # a key to paste: kept in a file
+                path = config.accrue_home() / f"sandbox-{spec.key}-{setup.name}.txt"
+                path.write_text(value)
+                path.chmod(0o600)
+                value = f"paste the contents of {path}"
+            shown.append(f"{setup.label}: {value}")
+        lines.append(f"  {spec.name} ({method.label}): {', '.join(shown)}")
     return "\n".join(lines)
 
 
@@ -501,7 +510,7 @@ Accrue demo is running after {self.elapsed()} (logs in {self.logs}):
 To try the concierge, sign up (the confirmation link arrives in the demo inbox) and
 connect your CRM's sign-up org; the details to type (made up, for the sandboxes only):
 {signup_logins(urls)}
-The sensors start every demo tenant's' first syncs within a minute, then sync them every
+The sensors start every demo tenant's first sync within a minute, then sync them every
 {DEMO_SYNC_FREQUENCY_MINUTES} minutes; their first data and price recommendations show here.
 Press Ctrl-C to stop.""")
         if self.milestones.earlier:

@@ -92,6 +92,15 @@ def validate_status(status: object) -> str:
     return str(status)
 
 
+def offered_objects(crm_type: str) -> tuple[str, ...]:
+    """The common objects a CRM offers (its spec says); every object for a CRM type no
+    package registers (a tenant kept after its connector was retired)."""
+    from connectors import registry  # spec modules only: cheap
+
+    known = {spec.key: spec.objects for spec in registry.specs()}
+    return known.get(crm_type, tuple(COMMON_OBJECTS))
+
+
 def validate_crm_type(crm_type: object) -> str:
     """A CRM type names a connector; free text here would never match one."""
     if not isinstance(crm_type, str) or not CRM_TYPE_PATTERN.match(crm_type):
@@ -133,7 +142,10 @@ class Tenant:
     optional_objects: tuple[str, ...] = ()  # the optional objects its admin switched on
 
     def syncs(self, object_name: str) -> bool:
-        """Whether the tenant's syncs read this common object: optional ones only if chosen."""
+        """Whether the tenant's syncs read this common object: one its CRM offers, and an
+        optional one only if chosen."""
+        if object_name not in offered_objects(self.crm_type):
+            return False
         return object_name not in OPTIONAL_OBJECTS or object_name in self.optional_objects
 
     def synced_objects(self) -> list[str]:

@@ -64,7 +64,7 @@ from connectors.close.mapping import (
     map_record,
     parse_close_datetime,
 )
-from connectors.salesforce.activity import read_parts  # generic: parts of one object
+from connectors.parts import read_parts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 NetSuite keeps logged calls as `phonecall`, to-dos as `task` and meetings as
 `calendarevent`, each with its own internal ids, stamps and DeletedRecord type; each is
-one part of the read (`connectors.salesforce.activity.read_parts`: a cursor per part, one
+one part of the read (`connectors.parts.read_parts`: a cursor per part, one
 LiveIds for all). Source ids carry the record type (`phonecall:12`), as ids of different
 types may meet. E-mails are `message` records and are not read.
 """

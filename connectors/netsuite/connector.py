@@ -52,7 +52,7 @@ from connectors.netsuite.client import (
 )
 from connectors.netsuite.mapping import SOURCES, map_record, source_id_of
 from connectors.netsuite.source import MODIFIED, STAMP_FORMAT, Source, local_stamp, parse_stamp
-from connectors.salesforce.activity import read_parts  # generic: parts of one object
+from connectors.parts import read_parts
 
 log = logging.getLogger(__name__)
 

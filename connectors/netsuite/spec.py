@@ -90,7 +90,7 @@ SPEC = ConnectorSpec(
             "or EC P-256/384/521), e.g. from `openssl req -new -x509 -newkey ec "
             "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 730 -out cert.pem "
             "-keyout key.pem`.",
-            secret=True, kind="password", env="ACCRUE_NETSUITE_PRIVATE_KEY"),
+            secret=True, kind="multiline", env="ACCRUE_NETSUITE_PRIVATE_KEY"),
         SetupField(
             "consumer_key", "Consumer key",
             f"{_INTEGRATION} with Token-Based Authentication ticked; shown once, on save.",

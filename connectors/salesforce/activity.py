@@ -14,15 +14,11 @@ of `connectors.salesforce.connector`, so each part resumes from its own checkpoi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
-
-from connectors.base import Change, Checkpoint, LiveIds
 
 # Reads one sObject from its part of the state: yields its records and checkpoints (with
 # its own state), returns (its delete log still covered the gap?, its final state).
-PartReader = Callable[[str, Mapping[str, Any] | None],
-                      Generator[Change, None, tuple[bool, dict[str, Any]]]]
 
 # Common objects read from more than one sObject, in reading order.
 MULTI_SOURCE: dict[str, tuple[str, ...]] = {"activity": ("Task", "Event")}
@@ -109,52 +105,3 @@ def derived_fields(sobject: str, record: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def combined_state(parts: Mapping[str, Mapping[str, Any]], sobjects: Sequence[str],
-                   reconcile_pending: bool) -> dict[str, Any]:
-    """One state for the object: each part's own, plus what the sync engine reads.
-
-    `cursor` is the earliest part's (None until every part has one), `fields` every
-    part's fields as `Task.Subject`, so a new field on either sObject is reported as drift.
-    `reconcile_pending` survives a crash between a part that found its delete log
-    incomplete and the id reconciliation that the whole object then owes.
-    """
-    cursors = [parts.get(s, {}).get("cursor") for s in sobjects]
-    state: dict[str, Any] = {
-        "parts": {name: dict(part) for name, part in parts.items()},
-        "cursor": min(c for c in cursors if c) if all(cursors) else None,
-        "fields": sorted(f"{name}.{f}" for name, part in parts.items()
-                         for f in part.get("fields", [])),
-    }
-    if reconcile_pending:
-        state["reconcile_pending"] = True
-    return state
-
-
-def read_parts(read_part: PartReader, live_ids: Callable[[], LiveIds], sobjects: Sequence[str],
-               state: Mapping[str, Any] | None, *, reconcile: bool = False) -> Iterator[Change]:
-    """Read each sObject in turn, every checkpoint covering the parts read so far.
-
-    One `LiveIds` for the whole object, if any part needs it, just before the last
-    checkpoint: a part's ids alone would flag the other part's rows as deleted.
-    """
-    parts = {name: dict(part) for name, part in ((state or {}).get("parts") or {}).items()}
-    pending = reconcile or bool((state or {}).get("reconcile_pending"))
-    for index, sobject in enumerate(sobjects):
-        inner = read_part(sobject, parts.get(sobject))
-        while True:
-            try:
-                change = next(inner)
-            except StopIteration as done:
-                covered, final = done.value
-                break
-            if isinstance(change, Checkpoint):
-                change = Checkpoint(combined_state({**parts, sobject: change.state}, sobjects,
-                                                   pending))
-            yield change
-        parts[sobject] = final
-        pending = pending or not covered
-        if index < len(sobjects) - 1:
-            yield Checkpoint(combined_state(parts, sobjects, pending))
-    if pending:
-        yield live_ids()
-    yield Checkpoint(combined_state(parts, sobjects, False))

@@ -47,7 +47,8 @@ from connectors.base import (
     SourceUnavailable,
     Upsert,
 )
-from connectors.salesforce.activity import MULTI_SOURCE, read_parts
+from connectors.parts import read_parts
+from connectors.salesforce.activity import MULTI_SOURCE
 from connectors.salesforce.mapping import (  # re-exported: the adapter's public names
     CURSOR_FIELD,
     OBJECT_MAP,
