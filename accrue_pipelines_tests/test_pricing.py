@@ -392,3 +392,24 @@ def test_the_stored_curve_reproduces_the_stated_win_probabilities():
     others = recs[~recs["method"].isin(["model", "tenant_curve"])]
     assert list(others["method"]) == ["excluded"]
     assert others["curve_a"].isna().all() and others["curve_b"].isna().all()
+
+
+def test_a_deal_without_lines_is_priced_from_the_list_value_kept_on_the_deal():
+    """Close keeps no line items: a deal's list value on the deal itself (`list_amount`) and
+    its amount are its list and quote. Lines, where a deal has them, still come first; a
+    list value without an amount is excluded with the reason, never guessed."""
+    opps, lines, products, accounts = warehouse_frames(lost_have_lines=True)
+    on_deal = opps.iloc[[-1, -1, -1]].assign(
+        source_id=["006D", "006E", "006F"], amount=[8000.0, None, 5000.0],
+        list_amount=[10000.0, 10000.0, None])
+    lined = opps.iloc[0]["source_id"]
+    opps = pd.concat([opps.assign(list_amount=None), on_deal], ignore_index=True)
+    opps.loc[opps["source_id"] == lined, "list_amount"] = 1.0  # ignored: it has lines
+    frame = build_deal_frame(opps, lines, products, accounts).set_index("opportunity_id")
+    priced = frame.loc["006D"]
+    assert (priced["list_total"], priced["quote_total"]) == (10000.0, 8000.0)
+    assert priced["ratio"] == pytest.approx(0.8) and not isinstance(priced["exclusion"], str)
+    assert priced["n_lines"] == 0
+    assert frame.loc["006E", "exclusion"] == "no amount on a deal priced at list value"
+    assert frame.loc["006F", "exclusion"] == "no line items (no quoted price)"
+    assert frame.loc[lined, "list_total"] != 1.0 and frame.loc[lined, "n_lines"] > 0

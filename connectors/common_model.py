@@ -70,6 +70,9 @@ COMMON_OBJECTS: dict[str, tuple[Column, ...]] = {
         _s("name"),
         _id("account_id"),
         Column("amount", "float"),
+        # The deal at list price where the CRM keeps it on the deal (no line items: Close);
+        # with line items, pricing sums the lines' list prices instead.
+        Column("list_amount", "float"),
         _s("stage", 80),
         Column("is_closed", "bool"),
         Column("is_won", "bool"),

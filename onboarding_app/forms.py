@@ -127,7 +127,7 @@ def _setup_field(setup: SetupField) -> Any:
         return TextAreaField(setup.label, validators=limit)
     if setup.secret or setup.kind == "password":
         return PasswordField(setup.label, validators=limit)
-    return StringField(setup.label, validators=limit)
+    return StringField(setup.label, validators=limit, default=setup.default or None)
 
 
 class DetailsForm(FlaskForm):

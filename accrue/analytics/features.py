@@ -193,6 +193,11 @@ def build_deal_frame(
     )
     frame = opps.merge(per_deal, left_on="opportunity_id", right_index=True, how="left")
     frame["n_lines"] = frame["n_lines"].fillna(0).astype(int)
+    # A CRM without line items (Close) may keep the deal's list value on the deal itself:
+    # then the deal's amount is its quote. Lines, where a deal has them, come first.
+    on_deal = (frame["n_lines"] == 0) & (_num(frame, "list_amount") > 0)
+    frame.loc[on_deal, "list_total"] = _num(frame, "list_amount")[on_deal]
+    frame.loc[on_deal, "quote_total"] = _num(frame, "amount")[on_deal]
     frame["ratio"] = frame["quote_total"] / frame["list_total"]
     frame["cost_ratio"] = frame["_cost_total"] / frame["list_total"]
     frame["min_ratio"] = frame["_minimum_total"] / frame["list_total"]
@@ -222,8 +227,9 @@ def build_deal_frame(
             frame[column] = None
 
     reason = pd.Series(None, index=frame.index, dtype=object)
-    reason[frame["n_lines"] == 0] = "no line items (no quoted price)"
+    reason[(frame["n_lines"] == 0) & ~on_deal] = "no line items (no quoted price)"
     missing = (frame["n_lines"] > 0) & (frame["list_total"].isna() | frame["quote_total"].isna())
+    reason[on_deal & frame["quote_total"].isna()] = "no amount on a deal priced at list value"
     reason[missing & reason.isna()] = "a line item without list or quoted price"
     reason[(frame["list_total"] <= 0) & reason.isna()] = "list value not positive"
     reason[(frame["quote_total"] == 0) & reason.isna()] = ZERO_QUOTE
