@@ -44,8 +44,13 @@ def _sandbox_command(crm_type: str, crm_name: str) -> click.Command:
                   f"<ACCRUE_HOME>/sandbox-{crm_type}.db).")
     @click.option("--faults", default=None, help='Fault switches as JSON or a JSON file, e.g. '
                   '\'{"error_rate": 0.05}\' (docs/connectors.md, "Sandboxes").')
+    @click.option("--login", "logins", multiple=True, metavar="NAME=VALUE",
+                  help="Set one of the org's integration-user secrets instead of the made-up "
+                  "default, e.g. --login password=... --login security_token=... "
+                  "(what a CRM's sandbox lets you set: its `serve` parameters).")
     def serve(port: int, host: str, opportunities: int, seed: int, state_path: str | None,
-              faults: str | None) -> None:
+              faults: str | None, logins: tuple[str, ...]) -> None:
+        import inspect
         import json
         from pathlib import Path
 
@@ -62,9 +67,18 @@ def _sandbox_command(crm_type: str, crm_name: str) -> click.Command:
                 raise click.BadParameter(f"not JSON: {exc}", param_hint="--faults") from None
         path = Path(state_path) if state_path else (
             config.accrue_home() / f"sandbox-{crm_type}.db")
+        chosen = dict(item.partition("=")[::2] for item in logins)
+        if any(not name or not value for name, value in chosen.items()):
+            raise click.BadParameter("use NAME=VALUE", param_hint="--login")
+        harness = load(str(spec.sandbox))()
+        accepted = set(inspect.signature(harness.serve).parameters)
+        unknown = sorted(set(chosen) - accepted)
+        if unknown:
+            raise click.BadParameter(f"the {spec.name} sandbox cannot set {', '.join(unknown)}",
+                                     param_hint="--login")
         try:
-            load(str(spec.sandbox))().serve(path, opportunities=opportunities, seed=seed,
-                                            host=host, port=port, faults=switches)
+            harness.serve(path, opportunities=opportunities, seed=seed, host=host, port=port,
+                          faults=switches, **chosen)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
 
