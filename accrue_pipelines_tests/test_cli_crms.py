@@ -143,3 +143,12 @@ def test_an_empty_salesforce_org_with_the_password_the_user_chose(tmp_path: Path
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_readme_names_every_secret_s_environment_variable() -> None:
+    """What `tenant add` reads is documented where an operator looks first."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for spec in registry.specs():
+        for setup in spec.fields:
+            if setup.secret:
+                assert f"`{setup.env}`" in readme, (spec.key, setup.name)
