@@ -3,8 +3,8 @@ completed, meetings moved, activities deleted (`delete_record` picks them too).
 
 Why: activity is read from two sObjects (Task, Event) under one checkpoint and one id
 reconciliation; chaos checks that this holds under faults and kills like every object.
-Mixed into `benchmarks.chaos.Mutator`, whose `_write`, `_pick`, `_sobject`, `_text`,
-`pools` and `rng` it uses.
+Mixed into `benchmarks.chaos_salesforce.SalesforceMutator`, whose `_write`, `_pick`,
+`_sobject`, `_text`, `pools` and `rng` it uses.
 """
 
 from __future__ import annotations

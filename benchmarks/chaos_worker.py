@@ -5,25 +5,27 @@ can clean up after, so it is the honest test of F4 (a sync dying anywhere is
 completed by the next attempt from its last committed checkpoint). The harness
 kills the worker at random moments and starts a fresh one.
 
-The worker loops `sync_object` over the eight common objects, starting at a
+The worker loops `sync_object` over the objects its CRM offers, starting at a
 random one so that every object gets killed mid-sync, and runs a share of its
 syncs with `reconcile=True` (the nightly id reconciliation). Each object gets a
-fresh connector, as a pipeline run would, so custom fields added meanwhile are
-selected. Connector errors are logged and the loop goes on, as run retries do.
+fresh connector built by the registry (`registry.create_connector`), as a pipeline
+run would, so it is the production adapter of whichever CRM is under test, and
+custom fields added meanwhile are selected. Connector errors are logged and the
+loop goes on, as run retries do.
 
 It journals every version it committed: `JournalingWarehouse.apply` appends one
 line per Upsert/Delete to the journal *after* `Warehouse.apply` returned (after
 the commit), flushed and fsync'ed. A kill between the commit and the journal
 write only makes the journal smaller, so "journal ⊆ change log" is a sound check.
 
-Run alone (`python -m benchmarks.chaos_worker --sandbox-url … --tenant …
---journal …`) it syncs in a loop itself; with `--fork-server EVENTS` it imports
-once and forks a fresh sync process per command, so restarts after a kill take
-milliseconds instead of the 1.5–2.5 s the imports cost.
+Run alone (`python -m benchmarks.chaos_worker --crm … --connection FILE --objects …
+--tenant … --journal …`) it syncs in a loop itself; with `--fork-server EVENTS` it
+imports once and forks a fresh sync process per command, so restarts after a kill
+take milliseconds instead of the 1.5–2.5 s the imports cost.
 
-Credentials come from the environment (never argv, never printed):
-ACCRUE_CHAOS_SF_USERNAME, ACCRUE_CHAOS_SF_PASSWORD, ACCRUE_CHAOS_SF_TOKEN; the
-warehouse URL from --database-url or ACCRUE_DATABASE_URL.
+The connection (secrets and config, as the harness's `connection()` gives them) is
+read from a JSON file the harness writes with mode 0600 — never from argv, never
+printed; the warehouse URL comes from --database-url or ACCRUE_DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -35,29 +37,23 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import requests
-
 from accrue.db import make_engine
 from accrue.sync import sync_object
 from accrue.warehouse import PageChange, Warehouse, WriteStats
-from connectors.base import ConnectorError, Delete, Upsert
-from connectors.salesforce import OBJECT_MAP, SalesforceConnector
-from connectors.salesforce.activity import MULTI_SOURCE
+from connectors import registry
+from connectors.base import Connector, ConnectorError, Delete, Upsert
 
-USERNAME_ENV = "ACCRUE_CHAOS_SF_USERNAME"
-PASSWORD_ENV = "ACCRUE_CHAOS_SF_PASSWORD"
-TOKEN_ENV = "ACCRUE_CHAOS_SF_TOKEN"
 DATABASE_URL_ENV = "ACCRUE_DATABASE_URL"
-OBJECTS: tuple[str, ...] = (*OBJECT_MAP, *MULTI_SOURCE)  # activity: Task and Event
-# Retries stay those of production (6 attempts); only the backoff ceiling is
-# lowered so a trial of a few seconds sees several syncs, not one long sleep.
+# Retries stay those of production; only the backoff ceiling is lowered so a trial
+# of a few seconds sees several syncs, not one long sleep.
 MAX_BACKOFF_SECONDS = 1.0
+DEFAULT_TIMEOUT_SECONDS = 60.0
 FAILURE_PAUSE_SECONDS = 0.1  # after a failed sync, as a run retry would wait
 
 JournalKey = tuple[str, str, str, bool]  # (object, source_id, source_modified_at ISO, deleted)
@@ -124,41 +120,33 @@ def read_journal(path: Path) -> set[JournalKey]:
     return entries
 
 
-def sandbox_secrets() -> dict[str, str]:
-    """The sandbox credentials from the environment (KeyError names the missing one)."""
-    return {
-        "username": os.environ[USERNAME_ENV],
-        "password": os.environ[PASSWORD_ENV],
-        "security_token": os.environ[TOKEN_ENV],
-    }
+@dataclass(frozen=True)
+class Connection:
+    """What a tenant connected to the org stores: its CRM, secrets and config."""
+
+    crm: str
+    secrets: Mapping[str, str]
+    config: Mapping[str, Any]
+
+    def save(self, path: Path) -> None:
+        """Written readable by this user only: the sandbox's secrets stay off argv and logs."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"crm": self.crm, "secrets": dict(self.secrets),
+                       "config": dict(self.config)}, out)
+
+    @classmethod
+    def load(cls, path: Path) -> Connection:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["crm"], data["secrets"], data["config"])
 
 
-def timed_session(sandbox_url: str, timeout: float | None) -> requests.Session:
-    """A sandbox session whose requests time out (the adapter sets no timeout itself)."""
-    from connectors.salesforce.transport import sandbox_session
-
-    session = sandbox_session(sandbox_url)
-    if timeout is None:
-        return session
-    send = session.request
-
-    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", timeout)
-        return send(method, url, **kwargs)
-
-    session.request = request  # type: ignore[method-assign]
-    return session
-
-
-def make_connector(
-    sandbox_url: str, secrets: Mapping[str, str], timeout: float | None = None
-) -> SalesforceConnector:
-    """The production adapter, on the sandbox, with a short backoff ceiling."""
-    return SalesforceConnector(
-        secrets,
-        {"sandbox_url": sandbox_url, "max_backoff_seconds": MAX_BACKOFF_SECONDS},
-        session=timed_session(sandbox_url, timeout),
-    )
+def make_connector(connection: Connection, timeout: float | None = None) -> Connector:
+    """The production adapter from the registry, with a short backoff ceiling and, in
+    "timeout" trials, a request timeout below the sandbox's latency jitter."""
+    config = {**connection.config, "max_backoff_seconds": MAX_BACKOFF_SECONDS,
+              "timeout_seconds": timeout if timeout is not None else DEFAULT_TIMEOUT_SECONDS}
+    return registry.create_connector(connection.crm, connection.secrets, config)
 
 
 def _emit(out: IO[str], event: str, **fields: Any) -> None:
@@ -166,17 +154,18 @@ def _emit(out: IO[str], event: str, **fields: Any) -> None:
     out.flush()
 
 
-def _rotation(rng: random.Random) -> Iterator[str]:
-    start = rng.randrange(len(OBJECTS))
+def _rotation(rng: random.Random, objects: Sequence[str]) -> Iterator[str]:
+    start = rng.randrange(len(objects))
     while True:
-        for offset in range(len(OBJECTS)):
-            yield OBJECTS[(start + offset) % len(OBJECTS)]
+        for offset in range(len(objects)):
+            yield objects[(start + offset) % len(objects)]
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     database_url: str
-    sandbox_url: str
+    connection: Path
+    objects: tuple[str, ...]
     tenant: str
     journal: Path
     seed: int = 0
@@ -187,19 +176,21 @@ class WorkerConfig:
 
 def sync_loop(config: WorkerConfig, out: IO[str]) -> None:
     """Sync every object round and round until killed (or `passes` object syncs are done)."""
-    secrets = sandbox_secrets()
+    connection = Connection.load(config.connection)
+    parent = os.getppid()
     rng = random.Random(config.seed)
     engine = make_engine(config.database_url)
     with open(config.journal, "a", encoding="utf-8") as journal:
         warehouse = JournalingWarehouse(engine, journal)
         _emit(out, "started", pid=os.getpid())
-        for done, object_name in enumerate(_rotation(rng)):
+        for done, object_name in enumerate(_rotation(rng, config.objects)):
             if config.passes is not None and done >= config.passes:
                 break
+            if os.getppid() != parent:
+                break  # the fork server is gone (the harness died): nobody will kill us
             reconcile = rng.random() < config.reconcile_rate
             try:
-                with make_connector(config.sandbox_url, secrets,
-                                    config.request_timeout) as connector:
+                with make_connector(connection, config.request_timeout) as connector:
                     result = sync_object(
                         warehouse, connector, config.tenant, object_name, reconcile=reconcile
                     )
@@ -226,7 +217,7 @@ def sync_loop(config: WorkerConfig, out: IO[str]) -> None:
 def serve_forks(base: WorkerConfig, events: Path) -> int:
     """Fork server: import once, then fork a fresh sync process per `spawn` command.
 
-    Why: importing SQLAlchemy, Alembic and simple-salesforce takes 1.5–2.5 s, which
+    Why: importing SQLAlchemy, Alembic and a CRM's client takes 1.5–2.5 s, which
     would cap the kills per trial. A forked child is a separate process that opens
     its own database connections and journal after the fork, and is SIGKILLed like
     any other. Commands are JSON lines on stdin, answers JSON lines on stdout:
@@ -254,6 +245,12 @@ def serve_forks(base: WorkerConfig, events: Path) -> int:
     return 0
 
 
+def _preload(connection: Path) -> None:
+    """Build (never use) one adapter so its client library is imported before forking."""
+    with make_connector(Connection.load(connection)):
+        pass
+
+
 def _child(config: WorkerConfig, events: Path) -> None:
     code = 0
     try:
@@ -278,18 +275,21 @@ def _reply(out: IO[str], message: Mapping[str, Any]) -> None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.chaos_worker",
-        description="Sync all common objects from the sandbox in a loop (the chaos run's "
-        "victim). Credentials come from the environment.",
+        description="Sync a CRM's objects from its sandbox in a loop (the chaos run's "
+        "victim). The connection is read from a JSON file, never from the command line.",
     )
     parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV))
-    parser.add_argument("--sandbox-url", required=True)
+    parser.add_argument("--connection", type=Path, required=True,
+                        help='JSON file {"crm": KEY, "secrets": {...}, "config": {...}}')
+    parser.add_argument("--objects", required=True,
+                        help="comma-separated common objects to sync")
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--journal", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reconcile-rate", type=float, default=0.0,
                         help="share of syncs run with reconcile=True (the nightly id diff)")
     parser.add_argument("--request-timeout", type=float, default=None,
-                        help="seconds before an HTTP call times out (default: none)")
+                        help="seconds before an HTTP call times out (default: the adapter's)")
     parser.add_argument("--passes", type=int, default=None,
                         help="stop after this many object syncs (default: run until killed)")
     parser.add_argument("--fork-server", type=Path, default=None, metavar="EVENTS",
@@ -298,6 +298,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error(f"--database-url or {DATABASE_URL_ENV} is required")
+    args.objects = tuple(o.strip() for o in args.objects.split(",") if o.strip())
+    if not args.objects:
+        parser.error("--objects names no object")
     return args
 
 
@@ -306,11 +309,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     config = WorkerConfig(
-        database_url=args.database_url, sandbox_url=args.sandbox_url, tenant=args.tenant,
-        journal=args.journal, seed=args.seed, reconcile_rate=args.reconcile_rate,
-        request_timeout=args.request_timeout, passes=args.passes,
+        database_url=args.database_url, connection=args.connection, objects=args.objects,
+        tenant=args.tenant, journal=args.journal, seed=args.seed,
+        reconcile_rate=args.reconcile_rate, request_timeout=args.request_timeout,
+        passes=args.passes,
     )
     if args.fork_server is not None:
+        _preload(config.connection)
         return serve_forks(config, args.fork_server)
     sync_loop(config, sys.stdout)
     return 0
