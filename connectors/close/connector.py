@@ -57,8 +57,8 @@ from connectors.base import (
 )
 from connectors.close.mapping import (
     CURSOR_FIELD,
+    CUSTOM_FIELDS,
     EVENT_TYPES,
-    LEAD_CUSTOM_FIELDS,
     SOURCES,
     close_datetime,
     map_record,
@@ -169,7 +169,7 @@ class CloseConnector(Connector):
         self.api.session.hooks["response"].append(self._note_answer)
         self._server_now: datetime | None = None
         self._pause = 0.0  # seconds to wait before the next call (the RateLimit window)
-        self._custom: dict[str, str] | None = None
+        self._custom: dict[str, dict[str, str]] = {}
 
     # -- calls ---------------------------------------------------------------------
 
@@ -257,24 +257,44 @@ class CloseConnector(Connector):
         return len(self.live_ids(object_name).source_ids)
 
     def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
-        custom = self.custom_fields() if object_name == "account" else None
+        custom = self.custom_fields(object_name) if object_name in CUSTOM_FIELDS else None
         return map_record(object_name, record, custom)
 
-    def custom_fields(self) -> dict[str, str]:
-        """Lead custom fields by name -> the key a lead carries them under (`custom.cf_…`).
+    def custom_fields(self, object_name: str = "account") -> dict[str, str]:
+        """An object's custom fields by name -> the key its records carry them under
+        (`custom.cf_…`), from `/custom_field/lead/` or `/custom_field/opportunity/`.
 
-        An organization that names them otherwise says so in the connection's config:
-        `lead_custom_fields: {"industry": "Sector", ...}` (common column -> its name).
+        The fields the mapping reads ("Industry", "List Price", …) are found by name,
+        exactly or else ignoring case. An organization that names them otherwise says so
+        in the connection's config: `lead_custom_fields: {"industry": "Sector", ...}`,
+        `opportunity_custom_fields: {"list_amount": "List Value"}` (common column -> its
+        name); the mapping then finds that field's key under the usual name.
         """
-        if self._custom is None:
-            data = self._get("custom_field/lead").get("data") or []
+        if object_name not in self._custom:
+            resource, defaults, setting = CUSTOM_FIELDS[object_name]
+            data = self._get(f"custom_field/{resource}").get("data") or []
             keys = {f["name"]: f"custom.{f['id']}" for f in data
-                    if isinstance(f, dict) and "name" in f and "id" in f}
-            named = dict(self.config.get("lead_custom_fields") or {})
-            self._custom = {**keys, **{
-                default: keys[named[column]] for default, column in LEAD_CUSTOM_FIELDS.items()
-                if named.get(column) in keys}}
-        return self._custom
+                    if isinstance(f, dict) and isinstance(f.get("name"), str) and "id" in f}
+            folded: dict[str, str] = {}
+            for name, field_key in keys.items():
+                folded.setdefault(name.casefold(), field_key)
+
+            def find(name: str) -> str | None:
+                return keys.get(name) or folded.get(name.casefold())
+
+            named = dict(self.config.get(setting) or {})
+            found = dict(keys)
+            for default, column in defaults.items():
+                wanted = named.get(column)
+                key = find(str(wanted)) if wanted else None
+                if wanted and key is None:
+                    log.warning("Close has no %s custom field named %r (config %s.%s); "
+                                "looking for %r", resource, wanted, setting, column, default)
+                key = key or find(default)
+                if key is not None:
+                    found[default] = key
+            self._custom[object_name] = found
+        return self._custom[object_name]
 
     def read(self, object_name: str, state: Mapping[str, Any] | None, *,
              reconcile: bool = False) -> Iterator[Change]:

@@ -25,6 +25,11 @@ Decisions:
   (they hang off the lead): `opportunity_id` is always None; `account_id` is the lead. A
   task has no word for its state and no completion time: `status` and `activity_at` are
   None, `is_closed` is its `is_complete`.
+- `list_amount` (the deal at list price) is an opportunity custom field, "List Price" (a
+  number, in currency units: Close custom fields carry no cents), as orgs that track list
+  prices keep it; Close has no line items to sum. Absent field or no value: None. Anything
+  but a JSON number is quarantined (a text "1,200" or "1200" on a number field is not what
+  Close sends; guessing its meaning would put a wrong list price into pricing).
 """
 
 from __future__ import annotations
@@ -58,6 +63,14 @@ STATUS_TYPES = ("active", "won", "lost")
 LEAD_CUSTOM_FIELDS: dict[str, str] = {
     "Industry": "industry", "Employees": "employee_count", "Annual Revenue": "annual_revenue",
     "Account Type": "account_type", "Lead Owner": "owner_id",
+}
+# Opportunity custom fields (by their name in Close) -> common opportunity column.
+OPPORTUNITY_CUSTOM_FIELDS: dict[str, str] = {"List Price": "list_amount"}
+# Common object -> (Close's custom field resource, its fields by name, the config setting an
+# org that names them otherwise uses: `{"<common column>": "<its name in Close>"}`).
+CUSTOM_FIELDS: dict[str, tuple[str, dict[str, str], str]] = {
+    "account": ("lead", LEAD_CUSTOM_FIELDS, "lead_custom_fields"),
+    "opportunity": ("opportunity", OPPORTUNITY_CUSTOM_FIELDS, "opportunity_custom_fields"),
 }
 
 
@@ -121,6 +134,15 @@ def cents(value: Any, where: str) -> Decimal | None:
     return Decimal(value).scaleb(-2)
 
 
+def number(value: Any, where: str, field: str) -> int | float | None:
+    """A number custom field's value as Close sent it (a JSON number), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Unmappable(f"{where}={value!r:.80} is not a number (custom field {field})")
+    return value
+
+
 def _first(items: Any, key: str) -> Any:
     """The first entry's `key` of a list of dicts (a contact's e-mails, a lead's addresses)."""
     if isinstance(items, list) and items and isinstance(items[0], Mapping):
@@ -161,8 +183,11 @@ def _opportunity(r: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, A
     if status_type not in STATUS_TYPES:
         raise Unmappable(f"is_closed: status_type={status_type!r:.80} is none of "
                          f"{', '.join(STATUS_TYPES)}")
+    list_key = custom.get("List Price")  # the org's own name for it, if configured
+    list_amount = (number(r.get(list_key), f"list_amount: {list_key}", "List Price")
+                   if list_key else None)
     return {"name": r.get("note"), "account_id": r.get("lead_id"),
-            "amount": cents(r.get("value"), "amount: value"),
+            "amount": cents(r.get("value"), "amount: value"), "list_amount": list_amount,
             "stage": r.get("status_label"), "is_closed": status_type != "active",
             "is_won": status_type == "won",
             "close_date": _date(r.get("date_won"), "close_date: date_won"),
@@ -225,8 +250,9 @@ def map_record(object_name: str, record: Mapping[str, Any],
                custom_fields: Mapping[str, str] | None = None) -> Upsert | Quarantine:
     """Map one Close record, or quarantine it with the reason.
 
-    `custom_fields` names the lead custom fields' keys (`Industry` -> `custom.cf_...`),
-    as the organization's `/custom_field/lead/` lists them.
+    `custom_fields` names the object's custom fields' keys (`Industry` or `List Price` ->
+    `custom.cf_...`), as the organization's `/custom_field/lead/` or
+    `/custom_field/opportunity/` lists them (see `CloseConnector.custom_fields`).
     """
     raw = dict(record)
     source_id = record.get("id")

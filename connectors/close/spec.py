@@ -43,8 +43,9 @@ SPEC = ConnectorSpec(
             "Your Close plan does not include API access or a plan limit was reached."),
     ),
     docs=("Leads as accounts (industry, size, revenue and owner from lead custom fields), "
-          "contacts, opportunities (value in cents as amount; stage from the opportunity "
-          "status), users and, when switched on, calls, e-mails, meetings and notes as "
-          "activities; deletes through the event log (30 days), then an id reconciliation."),
+          "contacts, opportunities (value in cents as amount; the value at list price from "
+          "the opportunity custom field \"List Price\"; stage from the opportunity status), "
+          "users and, when switched on, calls, e-mails, meetings and tasks as activities; "
+          "deletes through the event log (30 days), then an id reconciliation."),
     unreachable_hint="Close did not answer in time: retry in a minute.",
 )

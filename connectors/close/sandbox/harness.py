@@ -2,7 +2,8 @@
 
 `CloseHarness().start(path, opportunities=…)` serves an organization seeded from the
 kit's deal model; its writer changes records through the official client
-(`closeio_api.API`), in the common model's words, exactly as an integration would.
+(`closeio_api.API`), in the common model's words, exactly as an integration would
+(`list_amount` is the opportunity custom field "List Price").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from closeio_api import API  # type: ignore[import-untyped]
 
 from connectors.close.mapping import ACTIVITY_KINDS, SOURCES
-from connectors.close.sandbox.seed import custom_key, seed_store
+from connectors.close.sandbox.seed import LIST_PRICE_KEY, custom_key, json_number, seed_store
 from connectors.close.sandbox.serve import DEFAULT_API_KEY, ServedSandbox, serve
 from connectors.close.sandbox.server import SandboxSettings
 from connectors.close.sandbox.store import CloseStore, close_time
@@ -32,7 +33,8 @@ ACCOUNT_CUSTOM = {"industry": "Industry", "employee_count": "Employees",
 RAW_FIELDS: dict[str, dict[str, str]] = {
     "opportunity": {"amount": "value", "name": "note", "account_id": "lead_id",
                     "owner_id": "user_id", "probability": "confidence",
-                    "close_date": "date_won", "stage": "status_label"},
+                    "close_date": "date_won", "stage": "status_label",
+                    "list_amount": LIST_PRICE_KEY},
     "contact": {"account_id": "lead_id"},
     "account": {"website": "url"},
     "activity": {"account_id": "lead_id", "owner_id": "user_id"},
@@ -50,6 +52,12 @@ def _cents(amount: Any) -> int | None:
     return int(exact)
 
 
+def _number(value: Any) -> Any:
+    """A number for a number custom field: a Decimal as the JSON number saying the same
+    (ValueError if none does); anything else as given (Close refuses what is no number)."""
+    return json_number(value) if isinstance(value, Decimal) else value
+
+
 def _day(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
@@ -60,6 +68,7 @@ class CloseWriter(CrmWriter):
     def __init__(self, sandbox: ServedSandbox) -> None:
         self.sandbox = sandbox
         self.api = API(sandbox.api_url, api_key=sandbox.app.settings.api_key)
+        self._list_price_key: str | None = None
 
     def _endpoint(self, object_name: str, fields: Mapping[str, Any]) -> str:
         if object_name == "activity":
@@ -108,6 +117,8 @@ class CloseWriter(CrmWriter):
                 body["date_won"] = _day(f.pop("close_date"))
             if "stage" in f:
                 body["status_id"] = self._status_id(str(f.pop("stage")))
+            if "list_amount" in f:
+                body[self._list_price()] = _number(f.pop("list_amount"))
         elif object_name == "activity":
             renames = {"account_id": "lead_id", "owner_id": "user_id", "contact_id": "contact_id"}
             body.update({renames[k]: f.pop(k) for k in list(f) if k in renames})
@@ -131,6 +142,19 @@ class CloseWriter(CrmWriter):
             if isinstance(at, datetime) and kind == "meeting":
                 body["starts_at"] = close_time(at)
         return body
+
+    def _list_price(self) -> str:
+        """The key of the opportunity custom field "List Price", found by name as an
+        integration would (`custom.cf_…`)."""
+        if self._list_price_key is None:
+            for field in self.api.get("custom_field/opportunity")["data"]:
+                if str(field["name"]).casefold() == "list price":
+                    self._list_price_key = f"custom.{field['id']}"
+                    break
+            else:
+                raise ValueError("the organization has no opportunity custom field "
+                                 "'List Price'")
+        return self._list_price_key
 
     def _status_id(self, label: str) -> str:
         for status in self.api.get("status/opportunity")["data"]:

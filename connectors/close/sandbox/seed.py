@@ -3,7 +3,9 @@
 Each common record becomes what Close would hold: accounts become leads (with the
 company profile in lead custom fields), contacts join their lead under one `name`,
 opportunities carry `value` in cents — the sum of their lines' totals, Close having no
-line items — and an opportunity status per stage, typed active / won / lost. Calls,
+line items — their value at list price (the lines' quantity × list price, in currency
+units) in the opportunity custom field "List Price", and an opportunity status per stage,
+typed active / won / lost. Calls,
 e-mails and meetings become typed activities on the deal's lead, to-dos its tasks
 (`/task/`). Not rendered: the common `lead` (Close's leads *are* the companies),
 products, price books and lines (Close has none).
@@ -19,6 +21,7 @@ import string
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from connectors.close.sandbox.serve import LEAD_CUSTOM_FIELDS, ORGANIZATION_ID, custom_field_id
@@ -46,8 +49,33 @@ def _alnum(text: str) -> str:
 
 
 def custom_key(name: str) -> str:
-    """Where a lead carries a custom field (`custom.cf_…`)."""
+    """Where a lead or an opportunity carries a custom field (`custom.cf_…`)."""
     return f"custom.{custom_field_id(name)}"
+
+
+LIST_PRICE_KEY = custom_key("List Price")
+
+
+def list_totals(world: World) -> dict[str, Decimal]:
+    """Each deal's value at list price: the sum over its lines of quantity × list price,
+    exactly (decimal arithmetic on the numbers as the deal model writes them)."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for line in world.objects.get("opportunity_line", ()):
+        f = line.fields
+        totals[f["opportunity_id"]] += Decimal(repr(f["quantity"])) * Decimal(
+            repr(f["list_price"]))
+    return dict(totals)
+
+
+def json_number(value: Decimal) -> int | float:
+    """A decimal as the JSON number Close would hold: whole as an integer, else the float
+    that says the same number (ValueError when no float does)."""
+    if value == value.to_integral_value():
+        return int(value)
+    number = float(value)
+    if Decimal(repr(number)) != value:
+        raise ValueError(f"{value} has more digits than a JSON number here holds")
+    return number
 
 
 def statuses_for(world: World) -> list[tuple[str, str]]:
@@ -105,9 +133,13 @@ def render(world: World) -> dict[str, list[dict[str, Any]]]:
         line_cents[line.fields["opportunity_id"]] += round(line.fields["total_price"] * 100)
     statuses = {label: (f"stat_{i:02d}{_alnum(label):0<41}"[:48], kind)
                 for i, (label, kind) in enumerate(statuses_for(world))}
+    list_total = list_totals(world)
     for record in world.objects.get("opportunity", ()):
-        out["opportunity"].append(_opportunity(base("opportunity", record), record, ref,
-                                               line_cents, statuses, users, lead_names))
+        doc = _opportunity(base("opportunity", record), record, ref, line_cents, statuses,
+                           users, lead_names)
+        if record.id in list_total:  # a deal without lines has no list price: unset
+            doc[LIST_PRICE_KEY] = json_number(list_total[record.id])
+        out["opportunity"].append(doc)
     for record in world.objects.get("activity", ()):
         kind = ACTIVITY_TYPES.get(record.fields["activity_type"])
         if kind is not None:

@@ -17,7 +17,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer
 
 from connectors.close.sandbox.server import CloseApp, Faults, SandboxSettings
-from connectors.close.sandbox.store import CloseStore
+from connectors.close.sandbox.store import OPPORTUNITY_CUSTOM_FIELD_KIND, CloseStore
 from connectors.sandbox_kit.server import BackgroundServer, make_sandbox_server
 
 ORGANIZATION_ID = "orga_SandboxAccrueCloseOrganization0000000000000"
@@ -29,10 +29,14 @@ STATUSES = (("Qualification", "active"), ("Demo", "active"), ("Proposal", "activ
 LEAD_CUSTOM_FIELDS = (("Industry", "text"), ("Employees", "number"),
                       ("Annual Revenue", "number"), ("Account Type", "choices"),
                       ("Lead Owner", "user"))
+# Opportunity custom fields: "List Price", the deal at list price in currency units (Close
+# keeps no line items), as orgs that track list prices add it. Stored as their own kind.
+OPPORTUNITY_CUSTOM_FIELDS = (("List Price", "number"),)
 
 
 def custom_field_id(name: str) -> str:
-    """A lead custom field's id (`cf_…`); a lead carries its value as `custom.<id>`."""
+    """A custom field's id (`cf_…`); a lead or opportunity carries its value as
+    `custom.<id>`."""
     return f"cf_{''.join(c for c in name.lower() if c.isalnum()):0<43}"
 
 
@@ -40,6 +44,12 @@ def prepare_org(store: CloseStore, api_key: str) -> None:
     """The organization's settings every sandbox has: key, statuses, custom fields (a
     seeded org brings its own statuses first)."""
     store.add_api_key(api_key)
+    if store.count(OPPORTUNITY_CUSTOM_FIELD_KIND) == 0:  # an org made before it had one too
+        stamp = store.now()
+        store.load(OPPORTUNITY_CUSTOM_FIELD_KIND, [
+            {"id": custom_field_id(name), "name": name, "type": kind, "date_created": stamp,
+             "date_updated": stamp, "organization_id": ORGANIZATION_ID}
+            for name, kind in OPPORTUNITY_CUSTOM_FIELDS])
     if store.meta("organization_id"):
         return
     store.set_meta("organization_id", ORGANIZATION_ID)

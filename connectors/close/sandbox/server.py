@@ -23,7 +23,13 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from connectors.close.sandbox.errors import ApiError, bad_request
-from connectors.close.sandbox.store import CloseStore, ListQuery, close_time, parse_time
+from connectors.close.sandbox.store import (
+    OPPORTUNITY_CUSTOM_FIELD_KIND,
+    CloseStore,
+    ListQuery,
+    close_time,
+    parse_time,
+)
 from connectors.close.sandbox.writes import Writes
 
 log = logging.getLogger(__name__)
@@ -212,6 +218,8 @@ class CloseApp:
             return 200, self._plain_list("status")
         if parts == ["custom_field", "lead"] and method == "GET":
             return 200, self._plain_list("custom_field")
+        if parts == ["custom_field", "opportunity"] and method == "GET":
+            return 200, self._plain_list(OPPORTUNITY_CUSTOM_FIELD_KIND)
         kind, activity_type, object_id = _resource(parts)
         if kind is None:
             raise ApiError(404, {"error": "Not found"})

@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS api_key (key TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# The store kind of the opportunity custom fields (`/custom_field/opportunity/`); the lead
+# custom fields are kind `custom_field`.
+OPPORTUNITY_CUSTOM_FIELD_KIND = "opportunity_custom_field"
 # The id prefix Close gives each kind of object.
 PREFIXES = {"lead": "lead", "contact": "cont", "opportunity": "oppo", "user": "user",
             "activity": "acti", "task": "task", "status": "stat", "custom_field": "cf",

@@ -2,7 +2,9 @@
 
 Close fills in what it derives: an opportunity's `status_label` / `status_type` from
 its `status_id` (and `date_won` the day it is marked won), `lead_name` / `user_name`,
-`value_formatted`; a contact or an opportunity must belong to an existing lead. A PUT
+`value_formatted`; a contact or an opportunity must belong to an existing lead. An
+opportunity's custom fields are `custom.cf_…` keys of the body (a field the organization
+declares; a number field takes a number; null clears it). A PUT
 changes only the keys it sends (Close's PUT is a PATCH). Deleting a lead deletes what
 hangs off it, each with its own event.
 """
@@ -13,7 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.close.sandbox.errors import ApiError, bad_request
-from connectors.close.sandbox.store import CloseStore, ListQuery, parse_time
+from connectors.close.sandbox.store import (
+    OPPORTUNITY_CUSTOM_FIELD_KIND,
+    CloseStore,
+    ListQuery,
+    parse_time,
+)
 
 READ_ONLY = frozenset({"id", "date_created", "date_updated", "organization_id", "lead_name",
                        "user_name", "status_label", "status_type", "value_formatted"})
@@ -114,12 +121,26 @@ class Writes:
                 parse_time(str(changes["date_won"]))
             except ValueError:
                 raise bad_request("", date_won="Enter a valid date.") from None
+        self._custom_values(changes)
         if "user_id" in changes:
             user = self.store.get("user", str(changes["user_id"] or ""))
             changes["user_name"] = _full_name(user) if user else None
         if value is not None:
             currency = merged.get("value_currency") or "USD"
             changes["value_formatted"] = f"{value / 100:,.2f} {currency}"
+
+    def _custom_values(self, changes: Mapping[str, Any]) -> None:
+        """`custom.cf_…` keys name a declared opportunity custom field; a number field's
+        value is a number (or null, which clears it)."""
+        for key, value in changes.items():
+            if not key.startswith("custom."):
+                continue
+            field = self.store.get(OPPORTUNITY_CUSTOM_FIELD_KIND, key.removeprefix("custom."))
+            if field is None:
+                raise bad_request("", **{key: "Custom field does not exist."})
+            if field.get("type") == "number" and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int | float)):
+                raise bad_request("", **{key: "Enter a number."})
 
     def _status(self, status_id: Any) -> dict[str, Any]:
         if status_id is None:  # Close puts a new opportunity in the first active status
