@@ -526,7 +526,7 @@ Press Ctrl-C to stop.""")
             self.poll_milestones(engine)
             if not announced and not self.milestones.missing():
                 announced = True
-                _say(f"Both demo tenants have data and price recommendations ({self.elapsed()}).")
+                _say(f"Every demo tenant has data and price recommendations ({self.elapsed()}).")
                 if check:
                     return 0
             if check and time.monotonic() > deadline:

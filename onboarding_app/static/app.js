@@ -94,7 +94,8 @@
   // --- Provide Details: show the panel of the chosen sign-in method --------------------
   const methodRadios = document.querySelectorAll('input[name="auth_method"]');
   function showMethod() {
-    const chosen = document.querySelector('input[name="auth_method"]:checked')?.value;
+    const chosen = (document.querySelector('input[name="auth_method"]:checked') ||
+                    document.querySelector('input[type="hidden"][name="auth_method"]'))?.value;
     document.querySelectorAll("[data-method-panel]").forEach((panel) => {
       panel.hidden = panel.dataset.methodPanel !== chosen;
     });
