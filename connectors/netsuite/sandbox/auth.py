@@ -71,16 +71,16 @@ class Authenticator:
             raise LoginRefused("UnsupportedSignatureMethod", "signature_method_rejected")
         if self.store.meta("tba_enabled", "1") != "1":
             raise LoginRefused("FeatureDisabled", "permission_denied")
-        consumer = self.store.db.execute(
+        consumer = self.store.fetchone(
             "SELECT consumer_secret, tba_enabled FROM ns_integration WHERE consumer_key = ?",
-            (params.get("oauth_consumer_key", ""),)).fetchone()
+            (params.get("oauth_consumer_key", ""),))
         if consumer is None:
             raise LoginRefused("InvalidConsumerKey", "consumer_key_unknown")
         if not consumer[1]:
             raise LoginRefused("FeatureDisabled", "permission_denied")
-        token = self.store.db.execute(
+        token = self.store.fetchone(
             "SELECT token_secret FROM ns_token WHERE token_id = ? AND consumer_key = ?",
-            (params.get("oauth_token", ""), params["oauth_consumer_key"])).fetchone()
+            (params.get("oauth_token", ""), params["oauth_consumer_key"]))
         if token is None:
             raise LoginRefused("InvalidToken", "token_rejected")
         try:
@@ -116,9 +116,9 @@ class Authenticator:
             header = jwt.get_unverified_header(assertion)
         except jwt.PyJWTError:
             raise LoginRefused("InvalidJWT", "parameter_rejected", 400, "invalid_request") from None
-        row = self.store.db.execute(
+        row = self.store.fetchone(
             "SELECT client_id, public_key_pem FROM ns_certificate WHERE certificate_id = ?",
-            (str(header.get("kid", "")),)).fetchone()
+            (str(header.get("kid", "")),))
         if row is None:
             raise LoginRefused("InvalidCertificateId", "consumer_key_unknown", 401,
                                "invalid_client")
@@ -149,16 +149,15 @@ class Authenticator:
         if "rest_webservices" not in scopes:
             raise LoginRefused("InvalidScope", "permission_denied", 400, "invalid_scope")
         token = secrets.token_urlsafe(48)
-        with self.store.lock:
-            self.store.db.execute("INSERT INTO ns_access_token VALUES (?, ?)",
-                                  (token, self.now() + self.token_lifetime))
+        self.store.execute("INSERT INTO ns_access_token VALUES (?, ?)",
+                           (token, self.now() + self.token_lifetime))
         return {"access_token": token, "token_type": "Bearer",
                 "expires_in": str(self.token_lifetime)}
 
     def verify_bearer(self, authorization: str) -> None:
         token = authorization.split(" ", 1)[1].strip() if " " in authorization else ""
-        row = self.store.db.execute(
-            "SELECT expires_at FROM ns_access_token WHERE token = ?", (token,)).fetchone()
+        row = self.store.fetchone(
+            "SELECT expires_at FROM ns_access_token WHERE token = ?", (token,))
         if row is None:
             raise LoginRefused("InvalidToken", "token_rejected")
         if row[0] <= self.now():
@@ -177,17 +176,14 @@ class Authenticator:
 
     def register_integration(self, consumer_key: str, consumer_secret: str, client_id: str
                              ) -> None:
-        with self.store.lock:
-            self.store.db.execute("INSERT OR REPLACE INTO ns_integration VALUES (?, ?, ?, 1)",
-                                  (consumer_key, consumer_secret, client_id))
+        self.store.execute("INSERT OR REPLACE INTO ns_integration VALUES (?, ?, ?, 1)",
+                           (consumer_key, consumer_secret, client_id))
 
     def register_token(self, token_id: str, token_secret: str, consumer_key: str) -> None:
-        with self.store.lock:
-            self.store.db.execute("INSERT OR REPLACE INTO ns_token VALUES (?, ?, ?)",
-                                  (token_id, token_secret, consumer_key))
+        self.store.execute("INSERT OR REPLACE INTO ns_token VALUES (?, ?, ?)",
+                           (token_id, token_secret, consumer_key))
 
     def register_certificate(self, certificate_id: str, client_id: str, public_key_pem: str
                              ) -> None:
-        with self.store.lock:
-            self.store.db.execute("INSERT OR REPLACE INTO ns_certificate VALUES (?, ?, ?)",
-                                  (certificate_id, client_id, public_key_pem))
+        self.store.execute("INSERT OR REPLACE INTO ns_certificate VALUES (?, ?, ?)",
+                           (certificate_id, client_id, public_key_pem))

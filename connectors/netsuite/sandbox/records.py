@@ -84,9 +84,9 @@ def write_lines(store: AccountStore, transaction: int, lines: list[Mapping[str, 
                 *, replace: bool) -> None:
     """Apply an `item` sublist: lines naming `line` change, others are added; with
     `replace`, lines not named go (no DeletedRecord: NetSuite logs no line deletes)."""
-    existing = {int(r[0]): int(r[1]) for r in store.db.execute(
+    existing = {int(r[0]): int(r[1]) for r in store.fetchall(
         'SELECT linesequencenumber, uniquekey FROM "transactionline" WHERE "transaction" = ? '
-        """AND "mainline" = 'F'""", (transaction,)).fetchall()}
+        """AND "mainline" = 'F'""", (transaction,))}
     kept: set[int] = set()
     now = store.write_epoch()
     for line in lines:
@@ -104,7 +104,7 @@ def write_lines(store: AccountStore, transaction: int, lines: list[Mapping[str, 
     if replace:
         for number, key in existing.items():
             if number not in kept:
-                store.db.execute('DELETE FROM "transactionline" WHERE "uniquekey" = ?', (key,))
+                store.execute('DELETE FROM "transactionline" WHERE "uniquekey" = ?', (key,))
 
 
 def add_main_line(store: AccountStore, transaction: int, stamp: float | None = None) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox_kit.fault_wsgi import FaultMiddleware
-from connectors.sandbox_kit.faults import FaultPlanner, Plan
+from connectors.sandbox_kit.faults import CountedFaults, FaultPlanner, Plan
 
 from .auth import TOKEN_PATH, Authenticator, LoginRefused, account_host
 from .records import RecordError, add_main_line, columns_of, record_body, touch, write_lines
@@ -47,26 +47,6 @@ class Settings:
     max_results: int = 100_000  # rows one query may page through
     concurrency_limit: int = 5
     default_limit: int = 1000
-
-
-@dataclass
-class Faults:
-    """Counted switches, as the other sandboxes spell them: the next N API calls fail (503)
-    or are throttled (429). The kit's planner (`NetSuiteApp.planner`) does the rest."""
-
-    fail_next: int = 0
-    throttle_next: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def take(self) -> int | None:
-        with self.lock:
-            if self.throttle_next > 0:
-                self.throttle_next -= 1
-                return 429
-            if self.fail_next > 0:
-                self.fail_next -= 1
-                return 503
-        return None
 
 
 def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None
@@ -99,7 +79,7 @@ class NetSuiteApp:
         self.store = store
         self.settings = settings or Settings()
         self.auth = Authenticator(store, self.settings.account_id)
-        self.faults = Faults()
+        self.faults = CountedFaults()  # fail_next / throttle_next
         self.planner = planner or FaultPlanner()
         store.late_by = self.planner.late_commit
         self._faulted = FaultMiddleware(self._serve, self.planner, _group_of, self._respond)
@@ -137,8 +117,7 @@ class NetSuiteApp:
             return error(400, "SSS_REQUEST_LIMIT_EXCEEDED",
                          "The account's request limit for web services is used up.")
         if plan.fault == "session_expiry":  # every bearer token issued so far expires
-            with self.store.lock:
-                self.store.db.execute("DELETE FROM ns_access_token")
+            self.store.execute("DELETE FROM ns_access_token")
         return None
 
     def dispatch(self, request: Request) -> Response:

@@ -118,7 +118,7 @@ class AccountStore:
     # -- settings --------------------------------------------------------------
 
     def meta(self, key: str, default: str | None = None) -> str | None:
-        row = self.db.execute("SELECT value FROM ns_meta WHERE key = ?", (key,)).fetchone()
+        row = self.fetchone("SELECT value FROM ns_meta WHERE key = ?", (key,))
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
@@ -152,6 +152,24 @@ class AccountStore:
                     item[name] = str(value)
             items.append(item)
         return items, int(total)
+
+    # Every statement runs under the lock, reads included. The connection is shared by the
+    # server's threads; a statement outside the lock can hold the GIL while it waits for
+    # SQLite's connection mutex, which a query calling back into Python (ns_to_char)
+    # holds while it waits for the GIL: a deadlock (found by the chaos run).
+
+    def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self.lock:
+            row: tuple[Any, ...] | None = self.db.execute(sql, params).fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return list(self.db.execute(sql, params).fetchall())
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        with self.lock:
+            self.db.execute(sql, params)
 
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         with self.lock:
