@@ -3,4 +3,5 @@
 pytest_plugins = [
     "accrue_pipelines_tests.fixtures_warehouse",
     "accrue_pipelines_tests.fixtures_sandbox",
+    "accrue_pipelines_tests.fixtures_crms",
 ]

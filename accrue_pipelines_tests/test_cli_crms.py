@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,23 +24,6 @@ from accrue.cli import main
 from connectors import registry
 from connectors.sandbox_kit.harness import RunningCrmSandbox
 from connectors.spec import ConnectorSpec, load
-
-SANDBOXED = [spec for spec in registry.specs() if spec.sandbox]
-
-
-@pytest.fixture(params=SANDBOXED, ids=[spec.key for spec in SANDBOXED])
-def crm(request: pytest.FixtureRequest) -> ConnectorSpec:
-    spec: ConnectorSpec = request.param
-    return spec
-
-
-@pytest.fixture
-def org(crm: ConnectorSpec, tmp_path: Path) -> Iterator[RunningCrmSandbox]:
-    running = load(str(crm.sandbox))().start(tmp_path / "org.db", opportunities=12, seed=3)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def test_every_crm_has_its_sandbox_command_and_lists_its_setup_fields(
@@ -58,15 +40,15 @@ def test_every_crm_has_its_sandbox_command_and_lists_its_setup_fields(
 
 
 def test_tenant_add_reads_secrets_from_the_environment_tests_and_seals_them(
-    crm: ConnectorSpec, org: RunningCrmSandbox, monkeypatch: pytest.MonkeyPatch
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = db.make_engine()
     db.upgrade(engine)
-    secrets, conn_config = org.connection()
+    secrets, conn_config = crm_org.connection()
     method = crm.auth(conn_config.get("auth"))
     known = {**conn_config, **secrets}
     args = ["tenant", "add", f"cli-{crm.key}", "--crm", crm.key, "--auth", method.key,
-            "--sandbox-url", org.url]
+            "--sandbox-url", crm_org.url]
     for setup in crm.fields_for(method.key):
         value = known.get(setup.name)
         if value is None:
@@ -75,7 +57,7 @@ def test_tenant_add_reads_secrets_from_the_environment_tests_and_seals_them(
             monkeypatch.setenv(str(setup.env), str(value))
         else:
             args += ["--set", f"{setup.name}={value}"]
-    bad_secrets, _ = org.bad_connection()
+    bad_secrets, _ = crm_org.bad_connection()
     wrong = next(k for k in bad_secrets if bad_secrets[k] != secrets.get(k))
     monkeypatch.setenv(str(crm.field(wrong).env), bad_secrets[wrong])
     refused = CliRunner().invoke(main, args)
@@ -85,7 +67,7 @@ def test_tenant_add_reads_secrets_from_the_environment_tests_and_seals_them(
     added = CliRunner().invoke(main, args)
     assert added.exit_code == 0, added.output
     stored = tenants.load_connection(engine, f"cli-{crm.key}")
-    assert stored.crm_type == crm.key and stored.config["sandbox_url"] == org.url
+    assert stored.crm_type == crm.key and stored.config["sandbox_url"] == crm_org.url
     for name, value in secrets.items():
         assert stored.secrets[name] == value and value not in added.output
     secret_on_command_line = CliRunner().invoke(main, [

@@ -10,9 +10,7 @@ and no secret ever comes back to the browser.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from html import unescape
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,31 +23,13 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     location,
     make_app,
 )
-from connectors import registry
 from connectors.sandbox_kit.harness import RunningCrmSandbox
-from connectors.spec import ConnectorSpec, load
-
-SANDBOXED = [spec for spec in registry.specs() if spec.sandbox]
-
-
-@pytest.fixture(params=SANDBOXED, ids=[spec.key for spec in SANDBOXED])
-def crm(request: pytest.FixtureRequest) -> ConnectorSpec:
-    spec: ConnectorSpec = request.param
-    return spec
+from connectors.spec import ConnectorSpec
 
 
 @pytest.fixture
-def org(crm: ConnectorSpec, tmp_path: Path) -> Iterator[RunningCrmSandbox]:
-    running = load(str(crm.sandbox))().start(tmp_path / "org.db", opportunities=30, seed=11)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
-def app(concierge_db_url: str, crm: ConnectorSpec, org: RunningCrmSandbox) -> Flask:
-    return make_app(concierge_db_url, SANDBOX_URLS={crm.key: org.url})
+def app(concierge_db_url: str, crm: ConnectorSpec, crm_org: RunningCrmSandbox) -> Flask:
+    return make_app(concierge_db_url, SANDBOX_URLS={crm.key: crm_org.url})
 
 
 def _typed(crm: ConnectorSpec, connection: tuple[dict[str, str], dict[str, Any]],
@@ -63,13 +43,13 @@ def _typed(crm: ConnectorSpec, connection: tuple[dict[str, str], dict[str, Any]]
 
 
 def test_an_admin_connects_each_crm_from_its_spec(
-    app: Flask, crm: ConnectorSpec, org: RunningCrmSandbox
+    app: Flask, crm: ConnectorSpec, crm_org: RunningCrmSandbox
 ) -> None:
     admin = Admin(app.test_client())
     admin.signup()
     admin.start()
     assert location(admin.choose_crm(crm.key)) == "/onboarding/details"
-    method, values = _typed(crm, org.connection())
+    method, values = _typed(crm, crm_org.connection())
     secret_values = [v for k, v in values.items() if crm.field(k).secret]
     page = unescape(admin.client.get("/onboarding/details").get_data(as_text=True))
     assert f"Connect Accrue to {crm.name}" in page
@@ -77,7 +57,7 @@ def test_an_admin_connects_each_crm_from_its_spec(
         if not setup.demo_hidden:
             assert setup.label in page and setup.help in page, setup.name
 
-    _, bad = _typed(crm, org.bad_connection())
+    _, bad = _typed(crm, crm_org.bad_connection())
     refused = admin.post("/onboarding/details", {"auth_method": method, **bad,
                                                  "action": "continue"})
     text = unescape(refused.get_data(as_text=True))
@@ -89,7 +69,7 @@ def test_an_admin_connects_each_crm_from_its_spec(
     assert location(accepted) == "/onboarding/review", accepted.get_data(as_text=True)[-3000:]
     review = unescape(admin.client.get("/onboarding/review").get_data(as_text=True))
     assert f"import from {crm.name}" in review
-    deals = f"{org.live_count('opportunity'):,}"
+    deals = f"{crm_org.live_count('opportunity'):,}"
     assert re.search(rf"Opportunities \(deals\)</td><td><code>[^<]+</code></td>"
                      rf"<td class=\"num\">{re.escape(deals)}</td>", review), review[-4000:]
     assert location(admin.review()) == "/onboarding/terms"
@@ -101,7 +81,7 @@ def test_an_admin_connects_each_crm_from_its_spec(
         tenant = tenants.require_tenant(engine, admin.tenant_id)
         connection = tenants.load_connection(engine, admin.tenant_id)
     assert (tenant.crm_type, tenant.status) == (crm.key, "active")
-    assert connection.config["sandbox_url"] == org.url
+    assert connection.config["sandbox_url"] == crm_org.url
     assert connection.config["auth"] == method
     for name in values:  # every value typed is stored (a preparer may normalise it)
         assert connection.secrets.get(name, connection.config.get(name)) is not None, name

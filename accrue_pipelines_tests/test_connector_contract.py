@@ -13,9 +13,7 @@ result; a value that cannot be stored exactly is quarantined with its reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,34 +24,12 @@ from accrue_pipelines_tests.test_sync_engine import Crash, CrashAfterCheckpoints
 from connectors import registry
 from connectors.base import Checkpoint, Connector, Upsert
 from connectors.common_model import COMMON_OBJECTS
-from connectors.sandbox_kit.harness import RunningCrmSandbox, SandboxHarness
-from connectors.spec import ConnectorSpec, load
-
-OPPORTUNITIES = 40
-PAGE_SIZE = 7  # odd and small: every object spans several pages
-SANDBOXED = [spec for spec in registry.specs() if spec.sandbox]
+from connectors.sandbox_kit.harness import RunningCrmSandbox
+from connectors.spec import ConnectorSpec
 
 
-@pytest.fixture(params=SANDBOXED, ids=[spec.key for spec in SANDBOXED])
-def crm(request: pytest.FixtureRequest) -> ConnectorSpec:
-    spec: ConnectorSpec = request.param
-    return spec
-
-
-@pytest.fixture
-def org(crm: ConnectorSpec, tmp_path: Path) -> Iterator[RunningCrmSandbox]:
-    """A seeded org of this CRM, paging at PAGE_SIZE."""
-    harness: SandboxHarness = load(str(crm.sandbox))()
-    running = harness.start(tmp_path / f"{crm.key}-org.db", opportunities=OPPORTUNITIES,
-                            seed=7, page_size=PAGE_SIZE)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def connect(crm: ConnectorSpec, org: RunningCrmSandbox) -> Connector:
-    secrets, config = org.connection()
+def connect(crm: ConnectorSpec, crm_org: RunningCrmSandbox) -> Connector:
+    secrets, config = crm_org.connection()
     return registry.create_connector(crm.key, secrets, config)
 
 
@@ -90,11 +66,11 @@ def test_spec_is_complete_and_consistent(crm: ConnectorSpec) -> None:
 
 
 def test_check_tells_good_credentials_from_bad_without_raising(
-    crm: ConnectorSpec, org: RunningCrmSandbox
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox
 ) -> None:
-    with connect(crm, org) as connector:
+    with connect(crm, crm_org) as connector:
         good = connector.check()
-    secrets, config = org.bad_connection()
+    secrets, config = crm_org.bad_connection()
     with registry.create_connector(crm.key, secrets, config) as connector:
         bad = connector.check()
     assert good.ok, good.message
@@ -102,15 +78,15 @@ def test_check_tells_good_credentials_from_bad_without_raising(
 
 
 def test_every_object_is_offered_counted_and_read_whole(
-    crm: ConnectorSpec, org: RunningCrmSandbox
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox
 ) -> None:
     """A first read from no state yields each live record once, mapped, then a checkpoint
     whose state survives JSON (it is stored as JSON)."""
-    with connect(crm, org) as connector:
+    with connect(crm, crm_org) as connector:
         offered = [info.name for info in connector.objects()]
         assert set(offered) <= set(crm.objects) and "opportunity" in offered
         for name in offered:
-            truth = org.live_count(name)
+            truth = crm_org.live_count(name)
             assert connector.count(name) == truth, name
             changes, state = read_all(connector, name)
             upserts = [c for c in changes if isinstance(c, Upsert) and not c.is_deleted]
@@ -124,30 +100,30 @@ def test_every_object_is_offered_counted_and_read_whole(
 
 
 def test_first_sync_lands_exactly_the_live_records(
-    crm: ConnectorSpec, org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
 ) -> None:
-    with connect(crm, org) as connector:
+    with connect(crm, crm_org) as connector:
         objects = [info.name for info in connector.objects()]
         sync_all(warehouse, connector, tenant_id, objects)
     for name in objects:
-        assert warehouse.count(tenant_id, name) == org.live_count(name), name
+        assert warehouse.count(tenant_id, name) == crm_org.live_count(name), name
         assert warehouse.duplicate_keys(tenant_id, name) == 0, name
     assert warehouse.quarantine_count(tenant_id) == 0
 
 
 def test_changes_through_the_crms_own_client_arrive_incrementally(
-    crm: ConnectorSpec, org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
 ) -> None:
     """Create, update and delete with the CRM's real client; the next incremental sync
     (from the saved state) brings exactly those changes, and nothing is duplicated."""
     objects = ["account", "opportunity"]
-    with connect(crm, org) as connector:
+    with connect(crm, crm_org) as connector:
         sync_all(warehouse, connector, tenant_id, objects)
     before = {name: warehouse.count(tenant_id, name) for name in objects}
     account_id = sorted(warehouse.live_ids(tenant_id, "account"))[0]
     victim, changed = sorted(warehouse.live_ids(tenant_id, "opportunity"))[:2]
     stage = warehouse.as_of(tenant_id, "opportunity", _far_future())[changed]["fields"]["stage"]
-    writer = org.writer()
+    writer = crm_org.writer()
     new_account = writer.create("account", {"name": "Contract Test Holdings"})
     new_deal = writer.create("opportunity", {
         "name": "Contract test deal", "account_id": new_account, "amount": 12345.5,
@@ -155,14 +131,14 @@ def test_changes_through_the_crms_own_client_arrive_incrementally(
     # The name: an amount may be the CRM's own roll-up of the deal's lines (Salesforce).
     writer.update("opportunity", changed, {"name": "Renamed in the CRM"})
     writer.delete("opportunity", victim)
-    with connect(crm, org) as connector:
+    with connect(crm, crm_org) as connector:
         sync_all(warehouse, connector, tenant_id, objects)
     live = warehouse.live_ids(tenant_id, "opportunity")
     assert new_deal in live and changed in live and victim not in live
     assert new_account in warehouse.live_ids(tenant_id, "account")
     assert account_id in warehouse.live_ids(tenant_id, "account")
     assert warehouse.count(tenant_id, "opportunity") == before["opportunity"] == (
-        org.live_count("opportunity"))  # one created, one deleted
+        crm_org.live_count("opportunity"))  # one created, one deleted
     assert warehouse.count(tenant_id, "account") == before["account"] + 1
     assert warehouse.duplicate_keys(tenant_id, "opportunity") == 0
     now = warehouse.as_of(tenant_id, "opportunity", _far_future())
@@ -178,45 +154,45 @@ def _far_future() -> Any:
 
 
 def test_an_incremental_read_without_changes_brings_nothing_new(
-    crm: ConnectorSpec, org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
 ) -> None:
     """Re-reading the lookback window is harmless: counts and versions stay put."""
-    with connect(crm, org) as connector:
+    with connect(crm, crm_org) as connector:
         sync_all(warehouse, connector, tenant_id, ["opportunity"])
         versions = warehouse.change_count(tenant_id, "opportunity")
         sync_all(warehouse, connector, tenant_id, ["opportunity"])
     assert warehouse.change_count(tenant_id, "opportunity") == versions
-    assert warehouse.count(tenant_id, "opportunity") == org.live_count("opportunity")
+    assert warehouse.count(tenant_id, "opportunity") == crm_org.live_count("opportunity")
 
 
 def test_a_sync_killed_after_a_checkpoint_resumes_to_the_same_result(
-    crm: ConnectorSpec, org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
 ) -> None:
-    with connect(crm, org) as connector:
+    with connect(crm, crm_org) as connector:
         dying = CrashAfterCheckpoints(connector, 2)
         with pytest.raises(Crash):
             sync_object(warehouse, dying, tenant_id, "opportunity")  # type: ignore[arg-type]
         assert warehouse.get_state(tenant_id, "opportunity") == dying.seen[-1]
         sync_all(warehouse, connector, tenant_id, ["opportunity"])
-    assert warehouse.count(tenant_id, "opportunity") == org.live_count("opportunity")
+    assert warehouse.count(tenant_id, "opportunity") == crm_org.live_count("opportunity")
     assert warehouse.duplicate_keys(tenant_id, "opportunity") == 0
 
 
 def test_a_value_that_cannot_be_stored_exactly_is_quarantined_with_its_reason(
-    crm: ConnectorSpec, org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox, warehouse: Warehouse, tenant_id: str
 ) -> None:
     """The CRM hands over a wrong-typed value (its API allowed it, or a bug did): the record
     is kept in quarantine with the reason — by the adapter or by the warehouse's column
     rules — never coerced, never dropped; the other records still land."""
-    with connect(crm, org) as connector:
+    with connect(crm, crm_org) as connector:
         sync_all(warehouse, connector, tenant_id, ["opportunity"])
         target = sorted(warehouse.live_ids(tenant_id, "opportunity"))[0]
         try:
-            org.writer().write_raw("opportunity", target, {"amount": "lots"})
+            crm_org.writer().write_raw("opportunity", target, {"amount": "lots"})
         except NotImplementedError:
             pytest.skip(f"{crm.name}'s sandbox cannot store a wrong-typed value")
         sync_all(warehouse, connector, tenant_id, ["opportunity"])
     held = warehouse.open_quarantine(tenant_id, "opportunity")
     assert [row["source_id"] for row in held] == [target]
     assert "amount" in held[0]["reason"] and "lots" in json.dumps(held[0]["raw"])
-    assert warehouse.count(tenant_id, "opportunity") == org.live_count("opportunity")
+    assert warehouse.count(tenant_id, "opportunity") == crm_org.live_count("opportunity")
