@@ -17,7 +17,7 @@ import random
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
@@ -30,6 +30,9 @@ INJECTED_KINDS: tuple[str, ...] = (
     "http_500", "http_503", "rate_limit", "quota_exceeded", "session_expiry",
     "dropped_connection", "latency", "late_commit",
 )
+# Counted switches older than the kit's, kept by the sandboxes that had them: the next N
+# API calls answer 503 (`fail_next`) or 429 (`throttle_next`). See `CountedFaults`.
+COUNTED_SWITCHES: tuple[str, ...] = ("fail_next", "throttle_next")
 _MAX_LATENCY_MS = 600_000
 _MAX_LATE_MINUTES = 30 * 24 * 60
 
@@ -408,3 +411,56 @@ class FaultPlanner:
                 return None
             self._injected["late_commit"] += 1
         return timedelta(minutes=config.late_commit_minutes)
+
+
+@dataclass
+class CountedFaults:
+    """`fail_next` / `throttle_next`: the next N API calls answer 503 / 429, counted down.
+
+    The kit's switches have no plain "fail the next N calls with a 5xx" (`error_rate` is
+    random; `rate_limit_after: 0` with `rate_limit_calls: N` is `throttle_next: N`), so the
+    sandboxes that spelled these keep them, in one place; `take()` is asked once per API
+    call and the sandbox answers the status in its API's shape.
+    """
+
+    fail_next: int = 0
+    throttle_next: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take(self) -> int | None:
+        """429 or 503 for this call (throttling first), or None; counts it down."""
+        with self.lock:
+            if self.throttle_next > 0:
+                self.throttle_next -= 1
+                return 429
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return 503
+        return None
+
+    def set(self, counts: Mapping[str, int]) -> None:
+        """Both counts (a missing one is 0); `split_counted` validates them."""
+        with self.lock:
+            self.fail_next = int(counts.get("fail_next", 0))
+            self.throttle_next = int(counts.get("throttle_next", 0))
+
+    def to_dict(self) -> dict[str, int]:
+        with self.lock:
+            return {"fail_next": self.fail_next, "throttle_next": self.throttle_next}
+
+
+def split_counted(switches: Mapping[str, Any], config_class: type[FaultConfig] = FaultConfig
+                  ) -> tuple[dict[str, int], dict[str, Any]]:
+    """`switches` as (`CountedFaults` counts, the kit's switches), every one validated
+    before anything changes: a bad count or an unknown switch raises the config's error."""
+    counts: dict[str, int] = {}
+    for key in COUNTED_SWITCHES:
+        if key in switches:
+            value = switches[key]
+            if not _is_int(value) or value < 0:
+                raise config_class.error_class(
+                    f"'{key}' must be a whole number of calls >= 0, got {value!r}")
+            counts[key] = value
+    rest = {k: v for k, v in switches.items() if k not in COUNTED_SWITCHES}
+    config_class.from_dict(rest)
+    return counts, rest

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.netsuite.client import M2mCredentials, NetSuiteClient, TbaCredentials
+from connectors.sandbox_kit.faults import split_counted
 from connectors.sandbox_kit.harness import CrmWriter, RunningCrmSandbox, SandboxHarness
 from connectors.sandbox_kit.server import BackgroundServer
 
@@ -71,7 +72,6 @@ WRITABLE: dict[str, tuple[str, dict[str, str]]] = {
         "name": "displayName", "product_code": "itemId", "family": "custitem_family",
         "unit_cost": "cost", "is_active": "isInactive"}),
 }
-COUNTED = ("fail_next", "throttle_next")
 LIVE_COUNTS = {
     "user": 'SELECT COUNT(*) FROM "employee"',
     "account": 'SELECT COUNT(*) FROM "customer"',
@@ -275,13 +275,9 @@ class RunningNetSuite(RunningCrmSandbox):
     def set_faults(self, switches: Mapping[str, Any]) -> None:
         """The kit's switches (`FaultConfig`: 5xx, 429, quota, token expiry, latency, drops,
         late commits) plus `fail_next` / `throttle_next`; `{}` clears them all."""
-        counted = {k: int(v) for k, v in switches.items() if k in COUNTED}
-        faults = self.app.faults
-        with faults.lock:
-            faults.fail_next = counted.get("fail_next", 0)
-            faults.throttle_next = counted.get("throttle_next", 0)
+        counted, kit = split_counted(switches)  # all validated before anything changes
+        self.app.faults.set(counted)
         self.app.planner.clear()
-        kit = {k: v for k, v in switches.items() if k not in COUNTED}
         if kit:
             self.app.planner.update(kit)
 
