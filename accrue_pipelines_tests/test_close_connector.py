@@ -298,13 +298,15 @@ def test_mapping_keeps_the_period_in_raw_and_never_annualises() -> None:
 
 def test_outages_and_spent_rate_limits_are_told_apart(close_org) -> None:
     with _connector(close_org, max_attempts=2) as connector:
-        close_org.set_faults({"errors": 5, "error_status": 500})
+        close_org.set_faults({"error_rate": 1, "error_statuses": [500]})
         with pytest.raises(SourceUnavailable):
             connector.count("opportunity")
-        close_org.set_faults({"throttle": 50, "throttle_reset": 0})
+        close_org.set_faults({"rate_limit_after": 0, "rate_limit_calls": None,
+                              "rate_limit_retry_after": 0})
         with pytest.raises(QuotaExceeded):
             connector.count("opportunity")
-        close_org.set_faults({"throttle": 1, "throttle_reset": 0})
+        close_org.set_faults({"rate_limit_after": 0, "rate_limit_calls": 1,
+                              "rate_limit_retry_after": 0})
         assert connector.count("opportunity") == close_org.live_count("opportunity")
     secrets, config = close_org.bad_connection()
     with pytest.raises(AuthenticationError):
@@ -348,7 +350,8 @@ def test_a_write_committed_late_inside_the_lookback_is_still_read(close_org) -> 
         _advance(close_org, minutes=30)
         on_time = writer.create("contact", {"account_id": lead, "last_name": "Ontime"})
         state = _read(connector, "contact")[-1].state
-        close_org.set_faults({"late_commit_seconds": 300})  # visible now, stamped 5 min ago
+        # Visible now, stamped 5 minutes ago (inside the 10-minute lookback).
+        close_org.set_faults({"late_commit_rate": 1, "late_commit_minutes": 5})
         late = writer.create("contact", {"account_id": lead, "last_name": "Late"})
         close_org.set_faults({})
         assert close_org.store.get("contact", late)["date_updated"] < state["cursor"]

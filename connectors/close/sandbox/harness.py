@@ -19,9 +19,10 @@ from closeio_api import API  # type: ignore[import-untyped]
 from connectors.close.mapping import ACTIVITY_KINDS, SOURCES
 from connectors.close.sandbox.seed import LIST_PRICE_KEY, custom_key, json_number, seed_store
 from connectors.close.sandbox.serve import DEFAULT_API_KEY, ServedSandbox, serve
-from connectors.close.sandbox.server import SandboxSettings
+from connectors.close.sandbox.server import FaultConfig, SandboxSettings
 from connectors.close.sandbox.store import CloseStore, close_time
 from connectors.sandbox_kit.deal_model import build_world
+from connectors.sandbox_kit.faults import split_counted
 from connectors.sandbox_kit.harness import CrmWriter, RunningCrmSandbox, SandboxHarness
 
 WRONG_API_KEY = "api_this_key_was_never_issued_000000000"
@@ -207,7 +208,11 @@ class RunningCloseSandbox(RunningCrmSandbox):
         return CloseWriter(self.served)
 
     def set_faults(self, switches: Mapping[str, Any]) -> None:
-        self.served.app.faults.set(switches)
+        """The kit's switches (`FaultConfig`: 5xx, 429 with Close's RateLimit header, quota,
+        a refused key for session expiry, latency, drops, late commits) plus `fail_next` /
+        `throttle_next`, as NetSuite's harness takes them; `{}` clears them all. An unknown
+        or bad switch raises `FaultConfigError` (a ValueError) and changes nothing."""
+        self.served.app.set_faults(switches)
 
     def live_count(self, object_name: str) -> int:
         """Live records of the kinds the adapter reads (notes and the like are not)."""
@@ -229,7 +234,10 @@ class CloseHarness(SandboxHarness):
               page_size: int | None = None, clock: Callable[[], datetime] | None = None,
               faults: Mapping[str, Any] | None = None, host: str = "127.0.0.1", port: int = 0,
               max_skip: int = 250_000) -> RunningCloseSandbox:
-        """`max_skip` (Close's ceiling on `_skip`) small makes tests reach it."""
+        """`max_skip` (Close's ceiling on `_skip`) small makes tests reach it; `faults`
+        are checked before anything is made (`FaultConfigError` for a bad one)."""
+        if faults:
+            split_counted(faults, FaultConfig)
         now = (clock or (lambda: datetime.now(UTC)))()
         anchor = now.replace(hour=0, minute=0, second=0, microsecond=0)
         settings = SandboxSettings(api_key=DEFAULT_API_KEY, max_skip=max_skip,

@@ -16,7 +16,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer
 
-from connectors.close.sandbox.server import CloseApp, Faults, SandboxSettings
+from connectors.close.sandbox.server import CloseApp, SandboxSettings
 from connectors.close.sandbox.store import OPPORTUNITY_CUSTOM_FIELD_KIND, CloseStore
 from connectors.sandbox_kit.server import BackgroundServer, make_sandbox_server
 
@@ -112,9 +112,13 @@ def serve(path: Path, *, settings: SandboxSettings | None = None,
     if seed is not None and store.is_empty():
         seed(store)
     prepare_org(store, settings.api_key)
-    app = CloseApp(store, settings, Faults())
+    app = CloseApp(store, settings)
     if faults:
-        app.faults.set(faults)
+        try:
+            app.set_faults(faults)  # the kit's switches (and fail_next / throttle_next)
+        except ValueError:
+            store.close()
+            raise
     server = make_sandbox_server(app, host, port)
     _clocked(server, store.clock)
     return ServedSandbox(store, app, BackgroundServer(app, server=server, name="close-sandbox"))

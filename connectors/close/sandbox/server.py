@@ -5,25 +5,29 @@ with a maximum of each (a 400 in Close's words beyond either), `date_created__*`
 `date_updated__*` filters, `_order_by`, `_fields`, the cursor-paged event log, and a
 `RateLimit: limit=N, remaining=N, reset=N` header on every answer (429 when spent). The
 limits are settings so tests can hit them with a few dozen records.
+
+Faults are the sandbox kit's (`connectors.sandbox_kit.faults`, the same switches in every
+CRM's sandbox): `FaultMiddleware` plans them around the app, `CloseApp._respond` answers
+each in Close's shape, late commits stamp `date_updated` in the past.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import logging
 import math
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from werkzeug.wrappers import Request, Response
 
 from connectors.close.sandbox.errors import ApiError, bad_request
 from connectors.close.sandbox.store import (
+    LATE_BY,
     OPPORTUNITY_CUSTOM_FIELD_KIND,
     CloseStore,
     ListQuery,
@@ -31,8 +35,9 @@ from connectors.close.sandbox.store import (
     parse_time,
 )
 from connectors.close.sandbox.writes import Writes
-
-log = logging.getLogger(__name__)
+from connectors.sandbox_kit import faults as kit
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, in_api_call
+from connectors.sandbox_kit.faults import CountedFaults, FaultPlanner, Plan, split_counted
 
 API_PREFIX = "/api/v1/"
 # The kinds of activity this sandbox keeps: endpoint name -> Close's `_type`.
@@ -63,92 +68,149 @@ class SandboxSettings:
     max_event_limit: int = 50
     rate_limit: int = 1000  # requests per window, per key
     rate_window_seconds: int = 1
+    quota_reset_seconds: int = 3600  # the `reset` of the kit's `quota_exceeded` fault
 
 
-@dataclass
-class Faults:
-    """Switches tests and chaos runs turn on; `set({})` clears them.
+# The kit's request groups (`scope`): the resource a call is about. Close has no login
+# (an API key goes with every call), so `faults_on_login` changes nothing here.
+SCOPES: tuple[str, ...] = ("me", "lead", "contact", "opportunity", "activity", "task",
+                           "user", "event", "settings")
+_GROUPS = {"status": "settings", "custom_field": "settings"}
+INVALID_KEY = {"error": "The API key you provided is invalid."}
 
-    `throttle`: the next N answers are 429 (with `throttle_reset` in the RateLimit header);
-    `errors`: the next N are `error_status` (500 by default); `latency_seconds`: every
-    answer waits that long; `late_commit_seconds`: writes get a `date_updated` that far in
-    the past, as a write committed late does. `throttle_next` / `fail_next` are accepted
-    as the other sandboxes spell the first two.
-    """
 
-    throttle: int = 0
-    throttle_reset: int = 0
-    errors: int = 0
-    error_status: int = 500
-    latency_seconds: float = 0.0
-    late_commit_seconds: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+@dataclass(frozen=True)
+class FaultConfig(kit.FaultConfig):
+    """The kit's switches, scoped to Close's resources (`scope`: any of `SCOPES`; none
+    given is every one)."""
 
-    KNOWN = frozenset({"throttle", "throttle_reset", "errors", "error_status",
-                       "latency_seconds", "late_commit_seconds", "throttle_next", "fail_next"})
+    scopes: ClassVar[tuple[str, ...]] = SCOPES
 
-    def set(self, switches: Mapping[str, Any]) -> None:
-        unknown = set(switches) - self.KNOWN
-        if unknown:
-            log.warning("the Close sandbox ignores fault switches %s", sorted(unknown))
-        with self.lock:
-            self.throttle = int(switches.get("throttle", switches.get("throttle_next", 0)))
-            self.throttle_reset = int(switches.get("throttle_reset", 0))
-            self.errors = int(switches.get("errors", switches.get("fail_next", 0)))
-            self.error_status = int(switches.get("error_status", 500))
-            self.latency_seconds = float(switches.get("latency_seconds", 0.0))
-            self.late_commit_seconds = float(switches.get("late_commit_seconds", 0.0))
 
-    def take(self) -> str | None:
-        with self.lock:
-            if self.throttle > 0:
-                self.throttle -= 1
-                return "throttle"
-            if self.errors > 0:
-                self.errors -= 1
-                return "error"
+def group_of(environ: Mapping[str, Any]) -> str | None:
+    """The kit's fault group of a request: the first part of its path under /api/v1/
+    (None outside the API: `/_sandbox/…` is never faulted)."""
+    path = str(environ.get("PATH_INFO", ""))
+    if not path.startswith(API_PREFIX):
         return None
+    first = path[len(API_PREFIX):].split("/", 1)[0]
+    group = _GROUPS.get(first, first)
+    return group if group in SCOPES else None
 
 
 class CloseApp:
-    """The WSGI application. `writes` does what each POST/PUT/DELETE means to Close."""
+    """The WSGI application. `writes` does what each POST/PUT/DELETE means to Close.
+
+    The kit's faults wrap it (`planner`, switches through `set_faults` or
+    `/_sandbox/faults`), plus the counted `fail_next` / `throttle_next` (`faults`), as
+    NetSuite's sandbox keeps them.
+    """
 
     def __init__(self, store: CloseStore, settings: SandboxSettings,
-                 faults: Faults | None = None) -> None:
+                 planner: FaultPlanner | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.faults = faults or Faults()
+        self.faults = CountedFaults()
+        self.planner = planner or FaultPlanner(FaultConfig())
         self.writes = Writes(store)
+        self._faulted = FaultMiddleware(self._serve, self.planner, group_of, self._respond)
         self._window_start = time.monotonic()
         self._used = 0
         self._rate_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("PATH_INFO", "")).startswith("/_sandbox/"):
+            return self._admin(Request(environ))(environ, start_response)
+        return self._faulted(environ, start_response)
+
+    def _serve(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        if request.path.startswith("/_sandbox/"):
-            return self._admin(request)(environ, start_response)
+        counted = self.faults.take() if group_of(environ) else None
+        if counted is not None:
+            fault = "rate_limit" if counted == 429 else "http_503"
+            answer = self._respond(Plan(fault=fault, config=self.planner.config))
+            assert answer is not None
+            return answer(environ, start_response)
         limit_header = self._rate_header()
-        self.store.late_by = timedelta(seconds=self.faults.late_commit_seconds)
-        if self.faults.latency_seconds:
-            time.sleep(self.faults.latency_seconds)
+        if limit_header is None:
+            return self._throttled(self._window_reset())(environ, start_response)
+        late = None
+        if request.method in ("POST", "PUT") and in_api_call():
+            late = self.planner.late_commit()  # one draw per call: its writes commit together
+        token = LATE_BY.set(late or timedelta(0))
         try:
-            fault = self.faults.take()
-            if fault == "throttle" or limit_header is None:
-                return self._throttled()(environ, start_response)
-            if fault == "error":
-                raise ApiError(self.faults.error_status, {"error": "Internal server error"})
             self._authenticate(request)
             status, body = self._route(request)
         except ApiError as exc:
             status, body = exc.status, exc.body
+        finally:
+            LATE_BY.reset(token)
         response = Response(json.dumps(body) if body is not None else "", status=status,
                             mimetype="application/json")
-        response.headers["RateLimit"] = limit_header or ""
+        response.headers["RateLimit"] = limit_header
         return response(environ, start_response)
 
+    def _respond(self, plan: Plan) -> Response | None:
+        """A planned fault as Close answers it (None: the call goes on, maybe to be cut).
+
+        - `rate_limit`: 429 with `RateLimit: limit=N, remaining=0, reset=<retry after>`,
+          `Retry-After` and Close's body (`error.rate_reset`, `rate_limit_type: key`);
+          `closeio_api` sleeps `reset` and retries.
+        - `quota_exceeded`: Close has no daily quota; what a used-up budget looks like
+          there is the organization's limit spent (`rate_limit_type: organization`, shared
+          by every key): the same 429 with a long reset (`quota_reset_seconds`, an hour).
+        - `http_500` / `http_503`: Close's JSON error body with that status.
+        - `session_expiry`: 401 with Close's "The API key you provided is invalid." Close's
+          API keys do not expire and there is no session to renew: the one way a session
+          ends for a key-authenticated client is the key refused, as when it is deleted.
+          A 401 is what the client sees then (no retry helps, the sync stops with an
+          authentication error); the calls after the fault's window succeed again, as
+          with a key pasted anew.
+        """
+        fault = plan.fault
+        if fault == "rate_limit":
+            return self._throttled(plan.retry_after)
+        if fault == "quota_exceeded":
+            return self._throttled(self.settings.quota_reset_seconds, scope="organization")
+        if fault in ("http_500", "http_503"):
+            status = 500 if fault == "http_500" else 503
+            message = ("Internal server error" if status == 500
+                       else "Service temporarily unavailable")
+            return self._with_limit(Response(json.dumps({"error": message}), status=status,
+                                             mimetype="application/json"))
+        if fault == "session_expiry":
+            return self._with_limit(Response(json.dumps(INVALID_KEY), status=401,
+                                             mimetype="application/json"))
+        return None
+
+    def _with_limit(self, response: Response) -> Response:
+        """Every answer carries the RateLimit header; a faulted call counts as a call."""
+        header = self._rate_header()
+        s = self.settings
+        response.headers["RateLimit"] = header or (
+            f"limit={s.rate_limit}, remaining=0, reset={self._window_reset()}")
+        return response
+
+    def set_faults(self, switches: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace every switch: the kit's (`FaultConfig`) and `fail_next` /
+        `throttle_next`; `{}` clears them all. Everything is validated first: an unknown
+        or bad switch raises `FaultConfigError` and changes nothing."""
+        counted, kit_switches = split_counted(switches, FaultConfig)
+        self.faults.set(counted)
+        self.planner.clear()
+        if kit_switches:
+            self.planner.update(kit_switches)
+        return self.fault_state()
+
+    def fault_state(self) -> dict[str, Any]:
+        """The planner's state (switches, injected counts) and the counted switches."""
+        return {**self.planner.state(), "counted": self.faults.to_dict()}
+
     def _admin(self, request: Request) -> Response:
-        """`/_sandbox/health`, and `/_sandbox/faults` (GET; POST a JSON object of switches;
-        DELETE clears) for a sandbox run in another process (`accrue sandbox close`)."""
+        """`/_sandbox/health`, and `/_sandbox/faults` for a sandbox run in another process
+        (`accrue sandbox close`): GET the state, POST a JSON object of switches (merged
+        over the current ones, as Salesforce's sandbox does; an unknown or bad switch is a
+        400 naming it), DELETE clears them."""
         if request.path == "/_sandbox/health":
             return Response('{"ok": true}', mimetype="application/json")
         if request.path != "/_sandbox/faults":
@@ -157,18 +219,24 @@ class CloseApp:
             try:
                 switches = json.loads(request.get_data(as_text=True) or "{}")
                 if not isinstance(switches, dict):
-                    raise ValueError("switches must be a JSON object")
-                self.faults.set(switches)
-            except ValueError as exc:
-                return Response(json.dumps({"error": str(exc)}), status=400,
+                    raise kit.FaultConfigError('Fault switches must be a JSON object, e.g. '
+                                               '{"error_rate": 0.1}')
+                counted, kit_switches = split_counted(switches, FaultConfig)
+                self.planner.config.merged(kit_switches)  # validated against the current
+                if counted:
+                    self.faults.set({**self.faults.to_dict(), **counted})
+                if kit_switches:
+                    self.planner.update(kit_switches)
+            except ValueError as exc:  # FaultConfigError, or no JSON
+                error = bad_request(str(exc))
+                return Response(json.dumps(error.body), status=error.status,
                                 mimetype="application/json")
         elif request.method == "DELETE":
-            self.faults.set({})
-        f = self.faults
-        body = {"throttle": f.throttle, "throttle_reset": f.throttle_reset, "errors": f.errors,
-                "error_status": f.error_status, "latency_seconds": f.latency_seconds,
-                "late_commit_seconds": f.late_commit_seconds}
-        return Response(json.dumps(body), mimetype="application/json")
+            self.set_faults({})
+        elif request.method != "GET":
+            return Response('{"error": "Method not allowed"}', status=405,
+                            mimetype="application/json")
+        return Response(json.dumps(self.fault_state()), mimetype="application/json")
 
     # -- rate limit ---------------------------------------------------------------
 
@@ -185,11 +253,18 @@ class CloseApp:
             self._used += 1
             return f"limit={s.rate_limit}, remaining={s.rate_limit - self._used}, reset={reset}"
 
-    def _throttled(self) -> Response:
+    def _window_reset(self) -> int:
+        """Seconds until the current rate window ends."""
+        with self._rate_lock:
+            elapsed = time.monotonic() - self._window_start
+            return max(0, math.ceil(self.settings.rate_window_seconds - elapsed))
+
+    def _throttled(self, reset: int, scope: str = "key") -> Response:
+        """429 as Close answers a spent limit: the RateLimit header with nothing remaining,
+        `Retry-After`, and the limit in the body."""
         s = self.settings
-        reset = self.faults.throttle_reset
         body = {"error": {"rate_reset": reset, "message": "API call count exceeded for this "
-                          "period", "rate_limit_type": "key", "rate_limit": s.rate_limit,
+                          "period", "rate_limit_type": scope, "rate_limit": s.rate_limit,
                           "rate_window": s.rate_window_seconds}}
         response = Response(json.dumps(body), status=429, mimetype="application/json")
         response.headers["RateLimit"] = f"limit={s.rate_limit}, remaining=0, reset={reset}"

@@ -10,6 +10,7 @@ read, so a sync paused too long really finds the log incomplete.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import secrets
 import sqlite3
@@ -25,6 +26,10 @@ from typing import Any
 EVENT_RETENTION = timedelta(days=30)
 EVENT_MERGE = timedelta(seconds=10)  # changes this close together share one event
 _ALPHABET = string.ascii_letters + string.digits
+# How late the writes of the API call running on this thread commit (the sandbox kit's late
+# commits): the app draws it once per call, so all of a call's writes share one stamp.
+LATE_BY: contextvars.ContextVar[timedelta] = contextvars.ContextVar(
+    "close_sandbox_late_by", default=timedelta(0))
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS object (
@@ -86,7 +91,6 @@ class CloseStore:
     def __init__(self, path: Path, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.late_by = timedelta(0)  # a fault: writes commit with a stamp this far back
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.executescript(SCHEMA)
@@ -112,7 +116,7 @@ class CloseStore:
     def write_stamp(self) -> str:
         """A write's `date_updated`: now, or earlier under the late-commit fault (a write
         that becomes visible after readers have passed its stamp)."""
-        return close_time(self.clock() - self.late_by)
+        return close_time(self.clock() - LATE_BY.get())
 
     # -- setup ------------------------------------------------------------------
 
