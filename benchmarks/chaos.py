@@ -136,6 +136,7 @@ class TrialResult:
     fault_kinds: dict[str, int] = field(default_factory=dict)
     mutation_kinds: dict[str, int] = field(default_factory=dict)
     uncertain_writes: int = 0
+    mutation_errors: dict[str, int] = field(default_factory=dict)  # refused or failed writes
     syncs: dict[str, int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)  # what the worker's adapter retried
     worker_crashes: list[str] = field(default_factory=list)
@@ -214,6 +215,7 @@ def run_trial(session: Session, target: Target, trial: int, seed: int,
         kills=kills.kills, rows=comparison.rows, mismatches=comparison.mismatches,
         seconds=time.monotonic() - began, fault_kinds=injected or {},
         mutation_kinds=dict(mutator.done), uncertain_writes=sum(mutator.uncertain.values()),
+        mutation_errors=dict(mutator.errors + mutator.rejected + mutator.gave_up),
         retries=dict(retry_causes(session.logs[target.backend])),
         syncs=dict(kills.syncs), worker_crashes=kills.crashes,
         quarantined=comparison.quarantined, plan=plan.describe(),
@@ -322,6 +324,8 @@ def print_trial(result: TrialResult, verbose: bool, out: TextIO) -> None:
         print(f"       plan {result.plan}", file=out)
         print(f"       mutations {json.dumps(result.mutation_kinds, sort_keys=True)} "
               f"(+{result.uncertain_writes} uncertain)", file=out)
+        print(f"       mutator errors {json.dumps(result.mutation_errors, sort_keys=True)}",
+              file=out)
         print(f"       worker syncs {json.dumps(result.syncs, sort_keys=True)}", file=out)
         print(f"       worker retries {json.dumps(result.retries, sort_keys=True)}", file=out)
     if result.quarantined:

@@ -234,9 +234,10 @@ class WriterMutator(MutatorBase):
         source_id = self._pick(object_name)
         if source_id is None:
             return
-        done = self._write(f"delete_{object_name}", lambda w: w.delete(object_name, source_id))
-        if done:
-            self.pools[object_name].remove(source_id)
+        self._write(f"delete_{object_name}", lambda w: w.delete(object_name, source_id))
+        # Done, refused or unknown: never picked again this trial (a record the CRM keeps
+        # refusing to delete would stall the mutator in its client's retries every time).
+        self.pools[object_name].remove(source_id)
 
 
 def make_mutator(org: RunningCrmSandbox, connection: Connection, rng: random.Random,
