@@ -45,6 +45,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -100,6 +101,7 @@ MISMATCH_LINES = 8  # mismatch details printed per trial (all of them with --ver
 # the GIL, so no Python timeout can fire): the C-level watchdog prints every thread's stack
 # and ends the process, so a run fails loudly instead of hanging `make chaos` or the suite.
 WATCHDOG_SECONDS = 600.0
+MUTATOR_STOP_SECONDS = 120.0  # one write's client retries, each sleep capped (chaos_mutator)
 MutatorFactory = Callable[..., chaos_mutator.MutatorBase]
 
 
@@ -195,9 +197,12 @@ def run_trial(session: Session, target: Target, trial: int, seed: int,
         )
     finally:
         mutator.stop()
-        mutator.join(timeout=120)
-    injected = injected_faults(org)
-    org.set_faults({})
+        injected = injected_faults(org)
+        org.set_faults({})
+        mutator.join(timeout=MUTATOR_STOP_SECONDS)
+    if mutator.is_alive():  # a write could still land during the comparison
+        raise ChaosError(f"the {session.crm} mutator did not stop within "
+                         f"{MUTATOR_STOP_SECONDS:g} s")
     comparison = Comparison()
     warehouse = session.warehouses[target.backend]
     sync_every_object(warehouse, session.connection, target.tenant, session.objects, comparison)
@@ -478,8 +483,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends the run as Ctrl-C does: sandboxes stopped, scratch database dropped."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     options = ChaosOptions(trials=args.trials, seed=args.seed, opportunities=args.opportunities,
                            trial_seconds=args.trial_seconds, purge=not args.no_purge,
                            verbose=args.verbose)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -32,6 +33,27 @@ from connectors.sandbox_kit.harness import CrmWriter, RunningCrmSandbox
 OBJECTS = ("account", "contact", "opportunity")
 GIVE_UP_AFTER = 5  # refusals of one kind of write, with none done, before it is skipped
 REBUILD_AFTER = 8  # failures in a row before the writer (its client, its session) is rebuilt
+CLIENT_SLEEP_CAP = 1.0  # the longest a CRM client's retry sleep lasts in the mutator's thread
+
+_real_sleep = time.sleep
+_governed: dict[int, threading.Event] = {}  # mutator thread id -> its stop event
+
+
+def _governed_sleep(seconds: float) -> None:
+    """`time.sleep`, except in a mutator's thread: at most CLIENT_SLEEP_CAP, and over at
+    once when the mutator is told to stop.
+
+    Why: a CRM's real client honours the server's advice — closeio_api sleeps a quota
+    429's `reset` (an hour), tenacity backs off up to 30 s — and a trial cannot wait that
+    long for its mutator, nor compare while a write may still land. Clients look
+    `time.sleep` up when they call it, so this reaches them without touching them; every
+    other thread (the sandboxes' latency faults) sleeps as asked.
+    """
+    stop = _governed.get(threading.get_ident())
+    if stop is None:
+        _real_sleep(seconds)
+    else:
+        stop.wait(min(seconds, CLIENT_SLEEP_CAP))
 
 
 class MutatorBase(threading.Thread):
@@ -64,6 +86,14 @@ class MutatorBase(threading.Thread):
         """Log in (in the thread, under faults); raising makes the loop try again."""
 
     def run(self) -> None:
+        time.sleep = _governed_sleep  # idempotent; see _governed_sleep
+        _governed[threading.get_ident()] = self.stop_event
+        try:
+            self._mutate()
+        finally:
+            _governed.pop(threading.get_ident(), None)
+
+    def _mutate(self) -> None:
         connected = False
         while not self.stop_event.is_set() and not connected:
             try:
