@@ -86,7 +86,7 @@ class MutatorBase(threading.Thread):
         """Log in (in the thread, under faults); raising makes the loop try again."""
 
     def run(self) -> None:
-        time.sleep = _governed_sleep  # idempotent; see _governed_sleep
+        time.sleep = _governed_sleep  # type: ignore[assignment]  # idempotent; see above
         _governed[threading.get_ident()] = self.stop_event
         try:
             self._mutate()
