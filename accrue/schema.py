@@ -495,6 +495,45 @@ api_token = sa.Table(
     sa.Index("ix_api_token_user_id", "user_id"),
 )
 
+# Push API (issue 13, F8): a tenant's push client id and its signing secrets
+# (accrue.push.credentials is the one write path). One row per secret, all of a tenant's rows
+# sharing its client id; a secret is sealed like CRM credentials (AES-GCM bound to tenant and
+# row). During a rotation the old and new rows are both live; `retired_at` ends the old one.
+push_credential = sa.Table(
+    "push_credential",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    _tenant_id(),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("secret_ciphertext", sa.Text(), nullable=False),
+    sa.Column("key_id", sa.String(KEY_ID_LENGTH), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("retired_at", UtcDateTime(), nullable=True),  # NULL: verifies pushes
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sa.Index("ix_push_credential_client_id", "client_id"),
+    sa.Index("ix_push_credential_tenant_id", "tenant_id"),
+)
+
+# Pushed batches, durable before the push is acknowledged (accrue.push.inbox is the one
+# write path): the raw body as received, the non-secret headers, the time it arrived. A
+# `webhook-id` is stored once per tenant (the unique key answers a replay); `processed_at`
+# is set once accrue.push.process has applied the batch to the crm_* tables.
+push_inbox = sa.Table(
+    "push_inbox",
+    metadata,
+    _big_id(),
+    _tenant_id(),
+    sa.Column("webhook_id", sa.String(255), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("headers", json_type(), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("record_count", sa.Integer(), nullable=False),
+    sa.Column("processed_at", UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sa.UniqueConstraint("tenant_id", "webhook_id"),
+    sa.Index("ix_push_inbox_tenant_id_processed_at", "tenant_id", "processed_at"),
+)
+
 # The concierge's saved progress per tenant (U4/U5): the step to resume at and the
 # non-secret answers. Secrets go to crm_connection (encrypted), never here.
 onboarding_state = sa.Table(

@@ -18,6 +18,7 @@ from onboarding_app import (
     integration,
     onboarding,
     people,
+    push,
     results,
     settings,
     status,
@@ -80,7 +81,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     # The API reads no cookie (bearer tokens only), so there is no session for CSRF to ride.
     csrf.exempt(api.bp)
-    for blueprint in (api.bp, api.tokens_bp):
+    csrf.exempt(push.bp)  # signed by the sender (Standard Webhooks); no cookie is read
+    for blueprint in (api.bp, api.tokens_bp, push.bp):
         app.register_blueprint(blueprint)
     headers = {
         "Content-Security-Policy": content_security_policy(app),

@@ -100,6 +100,9 @@ def from_env() -> dict[str, Any]:
         "CONNECTION_TEST_LIMIT": "20 per minute",
         # Per API token (onboarding_app.api): a BI refresh pages through deals quickly.
         "API_RATE_LIMIT": _env("ACCRUE_API_RATE_LIMIT", "600 per minute"),
+        # Push API (onboarding_app.push): per tenant, counted once authenticated; batch size.
+        "PUSH_RATE_LIMIT": _env("ACCRUE_PUSH_RATE_LIMIT", "600 per minute"),
+        "PUSH_MAX_BODY_BYTES": int(_env("ACCRUE_PUSH_MAX_BODY_BYTES", str(5 * 1024 * 1024))),
         "SESSION_IDLE_MINUTES": 120,
         "SESSION_MAX_HOURS": 12,
         "TERMS_VERSION": TERMS_VERSION,

@@ -1,0 +1,215 @@
+"""The push inbox: pushed batches, validated and committed before they are acknowledged.
+
+The one module that reads or writes `push_inbox`. `parse_batch` checks a batch as a whole
+(a batch with any bad record is refused whole, with every problem named); `store` commits
+the raw body, the non-secret headers and the received time in one transaction; a replayed
+`webhook-id` hits the unique key (tenant, webhook-id), never a check-then-insert, and gets
+the first receipt back. `accrue.push.process` applies stored batches to the crm_* tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from accrue.db import dialect_insert
+from accrue.schema import push_inbox, utcnow
+from connectors.common_model import COMMON_OBJECTS, ID_LENGTH
+
+MAX_RECORDS = 1000
+ACTIONS: tuple[str, ...] = ("create", "update", "delete")
+RECORD_KEYS = frozenset({"object", "id", "action", "data", "occurred_at"})
+WEBHOOK_ID_MAX = 255
+# Headers kept with a batch: what helps to trace it, never the signature or a secret.
+KEPT_HEADERS: tuple[str, ...] = (
+    "webhook-id", "webhook-timestamp", "accrue-client-id", "content-type", "user-agent",
+    "content-length",
+)
+
+
+@dataclass
+class BatchError(ValueError):
+    """A batch refused whole: `message` for the batch, `errors` per bad record."""
+
+    message: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": "invalid_batch", "message": self.message, "errors": self.errors}
+
+
+@dataclass(frozen=True)
+class Receipt:
+    id: int
+    duplicate: bool  # the webhook-id was stored before: this is the first receipt
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    received_at: datetime
+    records: list[dict[str, Any]]
+
+
+def parse_occurred_at(value: object) -> datetime:
+    """An `occurred_at`: ISO 8601 with a time zone (else its instant is a guess)."""
+    if not isinstance(value, str):
+        raise ValueError("occurred_at must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"occurred_at {value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"occurred_at {value!r} has no time zone (add Z or +00:00)")
+    return parsed
+
+
+def record_problems(record: object) -> list[str]:
+    """Why a pushed record cannot be accepted (empty: it can)."""
+    if not isinstance(record, dict):
+        return [f"a record must be a JSON object, got {type(record).__name__}"]
+    problems: list[str] = []
+    unknown = sorted(set(record) - RECORD_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) {', '.join(unknown)}; a record has "
+                        f"{', '.join(sorted(RECORD_KEYS))}")
+    obj = record.get("object")
+    if obj is None:
+        problems.append("missing object")
+    elif obj not in COMMON_OBJECTS:
+        problems.append(f"unknown object {obj!r}; use one of {', '.join(COMMON_OBJECTS)}")
+    source_id = record.get("id")
+    if source_id is None or source_id == "":
+        problems.append("missing id")
+    elif isinstance(source_id, bool) or not isinstance(source_id, str | int):
+        problems.append("id must be a string or an integer")
+    elif len(str(source_id)) > ID_LENGTH:
+        problems.append(f"id is {len(str(source_id))} characters long; at most {ID_LENGTH}")
+    action = record.get("action")
+    if action is None:
+        problems.append("missing action")
+    elif action not in ACTIONS:
+        problems.append(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    data = record.get("data")
+    if action in ("create", "update") and data is None:
+        problems.append(f"missing data (a {action} carries the record's fields)")
+    elif data is not None and not isinstance(data, dict):
+        problems.append(f"data must be a JSON object, got {type(data).__name__}")
+    if record.get("occurred_at") is not None:
+        try:
+            parse_occurred_at(record["occurred_at"])
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def parse_batch(body: bytes) -> list[dict[str, Any]]:
+    """The records of a pushed body, or BatchError naming every bad record and why.
+
+    The body is a JSON array of records, or an object `{"records": [...]}`.
+    """
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BatchError("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BatchError(f"the body is not valid JSON: {exc}") from None
+    records = document.get("records") if isinstance(document, dict) else document
+    if not isinstance(records, list):
+        raise BatchError('the body must be a JSON array of records or {"records": [...]}')
+    if not records:
+        raise BatchError("the batch is empty: send at least one record")
+    if len(records) > MAX_RECORDS:
+        raise BatchError(f"the batch has {len(records)} records; at most {MAX_RECORDS} per "
+                         "request: split it")
+    errors = []
+    for index, record in enumerate(records):
+        problems = record_problems(record)
+        if problems:
+            entry: dict[str, Any] = {"index": index, "problems": problems}
+            if isinstance(record, dict) and isinstance(record.get("id"), str | int):
+                entry["id"] = record["id"]
+            errors.append(entry)
+    if errors:
+        raise BatchError(f"{len(errors)} of {len(records)} record(s) are invalid; nothing of "
+                         "this batch was stored: fix them and send the batch again", errors)
+    return records
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return {name: lowered[name] for name in KEPT_HEADERS if name in lowered}
+
+
+def store(
+    engine: Engine,
+    tenant_id: str,
+    webhook_id: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    record_count: int,
+) -> Receipt:
+    """Commit a batch (one transaction) and return its receipt; a replay gets the first."""
+    insert = dialect_insert(engine.dialect)
+    with engine.begin() as conn:
+        new_id = conn.execute(
+            insert(push_inbox)
+            .values(tenant_id=tenant_id, webhook_id=webhook_id, received_at=utcnow(),
+                    headers=kept_headers(headers), body=body.decode("utf-8"),
+                    record_count=record_count)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "webhook_id"])
+            .returning(push_inbox.c.id)
+        ).scalar_one_or_none()
+        if new_id is not None:
+            return Receipt(int(new_id), duplicate=False)
+        first = conn.execute(
+            sa.select(push_inbox.c.id).where(push_inbox.c.tenant_id == tenant_id,
+                                             push_inbox.c.webhook_id == webhook_id)
+        ).scalar_one()
+    return Receipt(int(first), duplicate=True)
+
+
+def unprocessed(engine: Engine, tenant_id: str, limit: int) -> list[InboxRow]:
+    """The tenant's batches not yet applied, in arrival order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(push_inbox.c.id, push_inbox.c.received_at, push_inbox.c.body)
+            .where(push_inbox.c.tenant_id == tenant_id, push_inbox.c.processed_at.is_(None))
+            .order_by(push_inbox.c.id)
+            .limit(limit)
+        ).all()
+    result = []
+    for row_id, received_at, body in rows:
+        document = json.loads(body)
+        records = document.get("records") if isinstance(document, dict) else document
+        result.append(InboxRow(int(row_id), received_at, list(records or [])))
+    return result
+
+
+def mark_processed(engine: Engine, tenant_id: str, ids: Sequence[int]) -> int:
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.update(push_inbox)
+            .where(push_inbox.c.tenant_id == tenant_id, push_inbox.c.id.in_(list(ids)),
+                   push_inbox.c.processed_at.is_(None))
+            .values(processed_at=utcnow())
+        ).rowcount
+
+
+def pending_count(engine: Engine, tenant_id: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(
+            sa.select(sa.func.count()).select_from(push_inbox)
+            .where(push_inbox.c.tenant_id == tenant_id, push_inbox.c.processed_at.is_(None))
+        ).scalar_one())

@@ -1,0 +1,11 @@
+"""The push API (issue 13, F8): `POST /v1/push/<tenant>/records`, JSON only.
+
+Authenticated by the tenant's push client id (`Accrue-Client-Id`) and a Standard
+Webhooks signature, never by a cookie, so exempt from CSRF. See onboarding_app.push.views.
+"""
+
+from flask import Blueprint
+
+bp = Blueprint("push", __name__, url_prefix="/v1/push")
+
+from onboarding_app.push import views  # noqa: E402,F401  (registers the routes)
