@@ -294,6 +294,13 @@ def tenant_set_status(tenant_id: str, status: str) -> None:
     click.echo(f"tenant {tenant_id} is {status}")
 
 
+# -- push API ----------------------------------------------------------------
+
+from accrue.push.cli import push as _push_group  # noqa: E402  (click only: cheap)
+
+main.add_command(_push_group)
+
+
 # -- syncs --------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from accrue import sync_schedule, tenants
+from accrue.push import PUSH_CRM_TYPE
 from accrue_pipelines import run_tags
 from accrue_pipelines.jobs import SYNC_JOB_NAME, covers_every_object, sync_tenant_job
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
@@ -136,6 +137,9 @@ def tenant_sync_sensor(
     existing = set(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
     partition_requests, partitions = _partition_requests(registered, existing)
     active = [t for t in registered if t.status == "active" and t.id in partitions]
+    # Fed by the push API: no connector to read, so never a scheduled CRM sync.
+    pushed = sum(t.crm_type == PUSH_CRM_TYPE for t in active)
+    active = [t for t in active if t.crm_type != PUSH_CRM_TYPE]
 
     schedules = sync_schedule.load(engine)
     outcomes, watermark = _read_outcomes(instance, since)
@@ -183,7 +187,8 @@ def tenant_sync_sensor(
         return dg.SensorResult(
             skip_reason=dg.SkipReason(
                 f"no tenant due among {len(active)} active ({len(busy)} in flight, "
-                f"{waiting} waiting for queue room, {len(outcomes)} outcome(s) read)"),
+                f"{waiting} waiting for queue room, {len(outcomes)} outcome(s) read"
+                f"{f'; {pushed} fed by the push API, not synced' if pushed else ''})"),
             cursor=new_cursor,
         )
     return dg.SensorResult(run_requests=run_requests,

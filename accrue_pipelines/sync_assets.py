@@ -24,6 +24,7 @@ from typing import Any
 import dagster as dg
 
 from accrue import tenants
+from accrue.push import PUSH_CRM_TYPE
 from accrue.sync import SyncResult, record_failed_attempt, sync_object
 from accrue.warehouse import Warehouse
 from accrue_pipelines import run_tags
@@ -143,6 +144,12 @@ def crm_sync(
             handled.add(object_name)
             context.log.info(f"{tenant_id}: {object_name} not chosen by the tenant; not read")
             yield _selected_checks(context, _not_chosen_result(object_name), {})
+    if tenant.crm_type == PUSH_CRM_TYPE:
+        for object_name in sync_order():
+            if object_name in selected and object_name not in handled:
+                context.log.info(f"{tenant_id}: fed by the push API; {object_name} not read")
+                yield _selected_checks(context, _pushed_result(object_name), {})
+        return
     try:
         with crm_api_slot(context, crm.crm_type(tenant_id)):
             began = time.monotonic()
@@ -322,6 +329,20 @@ def _not_chosen_result(object_name: str) -> dg.MaterializeResult:
         asset_key=key,
         metadata={"selected_by_tenant": False, "skipped": why},
         data_version=dg.DataVersion("not-selected"),
+        check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True,
+                                           description=why)
+                       for spec in _check_specs(object_name)],
+    )
+
+
+def _pushed_result(object_name: str) -> dg.MaterializeResult:
+    """A tenant fed by the push API: no CRM to read (accrue.push.process applies its inbox)."""
+    key = sync_asset_key(object_name)
+    why = "fed by the push API: no CRM connector to read (the push inbox is applied instead)"
+    return dg.MaterializeResult(
+        asset_key=key,
+        metadata={"fed_by_push": True, "skipped": why},
+        data_version=dg.DataVersion("pushed"),
         check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True,
                                            description=why)
                        for spec in _check_specs(object_name)],
