@@ -321,3 +321,27 @@ def test_a_sealed_secret_copied_to_another_tenant_does_not_open(
                      .values(secret_ciphertext=token_a))
     assert credentials.live_secrets(engine, b, issued_b.client_id) == []
     assert credentials.live_secrets(engine, a, issued_a.client_id) == [issued_a.secret]
+
+
+def test_concurrent_pushes_and_replays_are_stored_once_each(engine: Engine, tenant_id: str) -> None:
+    """The unique key decides, not a check-then-insert: 8 threads send 10 batches each,
+    every one of them twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from accrue.push import inbox
+
+    make_push_tenant(engine, tenant_id)
+    body = json.dumps([record()]).encode()
+
+    def send(n: int) -> tuple[int, bool]:
+        receipt = inbox.store(engine, tenant_id, f"msg_{n % 80}", body, {}, 1)
+        return receipt.id, receipt.duplicate
+
+    with ThreadPoolExecutor(8) as pool:
+        receipts = list(pool.map(send, range(160)))
+    rows = inbox_rows(engine, tenant_id)
+    assert len(rows) == 80
+    assert sum(not duplicate for _, duplicate in receipts) == 80
+    by_webhook = {row["webhook_id"]: row["id"] for row in rows}
+    for n, (receipt_id, _) in enumerate(receipts):
+        assert by_webhook[f"msg_{n % 80}"] == receipt_id

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue.db import dialect_insert
-from accrue.schema import push_inbox, utcnow
+from accrue.schema import push_inbox, tenant, utcnow
 from connectors.common_model import COMMON_OBJECTS, ID_LENGTH
 
 MAX_RECORDS = 1000
@@ -161,6 +161,12 @@ def store(
     """Commit a batch (one transaction) and return its receipt; a replay gets the first."""
     insert = dialect_insert(engine.dialect)
     with engine.begin() as conn:
+        # One insert per tenant at a time, so a tenant's inbox ids become visible in order:
+        # processing (accrue.push.process) may then trust "every id up to the cursor is
+        # applied". Without it, id 5 could commit after id 6 was processed and be skipped.
+        # FOR NO KEY UPDATE does not block other tables' foreign keys to the tenant row.
+        conn.execute(sa.select(tenant.c.id).where(tenant.c.id == tenant_id)
+                     .with_for_update(key_share=True))
         new_id = conn.execute(
             insert(push_inbox)
             .values(tenant_id=tenant_id, webhook_id=webhook_id, received_at=utcnow(),

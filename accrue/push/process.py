@@ -12,7 +12,11 @@ Crash safety: batches are read in arrival order; per object, the records of a ch
 applied in one `apply` whose state `{"cursor": <last inbox id of the chunk>}` commits in
 the same transaction. Only then are the batches marked processed. After a crash anywhere,
 the batches are read again and each object skips the batches its cursor already covers:
-nothing is lost and nothing applied twice (and `apply` is idempotent besides).
+nothing is lost and nothing applied twice (and `apply` is idempotent besides). This
+relies on a tenant's inbox ids becoming visible in order, which `inbox.store` ensures
+(one insert per tenant at a time). One processor per tenant at a time is assumed (the
+scheduler's job, to come); two at once would not corrupt anything, since `apply` keeps
+the newest version and logs each version once, but could quarantine a bad record twice.
 """
 
 from __future__ import annotations
