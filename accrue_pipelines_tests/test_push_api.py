@@ -94,6 +94,7 @@ def test_a_signed_batch_is_committed_before_202(pusher: Pusher, engine: Engine) 
     assert response.status_code == 202, response.get_json()
     answer = response.get_json()
     assert answer["status"] == "accepted" and answer["records"] == 2
+    assert "unmapped_fields" not in answer
     [row] = inbox_rows(engine, pusher.tenant_id)
     assert row["id"] == answer["receipt_id"] and row["record_count"] == 2
     assert row["processed_at"] is None and row["received_at"] is not None
@@ -345,3 +346,13 @@ def test_concurrent_pushes_and_replays_are_stored_once_each(engine: Engine, tena
     by_webhook = {row["webhook_id"]: row["id"] for row in rows}
     for n, (receipt_id, _) in enumerate(receipts):
         assert by_webhook[f"msg_{n % 80}"] == receipt_id
+
+
+def test_fields_outside_the_common_model_are_named_in_the_receipt(pusher: Pusher) -> None:
+    response = pusher.push([record("opportunity", "O1", name="D", c2crm_region="EMEA"),
+                            record("opportunity", "O2", name="E", zeta=1),
+                            record("account", "A1", name="Acme")])
+    answer = response.get_json()
+    assert response.status_code == 202
+    assert answer["unmapped_fields"] == {"opportunity": ["c2crm_region", "zeta"]}
+    assert "raw" in answer["message"]

@@ -145,6 +145,19 @@ def parse_batch(body: bytes) -> list[dict[str, Any]]:
     return records
 
 
+def unmapped_fields(records: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Per object, the data fields that are no common-model column: stored in `raw` only."""
+    found: dict[str, set[str]] = {}
+    for record in records:
+        data = record.get("data")
+        if isinstance(data, dict):
+            columns = {c.name for c in COMMON_OBJECTS[record["object"]]}
+            extra = set(data) - columns
+            if extra:
+                found.setdefault(record["object"], set()).update(extra)
+    return {name: sorted(fields) for name, fields in sorted(found.items())}
+
+
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     lowered = {k.lower(): v for k, v in headers.items()}
     return {name: lowered[name] for name in KEPT_HEADERS if name in lowered}

@@ -113,7 +113,14 @@ def push_records(tenant_id: str) -> ResponseReturnValue:
     if receipt.duplicate:
         return jsonify(status="duplicate", receipt_id=receipt.id,
                        message="This webhook-id was accepted before; it is not stored again."), 200
-    return jsonify(status="accepted", receipt_id=receipt.id, records=len(records)), 202
+    answer: dict[str, Any] = {"status": "accepted", "receipt_id": receipt.id,
+                              "records": len(records)}
+    unmapped = inbox.unmapped_fields(records)
+    if unmapped:
+        answer["unmapped_fields"] = unmapped
+        answer["message"] = ("Fields that are not columns of Accrue's common model are kept "
+                             "whole in each record's raw data, not in a column.")
+    return jsonify(answer), 202
 
 
 @bp.errorhandler(RequestEntityTooLarge)
