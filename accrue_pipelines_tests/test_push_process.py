@@ -233,3 +233,9 @@ def test_tenants_are_isolated_in_processing(pusher: Pusher, engine: Engine,
         owners = conn.execute(sa.select(table.c.tenant_id).where(
             table.c.tenant_id.in_([other, pusher.tenant_id]))).scalars().all()
     assert owners == [pusher.tenant_id]
+
+
+def test_integer_ids_are_stored_as_text(pusher: Pusher, engine: Engine) -> None:
+    push(pusher, {"object": "account", "id": 42, "action": "create", "data": {"name": "N"}})
+    process.process_inbox(engine, pusher.tenant_id)
+    assert row(engine, pusher.tenant_id, "account", "42")["name"] == "N"
