@@ -321,6 +321,31 @@ def sync_command(tenant_id: str, object_names: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
+@main.command("import")
+@click.argument("tenant_id")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--object", "object_name", default="opportunity", show_default=True,
+              help="The common object the file holds.")
+@click.option("--snapshot", is_flag=True,
+              help="The file is a full export: records absent from it are marked deleted.")
+@click.option("--mapping", "mapping_path", type=click.Path(exists=True, dir_okay=False),
+              help="A mapping (JSON) to use instead of the proposed or remembered one.")
+@click.option("--write-mapping", type=click.Path(dir_okay=False),
+              help="Write the proposed mapping to this JSON file to correct, import nothing.")
+@click.option("--member", default=None, help="The CSV to import from a zip of several.")
+@click.option("--dry-run", is_flag=True, help="Check and count every row, write nothing.")
+@click.option("--yes", is_flag=True, help="Import with a new proposed mapping without asking.")
+def import_command(tenant_id: str, file: str, object_name: str, snapshot: bool,
+                   mapping_path: str | None, write_mapping: str | None, member: str | None,
+                   dry_run: bool, yes: bool) -> None:
+    """Import a CSV export (or a zip of CSVs) of TENANT's CRM into its warehouse."""
+    from accrue.file_import.command import run_import
+
+    sys.exit(run_import(tenant_id, file, object_name, snapshot=snapshot,
+                        mapping_path=mapping_path, dry_run=dry_run, member=member, yes=yes,
+                        write_mapping=write_mapping))
+
+
 @main.command("analyze")
 @click.argument("tenant_id")
 def analyze_command(tenant_id: str) -> None:
