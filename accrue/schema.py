@@ -534,6 +534,21 @@ push_inbox = sa.Table(
     sa.Index("ix_push_inbox_tenant_id_processed_at", "tenant_id", "processed_at"),
 )
 
+# File import (issue 13, F9): the mapping an admin confirmed for an export of one header shape
+# (accrue.file_import.proposal is the one write path), so the next file of that shape
+# imports without questions. The import's own progress stays in sync_state.
+file_import_mapping = sa.Table(
+    "file_import_mapping",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("object_name", sa.String(OBJECT_NAME_LENGTH), primary_key=True),
+    sa.Column("header_signature", sa.String(64), primary_key=True),
+    sa.Column("headers", json_type(), nullable=False),
+    sa.Column("mapping", json_type(), nullable=False),
+    *_created_updated(),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+)
+
 # The concierge's saved progress per tenant (U4/U5): the step to resume at and the
 # non-secret answers. Secrets go to crm_connection (encrypted), never here.
 onboarding_state = sa.Table(

@@ -21,6 +21,12 @@ from accrue.warehouse import Warehouse
 EXPORTS = Path(__file__).parent / "file_import_exports"
 
 
+@pytest.fixture(autouse=True)
+def _registered(engine, tenant_id):
+    """Remembered mappings belong to a registered tenant."""
+    tenants.add_tenant(engine, tenant_id, "Acme", "salesforce")
+
+
 def _rows(warehouse: Warehouse, tenant_id: str) -> dict[str, dict]:
     table = object_table("opportunity")
     with warehouse.engine.connect() as conn:
@@ -182,7 +188,6 @@ def test_an_interrupted_import_resumes_after_its_last_committed_page(
 def test_the_cli_proposes_then_remembers_the_mapping_for_the_next_export(
         engine, database_url, tenant_id, tmp_path, monkeypatch):
     monkeypatch.setenv(config.DATABASE_URL_ENV, database_url)
-    tenants.add_tenant(engine, tenant_id, "Acme", "salesforce")
     runner = CliRunner()
     path = tmp_path / "deals.csv"
     shutil.copy(EXPORTS / "hubspot_deals.csv", path)

@@ -24,11 +24,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from accrue.file_import.mapping import FileMapping, header_signature
+from accrue.file_import.mapping import FileMapping
 from accrue.file_import.proposal import (
     choose_file,
     column_of,
     merged_state,
+    remember_mapping,
 )
 from accrue.file_import.reading import (
     FileImportError,
@@ -241,9 +242,7 @@ def import_file(
             if done and snapshot:
                 changes.append(LiveIds(frozenset(seen), as_of))
             run = {**key, "line": last_line, "as_of": as_of.isoformat(), "done": done}
-            new_state = merged_state(
-                state, run=run,
-                remember=(header_signature(headers), mapping) if done else None)
+            new_state = merged_state(state, run=run)
             stats = warehouse.apply(tenant_id, object_name, changes, new_state)
             state = new_state
             _count(result, stats)
@@ -271,6 +270,8 @@ def import_file(
             if len(page) >= page_rows:
                 flush(done=False)
         flush(done=True)
+    if not dry_run:
+        remember_mapping(engine, tenant_id, headers, mapping)
     return result
 
 

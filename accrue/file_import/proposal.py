@@ -6,9 +6,8 @@ count what would be quarantined, with the first problems and their line numbers.
 mapping remembered for the tenant and object with the same header shape is used as it is
 and the proposal says so: the import then asks nothing.
 
-Remembered mappings live in the object's saved state in the warehouse (`sync_state`,
-under "file_import"), written through `Warehouse.apply` like every state: no table of
-their own yet.
+Remembered mappings live in `file_import_mapping` (one row per tenant, object and header
+shape); an import's progress lives in the object's state, under "file_import".
 """
 
 from __future__ import annotations
@@ -18,6 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from accrue.db import dialect_insert
 from accrue.file_import.mapping import (
     ID,
     MODIFIED,
@@ -38,6 +41,8 @@ from accrue.file_import.reading import (
     read_rows,
 )
 from accrue.file_import.values import ValueFormat, ValueProblem, convert, infer_format
+from accrue.schema import file_import_mapping, utcnow
+from accrue.tenants import validate_tenant_id
 from accrue.warehouse import Warehouse
 from connectors.common_model import Column
 
@@ -82,17 +87,15 @@ def choose_file(path: str | Path, object_name: str, member: str | None = None) -
 # --------------------------------------------------------------------------- memory
 
 
-def _file_import_state(warehouse: Warehouse, tenant_id: str, object_name: str) -> dict[str, Any]:
-    state = warehouse.get_state(tenant_id, object_name) or {}
-    section = state.get(STATE_KEY)
-    return dict(section) if isinstance(section, Mapping) else {}
-
-
 def remembered_mapping(
     warehouse: Warehouse, tenant_id: str, object_name: str, headers: list[str]
 ) -> FileMapping | None:
-    saved = _file_import_state(warehouse, tenant_id, object_name).get("mappings") or {}
-    found = saved.get(header_signature(headers))
+    """The mapping confirmed for this tenant, object and header shape, if it still fits."""
+    t = file_import_mapping
+    with warehouse.engine.connect() as conn:
+        found = conn.execute(sa.select(t.c.mapping).where(
+            t.c.tenant_id == tenant_id, t.c.object_name == object_name,
+            t.c.header_signature == header_signature(headers))).scalar_one_or_none()
     if not found:
         return None
     try:
@@ -102,30 +105,31 @@ def remembered_mapping(
     return mapping if not mapping.problems(headers) else None
 
 
-def merged_state(
-    current: Mapping[str, Any] | None, *, run: Mapping[str, Any] | None = None,
-    remember: tuple[str, FileMapping] | None = None,
-) -> dict[str, Any]:
-    """The object's state with the file import's part replaced (other keys kept)."""
+def merged_state(current: Mapping[str, Any] | None, *, run: Mapping[str, Any]) -> dict[str, Any]:
+    """The object's state with the file import's progress replaced (other keys kept)."""
     state = dict(current or {})
     section = dict(state.get(STATE_KEY) or {})
-    if run is not None:
-        section["run"] = dict(run)
-    if remember is not None:
-        mappings = dict(section.get("mappings") or {})
-        mappings[remember[0]] = remember[1].as_json()
-        section["mappings"] = mappings
+    section["run"] = dict(run)
     state[STATE_KEY] = section
     return state
 
 
 def remember_mapping(
-    warehouse: Warehouse, tenant_id: str, headers: list[str], mapping: FileMapping
+    engine: Engine, tenant_id: str, headers: list[str], mapping: FileMapping
 ) -> None:
-    """Keep a mapping for the next file of the same header shape (the admin's correction)."""
-    current = warehouse.get_state(tenant_id, mapping.object_name)
-    state = merged_state(current, remember=(header_signature(headers), mapping))
-    warehouse.apply(tenant_id, mapping.object_name, [], state)
+    """Keep a mapping for the next file of the same header shape (the tenant must exist)."""
+    validate_tenant_id(tenant_id)
+    t = file_import_mapping
+    now = utcnow()
+    stmt = dialect_insert(engine.dialect)(t).values(
+        tenant_id=tenant_id, object_name=mapping.object_name,
+        header_signature=header_signature(headers), headers=list(headers),
+        mapping=mapping.as_json(), created_at=now, updated_at=now)
+    with engine.begin() as conn:
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "object_name", "header_signature"],
+            set_={"mapping": stmt.excluded.mapping, "headers": stmt.excluded.headers,
+                  "updated_at": stmt.excluded.updated_at}))
 
 
 # --------------------------------------------------------------------------- proposal
