@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import zipfile
 from datetime import date
 from pathlib import Path
 
@@ -211,3 +212,17 @@ def test_the_cli_proposes_then_remembers_the_mapping_for_the_next_export(
     assert again.exit_code == 0, again.output
     assert "remembered mapping" in again.output and "1 upserted, 3 unchanged" in again.output
     assert runner.invoke(main, ["import", "nobody", str(later)]).exit_code == 1
+
+
+def test_a_repeated_id_and_a_short_row_are_quarantined_by_line_from_a_zip(
+        warehouse, tenant_id, tmp_path):
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("Opportunity.csv", "Id,Name,Amount\nA1,First,10\nA2,Second\nA1,Again,12\n")
+        zf.writestr("Account.csv", "Id,Name\nC1,Acme\n")
+    _, result = _import(warehouse, tenant_id, archive)
+    assert result.file == "export.zip:Opportunity.csv"
+    assert result.errors == [(3, "2 values, the header has 3"),
+                             (4, "the id 'A1' is on line 2 too")]
+    assert _rows(warehouse, tenant_id)["A1"]["name"] == "First"
+    assert warehouse.quarantine_count(tenant_id, "opportunity") == 2

@@ -15,6 +15,7 @@ and the warehouse marks deleted the live rows older than the import that it lack
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -151,6 +152,30 @@ class _RowMapper:
         return Upsert(source_id, stamp, fields, raw)
 
 
+class _SeenIds:
+    """The ids read so far and their lines, in a private temporary SQLite database on disk
+    (SQLite's "" database), so memory stays flat however many rows the file has."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("")
+        self.db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID")
+
+    def add(self, source_id: str, line: int) -> int | None:
+        """None for a new id; else the line where the file already had it."""
+        if self.db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)",
+                           (source_id, line)).rowcount:
+            return None
+        earlier = self.db.execute("SELECT line FROM seen WHERE id = ?", (source_id,)).fetchone()
+        return int(earlier[0])
+
+    def all(self) -> frozenset[str]:
+        """Every id (a snapshot's LiveIds: the warehouse takes them as one set)."""
+        return frozenset(row[0] for row in self.db.execute("SELECT id FROM seen"))
+
+    def close(self) -> None:
+        self.db.close()
+
+
 def _unchanged(engine: Engine, tenant_id: str, object_name: str,
                upserts: list[Upsert]) -> set[str]:
     """Ids of upserts whose values and raw text equal the stored, live row."""
@@ -223,7 +248,7 @@ def import_file(
         if problems:
             raise FileImportError("the mapping does not fit the file: " + "; ".join(problems))
         mapper = _RowMapper(mapping, headers, as_of)
-        seen: set[str] = set()
+        seen = _SeenIds()
         page: list[Upsert | Quarantine] = []
         last_line = resume_line
 
@@ -240,7 +265,7 @@ def import_file(
                 page.clear()
                 return
             if done and snapshot:
-                changes.append(LiveIds(frozenset(seen), as_of))
+                changes.append(LiveIds(seen.all(), as_of))
             run = {**key, "line": last_line, "as_of": as_of.isoformat(), "done": done}
             new_state = merged_state(state, run=run)
             stats = warehouse.apply(tenant_id, object_name, changes, new_state)
@@ -250,26 +275,28 @@ def import_file(
             if progress:
                 progress(result.summary())
 
-        for row in rows:
-            result.rows += 1
-            change = mapper.map(row)
-            source_id = change.source_id
-            if source_id is not None:
-                if source_id in seen:
-                    change = Quarantine(None, None, change.raw,
-                                        f"line {row.line}: the id {source_id!r} is on an "
-                                        "earlier line of the file too")
-                else:
-                    seen.add(source_id)
-            if row.line <= resume_line:
-                continue
-            if isinstance(change, Quarantine) and len(result.errors) < ERRORS_KEPT:
-                result.errors.append((row.line, change.reason.split(": ", 1)[1]))
-            page.append(change)
-            last_line = row.line
-            if len(page) >= page_rows:
-                flush(done=False)
-        flush(done=True)
+        try:
+            for row in rows:
+                result.rows += 1
+                change = mapper.map(row)
+                source_id = change.source_id
+                if source_id is not None:
+                    earlier = seen.add(source_id, row.line)
+                    if earlier is not None:
+                        change = Quarantine(None, None, change.raw,
+                                            f"line {row.line}: the id {source_id!r} is on line "
+                                            f"{earlier} too")
+                if row.line <= resume_line:
+                    continue
+                if isinstance(change, Quarantine) and len(result.errors) < ERRORS_KEPT:
+                    result.errors.append((row.line, change.reason.split(": ", 1)[1]))
+                page.append(change)
+                last_line = row.line
+                if len(page) >= page_rows:
+                    flush(done=False)
+            flush(done=True)
+        finally:
+            seen.close()
     if not dry_run:
         remember_mapping(engine, tenant_id, headers, mapping)
     return result

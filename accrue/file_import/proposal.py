@@ -40,7 +40,7 @@ from accrue.file_import.reading import (
     detect_encoding,
     read_rows,
 )
-from accrue.file_import.values import ValueFormat, ValueProblem, convert, infer_format
+from accrue.file_import.values import FormatVotes, ValueFormat, ValueProblem, convert
 from accrue.schema import file_import_mapping, utcnow
 from accrue.tenants import validate_tenant_id
 from accrue.warehouse import Warehouse
@@ -244,8 +244,7 @@ def propose(
         elif kind in ("date", "datetime"):
             dated.append(index[header])
     rows = 0
-    numbers: set[str] = set()
-    dates: set[str] = set()
+    votes = FormatVotes()
     with read_rows(source, encoding, dialect) as (_, rows_iter):
         for row in rows_iter:
             rows += 1
@@ -257,16 +256,15 @@ def propose(
                     report.filled += 1
                     if len(report.samples) < SAMPLES and text not in report.samples:
                         report.samples.append(text)
-            # Evidence for the conventions: distinct texts, bounded.
+            # Evidence for the conventions, counted as it streams by.
             for i in numeric:
-                if i < len(values) and values[i] and len(numbers) < 200_000:
-                    numbers.add(values[i])
+                if i < len(values) and values[i]:
+                    votes.number(values[i])
             for i in dated:
-                if i < len(values) and values[i] and len(dates) < 200_000:
-                    dates.add(values[i])
+                if i < len(values) and values[i]:
+                    votes.date(values[i])
     if mapping is not None:
-        inferred, format_notes = infer_format(numbers, dates,
-                                              timezone=mapping.format.timezone)
+        inferred, format_notes = votes.decide(mapping.format.timezone)
         notes += format_notes
         fmt = ValueFormat(mapping.format.decimal or inferred.decimal,
                           mapping.format.date_order or inferred.date_order,

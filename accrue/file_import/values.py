@@ -268,28 +268,42 @@ def comparable(value: Any, column: Column) -> Any:
 # --------------------------------------------------------------------------- inference
 
 
+class FormatVotes:
+    """Streaming evidence for a file's conventions: one vote per value that reads one way
+    only ("12,5", "1,234.56", "31.01.2024"); memory stays flat however long the file."""
+
+    def __init__(self) -> None:
+        self.marks = {".": 0, ",": 0}
+        self.orders = {"MDY": 0, "DMY": 0}
+
+    def number(self, text: str) -> None:
+        found = number_marks(text)
+        if len(found) == 1:
+            self.marks[found.pop()] += 1
+
+    def date(self, text: str) -> None:
+        found = date_orders(text) - {"YMD"}
+        if len(found) == 1:
+            self.orders[found.pop()] += 1
+
+    def decide(self, timezone: str = "UTC") -> tuple[ValueFormat, list[str]]:
+        """The conventions the votes show; conflicting evidence leaves one undecided."""
+        notes: list[str] = []
+        decimal = _decide(self.marks, "decimal separator", notes)
+        date_order = _decide(self.orders, "date order", notes)
+        return ValueFormat(decimal, date_order, timezone), notes
+
+
 def infer_format(
     numbers: Iterable[str], dates: Iterable[str], *, timezone: str = "UTC"
 ) -> tuple[ValueFormat, list[str]]:
-    """The file's decimal mark and date order from its unambiguous values, with notes.
-
-    A convention is decided only by values that read one way alone ("12,5", "1,234.56",
-    "31.01.2024"); conflicting evidence leaves it undecided (ambiguous values refused).
-    """
-    notes: list[str] = []
-    mark_votes = {".": 0, ",": 0}
+    """The file's decimal mark and date order from its unambiguous values, with notes."""
+    votes = FormatVotes()
     for text in numbers:
-        found = number_marks(text)
-        if len(found) == 1:
-            mark_votes[found.pop()] += 1
-    order_votes = {"MDY": 0, "DMY": 0}
+        votes.number(text)
     for text in dates:
-        found = date_orders(text) - {"YMD"}
-        if len(found) == 1:
-            order_votes[found.pop()] += 1
-    decimal = _decide(mark_votes, "decimal separator", notes)
-    date_order = _decide(order_votes, "date order", notes)
-    return ValueFormat(decimal, date_order, timezone), notes
+        votes.date(text)
+    return votes.decide(timezone)
 
 
 def _decide(votes: dict[str, int], what: str, notes: list[str]) -> Any:
