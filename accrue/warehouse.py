@@ -49,6 +49,7 @@ from accrue.schema import (
     crm_quarantine,
     object_table,
     pipeline_summary,
+    push_inbox,
     record_history,
     sync_run,
     sync_state,
@@ -1046,7 +1047,7 @@ class Warehouse:
     # Every table this module writes that holds a tenant's rows (`delete_tenant_data`).
     TENANT_TABLES: tuple[sa.Table, ...] = (
         crm_change_log, crm_quarantine, *OBJECT_TABLES.values(), sync_state, sync_run,
-        pipeline_summary,
+        pipeline_summary, push_inbox,  # pushed batches are the tenant's data too (raw bodies)
     )
 
     def delete_tenant_data(self, tenant_id: str) -> dict[str, int]:

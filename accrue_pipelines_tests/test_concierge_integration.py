@@ -45,7 +45,8 @@ POSTS = ("/integration/pause", "/integration/resume", "/integration/frequency",
 # (sessions, invitations, API tokens), the concierge's answers and the audit trail, so
 # the admin can still log in, reconnect and see what was done.
 KEPT = {"crm_connection", "app_user", "app_session", "onboarding_state", "oauth_flow",
-        "email_link", "api_token", "audit_event"}
+        "email_link", "api_token", "audit_event",
+        "push_credential"}  # like crm_connection: credentials, not synced data
 
 
 def _engine(app: Flask) -> Engine:

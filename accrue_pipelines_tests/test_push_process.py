@@ -239,3 +239,17 @@ def test_integer_ids_are_stored_as_text(pusher: Pusher, engine: Engine) -> None:
     push(pusher, {"object": "account", "id": 42, "action": "create", "data": {"name": "N"}})
     process.process_inbox(engine, pusher.tenant_id)
     assert row(engine, pusher.tenant_id, "account", "42")["name"] == "N"
+
+
+def test_deleting_the_tenants_data_deletes_its_pushed_batches(
+        pusher: Pusher, engine: Engine, warehouse: Warehouse) -> None:
+    push(pusher, record("account", "A1", name="Acme"))
+    process.process_inbox(engine, pusher.tenant_id)
+    push(pusher, record("account", "A2", name="Pending"))
+    deleted = warehouse.delete_tenant_data(pusher.tenant_id)
+    assert deleted["push_inbox"] == 2 and deleted["crm_account"] == 1
+    assert inbox.pending_count(engine, pusher.tenant_id) == 0
+    assert warehouse.get_state(pusher.tenant_id, "account") is None
+    push(pusher, record("account", "A3", name="After"))  # pushes go on; cursor starts over
+    process.process_inbox(engine, pusher.tenant_id)
+    assert warehouse.count(pusher.tenant_id, "account") == 1
