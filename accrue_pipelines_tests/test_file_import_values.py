@@ -176,10 +176,11 @@ def test_headers_of_real_exports_map_to_the_common_model(headers, expected):
 
 
 def test_a_mapping_round_trips_as_json_and_reports_what_does_not_fit():
-    mapping = FileMapping("opportunity", "Id", {"amount": "Amount"}, "Updated",
-                          ValueFormat(",", "DMY", "Europe/Berlin"))
+    mapping = FileMapping("opportunity", "Id", {"amount": "Amount", "is_won": "Status"},
+                          "Updated", ValueFormat(",", "DMY", "Europe/Berlin"),
+                          {"is_won": {"won": "true", "lost": "false"}})
     assert FileMapping.from_json(mapping.as_json()) == mapping
-    assert mapping.problems(["Id", "Amount"]) == ["no column 'Updated' in the file"]
+    assert mapping.problems(["Id", "Amount", "Status"]) == ["no column 'Updated' in the file"]
     with pytest.raises(ValueError):
         FileMapping.from_json({"object": "opportunity", "id": "Id",
                                "format": {"decimal": ";"}})

@@ -100,6 +100,10 @@ def test_hubspot_and_pipedrive_exports_date_rows_by_their_last_modified_column(
     assert pipedrive.errors == [(5, "no 'Deal - ID' (record id)")]
     rows = _rows(warehouse, tenant_id)
     assert (rows["101"]["amount"], rows["104"]["amount"]) == (1500.0, 3400.5)
+    # Pipedrive's status says the outcome: open / won / lost.
+    assert [(rows[i]["is_closed"], rows[i]["is_won"]) for i in ("101", "102", "103")] == [
+        (False, False), (True, True), (True, False)]
+    assert (deal["is_closed"], deal["is_won"]) == (True, True)  # HubSpot's "closedwon"
     assert rows["102"]["source_modified_at"].isoformat() == "2024-01-31T16:30:00+00:00"
 
 
@@ -226,3 +230,18 @@ def test_a_repeated_id_and_a_short_row_are_quarantined_by_line_from_a_zip(
                              (4, "the id 'A1' is on line 2 too")]
     assert _rows(warehouse, tenant_id)["A1"]["name"] == "First"
     assert warehouse.quarantine_count(tenant_id, "opportunity") == 2
+
+
+def test_an_outcome_word_the_mapping_does_not_know_is_refused_not_defaulted(
+        warehouse, tenant_id, tmp_path):
+    path = tmp_path / "deals.csv"
+    path.write_text("Deal - ID,Deal - Status\n1,won\n2,lost\n")
+    proposal, _ = _import(warehouse, tenant_id, path)
+    assert proposal.mapping.value_maps["is_won"] == {"won": "true", "lost": "false"}
+    later = tmp_path / "later.csv"
+    later.write_text("Deal - ID,Deal - Status\n1,won\n2,lost\n3,open\n")
+    again, result = _import(warehouse, tenant_id, later)
+    assert again.remembered and result.errors == [
+        (4, "Deal - Status (is_closed): 'open' is not one of the mapping's values for it; "
+            "Deal - Status (is_won): 'open' is not one of the mapping's values for it")]
+    assert warehouse.quarantine_count(tenant_id, "opportunity") == 1

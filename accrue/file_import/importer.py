@@ -103,8 +103,9 @@ class _RowMapper:
         self.modified_index = (index[mapping.modified_column]
                                if mapping.modified_column else None)
         self.builder = _RowBuilder(mapping.object_name)
-        self.fields = [(target, index[header], column_of(mapping, target))
-                       for target, header in mapping.columns.items()]
+        order = [c.name for c in COMMON_OBJECTS[mapping.object_name]]
+        self.fields = [(target, index[mapping.columns[target]], column_of(mapping, target))
+                       for target in order if target in mapping.columns]
 
     def raw(self, row: Row) -> dict[str, Any]:
         raw: dict[str, Any] = dict(zip(self.headers, row.values, strict=False))
@@ -136,6 +137,13 @@ class _RowMapper:
             if not text:
                 fields[target] = None
                 continue
+            words = self.mapping.value_maps.get(target)
+            if words is not None:
+                if text not in words:
+                    problems.append(f"{self.headers[i]} ({target}): {text!r} is not one of "
+                                    "the mapping's values for it")
+                    continue
+                text = words[text]
             try:
                 fields[target] = convert(text, column, self.mapping.format)
             except ValueProblem as exc:

@@ -119,6 +119,9 @@ class FileMapping:
     columns: Mapping[str, str]  # common column -> header
     modified_column: str | None = None
     format: ValueFormat = field(default_factory=ValueFormat)
+    # Per column, the file's words and what they mean ({"is_won": {"won": "true", ...}}):
+    # a text not listed is refused (quarantined), never defaulted.
+    value_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def headers_used(self) -> list[str]:
         used = [self.id_column, *self.columns.values()]
@@ -132,6 +135,8 @@ class FileMapping:
         out = [f"no column {h!r} in the file" for h in self.headers_used() if h not in headers]
         out += [f"{self.object_name} has no column {name!r}" for name in self.columns
                 if name not in known or name in (ID, MODIFIED)]
+        out += [f"values are mapped for {name!r}, which no header feeds"
+                for name in self.value_maps if name not in self.columns]
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -142,6 +147,7 @@ class FileMapping:
             "columns": dict(sorted(self.columns.items())),
             "format": {"decimal": self.format.decimal, "date_order": self.format.date_order,
                        "timezone": self.format.timezone},
+            "values": {t: dict(sorted(m.items())) for t, m in sorted(self.value_maps.items())},
         }
 
     def fingerprint(self) -> str:
@@ -161,12 +167,19 @@ class FileMapping:
             if not isinstance(columns, Mapping) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
                 raise ValueError("columns must map column names to headers")
+            value_maps = data.get("values") or {}
+            if not isinstance(value_maps, Mapping) or not all(
+                    isinstance(m, Mapping) and all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in m.items())
+                    for m in value_maps.values()):
+                raise ValueError("values must map each column to {file text: value}")
             mapping = cls(
                 object_name=str(data["object"]),
                 id_column=str(data["id"]),
                 columns={k: v for k, v in columns.items() if v},
                 modified_column=data.get("modified_at") or None,
                 format=ValueFormat(decimal, order, str(fmt.get("timezone") or "UTC")),
+                value_maps={t: dict(m) for t, m in value_maps.items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a file mapping: {exc}") from None
@@ -242,3 +255,40 @@ def mapping_from_matches(
     columns = {t: h for t, h in by_target.items() if t not in (ID, MODIFIED)}
     return FileMapping(object_name, by_target[ID], columns, by_target.get(MODIFIED),
                        fmt or ValueFormat())
+
+
+# Words CRM exports use for a deal's outcome: Pipedrive's status, HubSpot's default
+# pipeline's stage ids, Salesforce's default closed stages.
+_WON = frozenset({"won", "closedwon", "closed won"})
+_LOST = frozenset({"lost", "closedlost", "closed lost"})
+_OPEN = frozenset({"open"})
+_STATUS_HEADERS = ("status", "dealstatus")
+
+
+def propose_outcome(
+    mapping: FileMapping, headers: Sequence[str], distinct: Mapping[str, set[str]]
+) -> tuple[FileMapping, list[str]]:
+    """An opportunity's is_closed / is_won from its status or stage words, when the file
+    has no such columns and its words are the known ones: a proposal the admin sees."""
+    if mapping.object_name != "opportunity" or {"is_won", "is_closed"} & set(mapping.columns):
+        return mapping, []
+    status = next((h for h in headers if normalise(h) in _STATUS_HEADERS and h in distinct
+                   and distinct[h] and {v.lower() for v in distinct[h]} <= _WON | _LOST | _OPEN
+                   | {"deleted"}), None)
+    stage = mapping.columns.get("stage")
+    source = status or stage
+    if source is None or not distinct.get(source):
+        return mapping, []
+    words = distinct[source]
+    lowered = {w: w.lower() for w in words}
+    if not set(lowered.values()) & (_WON | _LOST):
+        return mapping, []
+    won = {w: "true" if low in _WON else "false" for w, low in lowered.items()}
+    closed = {w: "true" if low in _WON | _LOST else "false" for w, low in lowered.items()}
+    columns = {**mapping.columns, "is_won": source, "is_closed": source}
+    maps = {**mapping.value_maps, "is_won": won, "is_closed": closed}
+    note = (f"is_won and is_closed read from {source!r}: closed "
+            f"{sorted(w for w, v in closed.items() if v == 'true')}, won "
+            f"{sorted(w for w, v in won.items() if v == 'true')}, every other word open; "
+            "correct the mapping's values if a stage of yours means otherwise")
+    return replace(mapping, columns=columns, value_maps=maps), [note]

@@ -29,6 +29,7 @@ from accrue.file_import.mapping import (
     header_signature,
     mapping_from_matches,
     propose_columns,
+    propose_outcome,
     targets,
 )
 from accrue.file_import.reading import (
@@ -48,6 +49,7 @@ from connectors.common_model import Column
 
 STATE_KEY = "file_import"
 SAMPLES = 3
+DISTINCT_KEPT = 50  # words per header kept to propose outcome flags (a status, a stage)
 PROBLEMS_SHOWN = 5
 _MODIFIED_COLUMN = Column(MODIFIED, "datetime")
 _ID_COLUMN = Column(ID, "str", None)
@@ -245,6 +247,8 @@ def propose(
             dated.append(index[header])
     rows = 0
     votes = FormatVotes()
+    distinct: dict[str, set[str]] = {h: set() for h in headers}
+    too_many: set[str] = set()
     with read_rows(source, encoding, dialect) as (_, rows_iter):
         for row in rows_iter:
             rows += 1
@@ -256,6 +260,12 @@ def propose(
                     report.filled += 1
                     if len(report.samples) < SAMPLES and text not in report.samples:
                         report.samples.append(text)
+                    if header not in too_many:
+                        words = distinct[header]
+                        words.add(text)
+                        if len(words) > DISTINCT_KEPT:
+                            too_many.add(header)
+                            words.clear()
             # Evidence for the conventions, counted as it streams by.
             for i in numeric:
                 if i < len(values) and values[i]:
@@ -270,6 +280,15 @@ def propose(
                           mapping.format.date_order or inferred.date_order,
                           mapping.format.timezone)
         mapping = replace(mapping, format=fmt)
+        if matches:
+            mapping, outcome_notes = propose_outcome(mapping, headers, distinct)
+            notes += outcome_notes
+            for target in ("is_won", "is_closed"):
+                fed_by = mapping.columns.get(target)
+                if fed_by and target in mapping.value_maps:
+                    report = reports[fed_by]
+                    report.target = f"{report.target}+{target}" if report.target else target
+                    report.how = report.how or "outcome words"
         _type_check(source, encoding, dialect, mapping, headers, reports)
         if not remembered and not any(m.target == MODIFIED for m in matches):
             notes.append("no last-modified column: each import stamps its rows with its "
@@ -282,11 +301,11 @@ def _type_check(
     source: CsvFile, encoding: str, dialect: CsvDialect, mapping: FileMapping,
     headers: list[str], reports: dict[str, ColumnReport],
 ) -> None:
-    checks = [(headers.index(h), reports[h], column_of(mapping, t))
-              for t, h in _values_by_target(mapping).items()]
+    checks = [(headers.index(h), reports[h], column_of(mapping, t),
+               mapping.value_maps.get(t)) for t, h in _values_by_target(mapping).items()]
     with read_rows(source, encoding, dialect) as (_, rows_iter):
         for row in rows_iter:
-            for i, report, column in checks:
+            for i, report, column, words in checks:
                 text = row.values[i] if i < len(row.values) else ""
                 if not text:
                     if column.name == ID:
@@ -295,6 +314,11 @@ def _type_check(
                             report.problems.append((row.line, "no id"))
                     continue
                 try:
+                    if words is not None:
+                        if text not in words:
+                            raise ValueProblem(f"{text!r} is not one of the mapping's values "
+                                               f"for {column.name}")
+                        text = words[text]
                     convert(text, column, mapping.format)
                 except ValueProblem as exc:
                     report.bad += 1
