@@ -19,7 +19,10 @@ from accrue_pipelines import sensors
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.resources import CrmResource, WarehouseResource
 from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
-from accrue_pipelines_tests.test_concierge_app import make_app
+from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
+    concierge_db_url_fixture,
+    make_app,
+)
 from accrue_pipelines_tests.test_push_api import Pusher, record
 from connectors.common_model import COMMON_OBJECTS
 
@@ -106,3 +109,17 @@ def test_cli_refuses_to_turn_a_crm_tenant_into_push_silently(database_url, engin
     switched = runner.invoke(main, ["push", "credentials", tenant_id, "--switch"])
     assert switched.exit_code == 0 and "now fed by the push API" in switched.output
     assert json.dumps(tenants.require_tenant(engine, tenant_id).crm_type) == '"push"'
+
+
+def test_the_integration_page_of_a_push_tenant_says_so(concierge_db_url, sf_sandbox):
+    from accrue_pipelines_tests.test_concierge_integration import _connected
+
+    app = make_app(concierge_db_url, sf_sandbox.url)
+    admin = _connected(app, sf_sandbox)
+    engine = app.extensions["accrue_warehouse"]
+    tenants.set_crm_type(engine, admin.tenant_id, PUSH_CRM_TYPE)
+    response = admin.client.get("/integration")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Fed by the push API" in page and f"/v1/push/{admin.tenant_id}/records" in page
+    assert admin.client.get("/status").status_code == 200

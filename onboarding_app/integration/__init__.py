@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, g, redirect, url_for
+from flask import Blueprint, abort, g, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
+from accrue import tenants
+from accrue.push import PUSH_CRM_TYPE
 from onboarding_app import store
 from onboarding_app.extensions import warehouse
 from onboarding_app.security import current_user, login_required
@@ -46,6 +48,13 @@ def _admins_after_setup() -> ResponseReturnValue | None:
         abort(403)
     if not setup_complete(user.tenant_id):
         return redirect(url_for("onboarding.resume"))
+    if tenants.require_tenant(warehouse.engine, user.tenant_id).crm_type == PUSH_CRM_TYPE:
+        # No CRM connection to manage (its settings page is to come): say so, never a 500.
+        return render_template(
+            "error.html", title="Fed by the push API", back=None,
+            message=f"Your records are pushed to Accrue at /v1/push/{user.tenant_id}/records; "
+                    "there is no CRM connection to manage here. Ask your Accrue contact to "
+                    "rotate the push secret (accrue push credentials)."), 200
     return None
 
 
