@@ -245,3 +245,19 @@ def test_an_outcome_word_the_mapping_does_not_know_is_refused_not_defaulted(
         (4, "Deal - Status (is_closed): 'open' is not one of the mapping's values for it; "
             "Deal - Status (is_won): 'open' is not one of the mapping's values for it")]
     assert warehouse.quarantine_count(tenant_id, "opportunity") == 1
+
+
+def test_a_salesforce_data_loader_extract_imports_by_its_api_names(warehouse, tenant_id):
+    proposal, result = _import(warehouse, tenant_id, EXPORTS / "salesforce_dataloader.csv")
+    mapping = proposal.mapping
+    assert (mapping.id_column, mapping.modified_column) == ("ID", "LASTMODIFIEDDATE")
+    assert {mapping.columns[c] for c in ("stage", "is_won", "is_closed", "owner_id")} == {
+        "STAGENAME", "ISWON", "ISCLOSED", "OWNERID"}
+    assert (result.upserted, result.quarantined) == (2, 1)
+    line, reason = result.errors[0]
+    assert line == 5 and "'maybe' is not a yes/no value" in reason
+    assert "more digits than a float holds" in reason  # the warehouse's rule, by line
+    acme = _rows(warehouse, tenant_id)["0065g00000DlAAAAA1"]
+    assert (acme["is_won"], acme["amount"], acme["owner_id"]) == (True, 1234.56,
+                                                                  "0055g00000OwNeRAAV")
+    assert acme["source_modified_at"].isoformat() == "2024-01-15T10:22:33+00:00"

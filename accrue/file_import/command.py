@@ -72,4 +72,6 @@ def run_import(
         click.echo(f"  line {line}: {reason}")
     if len(result.errors) > ERRORS_PRINTED or result.quarantined > len(result.errors):
         click.echo("  ... every quarantined row is in crm_quarantine with its line and reason")
+    if not dry_run and result.upserted + result.deleted:
+        click.echo(f"price the imported deals now: accrue analyze {tenant_id}")
     return 0
