@@ -46,7 +46,8 @@ POSTS = ("/integration/pause", "/integration/resume", "/integration/frequency",
 # the admin can still log in, reconnect and see what was done.
 KEPT = {"crm_connection", "app_user", "app_session", "onboarding_state", "oauth_flow",
         "email_link", "api_token", "audit_event",
-        "push_credential"}  # like crm_connection: credentials, not synced data
+        "push_credential",  # like crm_connection: credentials, not synced data
+        "file_import_mapping"}  # the admin's confirmed file mappings: setup, not synced data
 
 
 def _engine(app: Flask) -> Engine:
