@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python -m benchmarks.first_recommendation
 	$(BIN)/python -m benchmarks.run_overhead
 	$(BIN)/python -m benchmarks.results_pages
+	$(BIN)/python -m benchmarks.file_import_bench $(FILE_IMPORT_BENCH_ARGS)
 
 # The real daemon with 10, 100, 200 and 1,000 tenants (about 1.5-2 hours; not part of `test`).
 scale: install
