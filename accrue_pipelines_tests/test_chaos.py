@@ -39,21 +39,7 @@ TRIAL_SECONDS = 3.0
 OPPORTUNITIES = 120
 SEED = 4242
 CRMS = sandboxed_crms()
-# A registered CRM whose sandbox is known to make chaos fail for the sandbox's own reasons,
-# and why; `make chaos` still runs it (and reports the mismatches). Remove the entry once
-# the sandbox is fixed.
-KNOWN_SANDBOX_BUGS: dict[str, str] = {
-    "netsuite": "the NetSuite sandbox reuses internal ids (AccountStore.next_id is MAX(id)+1, "
-                "so a record created after the newest one was deleted gets its id, and its "
-                "deletedrecord row), keys deletedrecord on recordid alone (a second delete of "
-                "that id fails with a UNIQUE error: HTTP 500, rolled back), and lets a late "
-                "commit move a record's lastmodifieddate backwards",
-}
-
-
-@pytest.mark.parametrize("crm", [
-    pytest.param(crm, marks=pytest.mark.skip(reason=KNOWN_SANDBOX_BUGS[crm]))
-    if crm in KNOWN_SANDBOX_BUGS else crm for crm in CRMS])
+@pytest.mark.parametrize("crm", CRMS)
 def test_chaos_trials_leave_the_warehouse_equal_to_the_org(
     crm: str, database_url: str, tenant_id: str, tmp_path: Path
 ) -> None:

@@ -118,8 +118,8 @@ def ddl() -> str:
     statements = []
     for table in TABLES.values():
         cols = ", ".join(
-            f'"{name}" {affinity[kind]}' + (" PRIMARY KEY" if name == table.key
-                                            and table.name not in ("pricing", "dual") else "")
+            f'"{name}" {affinity[kind]}' + (" PRIMARY KEY" if name == table.key and table.name
+                                            not in ("pricing", "dual", "deletedrecord") else "")
             for name, kind in table.columns.items())
         statements.append(f'CREATE TABLE IF NOT EXISTS "{table.name}" ({cols});')
         if "lastmodifieddate" in table.columns:
@@ -129,4 +129,7 @@ def ddl() -> str:
     statements.append('CREATE UNIQUE INDEX IF NOT EXISTS "pricing_key" ON "pricing" '
                       '("item", "pricelevel", "currency");')
     statements.append('CREATE INDEX IF NOT EXISTS "deleted_at" ON "deletedrecord" ("deleteddate");')
+    # Each record type counts its ids from 1: a customer and a contact may share one.
+    statements.append('CREATE UNIQUE INDEX IF NOT EXISTS "deleted_key" ON "deletedrecord" '
+                      '("type", "recordid");')
     return "\n".join(statements)

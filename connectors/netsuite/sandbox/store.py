@@ -190,8 +190,26 @@ class AccountStore:
     # -- writes ----------------------------------------------------------------
 
     def next_id(self, table: str) -> int:
+        """The next internal id; never one used before (NetSuite never reuses ids: a new
+        record taking a deleted one's id would merge two records in every copy)."""
         key = TABLES[table].key
-        return int(self.scalar(f'SELECT COALESCE(MAX("{key}"), 0) + 1 FROM "{table}"'))
+        with self.lock:
+            current = int(self.scalar(f'SELECT COALESCE(MAX("{key}"), 0) + 1 FROM "{table}"'))
+            issued = int(self.meta(f"next_id:{table}") or 0)
+            value = max(current, issued)
+            self.set_meta(f"next_id:{table}", str(value + 1))
+        return value
+
+    def _after(self, table: str, where: str, params: list[Any], stamp: float) -> float:
+        """`stamp`, or the record's current modification date if that is later: a late
+        commit is dated in the past, but never before the record's previous change (a stamp
+        going backwards would make every copy keep the older version). Equal is fine: two
+        writes in one second share a stamp in NetSuite, and copies apply a tie."""
+        column = modified_column(table)
+        if column not in TABLES[table].columns:
+            return stamp
+        previous = self.scalar(f'SELECT "{column}" FROM "{table}" WHERE {where}', tuple(params))
+        return stamp if previous is None else max(stamp, float(previous))
 
     def insert(self, table: str, values: Mapping[str, Any], *, stamp: float | None = None
                ) -> int:
@@ -218,12 +236,15 @@ class AccountStore:
         """Change columns; `touch` moves the modification date as every NetSuite write does."""
         spec = TABLES[table]
         row = dict(values)
-        if touch and modified_column(table) in spec.columns:
-            row[modified_column(table)] = self.write_epoch()
-        if not row:
+        if not row and not touch:
             return True
-        sets = ", ".join(f'"{c}" = ?' for c in row)
         with self.lock:
+            if touch and modified_column(table) in spec.columns:
+                row[modified_column(table)] = self._after(
+                    table, f'"{spec.key}" = ?', [key], self.write_epoch())
+            if not row:
+                return True
+            sets = ", ".join(f'"{c}" = ?' for c in row)
             cursor = self.db.execute(f'UPDATE "{table}" SET {sets} WHERE "{spec.key}" = ?',
                                      [*row.values(), key])
         return cursor.rowcount > 0
@@ -237,13 +258,14 @@ class AccountStore:
                              [*fixed.values(), key]).fetchone()
             if row is None:
                 return False
-            db.execute(f'DELETE FROM "{table}" WHERE "id" = ?', (key,))
             if table == "transaction":
                 db.execute('DELETE FROM "transactionline" WHERE "transaction" = ?', (key,))
             if table == "item":
                 db.execute('DELETE FROM "pricing" WHERE "item" = ?', (key,))
+            deleted_at = self._after(table, where, [*fixed.values(), key], self.write_epoch())
+            db.execute(f'DELETE FROM "{table}" WHERE "id" = ?', (key,))
             db.execute('INSERT INTO "deletedrecord" VALUES (?, ?, ?, ?, ?)',
-                       (key, record_type, str(row[1]), self.write_epoch(), "webservices"))
+                       (key, record_type, str(row[1]), deleted_at, "webservices"))
         return True
 
     def purge_deleted_before(self, cutoff: datetime) -> int:
