@@ -101,7 +101,8 @@ def main() -> None:
     print(f"  propose (detect, match, type-check): {figures['propose_seconds']:.1f} s "
           f"[{rows / figures['propose_seconds']:,.0f} rows/s]")
     mode = "changes only" if args.changes_only else "snapshot"
-    print(f"  import ({mode}):{' ' * (31 - len(mode))}{figures['import_seconds']:.1f} s "
+    label = f"import ({mode}):"
+    print(f"  {label:<37}{figures['import_seconds']:.1f} s "
           f"[{rows / figures['import_seconds']:,.0f} rows/s], "
           f"{figures['upserted']:,} upserted, {figures['quarantined']:,} quarantined")
     print(f"  peak RSS: {figures['peak_rss_mb']:,.0f} MB")
