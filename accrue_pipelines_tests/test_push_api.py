@@ -168,20 +168,21 @@ def test_unknown_tenant_is_indistinguishable(pusher: Pusher, engine: Engine,
         "bad signature": lambda: pusher.push([record()], secret=credentials._new_secret()),
         "stale": lambda: pusher.push([record()], at=datetime.now(UTC) - timedelta(hours=1)),
     }
-    answers, timings = {}, {}
-    for name, call in cases.items():
-        call()  # warm up
-        began = time.perf_counter()
-        for _ in range(10):
+    answers: dict[str, Any] = {}
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(15):  # interleaved, so a busy moment of the machine hits every case
+        for name, call in cases.items():
+            began = time.perf_counter()
             response = call()
-        timings[name] = (time.perf_counter() - began) / 10
-        answers[name] = (response.status_code, response.get_json(),
-                         sorted(k for k, _ in response.headers.items() if k.lower() != "date"))
+            samples[name].append(time.perf_counter() - began)
+            answers[name] = (response.status_code, response.get_json(),
+                             sorted(k for k, _ in response.headers.items() if k.lower() != "date"))
     first = next(iter(answers.values()))
     assert all(answer == first for answer in answers.values()), answers
     assert first[0] == 401
-    slowest, fastest = max(timings.values()), min(timings.values())
-    assert slowest < fastest * 3 + 0.01, timings
+    # The same work in every case (a query, a decryption or the decoy, a verification).
+    medians = {name: sorted(times)[len(times) // 2] for name, times in samples.items()}
+    assert max(medians.values()) < min(medians.values()) * 3 + 0.005, medians
     assert inbox_rows(engine, pusher.tenant_id) == []
 
 
