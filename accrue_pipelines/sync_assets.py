@@ -310,43 +310,36 @@ def _matches_result(store: Warehouse, tenant_id: str, object_name: str, live: in
     )
 
 
-def _not_offered_result(object_name: str) -> dg.MaterializeResult:
+def _skipped_result(object_name: str, version: str, flag: dict[str, bool],
+                    why: str | None = None) -> dg.MaterializeResult:
+    """An object this run does not read, and why: never a failure, its checks pass."""
     key = sync_asset_key(object_name)
     return dg.MaterializeResult(
         asset_key=key,
-        metadata={"offered_by_crm": False},
-        data_version=dg.DataVersion("not-offered"),
-        check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True)
-                       for spec in _check_specs(object_name)],
-    )
-
-
-def _not_chosen_result(object_name: str) -> dg.MaterializeResult:
-    """An optional object the tenant did not choose: not selected, never a failure."""
-    key = sync_asset_key(object_name)
-    why = "not selected: an optional import the tenant's admin has not switched on"
-    return dg.MaterializeResult(
-        asset_key=key,
-        metadata={"selected_by_tenant": False, "skipped": why},
-        data_version=dg.DataVersion("not-selected"),
+        metadata={**flag, **({"skipped": why} if why else {})},
+        data_version=dg.DataVersion(version),
         check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True,
                                            description=why)
                        for spec in _check_specs(object_name)],
     )
+
+
+def _not_offered_result(object_name: str) -> dg.MaterializeResult:
+    return _skipped_result(object_name, "not-offered", {"offered_by_crm": False})
+
+
+def _not_chosen_result(object_name: str) -> dg.MaterializeResult:
+    """An optional object the tenant did not choose."""
+    return _skipped_result(
+        object_name, "not-selected", {"selected_by_tenant": False},
+        "not selected: an optional import the tenant's admin has not switched on")
 
 
 def _pushed_result(object_name: str) -> dg.MaterializeResult:
     """A tenant fed by the push API: no CRM to read (accrue.push.process applies its inbox)."""
-    key = sync_asset_key(object_name)
-    why = "fed by the push API: no CRM connector to read (the push inbox is applied instead)"
-    return dg.MaterializeResult(
-        asset_key=key,
-        metadata={"fed_by_push": True, "skipped": why},
-        data_version=dg.DataVersion("pushed"),
-        check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True,
-                                           description=why)
-                       for spec in _check_specs(object_name)],
-    )
+    return _skipped_result(
+        object_name, "pushed", {"fed_by_push": True},
+        "fed by the push API: no CRM connector to read (the push inbox is applied instead)")
 
 
 sync_assets = [crm_sync]
