@@ -196,3 +196,20 @@ def test_a_value_that_cannot_be_stored_exactly_is_quarantined_with_its_reason(
     assert [row["source_id"] for row in held] == [target]
     assert "amount" in held[0]["reason"] and "lots" in json.dumps(held[0]["raw"])
     assert warehouse.count(tenant_id, "opportunity") == crm_org.live_count("opportunity")
+
+
+def test_the_sandbox_counts_the_faults_it_injects(
+    crm: ConnectorSpec, crm_org: RunningCrmSandbox
+) -> None:
+    """The kit's switches mean the same in every sandbox, and each reports what it
+    injected (the chaos run shows it): every call a 503, then none once cleared."""
+    crm_org.set_faults({"error_rate": 1.0, "error_statuses": [503]})
+    secrets, config = crm_org.connection()
+    with registry.create_connector(crm.key, secrets, {**config, "max_attempts": 1}) as connector:
+        refused = connector.check()
+    assert not refused.ok
+    assert crm_org.fault_counts().get("http_503", 0) >= 1
+    crm_org.set_faults({})
+    assert not any(crm_org.fault_counts().values())
+    with connect(crm, crm_org) as connector:
+        assert connector.check().ok

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.chaos_worker import DATABASE_URL_ENV
-from connectors.sandbox_kit.faults import FaultPlanner
 from connectors.sandbox_kit.harness import RunningCrmSandbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -88,37 +87,9 @@ def plan_faults(rng: random.Random, fault_seed: int) -> FaultPlan:
     return FaultPlan(switches, timeout)
 
 
-def find_planner(org: RunningCrmSandbox, depth: int = 4) -> FaultPlanner | None:
-    """The kit's `FaultPlanner` behind a running sandbox, found by type, or None.
-
-    Why: the harness API sets switches but has no call that reports what was injected,
-    and the run must show that faults really happened. Every sandbox built on the kit
-    holds a planner somewhere in its objects; one that does not (its own fault switches)
-    reports no counts, and the summary says so instead of claiming zero faults.
-    """
-    seen: set[int] = set()
-    layer: list[Any] = [org]
-    for _ in range(depth):
-        found: list[Any] = []
-        for obj in layer:
-            if id(obj) in seen:
-                continue
-            seen.add(id(obj))
-            if isinstance(obj, FaultPlanner):
-                return obj
-            with contextlib.suppress(TypeError):
-                found.extend(v for v in vars(obj).values()
-                             if type(v).__module__.startswith("connectors."))
-        layer = found
-    return None
-
-
 def injected_faults(org: RunningCrmSandbox) -> dict[str, int] | None:
-    """The kit's counts of injected faults by kind since the switches were last set."""
-    planner = find_planner(org)
-    if planner is None:
-        return None
-    return {k: int(v) for k, v in planner.state()["injected"].items() if v}
+    """The sandbox's counts of injected faults by kind since the switches were last set."""
+    return {k: v for k, v in org.fault_counts().items() if v}
 
 
 # ============================================================ files and the worker

@@ -64,6 +64,11 @@ class RunningCrmSandbox(ABC):
         """Turn the kit's fault switches on (5xx, 429, expiry, drops, late commits); {} clears."""
 
     @abstractmethod
+    def fault_counts(self) -> dict[str, int]:
+        """Faults injected since the switches were last set, by kind (the kit's
+        `INJECTED_KINDS`): chaos runs show that faults really happened."""
+
+    @abstractmethod
     def live_count(self, object_name: str) -> int:
         """How many live records of a common object the org holds (ground truth)."""
 

@@ -214,6 +214,9 @@ class RunningCloseSandbox(RunningCrmSandbox):
         or bad switch raises `FaultConfigError` (a ValueError) and changes nothing."""
         self.served.app.set_faults(switches)
 
+    def fault_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.served.app.planner.state()["injected"].items()}
+
     def live_count(self, object_name: str) -> int:
         """Live records of the kinds the adapter reads (notes and the like are not)."""
         if object_name == "activity":

@@ -281,6 +281,9 @@ class RunningNetSuite(RunningCrmSandbox):
         if kit:
             self.app.planner.update(kit)
 
+    def fault_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.app.planner.state()["injected"].items()}
+
     def live_count(self, object_name: str) -> int:
         """Counted in the state file itself, not through the connector's queries."""
         return int(self.store.scalar(LIVE_COUNTS[object_name]))

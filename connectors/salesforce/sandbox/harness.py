@@ -178,6 +178,9 @@ class RunningSalesforceSandbox(RunningCrmSandbox):
         if switches:
             self.running.faults.update(switches)
 
+    def fault_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.running.faults.state()["injected"].items()}
+
     def live_count(self, object_name: str) -> int:
         counts = self.running.sandbox.counts()
         return sum(counts[sobject]["live"] for sobject in sources(object_name))
