@@ -36,7 +36,7 @@ def prepare(secrets: dict[str, str], config: dict[str, Any]
             serialization.load_pem_private_key(secrets["private_key"].encode(), None)
         except (ValueError, TypeError):
             raise SetupValueError("private_key", "Paste the whole PEM private key, from "
-                                  "-----BEGIN PRIVATE KEY----- to the END line, unencrypted."
+                                  "its BEGIN line to its END line, unencrypted."
                                   ) from None
     return secrets, config
 
