@@ -534,6 +534,23 @@ push_inbox = sa.Table(
     sa.Index("ix_push_inbox_tenant_id_processed_at", "tenant_id", "processed_at"),
 )
 
+# The schema of each pushed object (issue 13, F8; accrue.push.schema is the one write path):
+# fixed by the object's first push (field names, JSON types, a sample value), its mapping of
+# fields to common-model columns, and the drift later pushes showed (added, dropped or
+# retyped fields), which changes the mapping only once the admin accepts it.
+push_schema = sa.Table(
+    "push_schema",
+    metadata,
+    _tenant_id(primary_key=True),
+    sa.Column("object_name", sa.String(OBJECT_NAME_LENGTH), primary_key=True),
+    sa.Column("fields", json_type(), nullable=False),  # {field: {type, sample, first_seen}}
+    sa.Column("mapping", json_type(), nullable=False),  # {field: column or null}
+    sa.Column("drift", json_type(), nullable=False),  # [{field, kind, first_seen, example}]
+    sa.Column("accepted_at", UtcDateTime(), nullable=True),  # the admin's last acceptance
+    *_created_updated(),
+    sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+)
+
 # File import (issue 13, F9): the mapping an admin confirmed for an export of one header shape
 # (accrue.file_import.proposal is the one write path), so the next file of that shape
 # imports without questions. The import's own progress stays in sync_state.

@@ -50,6 +50,7 @@ from accrue.schema import (
     object_table,
     pipeline_summary,
     push_inbox,
+    push_schema,
     record_history,
     sync_run,
     sync_state,
@@ -1048,6 +1049,7 @@ class Warehouse:
     TENANT_TABLES: tuple[sa.Table, ...] = (
         crm_change_log, crm_quarantine, *OBJECT_TABLES.values(), sync_state, sync_run,
         pipeline_summary, push_inbox,  # pushed batches are the tenant's data too (raw bodies)
+        push_schema,  # pushed objects' schemas hold sample values: data; the next push refixes
     )
 
     def delete_tenant_data(self, tenant_id: str) -> dict[str, int]:
