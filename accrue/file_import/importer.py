@@ -16,7 +16,7 @@ and the warehouse marks deleted the live rows older than the import that it lack
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,12 +27,14 @@ from sqlalchemy.engine import Engine
 
 from accrue.file_import.mapping import FileMapping
 from accrue.file_import.proposal import (
+    STATE_KEY,
     choose_file,
     column_of,
     merged_state,
     remember_mapping,
 )
 from accrue.file_import.reading import (
+    CsvFile,
     FileImportError,
     Row,
     detect_dialect,
@@ -44,7 +46,7 @@ from accrue.file_import.values import ValueProblem, comparable, convert, parse_d
 from accrue.schema import object_table
 from accrue.tenants import validate_tenant_id
 from accrue.warehouse import Warehouse, WriteStats, _RowBuilder
-from connectors.base import LiveIds, Quarantine, Upsert
+from connectors.base import Change, Checkpoint, LiveIds, Quarantine, Upsert
 from connectors.common_model import COMMON_OBJECTS, ID_LENGTH
 
 PAGE_ROWS = 2000
@@ -67,6 +69,10 @@ class ImportResult:
     already_imported: bool = False
     dry_run: bool = False
     errors: list[tuple[int, str]] = field(default_factory=list)  # the first ERRORS_KEPT
+    changed: int = 0  # rows sent to the warehouse: new, or different from the stored row
+    read_quarantined: int = 0  # rows the reading sent to quarantine (line and reason)
+    headers: list[str] = field(default_factory=list)
+    as_of: datetime | None = None  # the import's stamp (a snapshot's deletes carry it)
 
     def summary(self) -> str:
         if self.already_imported:
@@ -78,6 +84,34 @@ class ImportResult:
         if self.resumed_after_line:
             text += f" (resumed after line {self.resumed_after_line})"
         return text
+
+
+@dataclass
+class _RunCounts:
+    """A run's figures so far, saved with each checkpoint (a resumed run goes on counting)."""
+
+    rows: int = 0
+    changed: int = 0  # upserts sent: new or different from the stored row
+    unchanged: int = 0
+    quarantined: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any]) -> _RunCounts:
+        saved = run.get("counts") or {}
+        return cls(int(saved.get("rows") or 0), int(saved.get("changed") or 0),
+                   int(saved.get("unchanged") or 0), int(saved.get("quarantined") or 0),
+                   [(int(line), str(why)) for line, why in run.get("errors") or []])
+
+    def as_json(self) -> dict[str, Any]:
+        return {"counts": {"rows": self.rows, "changed": self.changed,
+                           "unchanged": self.unchanged, "quarantined": self.quarantined},
+                "errors": [list(e) for e in self.errors]}
+
+    def into(self, result: ImportResult) -> None:
+        result.rows, result.unchanged = self.rows, self.unchanged
+        result.changed, result.read_quarantined = self.changed, self.quarantined
+        result.errors = list(self.errors)
 
 
 def _as_of_now(previous: Mapping[str, Any] | None) -> datetime:
@@ -208,6 +242,105 @@ def _unchanged(engine: Engine, tenant_id: str, object_name: str,
     return same
 
 
+def read_file(
+    engine: Engine,
+    tenant_id: str,
+    source: CsvFile,
+    mapping: FileMapping,
+    result: ImportResult,
+    *,
+    snapshot: bool,
+    state: Mapping[str, Any] | None,
+    run_key: Mapping[str, Any] | None = None,
+    page_rows: int = PAGE_ROWS,
+    repeat: bool = False,
+) -> Iterator[Change]:
+    """The file as pages of changes, each closed by a `Checkpoint` whose state holds the
+    import's progress: the one reading of an import, shared by `accrue import` (which
+    applies each page itself) and the pipelines' file feed (whose sync engine does).
+
+    Each page: the rows' `Upsert`s (rows equal to the stored ones left out) and
+    `Quarantine`s; with `snapshot`, the last page carries the `LiveIds` of every id in the
+    file. A saved run of the same file, mapping, mode and `run_key` resumes after its last
+    committed line; a finished one yields nothing (`result.already_imported`) unless
+    `repeat`. The counts of a run live in its state, so they survive a resume.
+    """
+    object_name = mapping.object_name
+    encoding = detect_encoding(source)
+    dialect = detect_dialect(source, encoding)
+    section = (state or {}).get(STATE_KEY) or {}
+    saved_run = section.get("run") if isinstance(section, Mapping) else None
+    key = {"file": fingerprint(source), "mapping": mapping.fingerprint(), "snapshot": snapshot,
+           **(run_key or {})}
+    resume_line = 0
+    as_of = _as_of_now(saved_run if isinstance(saved_run, Mapping) else None)
+    counts = _RunCounts()
+    if isinstance(saved_run, Mapping) and all(saved_run.get(k) == v for k, v in key.items()):
+        if saved_run.get("done") and not repeat:
+            result.already_imported = True
+            counts = _RunCounts.of(saved_run)
+            counts.into(result)
+            return
+        if not saved_run.get("done"):
+            resume_line = int(saved_run.get("line") or 0)
+            as_of = datetime.fromisoformat(str(saved_run["as_of"]))
+            counts = _RunCounts.of(saved_run)
+    result.resumed_after_line = resume_line
+    result.as_of = as_of
+
+    with read_rows(source, encoding, dialect) as (headers, rows):
+        problems = mapping.problems(headers)
+        if problems:
+            raise FileImportError("the mapping does not fit the file: " + "; ".join(problems))
+        result.headers = list(headers)
+        mapper = _RowMapper(mapping, headers, as_of)
+        seen = _SeenIds()
+        page: list[Upsert | Quarantine] = []
+        last_line = resume_line
+
+        def close_page(done: bool) -> Iterator[Change]:
+            nonlocal state
+            upserts = [c for c in page if isinstance(c, Upsert)]
+            same = _unchanged(engine, tenant_id, object_name, upserts)
+            counts.unchanged += len(same)
+            counts.changed += len(upserts) - len(same)
+            counts.quarantined += len(page) - len(upserts)
+            for change in page:
+                if not (isinstance(change, Upsert) and change.source_id in same):
+                    yield change
+            if done and snapshot:
+                yield LiveIds(seen.all(), as_of)
+            run = {**key, "line": last_line, "as_of": as_of.isoformat(), "done": done,
+                   **counts.as_json()}
+            state = merged_state(state, run=run)
+            page.clear()
+            counts.into(result)
+            yield Checkpoint(state)
+
+        try:
+            for row in rows:
+                change = mapper.map(row)
+                source_id = change.source_id
+                if source_id is not None:
+                    earlier = seen.add(source_id, row.line)
+                    if earlier is not None:
+                        change = Quarantine(None, None, change.raw,
+                                            f"line {row.line}: the id {source_id!r} is on line "
+                                            f"{earlier} too")
+                if row.line <= resume_line:
+                    continue
+                counts.rows += 1
+                if isinstance(change, Quarantine) and len(counts.errors) < ERRORS_KEPT:
+                    counts.errors.append((row.line, change.reason.split(": ", 1)[1]))
+                page.append(change)
+                last_line = row.line
+                if len(page) >= page_rows:
+                    yield from close_page(done=False)
+            yield from close_page(done=True)
+        finally:
+            seen.close()
+
+
 def import_file(
     engine: Engine,
     tenant_id: str,
@@ -224,89 +357,33 @@ def import_file(
     """Upsert the file's rows by the mapped id; bad rows to quarantine with line and reason.
 
     `snapshot`: the file is a full export, so live records absent from it are marked
-    deleted. `dry_run`: convert and count, write nothing. The mapping used is remembered
-    for the tenant and object once the import finishes.
+    deleted. `dry_run`: convert and count, write nothing. Each page is applied with its
+    checkpoint in one transaction (`read_file` reads). The mapping used is remembered for
+    the tenant and object once the import finishes.
     """
     validate_tenant_id(tenant_id)
     if mapping.object_name != object_name:
         raise FileImportError(f"the mapping is for {mapping.object_name}, not {object_name}")
     warehouse = Warehouse(engine)
     source = choose_file(path, object_name, member)
-    encoding = detect_encoding(source)
-    dialect = detect_dialect(source, encoding)
     result = ImportResult(tenant_id, object_name, source.name, dry_run=dry_run)
-    digest = fingerprint(source)
-    state = warehouse.get_state(tenant_id, object_name)
-    section = (state or {}).get("file_import") or {}
-    saved_run = section.get("run") if isinstance(section, Mapping) else None
-    key = {"file": digest, "mapping": mapping.fingerprint(), "snapshot": snapshot}
-    resume_line = 0
-    as_of = _as_of_now(saved_run if isinstance(saved_run, Mapping) else None)
-    if isinstance(saved_run, Mapping) and all(saved_run.get(k) == v for k, v in key.items()):
-        if saved_run.get("done") and not dry_run:
-            result.already_imported = True
-            return result
-        if not saved_run.get("done"):
-            resume_line = int(saved_run.get("line") or 0)
-            as_of = datetime.fromisoformat(str(saved_run["as_of"]))
-    result.resumed_after_line = resume_line
-
-    with read_rows(source, encoding, dialect) as (headers, rows):
-        problems = mapping.problems(headers)
-        if problems:
-            raise FileImportError("the mapping does not fit the file: " + "; ".join(problems))
-        mapper = _RowMapper(mapping, headers, as_of)
-        seen = _SeenIds()
-        page: list[Upsert | Quarantine] = []
-        last_line = resume_line
-
-        def flush(done: bool) -> None:
-            nonlocal state
-            upserts = [c for c in page if isinstance(c, Upsert)]
-            same = _unchanged(engine, tenant_id, object_name, upserts)
-            result.unchanged += len(same)
-            changes: list[Any] = [c for c in page
-                                  if not (isinstance(c, Upsert) and c.source_id in same)]
-            if dry_run:
-                result.upserted += len(upserts) - len(same)
-                result.quarantined += sum(isinstance(c, Quarantine) for c in changes)
-                page.clear()
-                return
-            if done and snapshot:
-                changes.append(LiveIds(seen.all(), as_of))
-            run = {**key, "line": last_line, "as_of": as_of.isoformat(), "done": done}
-            new_state = merged_state(state, run=run)
-            stats = warehouse.apply(tenant_id, object_name, changes, new_state)
-            state = new_state
-            _count(result, stats)
-            page.clear()
+    page: list[Any] = []
+    for change in read_file(engine, tenant_id, source, mapping, result, snapshot=snapshot,
+                            state=warehouse.get_state(tenant_id, object_name),
+                            page_rows=page_rows, repeat=dry_run):
+        if not isinstance(change, Checkpoint):
+            page.append(change)
+            continue
+        if dry_run:
+            result.upserted += sum(isinstance(c, Upsert) for c in page)
+            result.quarantined += sum(isinstance(c, Quarantine) for c in page)
+        else:
+            _count(result, warehouse.apply(tenant_id, object_name, page, change.state))
             if progress:
                 progress(result.summary())
-
-        try:
-            for row in rows:
-                result.rows += 1
-                change = mapper.map(row)
-                source_id = change.source_id
-                if source_id is not None:
-                    earlier = seen.add(source_id, row.line)
-                    if earlier is not None:
-                        change = Quarantine(None, None, change.raw,
-                                            f"line {row.line}: the id {source_id!r} is on line "
-                                            f"{earlier} too")
-                if row.line <= resume_line:
-                    continue
-                if isinstance(change, Quarantine) and len(result.errors) < ERRORS_KEPT:
-                    result.errors.append((row.line, change.reason.split(": ", 1)[1]))
-                page.append(change)
-                last_line = row.line
-                if len(page) >= page_rows:
-                    flush(done=False)
-            flush(done=True)
-        finally:
-            seen.close()
-    if not dry_run:
-        remember_mapping(engine, tenant_id, headers, mapping)
+        page.clear()
+    if not dry_run and not result.already_imported:
+        remember_mapping(engine, tenant_id, result.headers, mapping)
     return result
 
 
