@@ -47,6 +47,8 @@ from accrue.schema import (
     UtcDateTime,
     crm_change_log,
     crm_quarantine,
+    file_upload,
+    file_upload_chunk,
     object_table,
     pipeline_summary,
     push_inbox,
@@ -1050,6 +1052,7 @@ class Warehouse:
         crm_change_log, crm_quarantine, *OBJECT_TABLES.values(), sync_state, sync_run,
         pipeline_summary, push_inbox,  # pushed batches are the tenant's data too (raw bodies)
         push_schema,  # pushed objects' schemas hold sample values: data; the next push refixes
+        file_upload_chunk, file_upload,  # uploaded exports: the tenant's data (bytes first)
     )
 
     def delete_tenant_data(self, tenant_id: str) -> dict[str, int]:
