@@ -12,6 +12,8 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -93,6 +95,20 @@ class BackgroundServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def follow_clock(server: BaseWSGIServer, clock: Callable[[], datetime]) -> None:
+    """Make the server's `Date` header tell the sandbox's time: an adapter reads its CRM's
+    clock from it, so tests that move the sandbox's clock move what the adapter sees."""
+    base: type = server.RequestHandlerClass  # type: ignore[assignment]
+
+    def date_time_string(self: Any, timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return str(getattr(base, "date_time_string")(self, timestamp))  # noqa: B009
+        return format_datetime(clock().astimezone(UTC), usegmt=True)
+
+    server.RequestHandlerClass = type("ClockedHandler", (base,),
+                                      {"date_time_string": date_time_string})
 
 
 def serve_blocking(server: BaseWSGIServer) -> None:

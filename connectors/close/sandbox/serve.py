@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer
-
 from connectors.close.sandbox.server import CloseApp, SandboxSettings
 from connectors.close.sandbox.store import OPPORTUNITY_CUSTOM_FIELD_KIND, CloseStore
-from connectors.sandbox_kit.server import BackgroundServer, make_sandbox_server
+from connectors.sandbox_kit.server import BackgroundServer, follow_clock, make_sandbox_server
 
 ORGANIZATION_ID = "orga_SandboxAccrueCloseOrganization0000000000000"
 DEFAULT_API_KEY = "api_sandbox_close_key_0123456789"
@@ -68,19 +65,6 @@ def prepare_org(store: CloseStore, api_key: str) -> None:
         for name, kind in LEAD_CUSTOM_FIELDS])
 
 
-def _clocked(server: BaseWSGIServer, clock: Callable[[], datetime]) -> None:
-    """Make the server's `Date` header tell the sandbox's time (the kit's handler, else)."""
-    base: type = server.RequestHandlerClass  # type: ignore[assignment]
-
-    def date_time_string(self: Any, timestamp: float | None = None) -> str:
-        if timestamp is not None:
-            return str(getattr(base, "date_time_string")(self, timestamp))  # noqa: B009
-        return format_datetime(clock().astimezone(UTC), usegmt=True)
-
-    server.RequestHandlerClass = type("ClockedHandler", (base,),
-                                      {"date_time_string": date_time_string})
-
-
 @dataclass
 class ServedSandbox:
     """The store, the application and the kit's background server serving it."""
@@ -120,5 +104,5 @@ def serve(path: Path, *, settings: SandboxSettings | None = None,
             store.close()
             raise
     server = make_sandbox_server(app, host, port)
-    _clocked(server, store.clock)
+    follow_clock(server, store.clock)
     return ServedSandbox(store, app, BackgroundServer(app, server=server, name="close-sandbox"))
