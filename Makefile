@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python -m benchmarks.run_overhead
 	$(BIN)/python -m benchmarks.results_pages
 	$(BIN)/python -m benchmarks.file_import_bench $(FILE_IMPORT_BENCH_ARGS)
+	$(BIN)/python -m benchmarks.push_bench $(PUSH_BENCH_ARGS)
 
 # The real daemon with 10, 100, 200 and 1,000 tenants (about 1.5-2 hours; not part of `test`).
 scale: install

@@ -386,13 +386,16 @@ def demo_command(check: bool, timeout: int) -> None:
 @click.option("--port", type=int, default=int(os.environ.get("ACCRUE_APP_PORT", "5050")))
 @click.option("--host", default="127.0.0.1")
 @click.option("--workers", type=int, default=int(os.environ.get("ACCRUE_APP_WORKERS", "2")),
-              help="gunicorn worker processes (each with 4 threads)")
-def app_command(port: int, host: str, workers: int) -> None:
+              help="gunicorn worker processes")
+@click.option("--threads", type=int, default=int(os.environ.get("ACCRUE_APP_THREADS", "4")),
+              help="threads per worker (a request waiting on the database leaves the CPU "
+                   "to another)")
+def app_command(port: int, host: str, workers: int, threads: int) -> None:
     """Serve the onboarding concierge with gunicorn (a production WSGI server)."""
     # This process becomes gunicorn: signals (Ctrl-C, SIGTERM) reach it directly.
     os.execv(sys.executable, [
         sys.executable, "-m", "gunicorn", "onboarding_app.wsgi:app",
-        "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", "4",
+        "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
         "--graceful-timeout", "10", "--access-logfile", "-",
     ])
 

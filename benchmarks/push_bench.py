@@ -1,0 +1,517 @@
+"""Push API under gunicorn on PostgreSQL: records/s accepted, acknowledge latency, and
+zero loss or duplicates while the server is SIGKILLed (issue 13, F8).
+
+The concierge is served as in production (`accrue app`: gunicorn, production settings,
+rate limits counted in Redis; the push limit raised with ACCRUE_PUSH_RATE_LIMIT so it
+measures the server, not the limit) against a scratch PostgreSQL database. Client
+processes (benchmarks.push_bench_client; separate processes so the senders do not share
+the server's interpreter, and their CPU is measured and printed) send signed batches:
+
+* paced rounds: batches leave on a schedule at `--rate` records/s (the target, 3,000)
+  whatever the answers, so latency is measured from the scheduled send (a slow answer
+  delays nothing else and is not hidden);
+* saturation rounds: each client sends its next batch once the previous is acknowledged:
+  the most the server accepts, and the latency at that load;
+* the SIGKILL round: saturation load while the gunicorn master and workers are SIGKILLed
+  `--kills` times, each 2-3 s after the restarted server answers; clients retry every
+  unacknowledged batch with the same webhook-id, and every sent record is then looked for
+  in the inbox: each must be there exactly once, and every acknowledged batch too.
+
+Every round's records are counted and compared with the inbox the same way. Figures are
+medians of `--rounds` rounds, printed beside the targets (3,000 records/s, p99 < 250 ms),
+a bare INSERT of the same bodies (one per transaction, one connection: the database's own
+pace), the CPU of server, clients, PostgreSQL and everything else, and the load average.
+
+    python -m benchmarks.push_bench [--rounds 3 --seconds 15 --clients 8 --workers 2 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from standardwebhooks.webhooks import Webhook
+
+from accrue import config, crypto, tenants
+from accrue.db import make_engine, upgrade
+from accrue.push import PUSH_CRM_TYPE, credentials, inbox
+from accrue.schema import push_inbox
+from benchmarks.push_bench_client import ClientSpec, batch_body, record_id, webhook_id
+from benchmarks.push_bench_report import TARGET_RECORDS_PER_SECOND, report, summary
+from benchmarks.sync_bench import (
+    DEFAULT_POSTGRES_URL,
+    POSTGRES_ENV,
+    BenchError,
+    _scratch_table,
+    machine_info,
+    postgres_backend,
+)
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Far above any rate this machine reaches: still counted in Redis on every push.
+BENCH_RATE_LIMIT = "1000000 per minute"
+START_TIMEOUT_SECONDS = 60.0
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Gunicorn:
+    """`accrue app` (gunicorn) in its own process group, so one signal reaches the master
+    and every worker at once."""
+
+    port: int
+    env: dict[str, str]
+    workers: int
+    threads: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "accrue.cli", "app", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--workers", str(self.workers),
+                 "--threads", str(self.threads)],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                start_new_session=True)
+        self.starts += 1
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise BenchError(f"gunicorn exited while starting; its log ends:\n{tail}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            time.sleep(0.05)
+        raise BenchError(f"gunicorn did not answer /healthz within {timeout:.0f} s")
+
+    def signal_group(self, signum: int) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the master and all its workers (no graceful anything), and reap."""
+        self.signal_group(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+
+    def stop(self) -> None:
+        self.signal_group(signal.SIGTERM)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def cpu_seconds(self) -> float:
+        if self.process is None:
+            return 0.0
+        return _tree_cpu(psutil.Process(self.process.pid))
+
+
+def _tree_cpu(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _postgres_cpu() -> float:
+    """CPU of the PostgreSQL server's processes (every database: other users' too)."""
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if (p.info.get("name") or "").startswith("postgres"):
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+@dataclass
+class CpuMeter:
+    """Machine CPU over a round, split into server, clients, PostgreSQL and the rest."""
+
+    server: Gunicorn
+    began: dict[str, float] = field(default_factory=dict)
+
+    def _now(self) -> dict[str, float]:
+        machine = psutil.cpu_times()
+        return {"wall": time.time(), "busy": sum(machine) - machine.idle - machine.iowait,
+                "server": self.server.cpu_seconds(), "postgres": _postgres_cpu(),
+                "bench": sum(psutil.Process().cpu_times()[:2])}
+
+    def start(self) -> None:
+        self.began = self._now()
+
+    def stop(self, clients_cpu: float) -> dict[str, float]:
+        end = self._now()
+        d = {k: end[k] - self.began[k] for k in end}
+        cores = os.cpu_count() or 1
+        own = d["server"] + d["postgres"] + d["bench"] + clients_cpu
+        return {"busy_percent": 100 * d["busy"] / (d["wall"] * cores),
+                "server_cpu": d["server"], "clients_cpu": clients_cpu,
+                "postgres_cpu": d["postgres"], "other_cpu": max(0.0, d["busy"] - own),
+                "wall": d["wall"], "load_avg": os.getloadavg()[0]}
+
+
+# ============================================================ one round
+
+
+@dataclass(frozen=True)
+class Load:
+    label: str
+    clients: int
+    batch_size: int
+    seconds: float
+    rate: float = 0.0  # records/s offered on a schedule; 0: closed loop
+    kills: int = 0
+
+
+def push_tenant(engine: Engine, tenant_id: str, keyring: crypto.Keyring) -> tuple[str, str]:
+    tenants.add_tenant(engine, tenant_id, f"Push bench {tenant_id}", PUSH_CRM_TYPE)
+    issued = credentials.issue_secret(engine, tenant_id, keyring=keyring)
+    return issued.client_id, issued.secret
+
+
+def _client_specs(load: Load, server: Gunicorn, tenant_id: str, client_id: str,
+                  secret: str) -> list[ClientSpec]:
+    interval = load.clients * load.batch_size / load.rate if load.rate else 0.0
+    return [ClientSpec(host="127.0.0.1", port=server.port, tenant=tenant_id,
+                       client_id=client_id, secret=secret, client=c,
+                       batch_size=load.batch_size, seconds=load.seconds, interval=interval,
+                       offset=c * interval / load.clients)
+            for c in range(load.clients)]
+
+
+def _run_clients(specs: Sequence[ClientSpec], during: Any = None) -> list[dict[str, Any]]:
+    """Start the client processes, release them together, run `during()` meanwhile."""
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.push_bench_client"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT,
+                              text=True) for _ in specs]
+    try:
+        for proc, spec in zip(procs, specs, strict=True):
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(asdict(spec)) + "\n")
+            proc.stdin.flush()
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise BenchError("a push client did not start")
+        start = time.time() + 0.2
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{start}\n")
+            proc.stdin.flush()
+        if during is not None:
+            during(start)
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            if proc.returncode != 0 or not out.strip():
+                raise BenchError(f"a push client failed (exit {proc.returncode})")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _killer(server: Gunicorn, kills: int, rng: random.Random, done: list[int]) -> Any:
+    """Kill the server `kills` times, each 2-3 s after it answers again; restart it."""
+    def run(start: float) -> None:
+        time.sleep(max(0.0, start - time.time()))
+        for _ in range(kills):
+            time.sleep(rng.uniform(2.0, 3.0))
+            server.kill()
+            done.append(1)
+            server.start()
+            server.wait_ready()
+    return run
+
+
+def verify(engine: Engine, tenant_id: str, results: Sequence[dict[str, Any]],
+           batch_size: int) -> dict[str, int]:
+    """Every record sent against the inbox: each exactly once, every acknowledged batch."""
+    expected: set[str] = set()
+    acknowledged: set[str] = set()
+    unacknowledged = 0
+    for result in results:
+        for batch in result["batches"]:
+            expected.update(record_id(tenant_id, result["client"], batch["batch"], i)
+                            for i in range(batch_size))
+            if batch["status"]:
+                acknowledged.add(webhook_id(tenant_id, result["client"], batch["batch"]))
+            else:
+                unacknowledged += 1
+    stored: Counter[str] = Counter()
+    webhooks: Counter[str] = Counter()
+    with engine.connect() as conn:
+        for hook, body in conn.execute(sa.select(push_inbox.c.webhook_id, push_inbox.c.body)
+                                       .where(push_inbox.c.tenant_id == tenant_id)):
+            webhooks[hook] += 1
+            stored.update(str(r["id"]) for r in json.loads(body)["records"])
+    return {
+        "sent_records": len(expected), "sent_batches": sum(len(r["batches"]) for r in results),
+        "stored_records": sum(stored.values()), "inbox_rows": sum(webhooks.values()),
+        "missing": len(expected - stored.keys()),
+        "duplicated": sum(n - 1 for n in stored.values() if n > 1),
+        "unexpected": len(stored.keys() - expected),
+        "acknowledged_not_stored": len(acknowledged - webhooks.keys()),
+        "unacknowledged_batches": unacknowledged,
+    }
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q% of the values at or below it."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(len(ordered) * q / 100) - 1))]
+
+
+def run_load(load: Load, server: Gunicorn, engine: Engine, keyring: crypto.Keyring,
+             tenant_id: str, seed: int = 7) -> dict[str, Any]:
+    client_id, secret = push_tenant(engine, tenant_id, keyring)
+    specs = _client_specs(load, server, tenant_id, client_id, secret)
+    kills: list[int] = []
+    during = _killer(server, load.kills, random.Random(seed), kills) if load.kills else None
+    meter = CpuMeter(server)
+    meter.start()
+    results = _run_clients(specs, during)
+    clients_cpu = sum(r["cpu_seconds"] for r in results)
+    cpu = meter.stop(clients_cpu)
+    batches = [b for r in results for b in r["batches"]]
+    acked = [b for b in batches if b["status"]]
+    span = (max(b["acked"] for b in acked) - min(b["sent"] for b in acked)) if acked else 0.0
+    latencies = [b["latency"] * 1000 for b in acked]
+    failures: Counter[str] = Counter()
+    for r in results:
+        failures.update(r["failures"])
+    return {
+        "label": load.label, "tenant": tenant_id, "clients": load.clients,
+        "offered_rate": load.rate, "seconds": span,
+        "records_per_second": len(acked) * load.batch_size / span if span else 0.0,
+        "p50_ms": _percentile(latencies, 50), "p95_ms": _percentile(latencies, 95),
+        "p99_ms": _percentile(latencies, 99), "max_ms": max(latencies, default=float("nan")),
+        "replays_acknowledged": sum(1 for b in acked if b["status"] == 200),
+        "retries": dict(failures), "kills": len(kills), "cpu": cpu,
+        "check": verify(engine, tenant_id, results, load.batch_size),
+    }
+
+
+# ============================================================ the database's own pace
+
+
+def reference(engine: Engine, bodies: Sequence[bytes], secret: str) -> dict[str, float]:
+    """A bare INSERT of the same bodies into a table shaped like the inbox (one per
+    transaction, one connection, no HTTP), and the in-process cost of the app's checks."""
+    metadata = sa.MetaData()
+    table = _scratch_table(metadata, push_inbox)
+    sa.Index(f"ux_{table.name}", table.c.tenant_id, table.c.webhook_id, unique=True)
+    metadata.create_all(engine)
+    records = len(json.loads(bodies[0])["records"])
+    try:
+        began = time.perf_counter()
+        for n, body in enumerate(bodies):
+            with engine.begin() as conn:
+                conn.execute(table.insert().values(
+                    tenant_id="reference", webhook_id=f"ref-{n}", received_at=datetime.now(UTC),
+                    headers={}, body=body.decode(), record_count=records))
+        insert_seconds = time.perf_counter() - began
+    finally:
+        metadata.drop_all(engine)
+    hook = Webhook(secret)
+    now = datetime.now(UTC)
+    began = time.perf_counter()
+    for body in bodies:
+        headers = {"webhook-id": "msg_ref", "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": hook.sign("msg_ref", now, body.decode())}
+        hook.verify(body, headers, json_parse=False)
+    verify_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    for body in bodies:
+        inbox.parse_batch(body)
+    parse_seconds = time.perf_counter() - began
+    return {"records_per_second": len(bodies) * records / insert_seconds,
+            "insert_ms": 1000 * insert_seconds / len(bodies),
+            "sign_verify_ms": 1000 * verify_seconds / len(bodies),
+            "parse_validate_ms": 1000 * parse_seconds / len(bodies),
+            "body_kb": sum(map(len, bodies)) / len(bodies) / 1024}
+
+
+# ============================================================ orchestration
+
+
+def server_env(database_url: str, redis_url: str, keys: str, home: Path) -> dict[str, str]:
+    """Production settings (the app refuses to start otherwise), no CRM sandbox."""
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("ACCRUE_") and k.endswith("_SANDBOX_URL"))}
+    env.update({
+        "ACCRUE_ENV": "production", "ACCRUE_APP_ENV": "production",
+        "ACCRUE_HOME": str(home), "ACCRUE_DATABASE_URL": database_url,
+        "ACCRUE_SECRET_KEYS": keys, "ACCRUE_APP_SECRET_KEY": secrets.token_urlsafe(48),
+        "ACCRUE_APP_PUBLIC_URL": "https://push-bench.invalid",
+        "ACCRUE_RATELIMIT_STORAGE_URI": redis_url, "ACCRUE_SMTP_HOST": "127.0.0.1",
+        "ACCRUE_PUSH_RATE_LIMIT": BENCH_RATE_LIMIT,
+    })
+    return env
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise BenchError(f"Redis at {url} does not answer ({exc}): production counts rate "
+                         "limits there; start it or pass --redis-url") from None
+
+
+def loads(args: argparse.Namespace) -> list[Load]:
+    every = [Load(f"paced {n + 1}", args.clients, args.batch, args.seconds, rate=args.rate)
+             for n in range(args.rounds)]
+    every += [Load(f"saturation {n + 1}", args.clients, args.batch, args.seconds)
+              for n in range(args.rounds)]
+    if args.kills:
+        # Long enough for every kill (2-3 s of serving each, plus the restart) inside the load.
+        every.append(Load("sigkill", args.clients, args.batch, args.kills * 5.0 + 3.0,
+                          kills=args.kills))
+    return every
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    backend, pg, message = postgres_backend(args.postgres_url)
+    if backend is None or pg is None:
+        raise BenchError(f"{message}: the push benchmark needs PostgreSQL (--postgres-url)")
+    _check_redis(args.redis_url)
+    keys = crypto.generate_key()
+    keyring = crypto.Keyring.parse(keys)
+    tag = secrets.token_hex(3)
+    rounds: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="accrue-push-bench-") as scratch:
+        url = pg.create(0)
+        engine = make_engine(url)
+        server = Gunicorn(_free_port(), server_env(url, args.redis_url, keys, Path(scratch)),
+                          args.workers, args.threads, Path(scratch) / "gunicorn.log")
+        try:
+            upgrade(engine)
+            server.start()
+            server.wait_ready()
+            _log(f"gunicorn: {args.workers} workers x {args.threads} threads on port "
+                 f"{server.port}; {message}")
+            if args.warmup:
+                run_load(Load("warm-up", args.clients, args.batch, args.warmup), server,
+                         engine, keyring, f"pb-{tag}-warmup")
+            for n, load in enumerate(loads(args)):
+                _log(f"== {load.label}: {load.clients} clients, {load.seconds:.0f} s, load "
+                     f"average {os.getloadavg()[0]:.2f} ==")
+                result = run_load(load, server, engine, keyring, f"pb-{tag}-{n}", seed=n)
+                _log(f"   {result['records_per_second']:,.0f} records/s, p99 "
+                     f"{result['p99_ms']:.0f} ms, check {result['check']}")
+                rounds.append(result)
+            bodies = [batch_body(ClientSpec("", 0, "ref", "", "", 0, args.batch, 0), n)
+                      for n in range(args.reference_batches)]
+            ref = reference(engine, bodies, "whsec_" + "B" * 43 + "=")
+        finally:
+            server.stop()
+            engine.dispose()
+            pg.drop_all()
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine_info(), "postgres": message, "workers": args.workers,
+            "threads": args.threads, "clients": args.clients, "batch": args.batch,
+            "rate": args.rate, "rounds": rounds, "reference": ref,
+            "load_before": load_before, "load_after": os.getloadavg()}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.push_bench",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="paced and saturation rounds "
+                        "each; figures are medians (default %(default)s)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="load per round")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load first")
+    parser.add_argument("--clients", type=int, default=8, help="client processes")
+    parser.add_argument("--batch", type=int, default=500, help="records per batch")
+    parser.add_argument("--rate", type=float, default=TARGET_RECORDS_PER_SECOND,
+                        help="records/s offered in paced rounds (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers: one per "
+                        "core, so both cores run Python")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker: while one "
+                        "request waits on PostgreSQL (commit, lock) another parses")
+    parser.add_argument("--kills", type=int, default=6, help="SIGKILLs in the crash round "
+                        "(0: none)")
+    parser.add_argument("--reference-batches", type=int, default=100)
+    parser.add_argument("--postgres-url", default=os.environ.get(POSTGRES_ENV,
+                                                                 DEFAULT_POSTGRES_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("ACCRUE_RATELIMIT_STORAGE_URI",
+                                                              DEFAULT_REDIS_URL))
+    parser.add_argument("--output", type=Path, default=None,
+                        help="results JSON (default <ACCRUE_HOME>/bench/push.json)")
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.clients, args.batch, args.workers, args.threads) < 1:
+        parser.error("--rounds, --clients, --batch, --workers and --threads must be >= 1")
+    if args.batch > inbox.MAX_RECORDS:
+        parser.error(f"--batch is at most {inbox.MAX_RECORDS}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        results = run(args)
+    except BenchError as exc:
+        _log(f"benchmark failed: {exc}")
+        return 1
+    results["summary"] = summary(results)
+    output = args.output or config.accrue_home() / "bench" / "push.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, default=str))
+    print(report(results))
+    _log(f"results written to {output}")
+    return 1 if results["summary"]["check_failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
