@@ -49,6 +49,7 @@ from connectors.base import (
 )
 from connectors.parts import read_parts
 from connectors.salesforce.activity import MULTI_SOURCE
+from connectors.salesforce.bulk import BULK_DEFAULTS, BulkUnavailable, BulkWindow
 from connectors.salesforce.mapping import (  # re-exported: the adapter's public names
     CURSOR_FIELD,
     OBJECT_MAP,
@@ -74,15 +75,19 @@ DEFAULTS: dict[str, Any] = {
     "max_backoff_seconds": 30.0,
     "timeout_seconds": 60.0,
     "quota_share": 0.9,  # stop cleanly once this share of the daily API quota is used
+    **BULK_DEFAULTS,  # when windows are read through Bulk API 2.0 (bulk.py)
 }
 # The deleted/ endpoint answers for at most 30 days per call.
 DELETE_LOG_WINDOW = timedelta(days=30)
 
 
-def _state(cursor: datetime, fields: list[str], deletes_since: str | None) -> dict[str, Any]:
+def _state(cursor: datetime, fields: list[str], deletes_since: str | None,
+           bulk: dict[str, Any] | None = None) -> dict[str, Any]:
     state: dict[str, Any] = {"cursor": soql_datetime(cursor), "fields": fields}
     if deletes_since is not None:
         state["deletes_since"] = deletes_since
+    if bulk is not None:  # mid-way through a Bulk job whose window starts at `cursor`
+        state["bulk"] = bulk
     return state
 
 
@@ -398,10 +403,23 @@ class SalesforceConnector(Connector):
         # Where the delete log was last replayed: kept apart from the cursor, which moves
         # window by window, so a crash mid-read never skips a stretch of the delete log.
         deletes_since = state.get("deletes_since", state.get("cursor")) if state else None
-        if previous is not None:
+        bulk = state.get("bulk") if state else None
+        if previous is not None and bulk:
+            # Stopped inside a Bulk job: finish its window (its cursor is the window start).
+            start = min(parse_sf_datetime(bulk["end"]), end)
+            yield from self._read_bulk_window(object_name, sobject, fields, previous, start,
+                                              deletes_since, resume=bulk)
+            if start < end:
+                yield Checkpoint(_state(start, fields, deletes_since))
+        elif previous is not None:
             start = previous - timedelta(seconds=int(self.config["lookback_seconds"]))
         else:
             start = self._earliest_stamp(sobject) or end
+        if start < end and self._bulk_worth_it(sobject, start, end):
+            # A large gap (an initial load, a long pause): one Bulk job for all of it.
+            yield from self._read_bulk_window(object_name, sobject, fields, start, end,
+                                              deletes_since)
+            start = end
         window = timedelta(days=float(self.config["window_days"]))
         while start < end:
             window_end = min(start + window, end)
@@ -478,6 +496,37 @@ class SalesforceConnector(Connector):
                 f"({share:.0%} budget)",
                 hint="The sync resumes from its checkpoint when the quota frees up.",
             )
+
+    def _read_bulk_window(
+        self, object_name: str, sobject: str, fields: list[str], start: datetime, end: datetime,
+        deletes_since: str | None, *, resume: Mapping[str, Any] | None = None,
+    ) -> Iterator[Change]:
+        """[start, end) through one Bulk API 2.0 job (`bulk.py`); a job that fails, is aborted
+        or times out is replaced by REST for the same window, so the window is never lost."""
+        def position(bulk: dict[str, Any] | None) -> dict[str, Any]:
+            return _state(start, fields, deletes_since, bulk)
+
+        reader = BulkWindow(self, object_name, sobject, fields, position)
+        try:
+            yield from reader.read(start, end, resume)
+            return
+        except BulkUnavailable as exc:
+            log.warning("%s: %s; reading the window from %s over REST", sobject, exc,
+                        soql_datetime(start))
+        yield from self._read_window(object_name, sobject, fields, start, end, deletes_since)
+
+    def _bulk_worth_it(self, sobject: str, start: datetime, end: datetime) -> bool:
+        """Whether the gap is large: its row count (a COUNT() over it, deleted rows included)
+        against `bulk_threshold`. One cheap call per object per sync."""
+        threshold = self.config["bulk_threshold"]
+        if threshold is None:
+            return False
+        if int(threshold) <= 0:
+            return True
+        soql = (f"SELECT COUNT() FROM {sobject} WHERE {CURSOR_FIELD} >= {soql_datetime(start)} "
+                f"AND {CURSOR_FIELD} < {soql_datetime(end)}")
+        counted = self._call(lambda: self.sf.query(soql, include_deleted=True))
+        return int(counted["totalSize"]) >= int(threshold)
 
     def _read_window(
         self, object_name: str, sobject: str, fields: list[str], start: datetime, end: datetime,

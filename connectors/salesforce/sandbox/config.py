@@ -24,7 +24,11 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "session_lifetime_seconds": (1, 30 * 86400),
     "query_locator_ttl_seconds": (1, 86400),
     "max_query_locators": (1, 1_000_000),
+    "bulk_in_progress_polls": (0, 1000),
+    "bulk_fault_every": (1, 1_000_000),
 }
+# Bulk API 2.0 job faults (bulk.py): "" none, "fail", "stuck" (InProgress for ever), "abort".
+BULK_FAULTS = ("", "fail", "stuck", "abort")
 
 
 @dataclass
@@ -37,6 +41,9 @@ class SandboxConfig:
     query_locator_ttl_seconds: int = 900
     max_query_locators: int = 10_000
     org_name: str = "Accrue Sandbox"
+    bulk_in_progress_polls: int = 0  # polls that see a Bulk job InProgress before it completes
+    bulk_fault: str = ""  # one of BULK_FAULTS, applied to every `bulk_fault_every`-th job
+    bulk_fault_every: int = 1
     faults: FaultConfig = field(default_factory=FaultConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -68,6 +75,9 @@ class SandboxConfig:
                                    f"'{key}' must be an integer between {low} and {high}")
             elif key == "org_name" and (not isinstance(value, str) or not value.strip()):
                 raise ApiError(400, "INVALID_FIELD", "'org_name' must be a non-empty string")
+            elif key == "bulk_fault" and value not in BULK_FAULTS:
+                raise ApiError(400, "INVALID_FIELD",
+                               f"'bulk_fault' must be one of {', '.join(map(repr, BULK_FAULTS))}")
             elif key == "faults":
                 value = FaultConfig.from_dict(value)  # replaces all switches; raises a 400
             values[key] = value

@@ -43,6 +43,7 @@ __all__ = ["COUNTED_KINDS", "ERROR_STATUSES", "INJECTED_KINDS", "SCOPES", "Dropp
 SCOPES: tuple[str, ...] = ("query", "sobjects", "composite", "limits", "resources")
 _ENDPOINT_GROUPS: dict[str, str] = {
     "rest.query": "query", "rest.query_all": "query", "rest.query_more": "query",
+    "rest.bulk_create": "query", "rest.bulk_job": "query", "rest.bulk_results": "query",
     "rest.describe_global": "sobjects", "rest.sobject": "sobjects", "rest.describe": "sobjects",
     "rest.record": "sobjects", "rest.updated": "sobjects", "rest.deleted": "sobjects",
     "rest.collection": "composite", "rest.collection_get": "composite",

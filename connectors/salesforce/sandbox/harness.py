@@ -154,6 +154,13 @@ def _activity(fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return "Task", {k: v for k, v in payload.items() if v is not None}
 
 
+# The shared suites' orgs (contract suite, chaos) hold tens to a few thousand records per
+# object, far below the production threshold (10,000 rows) and page size (50,000): these
+# make their initial loads and large gaps go through Bulk API 2.0 in pages of a few dozen
+# (so a crash can fall between pages), while small incremental windows stay on REST.
+SHARED_SUITE_BULK = {"bulk_threshold": 20, "bulk_page_records": 25}
+
+
 class RunningSalesforceSandbox(RunningCrmSandbox):
     """A running Salesforce org as the shared suite sees it."""
 
@@ -164,7 +171,8 @@ class RunningSalesforceSandbox(RunningCrmSandbox):
     def connection(self) -> tuple[dict[str, str], dict[str, Any]]:
         secrets = {"username": self.running.username, "password": self.running.password,
                    "security_token": self.running.security_token}
-        return secrets, {"auth": "password", "domain": "login", "sandbox_url": self.url}
+        return secrets, {"auth": "password", "domain": "login", "sandbox_url": self.url,
+                         **SHARED_SUITE_BULK}
 
     def bad_connection(self) -> tuple[dict[str, str], dict[str, Any]]:
         secrets, config = self.connection()

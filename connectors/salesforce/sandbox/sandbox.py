@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from .bulk import BulkJobs
 from .config import (
     DEFAULT_PASSWORD,
     DEFAULT_SECURITY_TOKEN,
@@ -111,6 +112,7 @@ class SalesforceSandbox:
         self.queries = QueryEngine(lambda: self._config.query_locator_ttl_seconds,
                                    lambda: self._config.max_query_locators,
                                    lambda: self.now().timestamp())
+        self.bulk = BulkJobs(self)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -154,6 +156,7 @@ class SalesforceSandbox:
 
     def close(self) -> None:
         self.queries.expire_all()
+        self.bulk.expire_all()
         self.store.close()
 
     # -- settings ------------------------------------------------------------

@@ -111,6 +111,12 @@ def _rules() -> list[Rule]:
          methods=["POST", "PATCH", "DELETE"]),
     Rule("/services/data/v<version>/composite/sobjects/<sobject>",
          endpoint="rest.collection_get", methods=["GET"]),
+    Rule("/services/data/v<version>/jobs/query", endpoint="rest.bulk_create",
+         methods=["POST"]),
+    Rule("/services/data/v<version>/jobs/query/<job_id>", endpoint="rest.bulk_job",
+         methods=["GET", "PATCH", "DELETE"]),
+    Rule("/services/data/v<version>/jobs/query/<job_id>/results", endpoint="rest.bulk_results",
+         methods=["GET"]),
     Rule("/services/oauth2/token", endpoint="oauth.token", methods=["POST"]),
     Rule("/services/oauth2/authorize", endpoint="oauth.authorize", methods=["GET", "POST"]),
     Rule("/services/oauth2/revoke", endpoint="oauth.revoke", methods=["GET", "POST"]),
@@ -124,6 +130,7 @@ def _rules() -> list[Rule]:
     Rule("/_sandbox/hard_delete", endpoint="admin.hard_delete", methods=["POST"]),
     Rule("/_sandbox/sessions/expire", endpoint="admin.expire_sessions", methods=["POST"]),
     Rule("/_sandbox/truth", endpoint="admin.truth", methods=["GET"]),
+    Rule("/_sandbox/bulk/expire", endpoint="admin.bulk_expire", methods=["POST"]),
     Rule("/_sandbox/faults", endpoint="admin.faults", methods=["GET", "POST", "DELETE"]),
     ]
 
@@ -151,6 +158,9 @@ class SandboxApp:
             "rest.record": self.record,
             "rest.collection": self.collection,
             "rest.collection_get": self.collection_get,
+            "rest.bulk_create": self.bulk_create,
+            "rest.bulk_job": self.bulk_job,
+            "rest.bulk_results": self.bulk_results,
             "soap.partner": self.soap_partner,
             "oauth.token": self.oauth_token,
             "oauth.authorize": self.oauth_authorize,
@@ -163,6 +173,7 @@ class SandboxApp:
             "admin.hard_delete": self.admin_hard_delete,
             "admin.expire_sessions": self.admin_expire_sessions,
             "admin.truth": self.admin_truth,
+            "admin.bulk_expire": self.admin_bulk_expire,
             "admin.faults": self.admin_faults,
         }
         self.oauth = OAuthServer(sandbox)
@@ -384,6 +395,25 @@ class SandboxApp:
                 records.append(None)
         return json_response(records)
 
+    # -- Bulk API 2.0 query jobs (bulk.py) ------------------------------------
+
+    def bulk_create(self, ctx: RequestContext, version: str) -> Response:
+        return json_response(self.sandbox.bulk.create(self.body(ctx), user_id=ctx.user_id or "",
+                                                      version=version))
+
+    def bulk_job(self, ctx: RequestContext, version: str, job_id: str) -> Response:
+        if ctx.request.method == "PATCH":
+            return json_response(self.sandbox.bulk.abort(job_id, self.body(ctx), version))
+        if ctx.request.method == "DELETE":
+            self.sandbox.bulk.delete(job_id)
+            return Response(status=204)
+        return json_response(self.sandbox.bulk.poll(job_id, version))
+
+    def bulk_results(self, ctx: RequestContext, version: str, job_id: str) -> Response:
+        body, headers = self.sandbox.bulk.results(job_id, ctx.request.args.get("maxRecords"),
+                                                  ctx.request.args.get("locator"))
+        return Response(body, status=200, content_type="text/csv", headers=headers)
+
     # -- SOAP ----------------------------------------------------------------
 
     def soap_partner(self, ctx: RequestContext, version: str, org_id: str | None = None
@@ -592,6 +622,9 @@ class SandboxApp:
         if ctx.request.method == "DELETE":
             return json_response(self.faults.clear())
         return json_response(self.faults.state())
+
+    def admin_bulk_expire(self, ctx: RequestContext) -> Response:
+        return json_response({"expired": self.sandbox.bulk.expire_all()})
 
     def admin_truth(self, ctx: RequestContext) -> Response:
         truth = self.sandbox.truth()

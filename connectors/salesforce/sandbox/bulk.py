@@ -1,0 +1,314 @@
+"""Bulk API 2.0 query jobs: `jobs/query`, their state, and their CSV results.
+
+What clients depend on, as Salesforce does it:
+
+* A job is created with `{"operation": "query"|"queryAll", "query", "columnDelimiter",
+  "lineEnding", "contentType": "CSV"}` and answers `UploadComplete`; polling `GET
+  jobs/query/{id}` shows `InProgress` and then `JobComplete` (or `Failed` / `Aborted`).
+* Results come page by page from `GET jobs/query/{id}/results?maxRecords=&locator=`, a
+  header row on every page, with `Sforce-NumberOfRecords` on every page and
+  `Sforce-Locator` naming the next page — the string `null` on the last one.
+* The results are the org as it was when the job was created: the whole result is
+  rendered in one read transaction at creation (WAL gives it a stable snapshot) into a
+  temporary file, so later writes never change a job's pages, and a page is a slice of
+  that file (an offset per record).
+* Compound fields (address, geolocation) cannot be selected: Salesforce refuses them
+  with `Selecting compound data not supported in Bulk Query`; read their components.
+  Nor can a Bulk query count or skip (`COUNT()`, `OFFSET`).
+* Nulls are empty fields. CSV cannot tell null from an empty string, and need not:
+  Salesforce stores a blank text value as null (so does this sandbox's writer), so an
+  empty field always means null. Date-times are written `2024-01-01T00:00:00.000Z`.
+
+Fault switches (`SandboxConfig.bulk_fault`, every `bulk_fault_every`-th job) make a job
+fail, stay `InProgress` for ever (a time-out for the client), or be aborted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import threading
+from array import array
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from .errors import ApiError, not_found
+from .ids import make_id
+from .query import QueryEngine
+from .soql import compile_query
+from .values import format_datetime
+
+if TYPE_CHECKING:
+    from .sandbox import SalesforceSandbox
+
+JOB_PREFIX = "750"
+DELIMITERS = {"COMMA": ",", "SEMICOLON": ";", "TAB": "\t", "PIPE": "|", "CARET": "^",
+              "BACKQUOTE": "`"}
+LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
+MAX_JOBS = 200  # jobs kept (results included); the oldest are deleted beyond this
+DEFAULT_MAX_RECORDS = 100_000  # a page when the client names no maxRecords
+_FETCH_CHUNK = 2_000
+COMPOUND_TYPES = frozenset({"address", "location"})
+
+
+@dataclass
+class BulkJob:
+    """One query job and its frozen result."""
+
+    id: str
+    operation: str
+    sobject: str
+    query: str
+    delimiter: str
+    line_ending: str
+    created_by: str
+    created_date: str
+    fault: str = ""
+    state: str = "UploadComplete"
+    polls: int = 0
+    error_message: str | None = None
+    header: str = ""
+    body: IO[bytes] | None = None
+    offsets: array = field(default_factory=lambda: array("q"))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def records(self) -> int:
+        return max(len(self.offsets) - 1, 0)
+
+    def info(self, version: str) -> dict[str, Any]:
+        """The job document `GET jobs/query/{id}` returns."""
+        body: dict[str, Any] = {
+            "id": self.id, "operation": self.operation, "object": self.sobject,
+            "createdById": self.created_by, "createdDate": self.created_date,
+            "systemModstamp": self.created_date, "state": self.state,
+            "concurrencyMode": "Parallel", "contentType": "CSV",
+            "apiVersion": float(version), "jobType": "V2Query",
+            "lineEnding": self.line_ending, "columnDelimiter": self.delimiter,
+            "numberRecordsProcessed": self.records if self.state == "JobComplete" else 0,
+            "retries": 0, "totalProcessingTime": 0,
+        }
+        if self.error_message:
+            body["errorMessage"] = self.error_message
+        return body
+
+    def discard(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+
+
+def _csv_value(value: Any, is_datetime: bool) -> Any:
+    """A REST JSON value as Bulk CSV writes it (numbers keep their JSON spelling)."""
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        if is_datetime and value.endswith("+0000"):
+            return value[:-5] + "Z"
+        return value
+    return json.dumps(value)
+
+
+class BulkJobs:
+    """The org's Bulk API 2.0 query jobs (in memory: they do not survive a restart, as
+    results expire on Salesforce too; a client then sees 404 and runs the query again)."""
+
+    def __init__(self, sandbox: SalesforceSandbox) -> None:
+        self.sandbox = sandbox
+        self._jobs: OrderedDict[str, BulkJob] = OrderedDict()
+        self._lock = threading.Lock()
+        self._created = 0
+
+    @property
+    def created(self) -> int:
+        """Jobs created since the sandbox started (tests ask whether Bulk was used)."""
+        return self._created
+
+    # -- create ---------------------------------------------------------------
+
+    def create(self, body: Any, *, user_id: str, version: str) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "JSON_PARSER_ERROR", "Send a JSON object describing the job")
+        operation = body.get("operation")
+        if operation not in ("query", "queryAll"):
+            raise ApiError(400, "INVALIDJOB", f"Invalid operation: {operation!r}; use query "
+                                              "or queryAll")
+        delimiter = body.get("columnDelimiter") or "COMMA"
+        line_ending = body.get("lineEnding") or "LF"
+        if delimiter not in DELIMITERS:
+            raise ApiError(400, "INVALIDJOB", f"Invalid columnDelimiter: {delimiter!r}; one of "
+                                              f"{', '.join(DELIMITERS)}")
+        if line_ending not in LINE_ENDINGS:
+            raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {line_ending!r}; LF or CRLF")
+        if body.get("contentType", "CSV") != "CSV":
+            raise ApiError(400, "INVALIDJOB", "Only CSV is supported for query jobs")
+        soql = body.get("query")
+        if not isinstance(soql, str) or not soql.strip():
+            raise ApiError(400, "INVALIDJOB", "A query job needs a query")
+        compiled = compile_query(soql.strip(), self.sandbox.schema.objects, self.sandbox.now())
+        if compiled.count_only or compiled.offset:
+            raise ApiError(400, "API_ERROR", "Bulk API 2.0 queries do not support COUNT() or "
+                                             "OFFSET")
+        if any(f.type in COMPOUND_TYPES for f in compiled.fields):
+            raise ApiError(400, "FUNCTIONALITY_NOT_ENABLED",
+                           "Selecting compound data not supported in Bulk Query")
+        with self._lock:
+            self._created += 1
+            sequence = self._created
+        config = self.sandbox.config
+        fault = config.bulk_fault if config.bulk_fault and (
+            sequence % config.bulk_fault_every == 0) else ""
+        job = BulkJob(make_id(JOB_PREFIX, sequence), operation, compiled.obj.name, soql,
+                      delimiter, line_ending, user_id, format_datetime(self.sandbox.now()),
+                      fault=fault)
+        self._render(job, compiled, include_deleted=operation == "queryAll", version=version)
+        with self._lock:
+            self._jobs[job.id] = job
+            while len(self._jobs) > MAX_JOBS:
+                self._jobs.popitem(last=False)[1].discard()
+        return job.info(version)
+
+    def _render(self, job: BulkJob, compiled: Any, *, include_deleted: bool,
+                version: str) -> None:
+        """Write the whole result now, in one read transaction: the job's snapshot."""
+        separator = DELIMITERS[job.delimiter]
+        ending = LINE_ENDINGS[job.line_ending]
+        fields = compiled.fields
+        datetimes = [f.type == "datetime" for f in fields]
+        names = [f.name for f in fields]
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=separator, lineterminator=ending)
+        writer.writerow(names)
+        job.header = text.getvalue()
+        body: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - kept open with the job
+        offsets = array("q", [0])
+        where = compiled.where if include_deleted else f"({compiled.where}) AND IsDeleted = 0"
+        sql = f'SELECT Id FROM "{compiled.obj.table}" WHERE {where} ORDER BY {compiled.order_by}'
+        if compiled.limit is not None:
+            sql += f" LIMIT {int(compiled.limit)}"
+        with self.sandbox.store.connection() as conn:
+            conn.execute("BEGIN")
+            try:
+                ids = [row[0] for row in conn.execute(sql, list(compiled.params))]
+                for start in range(0, len(ids), _FETCH_CHUNK):
+                    rows = QueryEngine.fetch(conn, compiled.obj, fields,
+                                             ids[start:start + _FETCH_CHUNK], version)
+                    for row in rows:
+                        record = json.loads(row)
+                        text.seek(0)
+                        text.truncate()
+                        writer.writerow([_csv_value(record.get(name), is_dt)
+                                         for name, is_dt in zip(names, datetimes, strict=True)])
+                        offsets.append(offsets[-1] + body.write(text.getvalue().encode()))
+            finally:
+                conn.execute("COMMIT")
+        job.body = body
+        job.offsets = offsets
+
+    # -- state ----------------------------------------------------------------
+
+    def get(self, job_id: str) -> BulkJob:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise not_found("Could not find job: " + job_id)
+        return job
+
+    def poll(self, job_id: str, version: str) -> dict[str, Any]:
+        """The job's state; a job is processed after `bulk_in_progress_polls` polls."""
+        job = self.get(job_id)
+        with job.lock:
+            if job.state in ("UploadComplete", "InProgress"):
+                job.polls += 1
+                if job.fault == "stuck" or job.polls <= self.sandbox.config.bulk_in_progress_polls:
+                    job.state = "InProgress"
+                elif job.fault == "fail":
+                    job.state = "Failed"
+                    job.error_message = "InternalServerError : the query job failed (injected)"
+                    job.discard()
+                elif job.fault == "abort":
+                    job.state = "Aborted"
+                    job.discard()
+                else:
+                    job.state = "JobComplete"
+            return job.info(version)
+
+    def abort(self, job_id: str, body: Any, version: str) -> dict[str, Any]:
+        if not isinstance(body, dict) or body.get("state") != "Aborted":
+            raise ApiError(400, "INVALIDJOBSTATE", "A query job can only be set to Aborted")
+        job = self.get(job_id)
+        with job.lock:
+            if job.state in ("JobComplete", "Failed", "Aborted"):
+                raise ApiError(400, "INVALIDJOBSTATE",
+                               f"Cannot abort a job in state {job.state}")
+            job.state = "Aborted"
+            job.discard()
+            return job.info(version)
+
+    def delete(self, job_id: str) -> None:
+        job = self.get(job_id)
+        with job.lock:
+            if job.state in ("UploadComplete", "InProgress"):
+                raise ApiError(400, "INVALIDJOBSTATE",
+                               "Abort the job before deleting it: it is still in progress")
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        job.discard()
+
+    def expire_all(self) -> int:
+        """Forget every job (as when Salesforce's results expire); returns how many."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+            self._jobs.clear()
+        for job in jobs:
+            job.discard()
+        return len(jobs)
+
+    # -- results --------------------------------------------------------------
+
+    def results(self, job_id: str, max_records: str | None,
+                locator: str | None) -> tuple[bytes, dict[str, str]]:
+        """One page of CSV and its headers (`Sforce-Locator`, `Sforce-NumberOfRecords`)."""
+        job = self.get(job_id)
+        try:
+            size = int(max_records) if max_records else DEFAULT_MAX_RECORDS
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ApiError(400, "INVALIDPARAMETER", f"Invalid maxRecords: {max_records!r}")
+        with job.lock:
+            if job.state != "JobComplete" or job.body is None:
+                raise ApiError(400, "INVALIDJOBSTATE",
+                               f"Results are only available for a completed job; the job "
+                               f"is {job.state}")
+            start = _parse_locator(locator, job.records)
+            end = min(start + size, job.records)
+            job.body.seek(job.offsets[start])
+            data = job.body.read(job.offsets[end] - job.offsets[start])
+        next_locator = _locator(end) if end < job.records else "null"
+        headers = {"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(end - start)}
+        return job.header.encode() + data, headers
+
+
+def _locator(index: int) -> str:
+    """An opaque-looking locator for the record index where the next page starts."""
+    return f"{index:x}".upper().rjust(8, "0")
+
+
+def _parse_locator(text: str | None, records: int) -> int:
+    if not text:
+        return 0
+    try:
+        index = int(text, 16)
+    except ValueError:
+        index = -1
+    if not 0 < index < records:
+        raise ApiError(400, "INVALIDLOCATOR", f"Invalid locator: {text}")
+    return index
