@@ -1,0 +1,466 @@
+"""The push agent (issue 13, part 3): a customer's database or export folder pushed through
+the real push API (the Flask app) and processed; the warehouse then equals the source,
+record by record, after creates, updates and deletes. Also: the checkpoint moves only
+after an acknowledgment, a batch re-sent after a crash is a replay, dry runs send
+nothing, 429/5xx are retried, 400/401 stop with the server's words, the secret never
+shows, and mapping mistakes are named. Warehouse on SQLite and PostgreSQL; the source
+database on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import Engine
+
+from accrue import db
+from accrue.agent import checkpoint, cli, mapping, runner
+from accrue.agent.client import PushClient, PushRefused, RetryablePushError
+from accrue.push.credentials import IssuedSecret
+from accrue.push.process import process_inbox
+from accrue.warehouse import Warehouse
+from accrue_pipelines_tests.fixtures_warehouse import POSTGRES_URL_ENV
+from accrue_pipelines_tests.test_concierge_app import make_app
+from accrue_pipelines_tests.test_push_api import inbox_rows, make_push_tenant
+from benchmarks.chaos_push import compare_with_source
+from connectors.sandbox_kit import agent_db
+
+SECRET_ENV = "TEST_AGENT_PUSH_SECRET"
+SOURCE_ENV = "TEST_AGENT_SOURCE_URL"
+
+
+class Answer:
+    """What `requests` returns, enough for the agent."""
+
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None):
+        self.status_code = status
+        self._body = body
+        self.headers = headers or {}
+
+    def json(self) -> Any:
+        if self._body is None:
+            raise ValueError("no JSON")
+        return self._body
+
+
+class FlaskSession:
+    """The agent's HTTP session, posting into the Flask app in process."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+        self.posts = 0
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Answer:
+        self.posts += 1
+        response = self.client.post(urlsplit(url).path, data=data, headers=headers)
+        return Answer(response.status_code, response.get_json(silent=True),
+                      dict(response.headers))
+
+
+class Scripted:
+    """A session answering from a script: Answer objects or exceptions, in turn."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.sent: list[dict[str, str]] = []
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Answer:
+        self.sent.append(headers)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def app(database_url: str) -> Flask:
+    return make_app(database_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["source-sqlite", "source-postgresql"])
+def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'c2crm.db'}"
+        return
+    server = os.environ.get(POSTGRES_URL_ENV, "").strip()
+    if not server:
+        pytest.skip(f"a PostgreSQL source needs {POSTGRES_URL_ENV}")
+    url = db.create_database(server, "agent_source")
+    try:
+        yield url
+    finally:
+        db.drop_database(url)
+
+
+@pytest.fixture
+def issued(engine: Engine, tenant_id: str) -> IssuedSecret:
+    return make_push_tenant(engine, tenant_id)
+
+
+def write_config(tmp_path: Path, tenant_id: str, issued: IssuedSecret, source_url: str,
+                 monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> mapping.AgentConfig:
+    monkeypatch.setenv(SECRET_ENV, issued.secret)
+    monkeypatch.setenv(SOURCE_ENV, source_url)
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_db.mapping_toml(
+        url="http://concierge.test", tenant=tenant_id, client_id=issued.client_id,
+        secret_env=SECRET_ENV, database_url_env=SOURCE_ENV, **kwargs))
+    return mapping.load(path)
+
+
+def flask_client(config: mapping.AgentConfig, app: Flask, **kwargs: Any) -> PushClient:
+    return PushClient(config.endpoint, config.client_id, runner.read_secret(config),
+                      session=FlaskSession(app.test_client()), **kwargs)
+
+
+def assert_equal(engine: Engine, tenant_id: str, source: Engine) -> int:
+    process_inbox(engine, tenant_id)
+    comparison = compare_with_source(Warehouse(engine), tenant_id, source)
+    assert comparison.mismatches == [], [str(m) for m in comparison.mismatches[:10]]
+    assert comparison.quarantined == 0
+    return comparison.rows
+
+
+def test_warehouse_equals_the_source_after_creates_updates_and_deletes(
+        app: Flask, engine: Engine, tenant_id: str, issued: IssuedSecret, source_url: str,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = agent_db.build(source_url, 40, seed=3)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch, batch_size=25)
+    client = flask_client(config, app)
+    first = runner.run_once(config, client)
+    assert first.of("opportunity").changes == 40 and first.of("opportunity").batches == 2
+    rows = assert_equal(engine, tenant_id, source)
+    assert rows > 60
+    mutator = agent_db.Mutator(source, seed=5)
+    done = [mutator.step() for _ in range(60)]
+    assert {"remove_deal", "drop_person", "new_deal", "rename_user"} <= set(done)
+    second = runner.run_once(config, client)
+    assert 0 < second.changes <= len(done)  # only what changed: at most one record a step
+    assert second.of("contact").deletes > 0 and second.of("opportunity").deletes > 0
+    assert_equal(engine, tenant_id, source)
+    # Nothing changed since: nothing is sent.
+    posts = client.session.posts
+    assert runner.run_once(config, client).changes == 0
+    assert client.session.posts == posts
+    source.dispose()
+
+
+def test_a_crash_between_ack_and_checkpoint_is_a_replay_not_a_second_copy(
+        app: Flask, engine: Engine, tenant_id: str, issued: IssuedSecret, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    source_url = f"sqlite:///{tmp_path / 'c2crm.db'}"
+    source = agent_db.build(source_url, 30, seed=4)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch, batch_size=10)
+    client = flask_client(config, app)
+    saves = 0
+
+    class Crash(BaseException):
+        pass
+
+    real_save = checkpoint.Checkpoint.save
+
+    def crash_on_third_save(self: checkpoint.Checkpoint) -> None:
+        nonlocal saves
+        saves += 1
+        if saves == 3:
+            raise Crash  # the server acknowledged batch 3; the agent dies before saving
+        real_save(self)
+
+    monkeypatch.setattr(checkpoint.Checkpoint, "save", crash_on_third_save)
+    with pytest.raises(Crash):
+        runner.run_once(config, client)
+    stored = len(inbox_rows(engine, tenant_id))
+    assert stored == 3
+    saved = json.loads(config.checkpoint.read_text())
+    monkeypatch.setattr(checkpoint.Checkpoint, "save", real_save)
+    again = runner.run_once(config, client)
+    assert sum(s.replays for s in again.objects.values()) == 1
+    batches = sum(s.batches for s in again.objects.values())
+    assert len(inbox_rows(engine, tenant_id)) == stored + batches - 1
+    assert saved["objects"]["contact"]["batches"] == 1  # batch 3 was not in the checkpoint
+    assert_equal(engine, tenant_id, source)
+
+
+def test_the_checkpoint_moves_only_after_an_acknowledgment(
+        tmp_path: Path, tenant_id: str, issued: IssuedSecret,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    source_url = f"sqlite:///{tmp_path / 'c2crm.db'}"
+    agent_db.build(source_url, 10, seed=1)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch)
+    client = PushClient(config.endpoint, config.client_id, issued.secret, max_attempts=2,
+                        session=Scripted(Answer(503), Answer(502)), sleep=lambda _s: None)
+    with pytest.raises(RetryablePushError):
+        runner.run_once(config, client)
+    assert not config.checkpoint.exists()
+
+
+def test_dry_run_reads_and_checks_and_sends_nothing(
+        tmp_path: Path, tenant_id: str, issued: IssuedSecret, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    source_url = f"sqlite:///{tmp_path / 'c2crm.db'}"
+    agent_db.build(source_url, 10, seed=1)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch)
+    monkeypatch.setattr(requests.Session, "post", lambda *a, **k: pytest.fail("sent"))
+    assert cli.main(["run", "--config", str(config.path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "opportunity: would push 10 change(s)" in out and '"object": "opportunity"' in out
+    assert not config.checkpoint.exists()
+
+
+def test_429_5xx_and_connection_errors_are_retried_with_retry_after() -> None:
+    waits: list[float] = []
+    session = Scripted(Answer(429, {"error": "rate_limited"}, {"Retry-After": "7"}),
+                       Answer(503), requests.ConnectionError("refused"),
+                       Answer(202, {"receipt_id": 9}))
+    client = PushClient("http://x/v1/push/t/records", "pc_1", "whsec_" + "B" * 43 + "=",
+                        session=session, sleep=waits.append)
+    ack = client.push("agent_1", [{"object": "account", "id": "1", "action": "delete"}])
+    assert ack.receipt_id == 9 and ack.attempts == 4 and not ack.replay
+    assert waits[0] == 7 and len(waits) == 3 and all(w <= 120 for w in waits)
+    assert {h["webhook-id"] for h in session.sent} == {"agent_1"}  # one id for every attempt
+
+
+def test_400_and_401_stop_with_the_servers_words(
+        app: Flask, engine: Engine, tenant_id: str, issued: IssuedSecret, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    client = PushClient(f"http://concierge.test/v1/push/{tenant_id}/records",
+                        issued.client_id, issued.secret, session=FlaskSession(app.test_client()))
+    with pytest.raises(PushRefused) as refused:
+        client.push("agent_bad", [{"object": "account", "id": "A1", "action": "remove",
+                                   "data": {}}])
+    assert refused.value.status == 400
+    assert "record 0 (id A1): unknown action 'remove'" in str(refused.value)
+    wrong = PushClient(client.endpoint, issued.client_id, "whsec_" + "C" * 43 + "=",
+                       session=FlaskSession(app.test_client()))
+    with pytest.raises(PushRefused) as unauthorized:
+        wrong.push("agent_1", [{"object": "account", "id": "A1", "action": "delete"}])
+    assert unauthorized.value.status == 401 and "secret" in str(unauthorized.value)
+    assert inbox_rows(engine, tenant_id) == []
+    # Through the command: exit 1 and the message, for a 401 from a real answer.
+    source_url = f"sqlite:///{tmp_path / 'c2crm.db'}"
+    agent_db.build(source_url, 10, seed=1)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch)
+    monkeypatch.setenv(SECRET_ENV, "whsec_" + "D" * 43 + "=")
+    session = FlaskSession(app.test_client())
+    monkeypatch.setattr(requests.Session, "post",
+                        lambda _self, url, **kwargs: session.post(url, **kwargs))
+    assert cli.main(["run", "--config", str(config.path)]) == 1
+    assert "HTTP 401" in capsys.readouterr().err
+    assert not config.checkpoint.exists()
+
+
+def test_check_probes_the_credentials_without_storing_anything(
+        app: Flask, engine: Engine, tenant_id: str, issued: IssuedSecret, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    source_url = f"sqlite:///{tmp_path / 'c2crm.db'}"
+    agent_db.build(source_url, 10, seed=1)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch)
+    session = FlaskSession(app.test_client())
+    monkeypatch.setattr(requests.Session, "post",
+                        lambda _self, url, **kwargs: session.post(url, **kwargs))
+    assert cli.main(["check", "--config", str(config.path)]) == 0
+    assert "credentials accepted" in capsys.readouterr().out
+    monkeypatch.setenv(SECRET_ENV, "whsec_" + "E" * 43 + "=")
+    assert cli.main(["check", "--config", str(config.path)]) == 1
+    assert "HTTP 401" in capsys.readouterr().err
+    assert inbox_rows(engine, tenant_id) == [] and not config.checkpoint.exists()
+
+
+def test_the_secret_never_shows_in_logs_output_or_process_arguments(
+        tmp_path: Path, tenant_id: str, issued: IssuedSecret, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    source_url = f"sqlite:///{tmp_path / 'c2crm.db'}"
+    agent_db.build(source_url, 10, seed=1)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch)
+    caplog.set_level(logging.DEBUG)
+    client = runner.make_client(config)
+    client.session = Scripted(Answer(503), *[Answer(202, {"receipt_id": i}) for i in range(20)])
+    client.sleep = lambda _s: None
+    runner.run_once(config, client)
+    captured = capsys.readouterr()
+    assert "retrying" in caplog.text
+    for text in (caplog.text, captured.out, captured.err, repr(client),
+                 config.checkpoint.read_text()):
+        assert issued.secret not in text
+    # A running agent: its command line holds no secret (it is read from the environment).
+    env = {**os.environ, SECRET_ENV: issued.secret, SOURCE_ENV: source_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "accrue.agent.cli", "run", "--config", str(config.path),
+         "--every", "5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
+        assert issued.secret not in cmdline and "--config" in cmdline
+    finally:
+        process.kill()
+        out, err = process.communicate()
+    assert issued.secret not in out + err
+
+
+def test_a_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "push.secret"
+    secret.write_text("whsec_" + "F" * 43 + "=\n")
+    secret.chmod(0o644)
+    path = tmp_path / "agent.toml"
+    path.write_text(MINIMAL.replace('secret_env = "X"', f'secret_file = "{secret.name}"'))
+    config = mapping.load(path)
+    with pytest.raises(runner.AgentError, match="chmod 600"):
+        runner.read_secret(config)
+    secret.chmod(0o600)
+    assert runner.read_secret(config) == "whsec_" + "F" * 43 + "="
+
+
+MINIMAL = """
+[push]
+url = "http://127.0.0.1:5050"
+tenant = "t1"
+client_id = "pc_1"
+secret_env = "X"
+
+[source]
+database_url = "sqlite:///c2crm.db"
+
+[[objects]]
+object = "account"
+table = "c2_companies"
+id = "company_no"
+updated_at = "changed_on"
+fields = { company_name = "name" }
+"""
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (('object = "account"', 'object = "firm"'), "'firm'.*not a common object"),
+    (('fields = { company_name = "name" }', 'fields = { company_name = "title" }'),
+     "title is no field of account"),
+    (('id = "company_no"\n', ""), "'id' is missing"),
+    (('secret_env = "X"', ""), "exactly one of 'secret_env'"),
+    (('table = "c2_companies"', 'files = "*.csv"'), "'files' does not apply to a database"),
+    (("[push]", "[push\n"), "not valid TOML"),
+    (('url = "http://127.0.0.1:5050"', 'url = "127.0.0.1:5050"'), "must be http"),
+    (('tenant = "t1"', 'tenant = "t1"\nbatch_size = 5000'), "'batch_size' must be"),
+])
+def test_mapping_file_mistakes_are_named(tmp_path: Path, change: tuple[str, str],
+                                         message: str) -> None:
+    path = tmp_path / "agent.toml"
+    assert change[0] in MINIMAL
+    path.write_text(MINIMAL.replace(*change))
+    with pytest.raises(mapping.MappingError, match=message) as error:
+        mapping.load(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (('id = "company_no"', 'id = "company_nr"'),
+     r"table c2_companies has no column 'company_nr' \(its columns: company_no, company_name"),
+    (('fields = { company_name = "name" }', 'fields = { firm = "name" }'),
+     "has no column 'firm'"),
+    (('table = "c2_companies"', 'table = "c2_firms"'), "no table 'c2_firms'.*c2_companies"),
+])
+def test_columns_the_database_lacks_are_named(tmp_path: Path, change: tuple[str, str],
+                                              message: str) -> None:
+    agent_db.build(f"sqlite:///{tmp_path / 'c2crm.db'}", 10, seed=1)
+    path = tmp_path / "agent.toml"
+    path.write_text(MINIMAL.replace(*change).replace(
+        "sqlite:///c2crm.db", f"sqlite:///{tmp_path / 'c2crm.db'}"))
+    with pytest.raises(runner.AgentError, match=message):
+        runner.run_once(mapping.load(path), None, dry_run=True)
+
+
+def test_a_checkpoint_of_another_destination_is_refused(tmp_path: Path) -> None:
+    state = checkpoint.Checkpoint(tmp_path / "cp.json", "http://a/v1/push/t/records")
+    state.state("account").after = ("2026-01-01", 5)
+    state.save()
+    assert checkpoint.load(tmp_path / "cp.json", "http://a/v1/push/t/records").state(
+        "account").after == ("2026-01-01", 5)
+    with pytest.raises(checkpoint.CheckpointError, match="another checkpoint file"):
+        checkpoint.load(tmp_path / "cp.json", "http://b/v1/push/t/records")
+
+
+EXPORT_MAPPING = """
+[push]
+url = "http://concierge.test"
+tenant = "{tenant}"
+client_id = "{client_id}"
+secret_env = "{secret_env}"
+
+[source]
+exports = "exports"
+decimal = ","
+date_order = "DMY"
+
+[[objects]]
+object = "opportunity"
+files = "deals-*.csv"
+id = "Deal No"
+deletes_by_absence = true
+fields = {{ "Title" = "name", "Value" = "amount", "Close" = "close_date" }}
+extra = ["Region"]
+"""
+
+
+def test_export_folder_full_exports_update_and_mark_missing_ids_deleted(
+        app: Flask, engine: Engine, tenant_id: str, issued: IssuedSecret, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, issued.secret)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    path = tmp_path / "agent.toml"
+    path.write_text(EXPORT_MAPPING.format(tenant=tenant_id, client_id=issued.client_id,
+                                          secret_env=SECRET_ENV))
+    config = mapping.load(path)
+    client = flask_client(config, app)
+    first = folder / "deals-2026-11-01.csv"
+    first.write_bytes("\ufeffDeal No;Title;Value;Close;Region\n"
+                      "D1;Öl & Gas;1.234,50;15.01.2027;EMEA\n"
+                      "D2;Renewal;900;16.01.2027;APAC\n"
+                      'D3;"Two\nlines";10;17.01.2027;EMEA\n'.encode())
+    assert runner.run_once(config, client).of("opportunity").changes == 3
+    process_inbox(engine, tenant_id)
+    rows = {r["source_id"]: r for r in _rows(engine, tenant_id)}
+    assert rows["D1"]["amount"] == 1234.5 and str(rows["D1"]["close_date"]) == "2027-01-15"
+    assert rows["D1"]["name"] == "Öl & Gas" and rows["D3"]["name"] == "Two\nlines"
+    assert rows["D1"]["raw"]["Region"] == "EMEA"
+    # The same file again: nothing. A newer full export: D2 changed, D3 gone.
+    assert runner.run_once(config, client).changes == 0
+    second = folder / "deals-2026-11-02.csv"
+    second.write_text("Deal No;Title;Value;Close;Region\nD1;Öl & Gas;1.234,50;15.01.2027;EMEA\n"
+                      "D2;Renewal;950;16.01.2027;APAC\n", encoding="cp1252")
+    os.utime(second, (first.stat().st_mtime + 10, first.stat().st_mtime + 10))
+    summary = runner.run_once(config, client).of("opportunity")
+    assert summary.changes == 2 and summary.deletes == 1
+    process_inbox(engine, tenant_id)
+    rows = {r["source_id"]: r for r in _rows(engine, tenant_id)}
+    assert rows["D2"]["amount"] == 950 and rows["D3"]["is_deleted"]
+    assert not rows["D1"]["is_deleted"] and not rows["D2"]["is_deleted"]
+
+
+def _rows(engine: Engine, tenant_id: str) -> list[dict[str, Any]]:
+    from accrue.schema import object_table
+
+    table = object_table("opportunity")
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            sa.select(table).where(table.c.tenant_id == tenant_id)).mappings()]
+
+
+def test_the_agent_imports_neither_dagster_nor_the_web_app() -> None:
+    code = ("import sys, accrue.agent.cli; "
+            "print(sorted(m for m in ('dagster', 'flask', 'onboarding_app', 'pandas', "
+            "'accrue_pipelines') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
