@@ -24,11 +24,11 @@ SPEC_MODULES: tuple[str, ...] = (
     "connectors.salesforce.spec",
     "connectors.netsuite.spec",
     "connectors.close.spec",
+    "connectors.hubspot.spec",
 )
 
 # Named in the product but without a package yet: shown as "coming soon". (key, name, line)
 PLANNED: tuple[tuple[str, str, str], ...] = (
-    ("hubspot", "HubSpot", "CRM v3 API."),
     ("sugarcrm", "SugarCRM", "REST v11 API."),
 )
 

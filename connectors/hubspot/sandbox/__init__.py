@@ -1,0 +1,1 @@
+"""A local HubSpot portal speaking the CRM v3 API, for demos, tests, chaos and benchmarks."""
