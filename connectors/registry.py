@@ -24,12 +24,12 @@ SPEC_MODULES: tuple[str, ...] = (
     "connectors.salesforce.spec",
     "connectors.netsuite.spec",
     "connectors.close.spec",
-    "connectors.hubspot.spec",
+    "connectors.sugarcrm.spec",
 )
 
 # Named in the product but without a package yet: shown as "coming soon". (key, name, line)
 PLANNED: tuple[tuple[str, str, str], ...] = (
-    ("sugarcrm", "SugarCRM", "REST v11 API."),
+    ("hubspot", "HubSpot", "CRM v3 API."),
 )
 
 
