@@ -24,13 +24,12 @@ SPEC_MODULES: tuple[str, ...] = (
     "connectors.salesforce.spec",
     "connectors.netsuite.spec",
     "connectors.close.spec",
+    "connectors.hubspot.spec",
     "connectors.sugarcrm.spec",
 )
 
 # Named in the product but without a package yet: shown as "coming soon". (key, name, line)
-PLANNED: tuple[tuple[str, str, str], ...] = (
-    ("hubspot", "HubSpot", "CRM v3 API."),
-)
+PLANNED: tuple[tuple[str, str, str], ...] = ()
 
 
 @functools.cache
