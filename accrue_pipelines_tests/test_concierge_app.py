@@ -225,7 +225,7 @@ def test_full_flow_with_legacy_credentials_on_both_backends(
     assert location(admin.start()) == "/onboarding/crm"
     crm_page = admin.client.get("/onboarding/crm").get_data(as_text=True)
     for name in ("Salesforce", "NetSuite", "HubSpot", "Close", "SugarCRM", "Coming soon",
-                 "My CRM is not listed", "push API"):
+                 "Your CRM is not listed", "Push API"):
         assert name in crm_page
     assert location(admin.choose_crm()) == "/onboarding/details"
     assert location(admin.details(sf_sandbox)) == "/onboarding/review"

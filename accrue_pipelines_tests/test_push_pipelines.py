@@ -118,7 +118,7 @@ def test_the_integration_page_of_a_push_tenant_says_so(concierge_db_url, sf_sand
     admin = _connected(app, sf_sandbox)
     engine = app.extensions["accrue_warehouse"]
     tenants.set_crm_type(engine, admin.tenant_id, PUSH_CRM_TYPE)
-    response = admin.client.get("/integration")
+    response = admin.client.get("/integration", follow_redirects=True)
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert "Fed by the push API" in page and f"/v1/push/{admin.tenant_id}/records" in page

@@ -22,6 +22,7 @@ from flask import current_app
 from connectors import registry
 from connectors.base import CheckResult, ConnectorError
 from connectors.spec import ConnectorSpec
+from onboarding_app import feeds
 from onboarding_app.security import get_logger
 
 logger = get_logger(__name__)
@@ -33,6 +34,7 @@ class CrmOption:
     name: str
     blurb: str
     supported: bool
+    feed: bool = False  # a way in for CRMs no connector reads (onboarding_app.feeds)
 
 
 def catalog() -> list[CrmOption]:
@@ -41,6 +43,18 @@ def catalog() -> list[CrmOption]:
                for s in registry.specs()]
     options += [CrmOption(key, name, line, False) for key, name, line in registry.PLANNED]
     return options
+
+
+def choices() -> list[CrmOption]:
+    """What Select CRM offers: the CRMs of the catalog, then the feeds for any other CRM."""
+    return catalog() + [CrmOption(f.key, f.name, f.blurb, True, feed=True)
+                        for f in feeds.FEEDS]
+
+
+def chosen_name(key: str | None) -> str:
+    """The chosen CRM's or feed's name, as the pages and e-mails say it."""
+    feed = feeds.get(key)
+    return feed.name if feed is not None else spec_for(key).name
 
 
 def spec_for(key: str | None) -> ConnectorSpec:

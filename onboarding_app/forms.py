@@ -108,12 +108,12 @@ class ActionForm(FlaskForm):
 class SelectCrmForm(FlaskForm):
     crm = RadioField(
         "Which CRM does your team use?",
-        choices=[(o.key, o.name) for o in crm.catalog()],
+        choices=[(o.key, o.name) for o in crm.choices()],
         validators=[Optional()],
     )
 
     def validate_crm(self, field: RadioField) -> None:
-        supported = {o.key for o in crm.catalog() if o.supported}
+        supported = {o.key for o in crm.choices() if o.supported}
         if field.data and field.data not in supported:
             raise ValidationError("That CRM is coming soon: use the push API or a file import.")
 

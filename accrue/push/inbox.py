@@ -232,3 +232,48 @@ def pending_count(engine: Engine, tenant_id: str) -> int:
             sa.select(sa.func.count()).select_from(push_inbox)
             .where(push_inbox.c.tenant_id == tenant_id, push_inbox.c.processed_at.is_(None))
         ).scalar_one())
+
+
+# -- reading, for the admin's pages (onboarding_app) ------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """One stored batch as the admin sees it: never its body or headers."""
+
+    id: int
+    webhook_id: str
+    received_at: datetime
+    record_count: int
+    processed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class InboxTotals:
+    batches: int
+    records: int
+    last_received_at: datetime | None
+
+
+def recent_batches(engine: Engine, tenant_id: str, limit: int = 20) -> list[BatchSummary]:
+    """The tenant's latest batches, newest first (a replay is not stored, so not listed)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(push_inbox.c.id, push_inbox.c.webhook_id, push_inbox.c.received_at,
+                      push_inbox.c.record_count, push_inbox.c.processed_at)
+            .where(push_inbox.c.tenant_id == tenant_id)
+            .order_by(push_inbox.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [BatchSummary(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
+
+
+def totals(engine: Engine, tenant_id: str) -> InboxTotals:
+    """How much the tenant has pushed: batches, records, and when the last one arrived."""
+    with engine.connect() as conn:
+        batches, records, last = conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(push_inbox.c.record_count), 0),
+                      sa.func.max(push_inbox.c.received_at))
+            .where(push_inbox.c.tenant_id == tenant_id)
+        ).one()
+    return InboxTotals(int(batches), int(records), last)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, g, redirect, render_template, url_for
+from flask import Blueprint, abort, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from accrue import tenants
@@ -23,6 +23,7 @@ from onboarding_app.extensions import warehouse
 from onboarding_app.security import current_user, login_required
 
 bp = Blueprint("integration", __name__, url_prefix="/integration")
+PUSH_PAGES = "integration.push_"  # a push tenant's settings (integration.push)
 
 
 def may_manage(user: Any) -> bool:
@@ -48,13 +49,10 @@ def _admins_after_setup() -> ResponseReturnValue | None:
         abort(403)
     if not setup_complete(user.tenant_id):
         return redirect(url_for("onboarding.resume"))
-    if tenants.require_tenant(warehouse.engine, user.tenant_id).crm_type == PUSH_CRM_TYPE:
-        # No CRM connection to manage (its settings page is to come): say so, never a 500.
-        return render_template(
-            "error.html", title="Fed by the push API", back=None,
-            message=f"Your records are pushed to Accrue at /v1/push/{user.tenant_id}/records; "
-                    "there is no CRM connection to manage here. Ask your Accrue contact to "
-                    "rotate the push secret (accrue push credentials)."), 200
+    pushed = tenants.require_tenant(warehouse.engine, user.tenant_id).crm_type == PUSH_CRM_TYPE
+    if pushed and not (request.endpoint or "").startswith(PUSH_PAGES):
+        # No CRM connection to manage: the push API's page instead (never a 500).
+        return redirect(url_for("integration.push_page"))
     return None
 
 
@@ -70,4 +68,4 @@ def _menu() -> dict[str, Any]:
     return {"integration_menu": integration_menu}
 
 
-from onboarding_app.integration import views  # noqa: E402,F401  (registers the routes)
+from onboarding_app.integration import push, views  # noqa: E402,F401  (registers the routes)

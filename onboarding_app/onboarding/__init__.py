@@ -9,7 +9,7 @@ only adds the unsaved-changes prompts and an inline connection test.
 
 from __future__ import annotations
 
-from onboarding_app.onboarding import details, steps  # noqa: F401 - registers the routes
+from onboarding_app.onboarding import details, push_setup, steps  # noqa: F401 - registers the routes
 from onboarding_app.onboarding.details import run_test
 from onboarding_app.onboarding.flow import (
     SETUP_MINUTES,

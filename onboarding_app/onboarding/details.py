@@ -41,6 +41,7 @@ from onboarding_app.onboarding.flow import (
     render,
     save,
     saved_for_later,
+    step_endpoint,
     wants_json,
 )
 from onboarding_app.security import current_user, external_url
@@ -48,6 +49,12 @@ from onboarding_app.security import current_user, external_url
 
 def chosen_spec(wizard: store.Wizard) -> ConnectorSpec:
     return crm.spec_for(wizard.section("crm").get("key"))
+
+
+def _feed_page(wizard: store.Wizard) -> Response | None:
+    """A feed was chosen (no CRM to sign in to): its own setup page instead of this one."""
+    endpoint = step_endpoint(wizard, "details")
+    return redirect(url_for(endpoint)) if endpoint != "onboarding.details" else None
 
 
 def _layout(spec: ConnectorSpec, form: DetailsForm, sandbox_mode: bool) -> dict[str, Any]:
@@ -109,6 +116,9 @@ def details() -> str | Response | tuple[str, int]:
     wizard, info, blocked = gate("details")
     if blocked:
         return blocked
+    elsewhere = _feed_page(wizard)
+    if elsewhere:
+        return elsewhere
     spec = chosen_spec(wizard)
     form = details_form(spec.key)(data=wizard.section("details"))
     if not wizard.section("details") and spec.auth(None).kind == "oauth2_code" and (
@@ -216,6 +226,9 @@ def details_post() -> ResponseReturnValue:
     wizard, info, blocked = gate("details")
     if blocked:
         return blocked
+    elsewhere = _feed_page(wizard)
+    if elsewhere:
+        return elsewhere
     form = details_form(chosen_spec(wizard).key)()
     action = form_action()
     if not form.validate():
@@ -259,6 +272,9 @@ def oauth_start() -> Response:
     wizard, info, blocked = gate("details")
     if blocked:
         return blocked
+    elsewhere = _feed_page(wizard)
+    if elsewhere:
+        return elsewhere
     spec = chosen_spec(wizard)
     form = details_form(spec.key)()
     method = next((m for m in spec.auth_methods if m.kind == "oauth2_code"), None)

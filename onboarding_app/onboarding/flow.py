@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response
 
 from accrue import tenants
 from connectors import registry
-from onboarding_app import audit, crm, store
+from onboarding_app import audit, crm, feeds, store
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
 from onboarding_app.security import current_user, get_logger, login_required, safe_next
@@ -82,9 +82,12 @@ def furthest_step(wizard: store.Wizard, info: tenants.ConnectionInfo | None) -> 
     """The last step the admin may open: each needs what the ones before it produce."""
     if wizard.complete:
         return "complete"
-    if wizard.section("crm").get("key") not in registry.supported_crms():
+    key = wizard.section("crm").get("key")
+    feed = feeds.get(key)
+    if feed is None and key not in registry.supported_crms():
         return "crm"
-    if not connection_ok(wizard, info):
+    if not (feed.ready(warehouse.engine, wizard.tenant_id) if feed is not None
+            else connection_ok(wizard, info)):
         return "details"
     if not wizard.section("review").get("saved"):
         return "review"
@@ -105,8 +108,16 @@ def gate(step: str) -> tuple[store.Wizard, tenants.ConnectionInfo | None, Respon
         return wizard, info, redirect(url_for("status.page"))
     furthest = furthest_step(wizard, info)
     if STEPS.index(step) > STEPS.index(furthest):
-        return wizard, info, redirect(url_for(STEP_ENDPOINTS[furthest]))
+        return wizard, info, redirect(url_for(step_endpoint(wizard, furthest)))
     return wizard, info, None
+
+
+def step_endpoint(wizard: store.Wizard, step: str) -> str:
+    """A step's page: a feed (onboarding_app.feeds) has its own instead of Provide Details."""
+    feed = feeds.get(wizard.section("crm").get("key"))
+    if step == "details" and feed is not None:
+        return feed.setup_endpoint
+    return STEP_ENDPOINTS[step]
 
 
 def save(wizard: store.Wizard, step: str, **values: Any) -> None:
@@ -136,18 +147,19 @@ def render(template: str, step: str, wizard: store.Wizard, status: int = 200,
     info = context["info"]
     furthest = furthest_step(wizard, info)
     steps = [
-        {"key": key, "title": STEP_TITLES[key], "url": url_for(STEP_ENDPOINTS[key]),
+        {"key": key, "title": STEP_TITLES[key], "url": url_for(step_endpoint(wizard, key)),
          "reachable": STEPS.index(key) <= STEPS.index(furthest), "number": number,
          "done": STEPS.index(key) < STEPS.index(step) or wizard.complete}
         for number, key in enumerate(STEPS, start=1)
     ]
     # U1 after a U5 landing: the login's pop-up shows on the step the admin lands on.
     welcome_back = bool(session.pop("concierge_popup", False)) and not wizard.complete
+    feed = feeds.get(wizard.section("crm").get("key"))
     return render_template(
         template, step=step, steps=steps, title=STEP_TITLES[step], wizard=wizard,
         step_number=STEPS.index(step) + 1, welcome_back=welcome_back,
         popup_form=ActionForm() if welcome_back else None,
-        crm_spec=crm.spec_for(wizard.section("crm").get("key")), **context,
+        crm_spec=feed or crm.spec_for(wizard.section("crm").get("key")), feed=feed, **context,
     ), status
 
 
@@ -167,7 +179,7 @@ def login_landing(tenant_id: str) -> str | None:
     """Where a login lands (U5): the saved step's URL, or None for the home page."""
     wizard = store.load_wizard(warehouse.engine, tenant_id)
     step = saved_step(wizard, tenants.connection_info(warehouse.engine, tenant_id))
-    return url_for(STEP_ENDPOINTS[step]) if step else None
+    return url_for(step_endpoint(wizard, step)) if step else None
 
 
 

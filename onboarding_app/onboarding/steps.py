@@ -14,12 +14,11 @@ from werkzeug.wrappers import Response
 
 from accrue import tenants
 from accrue.schema import utcnow
-from onboarding_app import audit, crm, imports, notify, store
+from onboarding_app import audit, crm, feeds, imports, notify, store
 from onboarding_app.extensions import limiter, warehouse
 from onboarding_app.forms import FREQUENCY_LABELS, ActionForm, ReviewForm, SelectCrmForm, TermsForm
 from onboarding_app.onboarding.details import run_test
 from onboarding_app.onboarding.flow import (
-    STEP_ENDPOINTS,
     bp,
     current_wizard,
     form_action,
@@ -28,6 +27,7 @@ from onboarding_app.onboarding.flow import (
     save,
     saved_for_later,
     saved_step,
+    step_endpoint,
     terms_version,
     wants_json,
 )
@@ -40,7 +40,7 @@ def resume() -> Response:
     wizard, info, _ = gate("welcome")
     if wizard.complete:
         return redirect(url_for("status.page"))
-    return redirect(url_for(STEP_ENDPOINTS[saved_step(wizard, info) or "welcome"]))
+    return redirect(url_for(step_endpoint(wizard, saved_step(wizard, info) or "welcome")))
 
 
 @bp.get("/welcome")
@@ -64,7 +64,7 @@ def start() -> Response:
     step = "crm" if wizard.step == "welcome" else wizard.step
     save(wizard, step, **values)
     audit.record(warehouse.engine, "onboarding.started")
-    return redirect(url_for(STEP_ENDPOINTS[step]))
+    return redirect(url_for(step_endpoint(wizard, step)))
 
 
 @bp.post("/defer")
@@ -90,16 +90,17 @@ def select_crm() -> str | Response | tuple[str, int]:
     if request.method == "GET":
         form.crm.data = wizard.section("crm").get("key") or crm.spec_for(None).key
         return render("onboarding/select_crm.html", "crm", wizard, form=form,
-                       options=crm.catalog())
+                       options=crm.choices())
     action = form_action()
     if not form.validate():
         return render("onboarding/select_crm.html", "crm", wizard, 400, form=form,
-                       options=crm.catalog())
+                       options=crm.choices())
     if form.crm.data and form.crm.data != wizard.section("crm").get("key"):
         # Another CRM: what was entered and tested belongs to the one chosen before.
         for section in ("details", "connection", "discovery"):
             wizard.data.pop(section, None)
         wizard.data["crm"] = {"key": form.crm.data}
+        # A feed's key is its crm_type too (a push tenant is never scheduled for CRM syncs).
         tenants.set_crm_type(warehouse.engine, wizard.tenant_id, form.crm.data)
     if action == "back":
         save(wizard, "crm")
@@ -110,11 +111,11 @@ def select_crm() -> str | Response | tuple[str, int]:
     if not form.crm.data:
         form.crm.errors = ["Choose your CRM to continue."]
         return render("onboarding/select_crm.html", "crm", wizard, 400, form=form,
-                       options=crm.catalog())
+                       options=crm.choices())
     save(wizard, "details")
     audit.record(warehouse.engine, "onboarding.saved", detail={"step": "crm",
                                                                "crm": form.crm.data})
-    return redirect(url_for("onboarding.details"))
+    return redirect(url_for(step_endpoint(wizard, "details")))
 
 
 
@@ -150,7 +151,7 @@ def review() -> str | Response | tuple[str, int]:
     tenants.set_sync_frequency(warehouse.engine, wizard.tenant_id, frequency)
     if action == "back":
         save(wizard, "review")
-        return redirect(url_for("onboarding.details"))
+        return redirect(url_for(step_endpoint(wizard, "details")))
     if action == "save":
         save(wizard, "review")
         return saved_for_later("review")
@@ -168,7 +169,8 @@ def review_refresh() -> Response:
     wizard, info, blocked = gate("review")
     if blocked:
         return blocked
-    assert info is not None
+    if info is None or feeds.get(wizard.section("crm").get("key")) is not None:
+        return redirect(url_for("onboarding.review"))  # nothing to count (a feed pushes)
     run_test(wizard, info)
     save(wizard, "review")
     return redirect(url_for("onboarding.review"))
@@ -248,7 +250,8 @@ def finish() -> Response:
     audit.record(warehouse.engine, "onboarding.completed", detail={"seconds": seconds})
     sent = notify.send(
         user.email, "Your CRM is connected to Accrue", "setup_complete.txt",
-        name=user.full_name, crm_name=crm.spec_for(wizard.section("crm").get("key")).name,
+        name=user.full_name, crm_name=crm.chosen_name(wizard.section("crm").get("key")),
+        feed=feeds.get(wizard.section("crm").get("key")) is not None,
         status_url=external_url("status.page"),
         objects=imports.imported(wizard.section("discovery").get("objects", []), switched),
     )

@@ -1,0 +1,109 @@
+"""The Push setup page: the wizard's step for a tenant fed by the push API (no CRM sign-in).
+
+The first visit issues the tenant's client id and secret and shows the secret this once,
+with a `curl` example signed by it; later visits show the example with a snippet that
+signs (no secret is kept in clear anywhere to show again). A lost secret is replaced by
+"Generate a new secret" (a rotation: the old one keeps working until retired in the
+Integration settings). The page polls `push/status.json` and turns green when the first
+batch arrives. Admins only, like every wizard page (security.ADMIN_BLUEPRINTS).
+"""
+
+from __future__ import annotations
+
+from flask import jsonify, redirect, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
+
+from accrue.push import PUSH_CRM_TYPE, credentials, inbox
+from accrue.push.credentials import IssuedSecret
+from onboarding_app import audit, store
+from onboarding_app.extensions import warehouse
+from onboarding_app.forms import ActionForm
+from onboarding_app.onboarding.flow import (
+    bp,
+    form_action,
+    gate,
+    render,
+    save,
+    saved_for_later,
+    step_endpoint,
+)
+from onboarding_app.push.guide import guide
+
+
+def _not_push(wizard: store.Wizard) -> Response | None:
+    """Another choice than the push API: that choice's page for this step."""
+    if wizard.section("crm").get("key") != PUSH_CRM_TYPE:
+        return redirect(url_for(step_endpoint(wizard, "details")))
+    return None
+
+
+def issue(tenant_id: str, event: str) -> IssuedSecret:
+    """A new secret (the first, or one more beside the live ones), audited by name only."""
+    issued = credentials.issue_secret(warehouse.engine, tenant_id)
+    audit.record(warehouse.engine, event, detail={"credential_id": issued.credential_id})
+    return issued
+
+
+def _page(wizard: store.Wizard, issued: IssuedSecret | None) -> tuple[str, int]:
+    return render("onboarding/push_setup.html", "details", wizard, form=ActionForm(),
+                  guide=guide(wizard.tenant_id, issued),
+                  received=inbox.totals(warehouse.engine, wizard.tenant_id))
+
+
+@bp.get("/push")
+def push_setup() -> ResponseReturnValue:
+    wizard, _, blocked = gate("details")
+    if blocked:
+        return blocked
+    elsewhere = _not_push(wizard)
+    if elsewhere:
+        return elsewhere
+    issued = None
+    if not credentials.list_credentials(warehouse.engine, wizard.tenant_id):
+        issued = issue(wizard.tenant_id, "push.secret_issued")
+    return _page(wizard, issued)
+
+
+@bp.post("/push/secret")
+def push_new_secret() -> ResponseReturnValue:
+    """ "Generate a new secret": shown once on the page this answers with."""
+    wizard, _, blocked = gate("details")
+    if blocked:
+        return blocked
+    elsewhere = _not_push(wizard)
+    if elsewhere:
+        return elsewhere
+    ActionForm().validate_on_submit()  # CSRFProtect has already refused a bad token
+    return _page(wizard, issue(wizard.tenant_id, "push.secret_rotated"))
+
+
+@bp.post("/push")
+def push_setup_post() -> ResponseReturnValue:
+    wizard, _, blocked = gate("details")
+    if blocked:
+        return blocked
+    elsewhere = _not_push(wizard)
+    if elsewhere:
+        return elsewhere
+    action = form_action()
+    if action == "back":
+        save(wizard, "details")
+        return redirect(url_for("onboarding.select_crm"))
+    if action == "save":
+        save(wizard, "details")
+        return saved_for_later("details")
+    save(wizard, "review")
+    return redirect(url_for("onboarding.review"))
+
+
+@bp.get("/push/status.json")
+def push_status() -> ResponseReturnValue:
+    """What the page's indicator shows: whether (and when) the first batch arrived."""
+    wizard, _, blocked = gate("details")
+    if blocked:
+        return blocked
+    got = inbox.totals(warehouse.engine, wizard.tenant_id)
+    return jsonify(received=got.batches > 0, batches=got.batches, records=got.records,
+                   last_received_at=got.last_received_at.isoformat()
+                   if got.last_received_at else None)
