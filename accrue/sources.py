@@ -26,6 +26,7 @@ from connectors.base import Connector
 # crm_type -> "module:attribute" of the feed object. One line per feed.
 FEEDS: dict[str, str] = {
     "push": "accrue.push.feed:PUSH_FEED",  # the push API (accrue.push, F8)
+    "file": "accrue.file_import.feed:FILE_FEED",  # uploaded exports (accrue.file_import, F9)
 }
 
 

@@ -22,6 +22,7 @@ from onboarding_app import (
     results,
     settings,
     status,
+    uploads,
     views,
 )
 from onboarding_app.extensions import csrf, limiter, warehouse
@@ -77,7 +78,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     app.url_map.converters["row_id"] = RowIdConverter
     for blueprint in (views.bp, auth.bp, onboarding.bp, status.bp, integration.bp, people.bp,
-                      results.bp):
+                      results.bp, uploads.bp):
         app.register_blueprint(blueprint)
     # The API reads no cookie (bearer tokens only), so there is no session for CSRF to ride.
     csrf.exempt(api.bp)

@@ -103,6 +103,10 @@ def from_env() -> dict[str, Any]:
         # Push API (onboarding_app.push): per tenant, counted once authenticated; batch size.
         "PUSH_RATE_LIMIT": _env("ACCRUE_PUSH_RATE_LIMIT", "600 per minute"),
         "PUSH_MAX_BODY_BYTES": int(_env("ACCRUE_PUSH_MAX_BODY_BYTES", str(5 * 1024 * 1024))),
+        # File uploads (onboarding_app.uploads): one upload, and what a zip may unpack to.
+        "FILE_UPLOAD_MAX_BYTES": int(_env("ACCRUE_FILE_UPLOAD_MAX_BYTES", str(200 * 1024 * 1024))),
+        "FILE_UPLOAD_MAX_UNZIPPED_BYTES": int(_env("ACCRUE_FILE_UPLOAD_MAX_UNZIPPED_BYTES",
+                                                   str(1024 * 1024 * 1024))),
         "SESSION_IDLE_MINUTES": 120,
         "SESSION_MAX_HOURS": 12,
         "TERMS_VERSION": TERMS_VERSION,

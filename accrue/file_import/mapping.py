@@ -257,6 +257,36 @@ def mapping_from_matches(
                        fmt or ValueFormat())
 
 
+def mapping_from_choices(
+    object_name: str, choices: Mapping[str, str], base: FileMapping | None = None
+) -> FileMapping:
+    """The mapping an admin chose, header by header ("" for a header not imported), e.g.
+    in the concierge's selects. `base` (the proposal) gives the file's conventions and
+    its value maps, kept for the headers still imported. A ValueError says what to fix."""
+    known = targets(object_name)
+    by_target: dict[str, str] = {}
+    for header, target in choices.items():
+        if not target:
+            continue
+        if target not in known:
+            raise ValueError(f"{object_name} has no column {target!r}")
+        if target in by_target:
+            raise ValueError(f"{by_target[target]!r} and {header!r} are both mapped to "
+                             f"{target}: choose one")
+        by_target[target] = header
+    if not by_target.get(ID):
+        raise ValueError("choose the column that holds the record id")
+    id_column = by_target.pop(ID)
+    modified = by_target.pop(MODIFIED, None)
+    value_maps: dict[str, Mapping[str, str]] = {}
+    for target, words in (base.value_maps if base else {}).items():
+        fed_by = (base.columns if base else {}).get(target)
+        if fed_by and choices.get(fed_by) and by_target.setdefault(target, fed_by) == fed_by:
+            value_maps[target] = dict(words)
+    return FileMapping(object_name, id_column, by_target, modified,
+                       base.format if base else ValueFormat(), value_maps)
+
+
 # Words CRM exports use for a deal's outcome: Pipedrive's status, HubSpot's default
 # pipeline's stage ids, Salesforce's default closed stages.
 _WON = frozenset({"won", "closedwon", "closed won"})

@@ -169,6 +169,18 @@ class Proposal:
     def bad_rows(self) -> int:
         return sum(c.bad for c in self.columns)
 
+    def as_json(self) -> dict[str, Any]:
+        """The proposal as the concierge keeps it with an upload (what the admin was shown)."""
+        return {
+            "file": self.file.name, "member": self.file.member, "encoding": self.encoding,
+            "delimiter": self.dialect.delimiter, "headers": list(self.headers),
+            "rows": self.rows, "remembered": self.remembered, "notes": list(self.notes),
+            "mapping": self.mapping.as_json() if self.mapping else None,
+            "columns": [{"header": c.header, "target": c.target, "how": c.how,
+                         "samples": list(c.samples), "filled": c.filled, "bad": c.bad,
+                         "problems": [list(p) for p in c.problems]} for c in self.columns],
+        }
+
     def render(self) -> str:
         """The proposal as the CLI prints it."""
         delimiter = {"\t": "TAB"}.get(self.dialect.delimiter, self.dialect.delimiter)
