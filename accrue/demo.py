@@ -31,6 +31,7 @@ import requests
 from sqlalchemy.engine import Engine
 
 from accrue import config, db, tenants
+from accrue.demo_push import PushDemo
 from accrue.localstack import LocalStack, log_tail
 
 REPO = Path(__file__).resolve().parents[1]
@@ -352,6 +353,7 @@ class Demo:
         self.stack: LocalStack | None = None
         self.ports: dict[str, int] = {}
         self.milestones = _Milestones()
+        self.push = PushDemo(self.home, 1.0)  # the C2CRM-like tenant fed by accrue-agent
 
     def elapsed(self) -> str:
         return _elapsed(time.monotonic() - self.started)
@@ -398,6 +400,7 @@ class Demo:
                              f"({priced:,} open deals priced)")
             except sa.exc.OperationalError:
                 return  # the warehouse is busy (SQLite); look again at the next poll
+        self.push.poll(engine, _say, self.elapsed())
 
     def stop(self, reason: str) -> None:
         """Stop every process started, with all descendants; say which ports are free again."""
@@ -497,6 +500,10 @@ class Demo:
                       f"the demo inbox did not answer at {inbox}")
         self.wait_for(lambda: _http_ok(f"{concierge}/healthz"), 60,
                       f"the concierge did not answer at {concierge}")
+        self.push = PushDemo(self.home, scale)
+        pushed_by_agent = self.push.prepare(engine, concierge)
+        self.start("push-agent", self.push.agent_args())
+        self.push.start_users()
         self.wait_for(lambda: _http_ok(f"{dagster}/server_info"), 180,
                       f"Dagster did not answer at {dagster}")
         self.wait_for(lambda: _code_loaded(dagster), 180, "Dagster did not load the pipelines")
@@ -510,6 +517,7 @@ Accrue demo is running after {self.elapsed()} (logs in {self.logs}):
 To try the concierge, sign up (the confirmation link arrives in the demo inbox) and
 connect your CRM's sign-up org; the details to type (made up, for the sandboxes only):
 {signup_logins(urls)}
+{pushed_by_agent}
 The sensors start every demo tenant's first sync within a minute, then sync them every
 {DEMO_SYNC_FREQUENCY_MINUTES} minutes; their first data and price recommendations show here.
 Press Ctrl-C to stop.""")
@@ -524,14 +532,15 @@ Press Ctrl-C to stop.""")
         while True:
             self.check_children()
             self.poll_milestones(engine)
-            if not announced and not self.milestones.missing():
+            if not announced and not self.milestones.missing() + self.push.missing():
                 announced = True
                 _say(f"Every demo tenant has data and price recommendations ({self.elapsed()}).")
                 if check:
                     return 0
             if check and time.monotonic() > deadline:
+                missing = self.milestones.missing() + self.push.missing()
                 _say(f"demo check failed after {self.elapsed()}: "
-                     f"{'; '.join(self.milestones.missing())}. See {self.logs}/dagster-daemon.log "
+                     f"{'; '.join(missing)}. See {self.logs}/dagster-daemon.log "
                      "and the runs in the Dagster UI.", err=True)
                 return 1
             time.sleep(POLL_S)

@@ -55,6 +55,8 @@ def _run(args: argparse.Namespace) -> int:
         except RetryablePushError as exc:  # the server is down: try again next round
             logger.error("push failed after %d attempts (%s); next try in %g s",
                          config.max_attempts, exc, args.every)
+        except runner.SourceUnavailable as exc:
+            logger.error("%s; next try in %g s", exc, args.every)
         time.sleep(args.every)
 
 

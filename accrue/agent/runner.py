@@ -38,6 +38,11 @@ class AgentError(RuntimeError):
     """Something the person running the agent must fix; the message says what."""
 
 
+class SourceUnavailable(AgentError):
+    """The source database could not be read just now (down, locked): `--every` tries
+    again at the next round; the checkpoint keeps what was acknowledged."""
+
+
 def read_secret(config: AgentConfig) -> str:
     """The push secret from an environment variable or a file only its owner can read."""
     if config.secret_env is not None:
@@ -207,6 +212,9 @@ def run_once(config: AgentConfig, client: PushClient | None, *, dry_run: bool = 
                     state.files.append(unit.file)
                     checkpoint.save()
                 summary.warnings += [f"{mapping.object}: {w}" for w in unit.warnings]
+    except sa.exc.OperationalError as exc:
+        raise SourceUnavailable(f"reading {shown_url(database_url(config) or '')} failed: "
+                                f"{str(exc.orig).splitlines()[0]}") from None
     except sa.exc.SQLAlchemyError as exc:
         raise AgentError(f"reading {shown_url(database_url(config) or '')} failed: "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None

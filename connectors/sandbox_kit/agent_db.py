@@ -141,15 +141,18 @@ def build(url: str, n_opportunities: int, seed: int = 42) -> sa.Engine:
     return engine
 
 
-def mapping_toml(*, url: str, tenant: str, client_id: str, secret_env: str,
-                 database_url_env: str, checkpoint: str = "agent.checkpoint.json",
+def mapping_toml(*, url: str, tenant: str, client_id: str, secret_env: str | None = None,
+                 secret_file: str | None = None, database_url_env: str | None = None,
+                 database_url: str | None = None, checkpoint: str = "agent.checkpoint.json",
                  batch_size: int = 500) -> str:
-    """The agent's mapping file for this database (the source URL and secret come from
-    environment variables, as a customer would keep them)."""
+    """The agent's mapping file for this database: the secret from an environment variable
+    or a file, the database URL from a variable or written in (as a customer chooses)."""
+    secret = (f'secret_env = "{secret_env}"' if secret_env else f'secret_file = "{secret_file}"')
+    source = (f'database_url_env = "{database_url_env}"' if database_url_env
+              else f'database_url = "{database_url}"')
     parts = [f'checkpoint = "{checkpoint}"\n', "[push]", f'url = "{url}"',
-             f'tenant = "{tenant}"', f'client_id = "{client_id}"', f'secret_env = "{secret_env}"',
-             f"batch_size = {batch_size}", "", "[source]",
-             f'database_url_env = "{database_url_env}"']
+             f'tenant = "{tenant}"', f'client_id = "{client_id}"', secret,
+             f"batch_size = {batch_size}", "", "[source]", source]
     for name, (table, id_column, fields) in OBJECTS.items():
         parts += ["", "[[objects]]", f'object = "{name}"', f'table = "{table.name}"',
                   f'id = "{id_column}"']
