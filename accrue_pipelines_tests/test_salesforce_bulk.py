@@ -11,6 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,21 @@ def test_a_crash_resumes_by_rereading_the_window_when_the_job_expired(
     assert org.sandbox.bulk.created == jobs + 2  # the same window again, then the rest
     assert resumed == expected  # the whole window again: nothing skipped
     assert set(u.source_id for u in saved) <= set(resumed)
+
+
+def test_a_write_committed_late_after_the_snapshot_is_read_when_the_job_resumes(
+        org: RunningSandbox) -> None:
+    """A resumed job serves its old snapshot: the rest of the gap restarts a lookback before
+    the job's window end, so a write that committed after the snapshot with a stamp inside
+    the window (a late commit) is still read, however long after the job the sync resumes."""
+    config = {"bulk_threshold": 0, "bulk_page_records": 20}
+    saved, state = _crash_after_checkpoint(org, "opportunity_line", 2, **config)
+    line = saved[0].source_id
+    org.sandbox.write_delay = lambda: timedelta(minutes=3)  # its stamp: 3 minutes ago
+    try:
+        org.sandbox.update("OpportunityLineItem", line, {"Description": "committed late"})
+    finally:
+        org.sandbox.write_delay = None
+    with _connector(org, **config) as connector:
+        resumed = _upserts(list(connector.read("opportunity_line", state)))
+    assert resumed[line].raw["Description"] == "committed late"

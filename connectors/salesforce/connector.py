@@ -404,15 +404,20 @@ class SalesforceConnector(Connector):
         # window by window, so a crash mid-read never skips a stretch of the delete log.
         deletes_since = state.get("deletes_since", state.get("cursor")) if state else None
         bulk = state.get("bulk") if state else None
+        lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
         if previous is not None and bulk:
-            # Stopped inside a Bulk job: finish its window (its cursor is the window start).
-            start = min(parse_sf_datetime(bulk["end"]), end)
-            yield from self._read_bulk_window(object_name, sobject, fields, previous, start,
-                                              deletes_since, resume=bulk)
+            # Stopped inside a Bulk job: finish its window (its cursor is the window start)
+            # from the job's snapshot, then go on from the window's end minus the lookback:
+            # a write committed late after the snapshot was taken (its stamp up to the
+            # lookback in the past) is in no snapshot, however long ago the job ran.
+            window_end = min(parse_sf_datetime(bulk["end"]), end)
+            yield from self._read_bulk_window(object_name, sobject, fields, previous,
+                                              window_end, deletes_since, resume=bulk)
+            start = max(window_end - lookback, previous)
             if start < end:
                 yield Checkpoint(_state(start, fields, deletes_since))
         elif previous is not None:
-            start = previous - timedelta(seconds=int(self.config["lookback_seconds"]))
+            start = previous - lookback
         else:
             start = self._earliest_stamp(sobject) or end
         if start < end and self._bulk_worth_it(sobject, start, end):
