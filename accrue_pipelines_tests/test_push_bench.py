@@ -66,7 +66,7 @@ def test_tiny_bench_with_a_sigkill_loses_and_duplicates_nothing() -> None:
     except redis.RedisError:
         pytest.skip(f"needs Redis at {REDIS_URL} (production counts rate limits there)")
     args = push_bench.parse_args([
-        "--rounds", "1", "--seconds", "2", "--warmup", "0", "--clients", "2", "--batch", "20",
+        "--rounds", "1", "--seconds", "1", "--warmup", "0", "--clients", "2", "--batch", "20",
         "--kills", "1", "--reference-batches", "3", "--postgres-url", server,
         "--redis-url", REDIS_URL])
     results = push_bench.run(args)

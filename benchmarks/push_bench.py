@@ -224,7 +224,8 @@ def _client_specs(load: Load, server: Gunicorn, tenant_id: str, client_id: str,
 
 
 def _run_clients(specs: Sequence[ClientSpec], during: Any = None) -> list[dict[str, Any]]:
-    """Start the client processes, release them together, run `during()` meanwhile."""
+    """Start the client processes, release them together; with `during`, run it meanwhile
+    and stop the clients when it returns."""
     procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.push_bench_client"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT,
                               text=True) for _ in specs]
@@ -244,6 +245,10 @@ def _run_clients(specs: Sequence[ClientSpec], during: Any = None) -> list[dict[s
             proc.stdin.flush()
         if during is not None:
             during(start)
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("stop\n")
+                proc.stdin.flush()
         results = []
         for proc in procs:
             out, _ = proc.communicate()
@@ -258,7 +263,8 @@ def _run_clients(specs: Sequence[ClientSpec], during: Any = None) -> list[dict[s
 
 
 def _killer(server: Gunicorn, kills: int, rng: random.Random, done: list[int]) -> Any:
-    """Kill the server `kills` times, each 2-3 s after it answers again; restart it."""
+    """Kill the server `kills` times, each 2-3 s after it answers again, restart it, and
+    return 2 s after the last restart answers (the load goes on until then)."""
     def run(start: float) -> None:
         time.sleep(max(0.0, start - time.time()))
         for _ in range(kills):
@@ -267,6 +273,7 @@ def _killer(server: Gunicorn, kills: int, rng: random.Random, done: list[int]) -
             done.append(1)
             server.start()
             server.wait_ready()
+        time.sleep(2.0)
     return run
 
 
@@ -413,8 +420,8 @@ def loads(args: argparse.Namespace) -> list[Load]:
     every += [Load(f"saturation {n + 1}", args.clients, args.batch, args.seconds)
               for n in range(args.rounds)]
     if args.kills:
-        # Long enough for every kill (2-3 s of serving each, plus the restart) inside the load.
-        every.append(Load("sigkill", args.clients, args.batch, args.kills * 5.0 + 3.0,
+        # The load lasts until the last kill's restart has served 2 s (at most an hour).
+        every.append(Load("sigkill", args.clients, args.batch, 3600.0,
                           kills=args.kills))
     return every
 
@@ -444,8 +451,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 run_load(Load("warm-up", args.clients, args.batch, args.warmup), server,
                          engine, keyring, f"pb-{tag}-warmup")
             for n, load in enumerate(loads(args)):
-                _log(f"== {load.label}: {load.clients} clients, {load.seconds:.0f} s, load "
-                     f"average {os.getloadavg()[0]:.2f} ==")
+                length = f"{load.kills} kills" if load.kills else f"{load.seconds:.0f} s"
+                _log(f"== {load.label}: {load.clients} clients, {length}, load average "
+                     f"{os.getloadavg()[0]:.2f} ==")
                 result = run_load(load, server, engine, keyring, f"pb-{tag}-{n}", seed=n)
                 _log(f"   {result['records_per_second']:,.0f} records/s, p99 "
                      f"{result['p99_ms']:.0f} ms, check {result['check']}")

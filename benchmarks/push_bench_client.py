@@ -16,6 +16,7 @@ import http.client
 import json
 import resource
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,17 +132,19 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_client(spec: ClientSpec, start: float) -> dict[str, Any]:
-    """Send until `start + seconds`, then finish (retry) what was sent; the batches sent,
-    each with its first scheduled send, acknowledge time, status and attempts."""
+def run_client(spec: ClientSpec, start: float,
+               stop: threading.Event | None = None) -> dict[str, Any]:
+    """Send until `start + seconds` (or `stop`), then finish (retry) what was sent; the
+    batches sent, each with its first scheduled send, acknowledge time, status, retries."""
     sender = Sender(spec)
     end = start + spec.seconds
+    stop = stop or threading.Event()
     cpu = _cpu_seconds()
     batches: list[dict[str, Any]] = []
     batch = 0
     while True:
         due = start + spec.offset + batch * spec.interval if spec.interval else time.time()
-        if due >= end:
+        if due >= end or stop.is_set():
             break
         body = batch_body(spec, batch)
         pause = due - time.time()
@@ -162,11 +165,19 @@ def run_client(spec: ClientSpec, start: float) -> dict[str, Any]:
 
 def main() -> None:
     """Line protocol with the parent: read the spec (JSON), say `ready`, read the start
-    time (Unix seconds), send, then print the result (JSON)."""
+    time (Unix seconds), send until the spec's seconds pass or a `stop` line arrives, then
+    print the result (JSON)."""
     spec = ClientSpec(**json.loads(sys.stdin.readline()))
     print("ready", flush=True)
     start = float(sys.stdin.readline())
-    print(json.dumps(run_client(spec, start)), flush=True)
+    stop = threading.Event()
+
+    def wait_for_stop() -> None:
+        if sys.stdin.readline().strip() == "stop":  # not at the end of input
+            stop.set()
+
+    threading.Thread(target=wait_for_stop, daemon=True).start()
+    print(json.dumps(run_client(spec, start, stop)), flush=True)
 
 
 if __name__ == "__main__":
