@@ -224,7 +224,7 @@ def test_full_flow_with_legacy_credentials_on_both_backends(
     assert 'id="concierge"' in home and "Start Now" in home  # U1 pop-up after sign-up
     assert location(admin.start()) == "/onboarding/crm"
     crm_page = admin.client.get("/onboarding/crm").get_data(as_text=True)
-    for name in ("Salesforce", "NetSuite", "HubSpot", "Close", "SugarCRM", "Coming soon",
+    for name in ("Salesforce", "NetSuite", "HubSpot", "Close", "SugarCRM",
                  "Your CRM is not listed", "Push API"):
         assert name in crm_page
     assert location(admin.choose_crm()) == "/onboarding/details"
@@ -383,10 +383,17 @@ def test_steps_cannot_be_skipped(app: Flask, admin: Admin) -> None:
     assert location(admin.client.get("/onboarding/review")) == "/onboarding/details"
 
 
-def test_coming_soon_crms_cannot_be_chosen(app: Flask, admin: Admin) -> None:
+def test_coming_soon_crms_cannot_be_chosen(app: Flask, admin: Admin,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CRM named in the product without a connector yet is shown, never chosen."""
+    from connectors import registry
+
+    monkeypatch.setattr(registry, "PLANNED", (("pipedrive", "Pipedrive", "REST API."),))
     admin.signup()
     admin.start()
-    response = admin.choose_crm("hubspot")
+    page = admin.client.get("/onboarding/crm").get_data(as_text=True)
+    assert "Pipedrive" in page and "Coming soon" in page
+    response = admin.choose_crm("pipedrive")
     assert response.status_code == 400 and "coming soon" in response.get_data(as_text=True)
 
 

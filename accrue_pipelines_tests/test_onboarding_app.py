@@ -2,6 +2,7 @@
 
 import pytest
 
+from connectors import registry
 from onboarding_app import create_app
 
 
@@ -12,12 +13,15 @@ def client(database_url, monkeypatch):
     return app.test_client()
 
 
-def test_index_lists_supported_and_planned_crms(client):
+def test_index_lists_supported_and_planned_crms(client, monkeypatch):
+    monkeypatch.setattr(registry, "PLANNED", (("pipedrive", "Pipedrive", "REST API."),))
     response = client.get("/")
     assert response.status_code == 200
     body = response.get_data(as_text=True)
-    assert "Salesforce" in body and "HubSpot (coming soon)" in body
-    assert "Hubspot" not in body  # the proper name (issue 11.5)
+    for spec in registry.specs():  # every registered CRM by its proper name (issue 11.5)
+        assert f"<li>{spec.product or spec.name}</li>" in body
+    assert "<li>Pipedrive (coming soon)</li>" in body
+    assert "Hubspot" not in body
 
 
 def test_health_checks_the_database(client):
