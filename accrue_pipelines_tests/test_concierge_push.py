@@ -316,3 +316,54 @@ def test_the_python_snippet_sends_a_signed_push(
     exec(compile(snippet, "push-python", "exec"), {})  # noqa: S102 - the page's own snippet
     assert [a.status_code for a in answers] == [202], [a.get_json() for a in answers]
     assert json.loads(answers[0].data)["records"] == 1
+
+
+def test_the_schema_page_shows_fields_maps_them_and_accepts_drift(
+        app: Flask, admin: Admin) -> None:
+    from accrue.push import schema
+
+    choose_push(admin)
+    finish_wizard(admin)
+    engine, tenant_id = engine_of(app), admin.tenant_id
+    empty = admin.client.get("/integration/push/schema").get_data(as_text=True)
+    assert "Nothing pushed has been applied yet" in empty
+    first = [{"object": "opportunity", "id": "D1", "action": "create",
+              "data": {"deal_name": "Renewal", "amount": 1200.5, "region": "EMEA"}}]
+    schema.observe(engine, tenant_id, "opportunity", [(datetime.now(UTC), first)])
+    page = admin.client.get("/integration/push/schema").get_data(as_text=True)
+    assert "Opportunities (deals)" in page and "<code>deal_name</code>" in page
+    assert "<code>Renewal</code>" in page and "<td>number</td>" in page
+    stored = schema.load(engine, tenant_id)["opportunity"]
+    assert stored.mapping["amount"] == "amount"
+    # The suggested column is the one selected.
+    assert re.search(r'name="map:amount"[^>]*>.*?<option value="amount" selected>amount '
+                     r'\(suggested\)', page, re.S)
+
+    later = [{"object": "opportunity", "id": "D2", "action": "update",
+              "data": {"deal_name": "Upsell", "amount": "1,200", "stage": "Won"}}]
+    schema.observe(engine, tenant_id, "opportunity", [(datetime.now(UTC), later)])
+    drifted = admin.client.get("/integration/push/schema").get_data(as_text=True)
+    assert "change(s) to review" in drifted
+    for words in ("Added", "Dropped", "Type changed"):
+        assert words in drifted, words
+    accepted = admin.post("/integration/push/schema/opportunity/accept")
+    assert location(accepted) == "/integration/push/schema"
+    assert schema.load(engine, tenant_id)["opportunity"].drift == ()
+    assert "change(s) to review" not in admin.client.get("/integration/push/schema").get_data(
+        as_text=True)
+
+    saved = admin.post("/integration/push/schema/opportunity/mapping",
+                       {"map:deal_name": "name", "map:amount": ""})
+    assert location(saved) == "/integration/push/schema"
+    mapping = schema.load(engine, tenant_id)["opportunity"].mapping
+    assert mapping["deal_name"] == "name" and mapping["amount"] is None
+    refused = admin.post("/integration/push/schema/opportunity/mapping",
+                         {"map:deal_name": "name", "map:stage": "name"})
+    assert refused.status_code == 400 and "fed by more than one field" in refused.get_data(
+        as_text=True)
+    assert schema.load(engine, tenant_id)["opportunity"].mapping["stage"] != "name"
+    assert admin.post("/integration/push/schema/deal/accept").status_code == 404
+
+    seller = _member(app, tenant_id, "seller")
+    assert seller.client.get("/integration/push/schema").status_code == 403
+    assert seller.post("/integration/push/schema/opportunity/accept").status_code == 403

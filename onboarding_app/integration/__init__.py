@@ -68,4 +68,8 @@ def _menu() -> dict[str, Any]:
     return {"integration_menu": integration_menu}
 
 
-from onboarding_app.integration import push, views  # noqa: E402,F401  (registers the routes)
+from onboarding_app.integration import (  # noqa: E402,F401  (registers the routes)
+    push,
+    push_schema,
+    views,
+)

@@ -26,7 +26,7 @@ from onboarding_app.security import current_user
 RECENT_BATCHES = 20  # the page lists these; older ones are in the inbox, not on the page
 
 
-def _push_tenant() -> str:
+def push_tenant() -> str:
     tenant = tenants.require_tenant(warehouse.engine, current_user().tenant_id)
     if tenant.crm_type != PUSH_CRM_TYPE:
         abort(404)  # a CRM tenant has no push API to manage
@@ -43,14 +43,14 @@ def _render(tenant_id: str, issued: IssuedSecret | None = None) -> tuple[str, in
 
 @bp.get("/push")
 def push_page() -> ResponseReturnValue:
-    return _render(_push_tenant())
+    return _render(push_tenant())
 
 
 @bp.post("/push/rotate")
 def push_rotate() -> ResponseReturnValue:
     """A new secret beside the live ones: shown on this answer only."""
     ActionForm().validate_on_submit()  # CSRFProtect has already refused a bad token
-    tenant_id = _push_tenant()
+    tenant_id = push_tenant()
     issued = credentials.issue_secret(warehouse.engine, tenant_id)
     audit.record(warehouse.engine, "push.secret_rotated",
                  detail={"credential_id": issued.credential_id})
@@ -61,7 +61,7 @@ def push_rotate() -> ResponseReturnValue:
 def push_retire() -> Response:
     """End a rotation: every secret but the newest stops verifying pushes."""
     ActionForm().validate_on_submit()
-    tenant_id = _push_tenant()
+    tenant_id = push_tenant()
     try:
         retired = credentials.retire_old_secrets(warehouse.engine, tenant_id)
     except credentials.PushCredentialError:
