@@ -305,3 +305,27 @@ def test_an_oversized_upload_and_a_zip_bomb_get_clear_errors(concierge_db_url: s
     assert _stored(admin)[0] == 1 and _stored(admin)[1] >= 1
     assert location(admin.post(where + "/discard")) == "/uploads/"
     assert _stored(admin) == (0, 0)
+
+
+def test_file_upload_is_a_choice_in_select_crm_and_the_settings_after_setup(
+        app: Flask) -> None:
+    admin = Admin(app.test_client())
+    admin.signup()
+    admin.start()
+    choices = _page(admin, "/onboarding/crm")
+    assert 'value="file"' in choices and "File upload" in choices and "Push API" in choices
+    assert location(admin.choose_crm("file")) == "/uploads/"
+    assert tenants.require_tenant(_engine(app), admin.tenant_id).crm_type == FILE_CRM_TYPE
+    # Until an upload is confirmed, the wizard stays at this step.
+    assert location(admin.client.get("/onboarding/review")) == "/uploads/"
+    where = _uploaded(admin, (EXPORTS / "hubspot_deals.csv").read_bytes(), "deals.csv")
+    assert location(admin.client.get("/onboarding/review")) == "/uploads/"
+    _confirm(admin, where)
+    assert 'href="/onboarding/review">Continue the setup' in _page(admin, where)
+    assert "Review" in _page(admin, "/onboarding/review")
+    assert location(admin.review()) == "/onboarding/terms"
+    assert location(admin.terms()) == "/onboarding/complete"
+    assert location(admin.finish()) == "/status"
+    # After setup: the settings gear leads to the uploads, and the page has no setup link.
+    assert location(admin.client.get("/integration")) == "/uploads/"
+    assert "Continue the setup" not in _page(admin, where)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from accrue.file_import import uploads
+from accrue.file_import.feed import FILE_CRM_TYPE
 from accrue.push import PUSH_CRM_TYPE
 from accrue.push import credentials as push_credentials
 from connectors.common_model import COMMON_OBJECTS
@@ -42,6 +44,10 @@ FEEDS: tuple[Feed, ...] = (
          "For C2CRM and any CRM no connector covers: your system sends its records to "
          "Accrue over HTTPS, signed with a secret you get on the next page.",
          "onboarding.push_setup", _push_ready),
+    Feed(FILE_CRM_TYPE, "File upload",
+         "For any CRM that exports CSV files: upload an export (or a zip of them), check how "
+         "its columns map, and Accrue imports it. Upload the next export whenever you like.",
+         "uploads.index", uploads.any_confirmed),
 )
 
 

@@ -158,6 +158,14 @@ def discard(engine: Engine, tenant_id: str, upload_id: int) -> bool:
             file_upload.c.status == "draft")).rowcount)
 
 
+def any_confirmed(engine: Engine, tenant_id: str) -> bool:
+    """Whether the tenant has confirmed an upload (the wizard's file setup is then done)."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(file_upload.c.id).where(
+            file_upload.c.tenant_id == tenant_id, file_upload.c.status != "draft").limit(1)
+        ).first() is not None
+
+
 def next_open(engine: Engine, tenant_id: str, object_name: str) -> Upload | None:
     """The oldest upload of the object the feed has still to import (or to finish)."""
     with engine.connect() as conn:

@@ -17,6 +17,7 @@ from flask import Blueprint, abort, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from accrue import tenants
+from accrue.file_import.feed import FILE_CRM_TYPE
 from accrue.push import PUSH_CRM_TYPE
 from onboarding_app import store
 from onboarding_app.extensions import warehouse
@@ -49,10 +50,12 @@ def _admins_after_setup() -> ResponseReturnValue | None:
         abort(403)
     if not setup_complete(user.tenant_id):
         return redirect(url_for("onboarding.resume"))
-    pushed = tenants.require_tenant(warehouse.engine, user.tenant_id).crm_type == PUSH_CRM_TYPE
-    if pushed and not (request.endpoint or "").startswith(PUSH_PAGES):
+    crm_type = tenants.require_tenant(warehouse.engine, user.tenant_id).crm_type
+    if crm_type == PUSH_CRM_TYPE and not (request.endpoint or "").startswith(PUSH_PAGES):
         # No CRM connection to manage: the push API's page instead (never a 500).
         return redirect(url_for("integration.push_page"))
+    if crm_type == FILE_CRM_TYPE:
+        return redirect(url_for("uploads.index"))  # a file tenant's settings: its uploads
     return None
 
 
