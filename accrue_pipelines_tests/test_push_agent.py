@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import requests
 import sqlalchemy as sa
 from flask import Flask
@@ -35,6 +37,7 @@ from accrue.warehouse import Warehouse
 from accrue_pipelines_tests.fixtures_warehouse import POSTGRES_URL_ENV
 from accrue_pipelines_tests.test_concierge_app import make_app
 from accrue_pipelines_tests.test_push_api import inbox_rows, make_push_tenant
+from benchmarks import chaos_push
 from benchmarks.chaos_push import compare_with_source
 from connectors.sandbox_kit import agent_db
 
@@ -464,3 +467,35 @@ def test_the_agent_imports_neither_dagster_nor_the_web_app() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_comparison_is_not_vacuous(
+        app: Flask, engine: Engine, tenant_id: str, issued: IssuedSecret, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    source_url = f"sqlite:///{tmp_path / 'c2crm.db'}"
+    source = agent_db.build(source_url, 10, seed=2)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch)
+    runner.run_once(config, flask_client(config, app))
+    assert_equal(engine, tenant_id, source)
+    with source.begin() as conn:  # behind the agent's back: no changed_on, no push
+        conn.execute(agent_db.DEALS.update().where(agent_db.DEALS.c.deal_no == "DL-000001")
+                     .values(title="Changed quietly"))
+        conn.execute(agent_db.PEOPLE.delete().where(agent_db.PEOPLE.c.person_no == "PE-000001"))
+        conn.execute(agent_db.COMPANIES.insert().values(company_no="CO-NEW", company_name="N",
+                                                        changed_on=datetime(2000, 1, 1)))
+    kinds = {(m.kind, m.source_id) for m in compare_with_source(
+        Warehouse(engine), tenant_id, source).mismatches}
+    assert kinds == {("fields_live", "DL-000001"), ("extra_live", "PE-000001"),
+                     ("missing_live", "CO-NEW")}
+
+
+def test_a_short_chaos_run_with_sigkills_leaves_the_warehouse_equal_to_the_source() -> None:
+    try:
+        redis.Redis.from_url(chaos_push.DEFAULT_REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError:
+        pytest.skip("needs Redis (the push API counts its rate limit there in production)")
+    args = chaos_push.parse_args(["--backends", "sqlite", "--trials", "1", "--trial-seconds",
+                                  "6", "--opportunities", "30", "--batch", "10"])
+    [result] = chaos_push.run(args)
+    assert sum(result.kills.values()) >= 1 and result.mutations > 0 and result.rows > 30
+    assert result.mismatches == [] and result.quarantined == 0

@@ -23,15 +23,49 @@ same transaction). One trial, per warehouse backend:
 
 from __future__ import annotations
 
+import argparse
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from accrue import crypto
+from accrue.db import make_engine, upgrade
+from accrue.push.process import process_inbox
+from accrue.schema import push_inbox
 from accrue.warehouse import Warehouse
+from benchmarks.chaos import (
+    DEFAULT_POSTGRES_URL,
+    POSTGRES_ENV,
+    PostgresDatabase,
+    _workdir,
+    postgres_reachable,
+)
 from benchmarks.chaos_compare import Comparison, differences, rows_of
+from benchmarks.chaos_process import ChaosError
+from benchmarks.push_bench import (
+    DEFAULT_REDIS_URL,
+    REPO_ROOT,
+    Gunicorn,
+    _check_redis,
+    _free_port,
+    push_tenant,
+    server_env,
+)
+from benchmarks.sync_bench import BenchError
 from connectors.sandbox_kit import agent_db
+
+SECRET_ENV = "ACCRUE_CHAOS_PUSH_SECRET"
+SOURCE_ENV = "ACCRUE_CHAOS_PUSH_SOURCE_URL"
 
 
 def _plain(value: Any) -> Any:
@@ -82,3 +116,289 @@ def compare_with_source(warehouse: Warehouse, tenant: str, source: sa.Engine) ->
                                    "gone from the source, live in the warehouse")
     comparison.quarantined = warehouse.quarantine_count(tenant)
     return comparison
+
+
+# ============================================================ the SIGKILL run
+
+
+@dataclass
+class Child:
+    """A restartable child process (the agent loop or the processor loop)."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    kills: int = 0
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(self.args, env=self.env, stdout=out,
+                                            stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def check(self) -> None:
+        """A child that exited by itself is a harness problem, shown with its log."""
+        if self.process is not None and self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-1500:]
+            raise ChaosError(f"{self.name} exited ({self.process.returncode}); its log "
+                             f"ends:\n{tail}")
+
+
+@dataclass
+class PushTrial:
+    backend: str
+    trial: int
+    mutations: int = 0
+    kills: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    rows: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    quarantined: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Setup:
+    """One backend's warehouse, push tenant, customer database and agent mapping."""
+
+    backend: str
+    warehouse_url: str
+    workdir: Path
+    tenant: str
+    source_url: str
+    config: Path
+    env: dict[str, str]
+    server: Gunicorn
+
+
+def _processor_loop(warehouse_url: str, tenant: str) -> None:
+    """The processor as a child process: apply the inbox, again and again, until killed."""
+    engine = make_engine(warehouse_url)
+    while True:
+        try:
+            process_inbox(engine, tenant)
+        except sa.exc.OperationalError as exc:  # SQLite busy with the server's inserts
+            print(f"processor: {str(exc).splitlines()[0]}", flush=True)
+        time.sleep(0.2)
+
+
+def prepare(backend: str, warehouse_url: str, workdir: Path, options: argparse.Namespace,
+            keys: str) -> Setup:
+    engine = make_engine(warehouse_url)
+    try:
+        upgrade(engine)
+        tenant = f"chaos-push-{backend}"
+        client_id, secret = push_tenant(engine, tenant, crypto.Keyring.parse(keys))
+    finally:
+        engine.dispose()
+    source_url = f"sqlite:///{workdir / f'c2crm-{backend}.db'}"
+    agent_db.build(source_url, options.opportunities, seed=options.seed).dispose()
+    server = Gunicorn(_free_port(), server_env(warehouse_url, options.redis_url, keys, workdir),
+                      workers=2, threads=4, log=workdir / f"gunicorn-{backend}.log")
+    config = workdir / f"agent-{backend}.toml"
+    config.write_text(agent_db.mapping_toml(
+        url=f"http://127.0.0.1:{server.port}", tenant=tenant, client_id=client_id,
+        secret_env=SECRET_ENV, database_url_env=SOURCE_ENV,
+        checkpoint=f"agent-{backend}.checkpoint.json", batch_size=options.batch))
+    env = {**os.environ, SECRET_ENV: secret, SOURCE_ENV: source_url}
+    return Setup(backend, warehouse_url, workdir, tenant, source_url, config, env, server)
+
+
+def run_trial(setup: Setup, trial: int, options: argparse.Namespace) -> PushTrial:
+    began = time.monotonic()
+    rng = random.Random(f"{options.seed}/{setup.backend}/{trial}")
+    result = PushTrial(setup.backend, trial)
+    python = sys.executable
+    agent = Child("agent", [python, "-m", "accrue.agent.cli", "run", "--config",
+                            str(setup.config), "--every", "1"], setup.env,
+                  setup.workdir / f"agent-{setup.backend}.log")
+    processor = Child("processor", [python, "-m", "benchmarks.chaos_push", "--processor",
+                                    setup.warehouse_url, setup.tenant], setup.env,
+                      setup.workdir / f"processor-{setup.backend}.log")
+    source = sa.create_engine(setup.source_url)
+    mutator = agent_db.Mutator(source, seed=rng.randrange(1 << 30))
+    stop = threading.Event()
+
+    def mutate() -> None:
+        while not stop.is_set():
+            try:
+                mutator.step()
+                result.mutations += 1
+            except sa.exc.OperationalError:  # the agent's read holds the file a moment
+                pass
+            stop.wait(rng.uniform(0.005, 0.05))
+
+    setup.server.start()
+    setup.server.wait_ready()
+    agent.start()
+    processor.start()
+    writer = threading.Thread(target=mutate, name="mutator", daemon=True)
+    writer.start()
+    kills = {"server": 0, "agent": 0, "processor": 0}
+    try:
+        deadline = time.monotonic() + options.trial_seconds
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.5, 3.0))
+            agent.check()
+            processor.check()
+            victim = rng.choice(("server", "agent", "processor"))
+            kills[victim] += 1
+            if victim == "server":
+                setup.server.kill()
+                setup.server.start()
+                setup.server.wait_ready()
+            else:
+                child = agent if victim == "agent" else processor
+                child.kill()
+                child.start()
+    finally:
+        stop.set()
+        writer.join()
+        agent.kill()
+        processor.kill()
+    result.kills = kills
+    # Quiet: the agent once, to the end, then the processor; then compare.
+    finish = subprocess.run([python, "-m", "accrue.agent.cli", "run", "--config",
+                             str(setup.config), "--once"], env=setup.env, cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=600)
+    setup.server.stop()
+    if finish.returncode != 0:
+        raise ChaosError(f"the final agent run failed ({finish.returncode}):\n"
+                         f"{finish.stdout[-1500:]}{finish.stderr[-1500:]}")
+    engine = make_engine(setup.warehouse_url)
+    try:
+        process_inbox(engine, setup.tenant)
+        comparison = compare_with_source(Warehouse(engine), setup.tenant, source)
+        with engine.connect() as conn:
+            result.batches = conn.scalar(sa.select(sa.func.count()).select_from(push_inbox)
+                                         .where(push_inbox.c.tenant_id == setup.tenant)) or 0
+    finally:
+        engine.dispose()
+        source.dispose()
+    result.rows = comparison.rows
+    result.mismatches = [str(m) for m in comparison.mismatches]
+    result.quarantined = comparison.quarantined
+    result.seconds = time.monotonic() - began
+    return result
+
+
+HEADER_LINE = (f"{'backend':<11}{'trial':>6}{'mutations':>10}{'kills s/a/p':>13}"
+               f"{'batches':>9}{'records':>9}{'missing':>8}{'extra':>6}{'differ':>7}"
+               f"{'quar.':>6}{'s':>6}")
+
+
+def line(r: PushTrial) -> str:
+    missing = sum(m.startswith("missing") for m in r.mismatches)
+    extra = sum(m.startswith(("extra", "duplicate")) for m in r.mismatches)
+    differ = len(r.mismatches) - missing - extra
+    kills = f"{r.kills['server']}/{r.kills['agent']}/{r.kills['processor']}"
+    return (f"{r.backend:<11}{r.trial:>6}{r.mutations:>10}{kills:>13}{r.batches:>9}"
+            f"{r.rows:>9}{missing:>8}{extra:>6}{differ:>7}{r.quarantined:>6}"
+            f"{r.seconds:>6.0f}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.chaos_push",
+        description="The push agent, the push API (gunicorn) and the processor SIGKILLed at "
+        "random while a customer database changes; then the warehouse must equal it.")
+    parser.add_argument("--trials", type=int, default=3, help="trials per backend "
+                        "(default %(default)s)")
+    parser.add_argument("--backends", default="sqlite,postgresql",
+                        help="comma-separated: sqlite, postgresql (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="seed (default %(default)s)")
+    parser.add_argument("--opportunities", type=int, default=300,
+                        help="deals in the customer database (default %(default)s)")
+    parser.add_argument("--batch", type=int, default=50,
+                        help="the agent's batch size: small, many checkpoints to die between "
+                        "(default %(default)s)")
+    parser.add_argument("--trial-seconds", type=float, default=20.0,
+                        help="how long changes and kills run per trial (default %(default)s)")
+    parser.add_argument("--postgres-url", default=os.environ.get(POSTGRES_ENV)
+                        or os.environ.get("ACCRUE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
+    parser.add_argument("--redis-url", default=os.environ.get("ACCRUE_RATELIMIT_STORAGE_URI",
+                                                              DEFAULT_REDIS_URL))
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--verbose", action="store_true", help="print every mismatch")
+    parser.add_argument("--processor", nargs=2, metavar=("WAREHOUSE_URL", "TENANT"),
+                        help=argparse.SUPPRESS)  # the processor child
+    args = parser.parse_args(argv)
+    if args.trials < 1 or args.opportunities < 10 or args.trial_seconds <= 0:
+        parser.error("--trials >= 1, --opportunities >= 10 and --trial-seconds > 0")
+    if not 1 <= args.batch <= 1000:
+        parser.error("--batch is 1 to 1,000")
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not args.backends or set(args.backends) - {"sqlite", "postgresql"}:
+        parser.error("--backends: sqlite and/or postgresql")
+    return args
+
+
+def run(args: argparse.Namespace) -> list[PushTrial]:
+    """Every trial on every backend reachable; ChaosError on a harness problem."""
+    _check_redis(args.redis_url)
+    keys = crypto.generate_key()
+    results: list[PushTrial] = []
+    postgres: PostgresDatabase | None = None
+    with _workdir(args.keep) as workdir:
+        urls: dict[str, str] = {}
+        if "sqlite" in args.backends:
+            urls["sqlite"] = f"sqlite:///{workdir / 'warehouse.db'}"
+        if "postgresql" in args.backends:
+            problem = postgres_reachable(args.postgres_url)
+            if problem is not None:
+                print(f"PostgreSQL skipped: {problem}", flush=True)
+            else:
+                postgres = PostgresDatabase(args.postgres_url)
+                urls["postgresql"] = postgres.create()
+        print(f"chaos push: {args.trials} trial(s) x {len(urls)} backend(s), "
+              f"{args.opportunities} deals, batches of {args.batch}, {args.trial_seconds:g} s "
+              f"of changes and SIGKILLs (server/agent/processor) per trial, seed {args.seed}",
+              flush=True)
+        print(HEADER_LINE, flush=True)
+        try:
+            for backend, url in urls.items():
+                setup = prepare(backend, url, workdir, args, keys)
+                try:
+                    for trial in range(1, args.trials + 1):
+                        result = run_trial(setup, trial, args)
+                        results.append(result)
+                        print(line(result), flush=True)
+                        for mismatch in result.mismatches[:None if args.verbose else 5]:
+                            print(f"    {mismatch}", flush=True)
+                finally:
+                    setup.server.stop()
+        finally:
+            if postgres is not None:
+                postgres.drop()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.processor:
+        _processor_loop(*args.processor)
+        return 0
+    began = time.monotonic()
+    try:
+        results = run(args)
+    except (ChaosError, BenchError) as exc:
+        print(f"chaos push failed (a harness problem, not a finding): {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    total = sum(len(r.mismatches) for r in results)
+    kills = sum(sum(r.kills.values()) for r in results)
+    print(f"{'FAILED' if total else 'OK'}: {total} mismatch(es) in {len(results)} trial runs, "
+          f"{kills} SIGKILLs, {sum(r.rows for r in results):,} records compared, "
+          f"{time.monotonic() - began:.0f} s", flush=True)
+    return 1 if total else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
