@@ -14,6 +14,7 @@ HOME_ENV = "ACCRUE_HOME"
 DATABASE_URL_ENV = "ACCRUE_DATABASE_URL"
 SECRET_KEYS_ENV = "ACCRUE_SECRET_KEYS"
 ENVIRONMENT_ENV = "ACCRUE_ENV"  # "production" in the image (deploy/Dockerfile)
+PUSH_INBOX_RETENTION_ENV = "ACCRUE_PUSH_INBOX_RETENTION_DAYS"
 
 DEFAULT_HOME = ".accrue"
 SECRET_KEYS_FILENAME = "secret_keys"
@@ -61,3 +62,25 @@ def secret_keys() -> str | None:
 def secret_keys_file() -> Path:
     """Where the local-demo key file lives; the path is returned whether or not it exists."""
     return accrue_home(create=False) / SECRET_KEYS_FILENAME
+
+
+# Pushed batches are kept this many days after they were applied: to trace a push ("what
+# exactly did they send?") and to answer a replayed `webhook-id` with its first receipt.
+# A week outlasts any sender's retry schedule (Standard Webhooks senders give up within
+# days), and a captured request replayed later is refused anyway: its signed timestamp is
+# only accepted for 5 minutes. At least 1 day, so replay detection always covers retries.
+DEFAULT_PUSH_INBOX_RETENTION_DAYS = 7
+
+
+def push_inbox_retention_days() -> int:
+    raw = _env(PUSH_INBOX_RETENTION_ENV)
+    if raw is None:
+        return DEFAULT_PUSH_INBOX_RETENTION_DAYS
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise ValueError(f"{PUSH_INBOX_RETENTION_ENV}={raw!r}: give a whole number of days, "
+                         "at least 1 (replayed pushes are recognised only while kept)")
+    return days

@@ -517,7 +517,7 @@ push_credential = sa.Table(
 # Pushed batches, durable before the push is acknowledged (accrue.push.inbox is the one
 # write path): the raw body as received, the non-secret headers, the time it arrived. A
 # `webhook-id` is stored once per tenant (the unique key answers a replay); `processed_at`
-# is set once accrue.push.process has applied the batch to the crm_* tables.
+# is set once every synced object's cursor has passed the batch (accrue.push.feed).
 push_inbox = sa.Table(
     "push_inbox",
     metadata,

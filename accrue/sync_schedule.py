@@ -18,6 +18,9 @@ into a burst. The mechanism:
   once, above routine syncs and past any backoff (the admin may just have fixed the
   credentials); one request is pending at a time, and it is honoured (no longer
   pending) as soon as the scheduler has requested a sync after it.
+* A feed tenant (records pushed or uploaded, accrue.sources) has no schedule: it is due
+  at once when it has input waiting (the caller asks the feed), and a failing one is
+  retried with the same backoff, capped at FEED_RETRY_CAP instead of a frequency.
 * Callers cap how many due tenants they request at once (see `plan`).
 
 State lives in `tenant_sync_schedule` (this module is its one write path), not in a
@@ -48,6 +51,10 @@ PRIORITY_FIRST_SYNC = 10  # a new customer is waiting for the product's first ou
 PRIORITY_REQUESTED = 5  # an admin pressed "Sync now" and is watching the page
 PRIORITY_ROUTINE = 0
 REQUESTED_REASON = "requested by the admin"
+FEED_REASON = "records received, waiting to be applied"
+# A feed's input is waiting, so a failed run is retried sooner than a CRM's frequency
+# would allow; still, a run that keeps failing waits up to this long, not every tick.
+FEED_RETRY_CAP = timedelta(minutes=30)
 
 # Lead before the frequency is up: max(1 minute, 10 %) plus up to 5 % of jitter. At 60
 # minutes a sync is requested 51-54 minutes after the last success ended, leaving 6-9
@@ -159,8 +166,11 @@ def reconcile_slot(tenant_id: str, now: datetime) -> datetime:
     return today if today <= now else today - timedelta(days=1)
 
 
-def next_due(schedule: TenantSchedule, frequency_minutes: int, now: datetime) -> Due | None:
+def next_due(schedule: TenantSchedule, frequency_minutes: int, now: datetime, *,
+             feed: bool = False) -> Due | None:
     """When the tenant should sync next; None while a request is still on its way.
+
+    `feed`: a feed tenant with input waiting (due now, or after its failure backoff).
 
     An admin's pending "Sync now" makes it due now, at least at PRIORITY_REQUESTED, even
     during a backoff; a reconciliation that is due anyway still rides along.
@@ -170,7 +180,7 @@ def next_due(schedule: TenantSchedule, frequency_minutes: int, now: datetime) ->
         s.last_outcome_at is None or s.last_outcome_at < s.last_requested_at)
     if pending and now - s.last_requested_at < REQUEST_GRACE:  # type: ignore[operator]
         return None
-    due = _scheduled(s, frequency_minutes, now)
+    due = _received(s, now) if feed else _scheduled(s, frequency_minutes, now)
     if not s.admin_request_pending:
         return due
     return Due(now, max(due.priority, PRIORITY_REQUESTED), REQUESTED_REASON,
@@ -199,6 +209,18 @@ def _scheduled(s: TenantSchedule, frequency_minutes: int, now: datetime) -> Due:
     return due
 
 
+def _received(s: TenantSchedule, now: datetime) -> Due:
+    """A feed with input waiting: due now (a first one at the first-sync priority), or
+    after the backoff of its failures."""
+    first = s.last_success_at is None
+    priority = PRIORITY_FIRST_SYNC if first else PRIORITY_ROUTINE
+    if s.consecutive_failures and s.last_outcome_at is not None:
+        wait = backoff(s.tenant_id, s.consecutive_failures, FEED_RETRY_CAP)
+        return Due(s.last_outcome_at + wait, priority,
+                   f"records waiting, retry after {s.consecutive_failures} failed sync(s)")
+    return Due(now, priority, FEED_REASON)
+
+
 def plan(
     tenants: Iterable[tuple[str, int]],
     schedules: Mapping[str, TenantSchedule],
@@ -207,6 +229,7 @@ def plan(
     *,
     limit: int,
     routine_limit: int | None = None,
+    waiting: Iterable[str] = (),
 ) -> tuple[list[SyncRequest], int]:
     """The tenants to request now, most urgent first, and how many more are due but wait.
 
@@ -215,13 +238,16 @@ def plan(
     are returned, of which at most `routine_limit` are routine syncs
     (the caller's back-pressure when the run queue is already long); an admin's "Sync
     now" is not held back by it (one pending request per tenant keeps those few).
+    `waiting`: feed tenants with input waiting, planned alike (`next_due(feed=True)`).
     """
     in_flight = set(busy)
     due: list[SyncRequest] = []
-    for tenant_id, frequency in tenants:
+    candidates = [(t, f, False) for t, f in tenants] + [(t, 0, True) for t in waiting]
+    for tenant_id, frequency, feed in candidates:
         if tenant_id in in_flight:
             continue
-        when = next_due(schedules.get(tenant_id, TenantSchedule(tenant_id)), frequency, now)
+        when = next_due(schedules.get(tenant_id, TenantSchedule(tenant_id)), frequency, now,
+                        feed=feed)
         if when is None or when.at > now:
             continue
         due.append(SyncRequest(tenant_id, when.priority, when.reason, when.reconcile,

@@ -2,7 +2,9 @@
 
 Credentials never pass through run config: the CRM resource receives only a
 tenant id, loads the tenant's encrypted connection from the registry and
-decrypts it inside the run, just before the connector uses it (S1).
+decrypts it inside the run, just before the connector uses it (S1). A tenant fed by
+a feed (push API, file uploads: accrue.sources) gets its feed's connector instead,
+so the sync asset treats every tenant alike.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from functools import lru_cache
 import dagster as dg
 from sqlalchemy.engine import Engine
 
-from accrue import config, db, tenants
+from accrue import config, db, sources, tenants
 from accrue.warehouse import Warehouse
 from connectors.base import Connector
 from connectors.registry import create_connector
@@ -47,5 +49,10 @@ class CrmResource(dg.ConfigurableResource):
         return tenants.require_tenant(self.warehouse.engine(), tenant_id).crm_type
 
     def open(self, tenant_id: str) -> Connector:
-        connection = tenants.load_connection(self.warehouse.engine(), tenant_id)
+        """The tenant's connector: its CRM's, or its feed's (records Accrue receives)."""
+        engine = self.warehouse.engine()
+        feed = sources.feed_for(self.crm_type(tenant_id))
+        if feed is not None:
+            return feed.open(engine, tenant_id)
+        connection = tenants.load_connection(engine, tenant_id)
         return create_connector(connection.crm_type, connection.secrets, connection.config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 TENANT = "accrue/tenant"  # the tenant slug (also the partition key)
 CRM = "accrue/crm"  # the tenant's CRM type: per-CRM run limits in the run queue
 # Why the run exists: first-sync, requested (the admin's "Sync now"), frequency, retry,
-# reconciliation, cli.
+# reconciliation, received (a feed's records are waiting: push API, file upload), cli.
 TRIGGER = "accrue/trigger"
 RECONCILE = "accrue/reconcile"  # "true": compare every live id with the CRM (nightly)
 PRIORITY = "dagster/priority"  # the run queue starts higher values first

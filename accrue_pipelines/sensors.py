@@ -4,6 +4,11 @@ One sensor does both, so a new tenant's partition and its first sync are created
 in the same tick. Each tick computes everything first, saves the scheduler's
 memory (`accrue.sync_schedule`), and returns its cursor last, so a failing tick
 never records progress it did not make. Every limit below states its reason.
+
+A feed tenant (push API, file uploads: accrue.sources) is not synced on a schedule: its
+sync is requested when its feed has input waiting (`Feed.pending`), within the same
+per-tick cap, back-pressure and per-tenant serialisation (one run in flight per tenant)
+as the CRM tenants.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from sqlalchemy.engine import Engine
 
-from accrue import sync_schedule, tenants
-from accrue.push import PUSH_CRM_TYPE
+from accrue import sources, sync_schedule, tenants
 from accrue_pipelines import run_tags
 from accrue_pipelines.jobs import SYNC_JOB_NAME, covers_every_object, sync_tenant_job
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
@@ -103,11 +108,24 @@ def _read_outcomes(
 def _trigger(request: sync_schedule.SyncRequest) -> str:
     if request.reconcile:
         return "reconciliation"
+    if request.reason == sync_schedule.FEED_REASON:
+        return "received"
     if request.priority >= sync_schedule.PRIORITY_FIRST_SYNC:
         return "first-sync"
     if request.reason == sync_schedule.REQUESTED_REASON:
         return "requested"
     return "retry" if request.reason.startswith("retry") else "frequency"
+
+
+def _received(engine: Engine, fed: list[tenants.Tenant], busy: set[str]) -> list[str]:
+    """Feed tenants with input waiting and no run in flight (that run applies it; the
+    input that arrives meanwhile is seen pending after it)."""
+    waiting = []
+    for tenant in fed:
+        feed = sources.feed_for(tenant.crm_type)
+        if tenant.id not in busy and feed is not None and feed.pending(engine, tenant.id):
+            waiting.append(tenant.id)
+    return waiting
 
 
 @dg.sensor(
@@ -118,7 +136,7 @@ def _trigger(request: sync_schedule.SyncRequest) -> str:
         "Keeps one partition per registered tenant and requests each active tenant's sync "
         "when due: the frequency its admin chose, counted from the last successful sync; "
         "failed syncs retried with backoff; new tenants first, then the admins' 'Sync "
-        "now'; the nightly id "
+        "now'; push and upload tenants when records are waiting; the nightly id "
         f"reconciliation spread over the night; at most {MAX_RUN_REQUESTS_PER_TICK} "
         "requests per tick."
     ),
@@ -137,9 +155,6 @@ def tenant_sync_sensor(
     existing = set(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
     partition_requests, partitions = _partition_requests(registered, existing)
     active = [t for t in registered if t.status == "active" and t.id in partitions]
-    # Fed by the push API: no connector to read, so never a scheduled CRM sync.
-    pushed = sum(t.crm_type == PUSH_CRM_TYPE for t in active)
-    active = [t for t in active if t.crm_type != PUSH_CRM_TYPE]
 
     schedules = sync_schedule.load(engine)
     outcomes, watermark = _read_outcomes(instance, since)
@@ -156,10 +171,14 @@ def tenant_sync_sensor(
         filters=dg.RunsFilter(job_name=SYNC_JOB_NAME, statuses=IN_FLIGHT))
     busy = {run.tags.get("dagster/partition", "") for run in in_flight}
     queued = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
+    fed = [t for t in active if sources.is_feed(t.crm_type)]
+    received = _received(engine, fed, busy)
     chosen, waiting = sync_schedule.plan(
-        [(t.id, t.sync_frequency_minutes) for t in active], schedules, busy, now,
+        [(t.id, t.sync_frequency_minutes) for t in active if not sources.is_feed(t.crm_type)],
+        schedules, busy, now,
         limit=MAX_RUN_REQUESTS_PER_TICK,
         routine_limit=max(0, QUEUED_RUNS_TARGET - queued),
+        waiting=received,
     )
     crm_of = {t.id: t.crm_type for t in active}
     run_requests = []
@@ -187,8 +206,8 @@ def tenant_sync_sensor(
         return dg.SensorResult(
             skip_reason=dg.SkipReason(
                 f"no tenant due among {len(active)} active ({len(busy)} in flight, "
-                f"{waiting} waiting for queue room, {len(outcomes)} outcome(s) read"
-                f"{f'; {pushed} fed by the push API, not synced' if pushed else ''})"),
+                f"{waiting} waiting for queue room, {len(outcomes)} outcome(s) read; "
+                f"{len(fed)} fed by push or upload, {len(received)} with records waiting)"),
             cursor=new_cursor,
         )
     return dg.SensorResult(run_requests=run_requests,

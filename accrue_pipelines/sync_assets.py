@@ -12,6 +12,10 @@ catalog, each with its own materialization, checks and history. One object's
 failure does not stop the others: the step syncs every object it can, then fails
 naming those that did not sync, and the retry resumes each from its checkpoint.
 
+A tenant fed by the push API or file uploads is no different here: its connector reads
+the records it received (accrue.sources), with the same checkpoints, sync_run rows and
+checks.
+
 An optional object the tenant's admin did not switch on (`Tenant.syncs`) is reported as
 not selected before the CRM is even opened: no API call reads it, and neither the
 checks nor the failure sensor count it as unsynced.
@@ -24,7 +28,6 @@ from typing import Any
 import dagster as dg
 
 from accrue import tenants
-from accrue.push import PUSH_CRM_TYPE
 from accrue.sync import SyncResult, record_failed_attempt, sync_object
 from accrue.warehouse import Warehouse
 from accrue_pipelines import run_tags
@@ -144,12 +147,6 @@ def crm_sync(
             handled.add(object_name)
             context.log.info(f"{tenant_id}: {object_name} not chosen by the tenant; not read")
             yield _selected_checks(context, _not_chosen_result(object_name), {})
-    if tenant.crm_type == PUSH_CRM_TYPE:
-        for object_name in sync_order():
-            if object_name in selected and object_name not in handled:
-                context.log.info(f"{tenant_id}: fed by the push API; {object_name} not read")
-                yield _selected_checks(context, _pushed_result(object_name), {})
-        return
     try:
         with crm_api_slot(context, crm.crm_type(tenant_id)):
             began = time.monotonic()
@@ -333,13 +330,6 @@ def _not_chosen_result(object_name: str) -> dg.MaterializeResult:
     return _skipped_result(
         object_name, "not-selected", {"selected_by_tenant": False},
         "not selected: an optional import the tenant's admin has not switched on")
-
-
-def _pushed_result(object_name: str) -> dg.MaterializeResult:
-    """A tenant fed by the push API: no CRM to read (accrue.push.process applies its inbox)."""
-    return _skipped_result(
-        object_name, "pushed", {"fed_by_push": True},
-        "fed by the push API: no CRM connector to read (the push inbox is applied instead)")
 
 
 sync_assets = [crm_sync]

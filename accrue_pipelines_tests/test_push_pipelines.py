@@ -1,21 +1,25 @@
-"""A push tenant in the pipelines and the CLI (issue 13, F8): the scheduled CRM sync skips
-it with a clear reason and never builds a connector; `accrue push credentials|process`."""
+"""A push tenant in the pipelines and the CLI (issue 13, F8): the sensor requests its sync
+when batches wait, a Dagster run applies them like any CRM sync (sync_run rows, checks);
+`accrue push credentials|process`."""
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from flask import Flask
 
 from accrue import config, tenants
 from accrue.cli import main
-from accrue.push import PUSH_CRM_TYPE, credentials
+from accrue.push import PUSH_CRM_TYPE, credentials, inbox
+from accrue.schema import object_table, sync_run
 from accrue.warehouse import Warehouse
-from accrue_pipelines import sensors
+from accrue_pipelines import run_tags, sensors
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.resources import CrmResource, WarehouseResource
 from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
@@ -33,37 +37,79 @@ def instance():
         yield instance
 
 
-def test_the_sensor_skips_push_tenants_with_a_reason(instance, private_engine):
+def _store(engine, tenant_id, *records):
+    body = json.dumps({"records": list(records)}).encode()
+    return inbox.store(engine, tenant_id, f"msg_{uuid.uuid4().hex}", body, {}, len(records))
+
+
+def _tick(instance, resources):
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        return sensors.tenant_sync_sensor(ctx)
+
+
+def test_the_sensor_requests_a_push_tenants_sync_only_when_batches_wait(
+        instance, private_engine, monkeypatch):
     warehouse = WarehouseResource(database_url=private_engine.url.render_as_string(False))
     resources = {"warehouse": warehouse, "crm": CrmResource(warehouse=warehouse)}
-    tenants.add_tenant(private_engine, "pushed-co", "Pushed Co", PUSH_CRM_TYPE)
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["pushed-co"])
-    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
-        result = sensors.tenant_sync_sensor(ctx)
-    assert not result.run_requests
-    assert "1 fed by the push API, not synced" in result.skip_reason.skip_message
-    tenants.add_tenant(private_engine, "crm-co", "CRM Co", "salesforce")
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["crm-co"])
-    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
-        result = sensors.tenant_sync_sensor(ctx)
-    assert [r.partition_key for r in result.run_requests] == ["crm-co"]
+    for tenant_id in ("pushed-a", "pushed-b", "pushed-c"):
+        tenants.add_tenant(private_engine, tenant_id, tenant_id, PUSH_CRM_TYPE)
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["pushed-a", "pushed-b",
+                                                             "pushed-c"])
+    result = _tick(instance, resources)
+    assert not result.run_requests  # nothing pushed: nothing to do, whatever the frequency
+    assert "3 fed by push or upload, 0 with records waiting" in (
+        result.skip_reason.skip_message)
+
+    _store(private_engine, "pushed-a", record("account", "A1", name="Acme"))
+    _store(private_engine, "pushed-b", record("account", "B1", name="Beta"))
+    monkeypatch.setattr(sensors, "MAX_RUN_REQUESTS_PER_TICK", 1)  # the cap holds for feeds
+    first = _tick(instance, resources)
+    [request] = first.run_requests
+    assert request.partition_key == "pushed-a"
+    assert request.tags[run_tags.TRIGGER] == "received"
+    assert request.tags[run_tags.CRM] == PUSH_CRM_TYPE
+    assert request.tags[run_tags.TENANT] == "pushed-a"  # serialised per tenant by the queue
+    # The next tick: pushed-a's request is on its way (not asked twice), pushed-b's turn;
+    # pushed-c has nothing waiting.
+    second = _tick(instance, resources)
+    assert [r.partition_key for r in second.run_requests] == ["pushed-b"]
+    assert not _tick(instance, resources).run_requests
 
 
-def test_a_sync_of_a_push_tenant_reads_no_crm_and_succeeds(instance, database_url, engine,
-                                                           tenant_id):
+def test_a_push_tenants_batches_reach_the_warehouse_through_a_dagster_run(
+        instance, database_url, engine, tenant_id, make_tenant_id):
     tenants.add_tenant(engine, tenant_id, "Pushed", PUSH_CRM_TYPE)
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
+    other = make_tenant_id()
+    tenants.add_tenant(engine, other, "Other", PUSH_CRM_TYPE)
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id, other])
+    _store(engine, tenant_id, record("account", "A1", name="Acme"),
+           record("opportunity", "O1", name="Deal", account_id="A1", deal_value=1200.0))
+    _store(engine, other, record("account", "X1", name="Not yours"))
     warehouse = WarehouseResource(database_url=database_url)
     result = dg.materialize(sync_assets, instance=instance, partition_key=tenant_id,
                             resources={"warehouse": warehouse,
                                        "crm": CrmResource(warehouse=warehouse)})
     assert result.success
+    store = Warehouse(engine)
+    assert store.count(tenant_id, "account") == 1 and store.count(tenant_id, "opportunity") == 1
+    with engine.connect() as conn:
+        table = object_table("opportunity")
+        amount = conn.execute(sa.select(table.c.amount)
+                              .where(table.c.tenant_id == tenant_id)).scalar_one()
+    assert amount == 1200.0  # "deal_value" mapped to amount on the first push
+    assert store.count(other, "account") == 0  # another tenant's batch is not touched
+    assert inbox.pending_count(engine, tenant_id) == 0
+    assert inbox.pending_count(engine, other) == 1
     materialized = {e.asset_key: e.event_specific_data.materialization
                     for e in result.get_asset_materialization_events()}
-    chosen = {sync_asset_key(o) for o in COMMON_OBJECTS if o != "activity"}
-    assert chosen <= set(materialized)
-    assert all(materialized[k].metadata["fed_by_push"].value for k in chosen)
+    assert materialized[sync_asset_key("opportunity")].metadata["records_read"].value == 1
     assert all(c.passed for c in result.get_asset_check_evaluations())
+    with engine.connect() as conn:
+        runs = conn.execute(sa.select(sync_run.c.object_name, sync_run.c.status)
+                            .where(sync_run.c.tenant_id == tenant_id)).all()
+    chosen = {o for o in COMMON_OBJECTS if o != "activity"}
+    assert {name for name, _ in runs} == chosen
+    assert {status for _, status in runs} == {"succeeded"}
 
 
 def test_cli_credentials_and_process(database_url, engine, tenant_id, monkeypatch):
@@ -93,7 +139,8 @@ def test_cli_credentials_and_process(database_url, engine, tenant_id, monkeypatc
 
     processed = runner.invoke(main, ["push", "process", tenant_id])
     assert processed.exit_code == 0, processed.output
-    assert "3 batch(es), 3 record(s): 3 upserted" in processed.output
+    assert "3 record(s): 3 upserted" in processed.output
+    assert "0 batch(es) still pending" in processed.output
     assert Warehouse(engine).count(tenant_id, "account") == 3
     assert secret not in processed.output + retired.output
 

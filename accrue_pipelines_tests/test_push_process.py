@@ -1,6 +1,7 @@
-"""Pushed batches into the crm_* tables (issue 13, F8): the same write path as a sync, in
-order per record, deletes, quarantine, and a crash at any moment losing nothing and
-applying nothing twice. Runs on SQLite and PostgreSQL."""
+"""Pushed batches into the crm_* tables (issue 13, F8): the push feed's connector through
+the sync engine (`accrue push process`, the same path as a Dagster run), in order per
+record, deletes, quarantine, and a crash at any moment losing nothing and applying nothing
+twice. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_a_pushed_opportunity_with_lines_lands_like_a_synced_one(
          record("opportunity_line", "L2", opportunity_id="O1", product_id="P2", quantity=1,
                 unit_price=0, list_price=50, total_price=0))
     result = process.process_inbox(engine, t)
-    assert (result.batches, result.records, result.upserted) == (1, 4, 4)
+    assert (result.total("records_read"), result.total("upserted")) == (4, 4)
     deal = row(engine, t, "opportunity", "O1")
     assert deal["amount"] == 1200.5 and deal["is_won"] is True and deal["stage"] == "Closed Won"
     assert str(deal["close_date"]) == "2026-11-02" and deal["account_id"] == "A1"
@@ -68,10 +69,12 @@ def test_a_pushed_opportunity_with_lines_lands_like_a_synced_one(
     assert row(engine, t, "opportunity_line", "L1")["list_price"] == 700
     assert warehouse.count(t, "opportunity_line") == 2
     assert warehouse.orphans(t, "opportunity_line")["opportunity_id"] == 0
-    assert warehouse.get_state(t, "opportunity") == {"cursor": result_cursor(engine, t),
-                                                     "source": "push"}
+    state = warehouse.get_state(t, "opportunity")
+    assert state is not None and state["cursor"] == result_cursor(engine, t)
+    assert state["source"] == "push" and "c2crm_region" in state["fields"]
     assert inbox.pending_count(engine, t) == 0
-    assert process.process_inbox(engine, t).batches == 0  # nothing left
+    again = process.process_inbox(engine, t)  # nothing left: no record is read again
+    assert again.total("records_read") == 0 and len(again.results) == len(result.results)
 
 
 def result_cursor(engine: Engine, tenant_id: str) -> int:
@@ -86,7 +89,7 @@ def test_an_older_update_after_a_newer_one_does_not_overwrite(
     push(pusher, record("account", "A1", occurred_at="2026-11-30T10:00:00Z", name="New"))
     push(pusher, record("account", "A1", action="update", occurred_at="2026-11-30T09:00:00Z",
                         name="Old"))
-    process.process_inbox(engine, t, limit=1)  # one batch per chunk: two pages
+    process.process_inbox(engine, t, page_batches=1)  # one batch per page: two pages
     assert row(engine, t, "account", "A1")["name"] == "New"
     # Both versions are in the history.
     assert [h["fields"]["name"] for h in warehouse.history(t, "account", "A1")] == ["Old", "New"]
@@ -116,7 +119,7 @@ def test_deletes(pusher: Pusher, engine: Engine, warehouse: Warehouse) -> None:
          {"object": "contact", "id": "C2", "action": "delete",
           "occurred_at": "2026-11-30T09:00:00Z"})
     result = process.process_inbox(engine, t)
-    assert result.deleted == 1
+    assert result.total("deleted") == 1
     assert row(engine, t, "contact", "C1")["is_deleted"] is True
     assert row(engine, t, "contact", "C2")["is_deleted"] is False
     assert warehouse.count(t, "contact") == 1
@@ -128,7 +131,7 @@ def test_wrong_types_are_quarantined_with_the_reason(pusher: Pusher, engine: Eng
     push(pusher, record("opportunity", "O1", name="Fine", amount=10),
          record("opportunity", "O2", name="Bad", amount="a lot", close_date="soon"))
     result = process.process_inbox(engine, t)
-    assert (result.upserted, result.quarantined) == (1, 1)
+    assert (result.total("upserted"), result.total("quarantined")) == (1, 1)
     [held] = warehouse.open_quarantine(t, "opportunity")
     assert held["source_id"] == "O2"
     assert "opportunity.amount" in held["reason"] and "opportunity.close_date" in held["reason"]
@@ -177,7 +180,8 @@ def _feed(pusher: Pusher) -> None:
          record("opportunity", "O1", name="D1", account_id="A1", amount=1),
          record("opportunity_line", "L1", opportunity_id="O1", quantity=1))
     push(pusher, record("opportunity", "O1", action="update", name="D1", amount=2),
-         record("opportunity", "O2", name="Bad", amount="x"),
+         # A text the column refuses (longer than it holds): quarantined, never cut.
+         record("opportunity", "O2", name="x" * 300, amount=3),
          record("opportunity_line", "L2", opportunity_id="O1", quantity=3))
     push(pusher, {"object": "opportunity_line", "id": "L1", "action": "delete"},
          record("account", "A2", name="Beta"))
@@ -185,7 +189,8 @@ def _feed(pusher: Pusher) -> None:
 
 @pytest.mark.parametrize("crash", [
     ("Warehouse.apply", 0), ("Warehouse.apply", 1), ("Warehouse.apply", 2),
-    ("Warehouse.apply", 4), ("mark_processed", 0), ("mark_processed", 1),
+    ("Warehouse.apply", 4), ("Warehouse.apply", 9), ("mark_processed_through", 0),
+    ("mark_processed_through", 3),
 ])
 def test_a_crash_at_any_moment_loses_nothing_and_applies_nothing_twice(
         database_url: str, engine: Engine, make_tenant_id: Callable[[], str],
@@ -195,7 +200,7 @@ def test_a_crash_at_any_moment_loses_nothing_and_applies_nothing_twice(
     reference = Pusher(app.test_client(), make_tenant_id(), None)  # type: ignore[arg-type]
     reference.issued = make_push_tenant(engine, reference.tenant_id)
     _feed(reference)
-    process.process_inbox(engine, reference.tenant_id, limit=2)
+    process.process_inbox(engine, reference.tenant_id, page_batches=2)
     expected = _snapshot(engine, reference.tenant_id)
 
     crashed = Pusher(app.test_client(), make_tenant_id(), None)  # type: ignore[arg-type]
@@ -203,13 +208,15 @@ def test_a_crash_at_any_moment_loses_nothing_and_applies_nothing_twice(
     _feed(crashed)
     name, calls = crash
     with monkeypatch.context() as patch:
-        if name == "mark_processed":
-            _crash_after(patch, inbox, "mark_processed", calls)
+        if name == "mark_processed_through":
+            _crash_after(patch, inbox, "mark_processed_through", calls)
         else:
+            # Each page of each object is one apply (its records and its cursor): killed
+            # between pages, after some objects and before others.
             _crash_after(patch, Warehouse, "apply", calls)
         with pytest.raises(Crash):
-            process.process_inbox(engine, crashed.tenant_id, limit=2)
-    process.process_inbox(engine, crashed.tenant_id, limit=2)  # the re-run
+            process.process_inbox(engine, crashed.tenant_id, page_batches=2)
+    process.process_inbox(engine, crashed.tenant_id, page_batches=2)  # the re-run
     got = _snapshot(engine, crashed.tenant_id)
     # Stamps without occurred_at are received times: compare everything else.
     for snap in (expected, got):
@@ -225,7 +232,7 @@ def test_tenants_are_isolated_in_processing(pusher: Pusher, engine: Engine,
     other = make_tenant_id()
     make_push_tenant(engine, other)
     push(pusher, record("account", "A1", name="Mine"))
-    assert process.process_inbox(engine, other).batches == 0
+    assert process.process_inbox(engine, other).total("records_read") == 0
     assert inbox.pending_count(engine, pusher.tenant_id) == 1
     process.process_inbox(engine, pusher.tenant_id)
     with engine.connect() as conn:

@@ -63,21 +63,22 @@ def credentials_command(tenant_id: str, name: str | None, switch: bool, retire_o
 
 @push.command("process")
 @click.argument("tenant_id")
-@click.option("--limit", type=int, default=100, show_default=True,
-              help="Batches applied per transaction group.")
-def process_command(tenant_id: str, limit: int) -> None:
-    """Apply TENANT's pushed batches to its warehouse tables now."""
-    from accrue import db, tenants
-    from accrue.push import process
+@click.option("--limit", type=int, default=None,
+              help="Batches per page (one transaction per object and page).")
+def process_command(tenant_id: str, limit: int | None) -> None:
+    """Apply TENANT's pushed batches to its warehouse tables now (the pipelines do it by
+    themselves when batches are pending)."""
+    from accrue import db
+    from accrue.push import inbox, process
 
     engine = db.make_engine()
     db.require_current(engine)
     try:
-        tenants.require_tenant(engine, tenant_id)
-        result = process.process_inbox(engine, tenant_id, limit=limit)
+        result = process.process_inbox(engine, tenant_id, page_batches=limit)
     except (ValueError, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{tenant_id}: {result.batches} batch(es), {result.records} record(s): "
-               f"{result.upserted} upserted, {result.deleted} deleted, "
-               f"{result.skipped_stale} older than what is stored, "
-               f"{result.quarantined} quarantined")
+    click.echo(f"{tenant_id}: {result.total('records_read')} record(s): "
+               f"{result.total('upserted')} upserted, {result.total('deleted')} deleted, "
+               f"{result.total('skipped_stale')} older than what is stored, "
+               f"{result.total('quarantined')} quarantined; "
+               f"{inbox.pending_count(engine, tenant_id)} batch(es) still pending")

@@ -4,7 +4,8 @@ The one module that reads or writes `push_inbox`. `parse_batch` checks a batch a
 (a batch with any bad record is refused whole, with every problem named); `store` commits
 the raw body, the non-secret headers and the received time in one transaction; a replayed
 `webhook-id` hits the unique key (tenant, webhook-id), never a check-then-insert, and gets
-the first receipt back. `accrue.push.process` applies stored batches to the crm_* tables.
+the first receipt back. The push feed (accrue.push.feed) reads stored batches back as a
+connector, and the sync engine applies them to the crm_* tables like a CRM's records.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def store(
     insert = dialect_insert(engine.dialect)
     with engine.begin() as conn:
         # One insert per tenant at a time, so a tenant's inbox ids become visible in order:
-        # processing (accrue.push.process) may then trust "every id up to the cursor is
+        # the push feed (accrue.push.feed) may then trust "every id up to the cursor is
         # applied". Without it, id 5 could commit after id 6 was processed and be skipped.
         # FOR NO KEY UPDATE does not block other tables' foreign keys to the tenant row.
         conn.execute(sa.select(tenant.c.id).where(tenant.c.id == tenant_id)
@@ -197,12 +198,24 @@ def store(
     return Receipt(int(first), duplicate=True)
 
 
-def unprocessed(engine: Engine, tenant_id: str, limit: int) -> list[InboxRow]:
-    """The tenant's batches not yet applied, in arrival order."""
+def last_id(engine: Engine, tenant_id: str) -> int:
+    """The tenant's newest inbox id (0: none): a read stops there, later batches wait."""
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(sa.func.max(push_inbox.c.id))
+                             .where(push_inbox.c.tenant_id == tenant_id)).scalar_one()
+    return int(found or 0)
+
+
+def batches_after(engine: Engine, tenant_id: str, after_id: int, up_to: int,
+                  limit: int) -> list[InboxRow]:
+    """The tenant's batches with `after_id` < id <= `up_to`, in arrival order, at most
+    `limit`. Ids of one tenant become visible in order (see `store`), so "every batch up to
+    a cursor" is a stable set."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(push_inbox.c.id, push_inbox.c.received_at, push_inbox.c.body)
-            .where(push_inbox.c.tenant_id == tenant_id, push_inbox.c.processed_at.is_(None))
+            .where(push_inbox.c.tenant_id == tenant_id, push_inbox.c.id > after_id,
+                   push_inbox.c.id <= up_to)
             .order_by(push_inbox.c.id)
             .limit(limit)
         ).all()
@@ -214,15 +227,33 @@ def unprocessed(engine: Engine, tenant_id: str, limit: int) -> list[InboxRow]:
     return result
 
 
-def mark_processed(engine: Engine, tenant_id: str, ids: Sequence[int]) -> int:
-    if not ids:
+def mark_processed_through(engine: Engine, tenant_id: str, through_id: int) -> int:
+    """Mark the tenant's batches up to `through_id` applied (every object's cursor passed
+    them); returns how many were newly marked."""
+    if through_id < 1:
         return 0
     with engine.begin() as conn:
         return conn.execute(
             sa.update(push_inbox)
-            .where(push_inbox.c.tenant_id == tenant_id, push_inbox.c.id.in_(list(ids)),
+            .where(push_inbox.c.tenant_id == tenant_id, push_inbox.c.id <= through_id,
                    push_inbox.c.processed_at.is_(None))
             .values(processed_at=utcnow())
+        ).rowcount
+
+
+def delete_expired(engine: Engine, tenant_id: str, processed_before: datetime) -> int:
+    """Retention: delete the tenant's batches applied before `processed_before`.
+
+    Only applied batches go (a batch waiting to be applied is kept however old). Deleting
+    a batch also forgets its `webhook-id`, which is safe after the retention: see
+    accrue.config.push_inbox_retention_days.
+    """
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.delete(push_inbox)
+            .where(push_inbox.c.tenant_id == tenant_id,
+                   push_inbox.c.processed_at.is_not(None),
+                   push_inbox.c.processed_at < processed_before)
         ).rowcount
 
 
