@@ -155,8 +155,9 @@ def render(template: str, step: str, wizard: store.Wizard, status: int = 200,
     # U1 after a U5 landing: the login's pop-up shows on the step the admin lands on.
     welcome_back = bool(session.pop("concierge_popup", False)) and not wizard.complete
     feed = feeds.get(wizard.section("crm").get("key"))
+    title = context.pop("title", None) or STEP_TITLES[step]  # a feed's page may name itself
     return render_template(
-        template, step=step, steps=steps, title=STEP_TITLES[step], wizard=wizard,
+        template, step=step, steps=steps, title=title, wizard=wizard,
         step_number=STEPS.index(step) + 1, welcome_back=welcome_back,
         popup_form=ActionForm() if welcome_back else None,
         crm_spec=feed or crm.spec_for(wizard.section("crm").get("key")), feed=feed, **context,

@@ -46,7 +46,8 @@ def issue(tenant_id: str, event: str) -> IssuedSecret:
 
 
 def _page(wizard: store.Wizard, issued: IssuedSecret | None) -> tuple[str, int]:
-    return render("onboarding/push_setup.html", "details", wizard, form=ActionForm(),
+    return render("onboarding/push_setup.html", "details", wizard, title="Set up the push",
+                  form=ActionForm(),
                   guide=guide(wizard.tenant_id, issued),
                   received=inbox.totals(warehouse.engine, wizard.tenant_id))
 
