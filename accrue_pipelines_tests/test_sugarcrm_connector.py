@@ -14,12 +14,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 
+from accrue.analytics.store import load_tenant
+from accrue.sync import sync_object
+from accrue.warehouse import Warehouse
 from connectors.base import AuthenticationError, Checkpoint, Delete, LiveIds, Quarantine, Upsert
+from connectors.sandbox_kit.deal_model import build_world
 from connectors.sugarcrm.connector import SugarConnector
 from connectors.sugarcrm.sandbox.harness import RunningSugarSandbox, SugarHarness
+from connectors.sugarcrm.sandbox.seed import sugar_id
 from connectors.sugarcrm.sandbox.server import Settings
 
 
@@ -226,3 +232,27 @@ def test_free_text_numbers_are_read_exactly_or_quarantined(org: RunningSugarSand
                               "decimal number")
     assert upserts(changes)[ids[1]].fields["employee_count"] == 250
     assert not any(isinstance(c, Delete) for c in changes)
+
+
+def test_synced_sugar_deals_are_priced_from_their_revenue_line_items(
+    org: RunningSugarSandbox, clock: Clock, warehouse: Warehouse, tenant_id: str
+) -> None:
+    """End to end: every deal's quote / list ratio is the deal model's, from the lines."""
+    with connect(org) as connector:
+        for name in ("user", "account", "product", "opportunity", "opportunity_line"):
+            assert sync_object(warehouse, connector, tenant_id, name).complete, name
+    assert warehouse.quarantine_count(tenant_id) == 0
+    deals = load_tenant(warehouse.engine, tenant_id).deals.set_index("opportunity_id")
+    world = build_world(30, 5, anchor=clock.now.replace(hour=0), activities=False)
+    quoted: dict[str, float] = {}
+    listed: dict[str, float] = {}
+    for line in world.objects["opportunity_line"]:
+        deal = sugar_id(str(line.fields["opportunity_id"]), 5)
+        quoted[deal] = quoted.get(deal, 0.0) + line.fields["total_price"]
+        listed[deal] = listed.get(deal, 0.0) + line.fields["quantity"] * line.fields[
+            "list_price"]
+    assert len(quoted) == 30
+    for deal, total in quoted.items():
+        row = deals.loc[deal]
+        assert row["exclusion"] is None or pd.isna(row["exclusion"]), row["exclusion"]
+        assert row["ratio"] == pytest.approx(total / listed[deal], rel=1e-9)
