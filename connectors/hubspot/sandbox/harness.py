@@ -35,7 +35,7 @@ from connectors.hubspot.sandbox.server import FaultConfig, HubSpotApp, SandboxSe
 from connectors.hubspot.sandbox.store import MODIFIED_PROPERTY, HubSpotStore
 from connectors.sandbox_kit.deal_model import build_world
 from connectors.sandbox_kit.harness import CrmWriter, RunningCrmSandbox, SandboxHarness
-from connectors.sandbox_kit.server import BackgroundServer, make_sandbox_server
+from connectors.sandbox_kit.server import BackgroundServer, follow_clock, make_sandbox_server
 
 DEFAULT_TOKEN = "pat-na1-00000000-0000-4000-8000-accruesandbox"
 WRONG_TOKEN = "pat-na1-00000000-0000-4000-8000-neverissued00"
@@ -205,6 +205,7 @@ def serve(path: Path, *, settings: SandboxSettings, clock: Callable[[], datetime
             store.close()
             raise
     server = make_sandbox_server(app, host, port)
+    follow_clock(server, store.clock)  # the adapter reads HubSpot's time from `Date`
     return ServedSandbox(store, app, BackgroundServer(app, server=server, name="hubspot-sandbox"))
 
 

@@ -90,9 +90,10 @@ def render(world: World, store: HubSpotStore) -> None:
     def ref(neutral: Any) -> str | None:
         return None if neutral is None else str(ids[str(neutral)])
 
-    for name in ("user", "account", "contact", "product", "opportunity", "opportunity_line"):
-        for record in world.objects.get(name, ()):
-            ids[record.id] = store.next_id()
+    names = ("user", "account", "contact", "product", "opportunity", "opportunity_line")
+    records = [r for name in names for r in world.objects.get(name, ())]
+    first = store.next_id(len(records))
+    ids.update({record.id: first + index for index, record in enumerate(records)})
     stages = default_stages()
     for record in world.objects.get("opportunity", ()):
         f = record.fields

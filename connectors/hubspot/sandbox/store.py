@@ -113,12 +113,14 @@ class HubSpotStore:
             row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def next_id(self) -> int:
-        """A new object id from a high-water mark: HubSpot never reuses an id."""
+    def next_id(self, count: int = 1) -> int:
+        """The first of `count` new object ids, from a high-water mark: HubSpot never
+        reuses an id."""
         with self.transaction() as db:
             row = db.execute("SELECT value FROM meta WHERE name = 'next_id'").fetchone()
             value = int(json.loads(row[0])) if row else 10_001
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(value + 1),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)",
+                       (str(value + count),))
         return value
 
     def is_empty(self) -> bool:
