@@ -27,12 +27,14 @@ from standardwebhooks.webhooks import Webhook
 
 from accrue import tenants
 from accrue.push import PUSH_CRM_TYPE, credentials
+from accrue.warehouse import Warehouse
 from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     Admin,
     concierge_db_url_fixture,
     location,
     make_app,
 )
+from connectors.base import Upsert
 from onboarding_app import store
 from onboarding_app.security import hash_password
 
@@ -101,8 +103,13 @@ def choose_push(admin: Admin) -> str:
 
 def finish_wizard(admin: Admin) -> None:
     assert location(admin.post("/onboarding/push", {"action": "continue"})) == "/onboarding/review"
+    review = admin.client.get("/onboarding/review").get_data(as_text=True)
+    assert "what your system sends through the Push API" in review
+    assert "Count again" not in review and "How often should Accrue sync?" not in review
     assert location(admin.review()) == "/onboarding/terms"
     assert location(admin.terms()) == "/onboarding/complete"
+    complete = admin.client.get("/onboarding/complete").get_data(as_text=True)
+    assert "<dd>Push API</dd>" in complete and "What your system pushes" in complete
     assert location(admin.finish()) == "/status"
 
 
@@ -164,6 +171,11 @@ def test_the_push_wizard_end_to_end_the_first_push_turns_it_green(
     settings = admin.client.get("/integration", follow_redirects=True).get_data(as_text=True)
     assert "Fed by the push API" in settings and client_id in settings
     assert re.search(r'<td class="num">1</td>\s*<td>Accepted', settings)
+    assert "No pushed record is in quarantine" in settings
+    Warehouse(engine_of(app)).apply(admin.tenant_id, "opportunity", [
+        Upsert("D-bad", datetime.now(UTC), {"amount": "twelve"}, {"amount": "twelve"})])
+    quarantined = admin.client.get("/integration/push").get_data(as_text=True)
+    assert "1 quarantined" in quarantined
 
     # The secret was in exactly one answer, and nowhere in clear in the logs or the database.
     assert recorder.holding(secret) == 1

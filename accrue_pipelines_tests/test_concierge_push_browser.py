@@ -73,3 +73,11 @@ def test_select_crm_push_api_shows_a_working_curl_example(
     page.wait_for_url("**/status")
     tenant = tenant_of(live, email)
     assert (tenant.crm_type, tenant.status) == ("push", "active")
+
+    # Integration settings: the Push API page, with the push listed and no secret.
+    page.goto("/integration")
+    page.wait_for_url("**/integration/push")
+    assert page.get_by_role("heading", name="Recent pushes").is_visible()
+    assert "msg_setup_" in page.locator("table.push-batches").inner_text()
+    assert secret not in page.content()
+    shoot(page, "push-settings")

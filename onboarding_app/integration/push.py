@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from accrue import tenants
 from accrue.push import PUSH_CRM_TYPE, credentials, inbox
 from accrue.push.credentials import IssuedSecret
+from accrue.warehouse import Warehouse
 from onboarding_app import audit
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
@@ -38,7 +39,9 @@ def _render(tenant_id: str, issued: IssuedSecret | None = None) -> tuple[str, in
         "integration/push.html", form=ActionForm(), guide=guide(tenant_id, issued),
         secrets=credentials.list_credentials(warehouse.engine, tenant_id),
         batches=inbox.recent_batches(warehouse.engine, tenant_id, RECENT_BATCHES),
-        received=inbox.totals(warehouse.engine, tenant_id)), 200
+        received=inbox.totals(warehouse.engine, tenant_id),
+        # Per tenant, not per batch: a record is quarantined when applied, not when pushed.
+        quarantined=Warehouse(warehouse.engine).quarantine_count(tenant_id)), 200
 
 
 @bp.get("/push")
