@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from flask import Flask
 
-from accrue import config, tenants
+from accrue import config, sync_schedule, tenants
 from accrue.cli import main
 from accrue.push import PUSH_CRM_TYPE, credentials, inbox
 from accrue.schema import object_table, sync_run
@@ -170,3 +171,24 @@ def test_the_integration_page_of_a_push_tenant_says_so(concierge_db_url, sf_sand
     page = response.get_data(as_text=True)
     assert "Fed by the push API" in page and f"/v1/push/{admin.tenant_id}/records" in page
     assert admin.client.get("/status").status_code == 200
+
+
+def test_a_failing_feed_waits_its_backoff_instead_of_running_every_tick():
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    failing = sync_schedule.TenantSchedule(
+        "pushed-a", last_requested_at=now - timedelta(minutes=10),
+        last_success_at=now - timedelta(hours=1), last_outcome_at=now - timedelta(minutes=1),
+        consecutive_failures=8)
+    new = sync_schedule.TenantSchedule("pushed-b")
+    schedules = {"pushed-a": failing, "pushed-b": new}
+    chosen, _ = sync_schedule.plan([], schedules, [], now, limit=10,
+                                   waiting=["pushed-a", "pushed-b"])
+    assert [(r.tenant_id, r.reason, r.priority) for r in chosen] == [
+        ("pushed-b", sync_schedule.FEED_REASON, sync_schedule.PRIORITY_FIRST_SYNC)]
+    later = now + sync_schedule.FEED_RETRY_CAP
+    chosen, _ = sync_schedule.plan([], schedules, [], later, limit=10, waiting=["pushed-a"])
+    assert [r.tenant_id for r in chosen] == ["pushed-a"]
+    assert chosen[0].reason.startswith("records waiting, retry after 8 failed")
+    # Not waiting: never due, however long since its last sync.
+    chosen, _ = sync_schedule.plan([], schedules, [], later + timedelta(days=2), limit=10)
+    assert chosen == []

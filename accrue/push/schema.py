@@ -292,16 +292,22 @@ def _accepted(schema: ObjectSchema) -> ObjectSchema:
     return replace(schema, fields=fields, mapping=mapping, drift=(), accepted_at=utcnow())
 
 
+def _accept_stored(conn: Connection, tenant_id: str, object_name: str,
+                   missing: str) -> ObjectSchema:
+    """The stored schema (locked for the transaction) with its drift accepted."""
+    _check_object(tenant_id, object_name)
+    stored = _read(conn, tenant_id, object_name, lock=True)
+    if stored is None:
+        raise SchemaError(f"no {object_name} has been pushed yet: {missing}")
+    return _accepted(stored)
+
+
 def accept_drift(engine: Engine, tenant_id: str, object_name: str) -> ObjectSchema:
     """Accept the drift seen so far: new fields join the schema (with a suggested column if
     one is free), dropped ones leave it, retyped ones take the new type; applied from the
     next page read."""
-    _check_object(tenant_id, object_name)
     with engine.begin() as conn:
-        stored = _read(conn, tenant_id, object_name, lock=True)
-        if stored is None:
-            raise SchemaError(f"no {object_name} has been pushed yet: nothing to accept")
-        accepted = _accepted(stored)
+        accepted = _accept_stored(conn, tenant_id, object_name, "nothing to accept")
         _write(conn, tenant_id, accepted, new=False)
     return accepted
 
@@ -324,12 +330,8 @@ def save_mapping(
 ) -> ObjectSchema:
     """The admin's mapping (field -> column, None for raw only; a field left out keeps its
     column), accepting the drift seen so far. SchemaError says what is wrong."""
-    _check_object(tenant_id, object_name)
     with engine.begin() as conn:
-        stored = _read(conn, tenant_id, object_name, lock=True)
-        if stored is None:
-            raise SchemaError(f"no {object_name} has been pushed yet: push one first")
-        accepted = _accepted(stored)
+        accepted = _accept_stored(conn, tenant_id, object_name, "push one first")
         merged = {**accepted.mapping, **{k: (v or None) for k, v in mapping.items()}}
         problems = mapping_problems(accepted, merged)
         if problems:
