@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import pytest
 import requests
 
-from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, in_api_call
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, in_api_call
 from connectors.sandbox_kit.faults import (
     FaultConfig,
     FaultConfigError,
@@ -92,3 +92,25 @@ def test_the_middleware_fails_requests_as_planned() -> None:
         with pytest.raises(requests.exceptions.RequestException):
             requests.get(f"{server.url}/data", timeout=5).json()
         assert planner.state()["injected"]["dropped_connection"] == 1
+
+
+def test_fault_switches_replace_merge_and_refuse_as_one_for_every_sandbox() -> None:
+    """What a harness's `set_faults` and `/_sandbox/faults` share: a bad switch changes
+    nothing, POST merges over the current switches, DELETE (and `{}`) clears."""
+    switches = FaultSwitches()
+    state = switches.replace({"error_rate": 0.5, "fail_next": 2})
+    assert state["config"]["error_rate"] == 0.5 and state["counted"]["fail_next"] == 2
+    for bad in ('{"error_rate": 2}', '{"explode": 1}', "[1]", "not json",
+                '{"fail_next": -1}'):
+        with pytest.raises(ValueError):
+            switches.admin("POST", bad)
+    unchanged = switches.admin("GET", "")
+    assert unchanged is not None and unchanged["config"]["error_rate"] == 0.5
+    merged = switches.admin("POST", '{"latency_ms": 5, "throttle_next": 1}')
+    assert merged is not None and merged["config"]["error_rate"] == 0.5
+    assert merged["config"]["latency_ms"] == 5
+    assert merged["counted"] == {"fail_next": 2, "throttle_next": 1}
+    assert switches.admin("PUT", "{}") is None
+    cleared = switches.admin("DELETE", "")
+    assert cleared is not None and not cleared["active"]
+    assert cleared["counted"] == {"fail_next": 0, "throttle_next": 0}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +21,16 @@ import requests
 from accrue.analytics.store import load_tenant
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
+from accrue_pipelines_tests.test_sugarcrm_sandbox import (  # noqa: F401 - fixture
+    Clock,
+    clock_fixture,
+)
 from connectors.base import AuthenticationError, Checkpoint, Delete, LiveIds, Quarantine, Upsert
 from connectors.sandbox_kit.deal_model import build_world
 from connectors.sugarcrm.connector import SugarConnector
 from connectors.sugarcrm.sandbox.harness import RunningSugarSandbox, SugarHarness
 from connectors.sugarcrm.sandbox.seed import sugar_id
 from connectors.sugarcrm.sandbox.server import Settings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ API = "/rest/v11"
 
 
 class Clock:
+    """The instance's time, standing still until a test moves `now`."""
+
     def __init__(self) -> None:
         self.now = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 
@@ -36,8 +38,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def clock() -> Clock:
+@pytest.fixture(name="clock")
+def clock_fixture() -> Clock:
     return Clock()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from .faults import FaultPlanner, Plan
+from .faults import CountedFaults, FaultConfig, FaultConfigError, FaultPlanner, Plan, split_counted
 
 
 class DroppedResponse(Response):
@@ -117,3 +117,56 @@ class FaultMiddleware:
             return list(self.app(environ, start_response))
         finally:
             IN_API_CALL.reset(token)
+
+
+class FaultSwitches:
+    """One sandbox's switches: the kit's planner and the counted `fail_next` /
+    `throttle_next`, set alike by its harness (`replace`) and by `/_sandbox/faults`
+    (`admin`), so every sandbox validates, merges and reports them the same way."""
+
+    def __init__(self, config_class: type[FaultConfig] = FaultConfig,
+                 planner: FaultPlanner | None = None) -> None:
+        self.config_class = config_class
+        self.planner = planner or FaultPlanner(config_class())
+        self.counted = CountedFaults()
+
+    def replace(self, switches: Any) -> dict[str, Any]:
+        """Every switch replaced (`{}` clears them all); all validated before anything
+        changes: a bad one raises `FaultConfigError`."""
+        counted, kit_switches = split_counted(switches, self.config_class)
+        self.counted.set(counted)
+        self.planner.clear()
+        if kit_switches:
+            self.planner.update(kit_switches)
+        return self.state()
+
+    def merge(self, switches: Any) -> dict[str, Any]:
+        """The switches given, merged over the current ones (validated first)."""
+        if not isinstance(switches, dict):
+            raise FaultConfigError('Fault switches must be a JSON object, e.g. '
+                                   '{"error_rate": 0.1}')
+        counted, kit_switches = split_counted(switches, self.config_class)
+        self.planner.config.merged(kit_switches)  # validated against the current ones
+        if counted:
+            self.counted.set({**self.counted.to_dict(), **counted})
+        if kit_switches:
+            self.planner.update(kit_switches)
+        return self.state()
+
+    def state(self) -> dict[str, Any]:
+        """The planner's state (switches, injected counts) and the counted switches."""
+        return {**self.planner.state(), "counted": self.counted.to_dict()}
+
+    def admin(self, method: str, body: str) -> dict[str, Any] | None:
+        """What `/_sandbox/faults` does: GET the state, POST a JSON object of switches
+        (merged), DELETE clears; None for another method. Bad JSON or a bad switch raises
+        a ValueError (`FaultConfigError`) naming it, and nothing changes."""
+        if method == "POST":
+            try:
+                switches = json.loads(body or "{}")
+            except ValueError as exc:
+                raise FaultConfigError(f"Faults are not valid JSON: {exc}") from None
+            return self.merge(switches)
+        if method == "DELETE":
+            return self.replace({})
+        return self.state() if method == "GET" else None

@@ -36,8 +36,8 @@ from connectors.close.sandbox.store import (
 )
 from connectors.close.sandbox.writes import Writes
 from connectors.sandbox_kit import faults as kit
-from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, in_api_call
-from connectors.sandbox_kit.faults import CountedFaults, FaultPlanner, Plan, split_counted
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, in_api_call
+from connectors.sandbox_kit.faults import FaultPlanner, Plan
 
 API_PREFIX = "/api/v1/"
 # The kinds of activity this sandbox keeps: endpoint name -> Close's `_type`.
@@ -110,8 +110,9 @@ class CloseApp:
                  planner: FaultPlanner | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.faults = CountedFaults()
-        self.planner = planner or FaultPlanner(FaultConfig())
+        self.switches = FaultSwitches(FaultConfig, planner)
+        self.faults = self.switches.counted
+        self.planner = self.switches.planner
         self.writes = Writes(store)
         self._faulted = FaultMiddleware(self._serve, self.planner, group_of, self._respond)
         self._window_start = time.monotonic()
@@ -195,48 +196,31 @@ class CloseApp:
         """Replace every switch: the kit's (`FaultConfig`) and `fail_next` /
         `throttle_next`; `{}` clears them all. Everything is validated first: an unknown
         or bad switch raises `FaultConfigError` and changes nothing."""
-        counted, kit_switches = split_counted(switches, FaultConfig)
-        self.faults.set(counted)
-        self.planner.clear()
-        if kit_switches:
-            self.planner.update(kit_switches)
-        return self.fault_state()
+        return self.switches.replace(switches)
 
     def fault_state(self) -> dict[str, Any]:
         """The planner's state (switches, injected counts) and the counted switches."""
-        return {**self.planner.state(), "counted": self.faults.to_dict()}
+        return self.switches.state()
 
     def _admin(self, request: Request) -> Response:
         """`/_sandbox/health`, and `/_sandbox/faults` for a sandbox run in another process
-        (`accrue sandbox close`): GET the state, POST a JSON object of switches (merged
-        over the current ones, as Salesforce's sandbox does; an unknown or bad switch is a
-        400 naming it), DELETE clears them."""
+        (`accrue sandbox close`): the kit's (GET the state, POST a JSON object of switches
+        merged over the current ones, DELETE clears), an unknown or bad switch a 400 in
+        Close's words naming it."""
         if request.path == "/_sandbox/health":
             return Response('{"ok": true}', mimetype="application/json")
         if request.path != "/_sandbox/faults":
             return Response('{"error": "Not found"}', status=404, mimetype="application/json")
-        if request.method == "POST":
-            try:
-                switches = json.loads(request.get_data(as_text=True) or "{}")
-                if not isinstance(switches, dict):
-                    raise kit.FaultConfigError('Fault switches must be a JSON object, e.g. '
-                                               '{"error_rate": 0.1}')
-                counted, kit_switches = split_counted(switches, FaultConfig)
-                self.planner.config.merged(kit_switches)  # validated against the current
-                if counted:
-                    self.faults.set({**self.faults.to_dict(), **counted})
-                if kit_switches:
-                    self.planner.update(kit_switches)
-            except ValueError as exc:  # FaultConfigError, or no JSON
-                error = bad_request(str(exc))
-                return Response(json.dumps(error.body), status=error.status,
-                                mimetype="application/json")
-        elif request.method == "DELETE":
-            self.set_faults({})
-        elif request.method != "GET":
+        try:
+            state = self.switches.admin(request.method, request.get_data(as_text=True))
+        except ValueError as exc:  # FaultConfigError, or no JSON
+            error = bad_request(str(exc))
+            return Response(json.dumps(error.body), status=error.status,
+                            mimetype="application/json")
+        if state is None:
             return Response('{"error": "Method not allowed"}', status=405,
                             mimetype="application/json")
-        return Response(json.dumps(self.fault_state()), mimetype="application/json")
+        return Response(json.dumps(state), mimetype="application/json")
 
     # -- rate limit ---------------------------------------------------------------
 

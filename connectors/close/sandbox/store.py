@@ -15,13 +15,13 @@ import json
 import secrets
 import sqlite3
 import string
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from connectors.sandbox_kit.state import SqliteState
 
 EVENT_RETENTION = timedelta(days=30)
 EVENT_MERGE = timedelta(seconds=10)  # changes this close together share one event
@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS event (
     date_updated TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
     lead_id TEXT, action TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS api_key (key TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 # The store kind of the opportunity custom fields (`/custom_field/opportunity/`); the lead
@@ -85,30 +84,11 @@ class ListQuery:
     ids: tuple[str, ...] | None = None  # `id__in`
 
 
-class CloseStore:
-    """Thread-safe access to the sandbox's SQLite file (the server answers from threads)."""
+class CloseStore(SqliteState):
+    """The organization's documents, event log and API keys (the kit's SQLite state)."""
 
     def __init__(self, path: Path, clock: Callable[[], datetime] | None = None) -> None:
-        self.path = path
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, SCHEMA, clock)
 
     def now(self) -> str:
         return close_time(self.clock())
@@ -132,15 +112,6 @@ class CloseStore:
         with self._lock:
             return self._db.execute("SELECT 1 FROM api_key WHERE key = ?", (key,)).fetchone() \
                 is not None
-
-    def set_meta(self, name: str, value: Any) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, json.dumps(value)))
-
-    def meta(self, name: str, default: Any = None) -> Any:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return json.loads(row[0]) if row else default
 
     def load(self, kind: str, documents: Sequence[Mapping[str, Any]]) -> None:
         """Seed documents as they are (their own stamps), without events: the org's past."""

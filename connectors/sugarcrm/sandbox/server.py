@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox_kit import faults as kit
-from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, in_api_call
-from connectors.sandbox_kit.faults import CountedFaults, FaultPlanner, Plan, split_counted
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, in_api_call
+from connectors.sandbox_kit.faults import Plan
 from connectors.sugarcrm.sandbox import filters
 from connectors.sugarcrm.sandbox.store import LATE_BY, SugarStore, TokenRefused, parse_time
 from connectors.sugarcrm.sandbox.writes import MODULES, ApiError, Writes
@@ -80,8 +80,8 @@ class SugarApp:
         self.store = store
         self.settings = settings or Settings()
         self.tz = ZoneInfo(self.settings.timezone)
-        self.faults = CountedFaults()
-        self.planner = FaultPlanner(FaultConfig())
+        self.switches = FaultSwitches(FaultConfig)
+        self.planner = self.switches.planner
         self.writes = Writes(store)
         self._faulted = FaultMiddleware(self._serve, self.planner, group_of, self._respond)
 
@@ -114,49 +114,29 @@ class SugarApp:
     def set_faults(self, switches: Mapping[str, Any]) -> dict[str, Any]:
         """Replace every switch (the kit's and `fail_next` / `throttle_next`); `{}` clears.
         Validated first: a bad switch raises `FaultConfigError` and changes nothing."""
-        counted, kit_switches = split_counted(switches, FaultConfig)
-        self.faults.set(counted)
-        self.planner.clear()
-        if kit_switches:
-            self.planner.update(kit_switches)
-        return self.fault_state()
-
-    def fault_state(self) -> dict[str, Any]:
-        return {**self.planner.state(), "counted": self.faults.to_dict()}
+        return self.switches.replace(switches)
 
     def _admin(self, request: Request) -> Response:
-        """`/_sandbox/health`; `/_sandbox/faults`: GET the state, POST switches (merged over
-        the current ones; a bad one is a 400 naming it), DELETE clears."""
+        """`/_sandbox/health`; `/_sandbox/faults` (the kit's: GET, POST merges, DELETE
+        clears), a bad switch answered as Sugar answers a bad parameter."""
         if request.path == "/_sandbox/health":
             return Response('{"ok": true}', mimetype="application/json")
         if request.path != "/_sandbox/faults":
             return _error(404, "not_found", "Not found")
-        if request.method == "POST":
-            try:
-                switches = json.loads(request.get_data(as_text=True) or "{}")
-                if not isinstance(switches, dict):
-                    raise kit.FaultConfigError('Fault switches must be a JSON object, e.g. '
-                                               '{"error_rate": 0.1}')
-                counted, kit_switches = split_counted(switches, FaultConfig)
-                self.planner.config.merged(kit_switches)
-                if counted:
-                    self.faults.set({**self.faults.to_dict(), **counted})
-                if kit_switches:
-                    self.planner.update(kit_switches)
-            except ValueError as exc:
-                return _error(400, "invalid_parameter", str(exc))
-        elif request.method == "DELETE":
-            self.set_faults({})
-        elif request.method != "GET":
+        try:
+            state = self.switches.admin(request.method, request.get_data(as_text=True))
+        except ValueError as exc:
+            return _error(400, "invalid_parameter", str(exc))
+        if state is None:
             return _error(405, "not_allowed", "Method not allowed")
-        return Response(json.dumps(self.fault_state()), mimetype="application/json")
+        return Response(json.dumps(state), mimetype="application/json")
 
     # -- requests -------------------------------------------------------------------------
 
     def _serve(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         group = group_of(environ)
-        counted = self.faults.take() if group not in (None, "login") else None
+        counted = self.switches.counted.take() if group not in (None, "login") else None
         if counted is not None:
             answer = self._respond(Plan(fault="rate_limit" if counted == 429 else "http_503",
                                         config=self.planner.config))

@@ -16,13 +16,13 @@ import contextvars
 import json
 import secrets
 import sqlite3
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from connectors.sandbox_kit.state import SqliteState
 
 # How late the writes of the API call running on this thread commit (the kit's late
 # commits), drawn once per call so all of a call's writes share one stamp.
@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS token (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, session TEXT NOT NULL, user_id TEXT NOT NULL,
     platform TEXT NOT NULL, client_id TEXT NOT NULL, expires TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS token_session ON token (user_id, platform, session);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 COLUMNS = ("id", "date_modified", "date_entered", "deleted")
 
@@ -66,34 +65,11 @@ class TokenRefused(Exception):
     """A token Sugar would not accept: unknown, ended by a newer login, or expired."""
 
 
-class SugarStore:
-    """Thread-safe access to the sandbox's SQLite file (the server answers from threads)."""
+class SugarStore(SqliteState):
+    """Records, OAuth clients, platforms, passwords and tokens of one Sugar instance."""
 
     def __init__(self, path: Path, clock: Callable[[], datetime] | None = None) -> None:
-        self.path = path
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, list(args)).fetchall()
+        super().__init__(path, SCHEMA, clock)
 
     def now(self) -> datetime:
         return self.clock().astimezone(UTC).replace(microsecond=0)
@@ -102,14 +78,6 @@ class SugarStore:
 
     def is_empty(self) -> bool:
         return self.query("SELECT COUNT(*) FROM record")[0][0] == 0
-
-    def set_meta(self, name: str, value: Any) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, json.dumps(value)))
-
-    def meta(self, name: str, default: Any = None) -> Any:
-        rows = self.query("SELECT value FROM meta WHERE name = ?", (name,))
-        return json.loads(rows[0][0]) if rows else default
 
     def add_client(self, client_id: str, secret: str) -> None:
         with self.transaction() as db:
