@@ -45,7 +45,7 @@ def _queue(engine: Engine, tenant_id: str, path: Path, *, mode: str = "changes")
 
 def _runs(engine: Engine, tenant_id: str) -> list[tuple[str, str]]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        return [(r.object_name, r.status) for r in conn.execute(
             sa.select(sync_run.c.object_name, sync_run.c.status)
             .where(sync_run.c.tenant_id == tenant_id).order_by(sync_run.c.id))]
 

@@ -329,3 +329,11 @@ def test_file_upload_is_a_choice_in_select_crm_and_the_settings_after_setup(
     # After setup: the settings gear leads to the uploads, and the page has no setup link.
     assert location(admin.client.get("/integration")) == "/uploads/"
     assert "Continue the setup" not in _page(admin, where)
+
+
+def test_the_status_page_reports_the_import_like_a_sync(app: Flask) -> None:
+    admin = _file_admin(app)
+    _imported(app, admin, EXPORTS / "pipedrive_deals.csv")
+    status = _page(admin, "/status")
+    assert "Opportunities" in status
+    assert "Traceback" not in status
