@@ -51,10 +51,14 @@ def chosen_spec(wizard: store.Wizard) -> ConnectorSpec:
     return crm.spec_for(wizard.section("crm").get("key"))
 
 
-def _feed_page(wizard: store.Wizard) -> Response | None:
-    """A feed was chosen (no CRM to sign in to): its own setup page instead of this one."""
+def _gate() -> tuple[store.Wizard, tenants.ConnectionInfo | None, Response | None]:
+    """`gate("details")`, and a feed's own setup page when one was chosen (no CRM to sign
+    in to)."""
+    wizard, info, blocked = gate("details")
     endpoint = step_endpoint(wizard, "details")
-    return redirect(url_for(endpoint)) if endpoint != "onboarding.details" else None
+    if blocked is None and endpoint != "onboarding.details":
+        blocked = redirect(url_for(endpoint))
+    return wizard, info, blocked
 
 
 def _layout(spec: ConnectorSpec, form: DetailsForm, sandbox_mode: bool) -> dict[str, Any]:
@@ -113,12 +117,9 @@ def _error_focus(form: DetailsForm, outcome: crm.TestOutcome | None) -> str | No
 
 @bp.get("/details")
 def details() -> str | Response | tuple[str, int]:
-    wizard, info, blocked = gate("details")
+    wizard, info, blocked = _gate()
     if blocked:
         return blocked
-    elsewhere = _feed_page(wizard)
-    if elsewhere:
-        return elsewhere
     spec = chosen_spec(wizard)
     form = details_form(spec.key)(data=wizard.section("details"))
     if not wizard.section("details") and spec.auth(None).kind == "oauth2_code" and (
@@ -223,12 +224,9 @@ def run_test(wizard: store.Wizard, info: tenants.ConnectionInfo) -> crm.TestOutc
 @limiter.limit(lambda: str(current_app.config["CONNECTION_TEST_LIMIT"]), methods=["POST"],
                exempt_when=lambda: request.form.get("action") not in ("test", "continue"))
 def details_post() -> ResponseReturnValue:
-    wizard, info, blocked = gate("details")
+    wizard, info, blocked = _gate()
     if blocked:
         return blocked
-    elsewhere = _feed_page(wizard)
-    if elsewhere:
-        return elsewhere
     form = details_form(chosen_spec(wizard).key)()
     action = form_action()
     if not form.validate():
@@ -269,12 +267,9 @@ def details_post() -> ResponseReturnValue:
 @bp.post("/details/oauth")
 def oauth_start() -> Response:
     """ "Connect with <CRM>": save the page, then off to the CRM's consent page."""
-    wizard, info, blocked = gate("details")
+    wizard, info, blocked = _gate()
     if blocked:
         return blocked
-    elsewhere = _feed_page(wizard)
-    if elsewhere:
-        return elsewhere
     spec = chosen_spec(wizard)
     form = details_form(spec.key)()
     method = next((m for m in spec.auth_methods if m.kind == "oauth2_code"), None)

@@ -31,11 +31,13 @@ from onboarding_app.onboarding.flow import (
 from onboarding_app.push.guide import guide
 
 
-def _not_push(wizard: store.Wizard) -> Response | None:
-    """Another choice than the push API: that choice's page for this step."""
-    if wizard.section("crm").get("key") != PUSH_CRM_TYPE:
-        return redirect(url_for(step_endpoint(wizard, "details")))
-    return None
+def _open() -> tuple[store.Wizard, Response | None]:
+    """The wizard, or where to go instead: a step not reachable yet (gate), or the page of
+    another choice than the push API."""
+    wizard, _, blocked = gate("details")
+    if blocked is None and wizard.section("crm").get("key") != PUSH_CRM_TYPE:
+        blocked = redirect(url_for(step_endpoint(wizard, "details")))
+    return wizard, blocked
 
 
 def issue(tenant_id: str, event: str) -> IssuedSecret:
@@ -54,12 +56,9 @@ def _page(wizard: store.Wizard, issued: IssuedSecret | None) -> tuple[str, int]:
 
 @bp.get("/push")
 def push_setup() -> ResponseReturnValue:
-    wizard, _, blocked = gate("details")
+    wizard, blocked = _open()
     if blocked:
         return blocked
-    elsewhere = _not_push(wizard)
-    if elsewhere:
-        return elsewhere
     issued = None
     if not credentials.list_credentials(warehouse.engine, wizard.tenant_id):
         issued = issue(wizard.tenant_id, "push.secret_issued")
@@ -69,24 +68,18 @@ def push_setup() -> ResponseReturnValue:
 @bp.post("/push/secret")
 def push_new_secret() -> ResponseReturnValue:
     """ "Generate a new secret": shown once on the page this answers with."""
-    wizard, _, blocked = gate("details")
+    wizard, blocked = _open()
     if blocked:
         return blocked
-    elsewhere = _not_push(wizard)
-    if elsewhere:
-        return elsewhere
     ActionForm().validate_on_submit()  # CSRFProtect has already refused a bad token
     return _page(wizard, issue(wizard.tenant_id, "push.secret_rotated"))
 
 
 @bp.post("/push")
 def push_setup_post() -> ResponseReturnValue:
-    wizard, _, blocked = gate("details")
+    wizard, blocked = _open()
     if blocked:
         return blocked
-    elsewhere = _not_push(wizard)
-    if elsewhere:
-        return elsewhere
     action = form_action()
     if action == "back":
         save(wizard, "details")
