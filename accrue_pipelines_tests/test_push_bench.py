@@ -84,3 +84,11 @@ def test_tiny_bench_with_a_sigkill_loses_and_duplicates_nothing() -> None:
     # The kill really hit the load: some sends failed and were retried.
     assert killed["retries"], "the SIGKILL interrupted no request"
     assert "SIGKILL round: 1 kills" in push_bench.report({**results, "summary": summary})
+
+
+def test_percentile_is_nearest_rank() -> None:
+    from benchmarks.push_bench_report import percentile
+
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile(list(range(1, 91)), 99) == 90  # 90 samples: p99 is the slowest
+    assert percentile([5.0], 50) == 5.0

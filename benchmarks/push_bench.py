@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import http.client
 import json
-import math
 import os
 import random
 import secrets
@@ -58,7 +57,12 @@ from accrue.db import make_engine, upgrade
 from accrue.push import PUSH_CRM_TYPE, credentials, inbox
 from accrue.schema import push_inbox
 from benchmarks.push_bench_client import ClientSpec, batch_body, record_id, webhook_id
-from benchmarks.push_bench_report import TARGET_RECORDS_PER_SECOND, report, summary
+from benchmarks.push_bench_report import (
+    TARGET_RECORDS_PER_SECOND,
+    percentile,
+    report,
+    summary,
+)
 from benchmarks.sync_bench import (
     DEFAULT_POSTGRES_URL,
     POSTGRES_ENV,
@@ -156,15 +160,18 @@ def _tree_cpu(proc: psutil.Process) -> float:
     return total
 
 
-def _postgres_cpu() -> float:
-    """CPU of the PostgreSQL server's processes (every database: other users' too)."""
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if (p.info.get("name") or "").startswith("postgres"):
-            with contextlib.suppress(psutil.Error):
-                times = p.cpu_times()
-                total += times.user + times.system
-    return total
+def _backend_cpu(engine: Engine) -> dict[int, float]:
+    """CPU of the PostgreSQL backends serving the benchmark's database, by pid (the
+    server's own processes and other databases' backends are not ours)."""
+    with engine.connect() as conn:
+        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity "
+                                    "WHERE datname = current_database()")).scalars().all()
+    found = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            found[pid] = times.user + times.system
+    return found
 
 
 @dataclass
@@ -172,12 +179,17 @@ class CpuMeter:
     """Machine CPU over a round, split into server, clients, PostgreSQL and the rest."""
 
     server: Gunicorn
+    engine: Engine
     began: dict[str, float] = field(default_factory=dict)
+    backends: dict[int, float] = field(default_factory=dict)
 
     def _now(self) -> dict[str, float]:
         machine = psutil.cpu_times()
+        backends = _backend_cpu(self.engine)
+        postgres = sum(cpu - self.backends.get(pid, 0.0) for pid, cpu in backends.items())
+        self.backends = backends
         return {"wall": time.time(), "busy": sum(machine) - machine.idle - machine.iowait,
-                "server": self.server.cpu_seconds(), "postgres": _postgres_cpu(),
+                "server": self.server.cpu_seconds(), "postgres": postgres,
                 "bench": sum(psutil.Process().cpu_times()[:2])}
 
     def start(self) -> None:
@@ -186,6 +198,7 @@ class CpuMeter:
     def stop(self, clients_cpu: float) -> dict[str, float]:
         end = self._now()
         d = {k: end[k] - self.began[k] for k in end}
+        d["postgres"] = end["postgres"]  # the backends' CPU since start()
         cores = os.cpu_count() or 1
         own = d["server"] + d["postgres"] + d["bench"] + clients_cpu
         return {"busy_percent": 100 * d["busy"] / (d["wall"] * cores),
@@ -309,21 +322,13 @@ def verify(engine: Engine, tenant_id: str, results: Sequence[dict[str, Any]],
     }
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    """Nearest rank: the smallest value with at least q% of the values at or below it."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(len(ordered) * q / 100) - 1))]
-
-
 def run_load(load: Load, server: Gunicorn, engine: Engine, keyring: crypto.Keyring,
              tenant_id: str, seed: int = 7) -> dict[str, Any]:
     client_id, secret = push_tenant(engine, tenant_id, keyring)
     specs = _client_specs(load, server, tenant_id, client_id, secret)
     kills: list[int] = []
     during = _killer(server, load.kills, random.Random(seed), kills) if load.kills else None
-    meter = CpuMeter(server)
+    meter = CpuMeter(server, engine)
     meter.start()
     results = _run_clients(specs, during)
     clients_cpu = sum(r["cpu_seconds"] for r in results)
@@ -339,8 +344,9 @@ def run_load(load: Load, server: Gunicorn, engine: Engine, keyring: crypto.Keyri
         "label": load.label, "tenant": tenant_id, "clients": load.clients,
         "offered_rate": load.rate, "seconds": span,
         "records_per_second": len(acked) * load.batch_size / span if span else 0.0,
-        "p50_ms": _percentile(latencies, 50), "p95_ms": _percentile(latencies, 95),
-        "p99_ms": _percentile(latencies, 99), "max_ms": max(latencies, default=float("nan")),
+        "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99), "max_ms": max(latencies, default=float("nan")),
+        "latencies_ms": latencies,
         "replays_acknowledged": sum(1 for b in acked if b["status"] == 200),
         "retries": dict(failures), "kills": len(kills), "cpu": cpu,
         "check": verify(engine, tenant_id, results, load.batch_size),
@@ -477,7 +483,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="paced and saturation rounds "
                         "each; figures are medians (default %(default)s)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="load per round")
+    parser.add_argument("--seconds", type=float, default=30.0, help="load per round (30 s "
+                        "paced: 180 batches, so a round's p99 is not just its slowest)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load first")
     parser.add_argument("--clients", type=int, default=8, help="client processes")
     parser.add_argument("--batch", type=int, default=500, help="records per batch")
