@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from connectors.base import Checkpoint, Upsert
+from connectors.base import Checkpoint, ConnectorError, Upsert
 from connectors.common_model import COMMON_OBJECTS
 from connectors.registry import create_connector
 from connectors.salesforce.bulk import converter, csv_records
@@ -113,9 +113,8 @@ def test_every_delimiter_and_line_ending(org: RunningSandbox, delimiter: str,
         assert "\r\n" not in text
     else:
         assert text.count("\r\n") == text.count("\n")
-    records = csv_records(text, "Account", {"AnnualRevenue": "currency", "IsDeleted": "boolean",
-                                            "CreatedDate": "datetime"}, "59.0",
-                          delimiter=separator)
+    types = {"AnnualRevenue": "currency", "IsDeleted": "boolean", "CreatedDate": "datetime"}
+    records = list(csv_records(text, "Account", types, "59.0", delimiter=separator))
     assert records and all(r["IsDeleted"] is False for r in records)
     assert all(r["CreatedDate"].endswith("+0000") for r in records)
 
@@ -192,10 +191,12 @@ def test_csv_values_read_as_rest_spells_them() -> None:
     assert converter("datetime")("2024-01-02T03:04:05.000Z") == "2024-01-02T03:04:05.000+0000"
     assert converter("string")("") is None and converter("date")("2024-01-02") == "2024-01-02"
     text = 'Id,Name\n001A,"Smith, ""Jr""\nline two"\n'
-    record = csv_records(text, "Account", {}, "59.0")[0]
+    record = next(csv_records(text, "Account", {}, "59.0"))
     assert record["Name"] == 'Smith, "Jr"\nline two'
     assert record["attributes"] == {"type": "Account",
                                     "url": "/services/data/v59.0/sobjects/Account/001A"}
+    with pytest.raises(ConnectorError, match="a row of 1 fields under a header of 2"):
+        list(csv_records("Id,Name\n001A,Acme\n001B", "Account", {}, "59.0"))
 
 
 # -- the connector ---------------------------------------------------------------------

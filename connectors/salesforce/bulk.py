@@ -105,22 +105,24 @@ def converter(field_type: str) -> Callable[[str], Any]:
 
 
 def csv_records(text: str, sobject: str, types: Mapping[str, str], version: str,
-                *, delimiter: str = ",") -> list[dict[str, Any]]:
-    """One results page (header row first) as REST-shaped records."""
+                *, delimiter: str = ",") -> Iterator[dict[str, Any]]:
+    """One results page (header row first) as REST-shaped records, one at a time (a page
+    holds up to 50,000: only its text is kept whole, so memory is flat in the page size)."""
     rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(rows, None)
     if not header:
-        return []
+        return
     convert = [converter(types.get(name, "string")) for name in header]
     url = f"/services/data/v{version}/sobjects/{sobject}/"
-    records = []
     for row in rows:
+        if len(row) != len(header):
+            raise ConnectorError(f"Salesforce Bulk page of {sobject}: a row of {len(row)} "
+                                 f"fields under a header of {len(header)}")
         record: dict[str, Any] = {"attributes": {"type": sobject, "url": ""}}
         for name, to_value, text_value in zip(header, convert, row, strict=True):
             record[name] = to_value(text_value)
         record["attributes"]["url"] = url + str(record.get("Id") or "")
-        records.append(record)
-    return records
+        yield record
 
 
 def window_soql(sobject: str, fields: list[str], start: datetime, end: datetime) -> str:
@@ -175,13 +177,15 @@ class BulkWindow:
                 result = self._call(page)
             except SalesforceResourceNotFound:
                 raise BulkUnavailable(f"job {job_id} expired mid-read") from None
-            records = csv_records(result["records"], self.sobject, self.types, version)
-            if len(records) != int(result["number_of_records"]):
-                raise ConnectorError(
-                    f"Salesforce Bulk page of {self.sobject} held {len(records)} records, "
-                    f"its header said {result['number_of_records']}")
-            for record in records:
+            read = 0
+            for record in csv_records(result.pop("records"), self.sobject, self.types,
+                                      version):
+                read += 1
                 yield map_record(self.object_name, record)
+            if read != int(result["number_of_records"]):  # a page cut short: read it again
+                raise ConnectorError(
+                    f"Salesforce Bulk page of {self.sobject} held {read} records, "
+                    f"its header said {result['number_of_records']}")
             locator = result["locator"]
             if not locator:
                 break

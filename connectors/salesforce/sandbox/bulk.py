@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .errors import ApiError, not_found
 from .ids import make_id
-from .query import QueryEngine
+from .schema import NUMBER_TYPES, FieldDef
 from .soql import compile_query
 from .values import format_datetime
 
@@ -101,19 +101,26 @@ class BulkJob:
             self.body = None
 
 
-def _csv_value(value: Any, is_datetime: bool) -> Any:
-    """A REST JSON value as Bulk CSV writes it (numbers keep their JSON spelling)."""
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        if is_datetime and value.endswith("+0000"):
-            return value[:-5] + "Z"
-        return value
-    return json.dumps(value)
+def _csv_sql(definition: FieldDef) -> str:
+    """SQL giving a field's CSV text (NULL: an empty field) straight from the stored record.
+
+    Numbers keep the JSON spelling REST sends (`->`), booleans are `true`/`false`, and
+    date-times are Bulk's `…Z` for REST's `…+0000`; SQLite does the work, row by row in C.
+    """
+    name = definition.name
+    if name == "Id":
+        return "t.Id"
+    if name == "IsDeleted":
+        return "CASE WHEN t.IsDeleted THEN 'true' ELSE 'false' END"
+    value = "t.SystemModstamp" if name == "SystemModstamp" else f"json_extract(t.data, '$.{name}')"
+    if definition.type == "boolean":
+        return (f"CASE json_type(t.data, '$.{name}') WHEN 'true' THEN 'true' "
+                "WHEN 'false' THEN 'false' END")
+    if definition.type in NUMBER_TYPES:
+        return f"t.data -> '$.{name}'"
+    if definition.type == "datetime":
+        return f"replace({value}, '+0000', 'Z')"
+    return value
 
 
 class BulkJobs:
@@ -168,44 +175,41 @@ class BulkJobs:
         job = BulkJob(make_id(JOB_PREFIX, sequence), operation, compiled.obj.name, soql,
                       delimiter, line_ending, user_id, format_datetime(self.sandbox.now()),
                       fault=fault)
-        self._render(job, compiled, include_deleted=operation == "queryAll", version=version)
+        self._render(job, compiled, include_deleted=operation == "queryAll")
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > MAX_JOBS:
                 self._jobs.popitem(last=False)[1].discard()
         return job.info(version)
 
-    def _render(self, job: BulkJob, compiled: Any, *, include_deleted: bool,
-                version: str) -> None:
+    def _render(self, job: BulkJob, compiled: Any, *, include_deleted: bool) -> None:
         """Write the whole result now, in one read transaction: the job's snapshot."""
         separator = DELIMITERS[job.delimiter]
         ending = LINE_ENDINGS[job.line_ending]
         fields = compiled.fields
-        datetimes = [f.type == "datetime" for f in fields]
-        names = [f.name for f in fields]
         text = io.StringIO()
         writer = csv.writer(text, delimiter=separator, lineterminator=ending)
-        writer.writerow(names)
+        writer.writerow([f.name for f in fields])
         job.header = text.getvalue()
         body: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - kept open with the job
         offsets = array("q", [0])
+        table = compiled.obj.table
         where = compiled.where if include_deleted else f"({compiled.where}) AND IsDeleted = 0"
-        sql = f'SELECT Id FROM "{compiled.obj.table}" WHERE {where} ORDER BY {compiled.order_by}'
+        sql = f'SELECT Id FROM "{table}" WHERE {where} ORDER BY {compiled.order_by}'
         if compiled.limit is not None:
             sql += f" LIMIT {int(compiled.limit)}"
+        values = (f"SELECT {', '.join(_csv_sql(f) for f in fields)} FROM json_each(?) AS wanted "
+                  f'JOIN "{table}" AS t ON t.Id = wanted.value ORDER BY wanted.key')
         with self.sandbox.store.connection() as conn:
             conn.execute("BEGIN")
             try:
                 ids = [row[0] for row in conn.execute(sql, list(compiled.params))]
                 for start in range(0, len(ids), _FETCH_CHUNK):
-                    rows = QueryEngine.fetch(conn, compiled.obj, fields,
-                                             ids[start:start + _FETCH_CHUNK], version)
-                    for row in rows:
-                        record = json.loads(row)
+                    chunk = json.dumps(ids[start:start + _FETCH_CHUNK])
+                    for row in conn.execute(values, (chunk,)):
                         text.seek(0)
                         text.truncate()
-                        writer.writerow([_csv_value(record.get(name), is_dt)
-                                         for name, is_dt in zip(names, datetimes, strict=True)])
+                        writer.writerow(row)
                         offsets.append(offsets[-1] + body.write(text.getvalue().encode()))
             finally:
                 conn.execute("COMMIT")
