@@ -174,7 +174,8 @@ def test_reconcile_lists_every_live_id(portal: RunningHubSpotSandbox) -> None:
 
 def test_values_are_read_exactly_or_quarantined_with_the_reason() -> None:
     stages = {"closedwon": ("Closed Won", True, True)}
-    deal = {"id": "7", "createdAt": "2025-01-01T00:00:00Z", "updatedAt": "2025-01-02T00:00:00Z",
+    deal: dict[str, Any] = {
+            "id": "7", "createdAt": "2025-01-01T00:00:00Z", "updatedAt": "2025-01-02T00:00:00Z",
             "archived": False, "associations": {"companies": ["3"]},
             "properties": {"amount": "1234.50", "dealstage": "closedwon",
                            "closedate": "1767225600000", "hs_deal_stage_probability": "0.25",
@@ -194,3 +195,32 @@ def test_values_are_read_exactly_or_quarantined_with_the_reason() -> None:
                                       "hs_lastmodifieddate": "2025-01-02T00:00:00Z"}}
     half = map_record("account", company)
     assert isinstance(half, Quarantine) and "whole number" in half.reason
+
+
+def test_a_resumed_first_read_brings_changes_to_records_it_had_already_listed(
+        portal: RunningHubSpotSandbox) -> None:
+    """The list is paged by id: a record changed after the list passed it is found by the
+    search window the same read ends with, so a completed read misses nothing before it."""
+    con = connector(portal)
+    changes = list(con.read("opportunity", None))
+    mid = next(c.state for c in changes if isinstance(c, Checkpoint) and c.state.get(
+        "list_after"))
+    listed = min(c.source_id for c in changes if isinstance(c, Upsert))
+    portal.writer().update("opportunity", listed, {"name": "Changed behind the list"})
+    resumed, state = read(con, "opportunity", mid)
+    assert upserts(resumed)[listed].fields["name"] == "Changed behind the list"
+    assert state["cursor"] and "list_after" not in state
+
+
+def test_a_resumed_window_is_followed_by_a_fresh_one(portal: RunningHubSpotSandbox) -> None:
+    """A window resumed from its last id misses changes to ids it had passed: the read goes
+    on with a fresh window, so the change is in this read, not the next."""
+    con = connector(portal)
+    _, state = read(con, "opportunity")
+    changes, _ = read(con, "opportunity", {**state, "cursor": "2015-01-01T00:00:00+00:00"})
+    mid = [c.state for c in changes if isinstance(c, Checkpoint) and c.state.get("window")][1]
+    passed = min(c.source_id for c in changes if isinstance(c, Upsert))
+    portal.writer().update("opportunity", passed, {"name": "Changed behind the window"})
+    resumed, after = read(con, "opportunity", mid)
+    assert upserts(resumed)[passed].fields["name"] == "Changed behind the window"
+    assert "window" not in after

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -49,7 +50,7 @@ def client(portal: RunningHubSpotSandbox, token: str | None = None) -> Client:
     return Client.create(access_token=token or secrets["access_token"], host=portal.url)
 
 
-def _search(api: Client, **request: object) -> object:
+def _search(api: Client, **request: Any) -> Any:
     return api.crm.deals.search_api.do_search(PublicObjectSearchRequest(**request))
 
 
@@ -94,6 +95,7 @@ def test_search_refuses_a_page_past_the_result_cap_and_malformed_queries(
     with pytest.raises(ApiException) as refused:
         _search(api, limit=5, after=str(CAP))
     assert refused.value.status == 400 and "at most" in refused.value.body
+    request: dict[str, Any]
     for request in ({"filter_groups": [{"filters": []}] * 6},
                     {"sorts": ["amount", "-dealname"]}, {"limit": 201}):
         with pytest.raises(ApiException) as bad:

@@ -2,7 +2,10 @@
 
 A first read lists every record (`GET /crm/v3/objects/{type}`, paged by id with `after`):
 the list endpoints read the records themselves, with no result cap and no index lag. Its
-checkpoints carry the list position, and the time it began becomes the cursor.
+checkpoints carry the list position, and the time it began becomes the cursor; the same
+read then searches the window from there (below), for what changed while the list ran —
+across several syncs when a list was resumed. Likewise a read resuming a window under way
+(its checkpoint names the last id read) follows it with a fresh window.
 
 Later reads search (`POST …/search`) a *window* of modification dates from `cursor -
 lookback`, ordered by id: `hs_lastmodifieddate` (`lastmodifieddate` for contacts) `>=` the
@@ -135,10 +138,17 @@ class HubSpotConnector(AuthMixin, Connector):
                 yield map_record("user", owner)
             yield Checkpoint({"cursor": None, "fields": sorted({k for o in owners for k in o})})
             return
+        # A read that completes holds every change made before it began. What changed
+        # while a list ran (over several syncs, if it was resumed) is in the search window
+        # from the list's start; what changed behind a resumed window's last id, in a new
+        # window from the resumed one's start: both are read before the read ends.
         if state.get("cursor") is None:
             state = yield from self._list_all(object_name, kind, state)
-        else:
+            yield Checkpoint(state)
+        elif state.get("window"):
             state = yield from self._search_window(object_name, kind, state)
+            yield Checkpoint(state)
+        state = yield from self._search_window(object_name, kind, state)
         covered = yield from self._archived(kind, state)
         if reconcile or not covered:
             yield self.live_ids(object_name)
