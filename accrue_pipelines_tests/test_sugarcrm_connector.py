@@ -247,3 +247,30 @@ def test_synced_sugar_deals_are_priced_from_their_revenue_line_items(
         row = deals.loc[deal]
         assert row["exclusion"] is None or pd.isna(row["exclusion"]), row["exclusion"]
         assert row["ratio"] == pytest.approx(total / listed[deal], rel=1e-9)
+
+
+def test_activities_are_read_from_four_modules_each_with_its_own_cursor(
+    org: RunningSugarSandbox, clock: Clock
+) -> None:
+    """Calls, meetings, tasks and e-mails; links from the parent; a task's due day as Sugar
+    writes it (the user's zone); a change in one module arrives, the others stay put."""
+    with connect(org) as connector:
+        first = list(connector.read("activity", None))
+        read = upserts(first)
+        assert len(read) == connector.count("activity") == org.live_count("activity")
+        kinds = {u.fields["activity_type"] for u in read.values()}
+        assert kinds == {"call", "meeting", "task", "email"}
+        assert all(u.fields["opportunity_id"] for u in read.values())
+        state = state_of(first)
+        assert set(state["parts"]) == {"Calls", "Meetings", "Tasks", "Emails"}
+        clock.now += timedelta(minutes=5)
+        access = org.writer().client
+        task = access.create("Tasks", {"name": "Call back", "status": "Not Started",
+                                       "date_due": "2026-12-01T23:30:00+00:00",
+                                       "parent_type": "Leads", "parent_id": "lead-1"})
+        later = upserts(list(connector.read("activity", state)))
+    assert list(later) == [task["id"]]
+    fields = later[task["id"]].fields
+    assert fields["lead_id"] == "lead-1" and fields["opportunity_id"] is None
+    assert fields["is_closed"] is False and fields["activity_type"] == "task"
+    assert str(fields["due_date"]) == "2026-12-02"  # 00:30 on the 2nd in Berlin

@@ -19,6 +19,8 @@ Sync semantics (docs/sync-guarantees.md), Sugar's way:
   "Prune Database" job removes deleted rows on the 1st of each month: when a month turned
   since the last read, or with `reconcile`, a `LiveIds` (every live id, keyset-paged on
   `id`) goes before the last checkpoint.
+- Activities are four modules (calls, meetings, tasks, e-mails), read in turn with a
+  window and a cursor each (`connectors.parts.read_parts`).
 - Tokens are the client's (`connectors/sugarcrm/client.py`): this instance logs in and
   refreshes on its own, serialised, and never shares them.
 """
@@ -26,7 +28,7 @@ Sync semantics (docs/sync-guarantees.md), Sugar's way:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -48,11 +50,13 @@ from connectors.base import (
     SourceUnavailable,
     Upsert,
 )
+from connectors.parts import read_parts
 from connectors.sugarcrm.client import Credentials, SugarClient, SugarError
 from connectors.sugarcrm.mapping import (
     MODIFIED,
     MODULES,
     map_record,
+    modules_of,
     parse_sugar_datetime,
     sugar_datetime,
 )
@@ -163,11 +167,12 @@ class SugarConnector(Connector):
                            + (f" as {name}" if name else ""))
 
     def objects(self) -> list[ObjectInfo]:
-        return [ObjectInfo(name, module.name) for name, module in MODULES.items()]
+        return [ObjectInfo(name, ", ".join(m.name for m in modules_of(name)))
+                for name in (*MODULES, "activity")]
 
     def count(self, object_name: str) -> int:
-        module = _module(object_name)
-        return self._call(lambda c: c.count(module))
+        return sum(self._call(lambda c, m=module: c.count(m))  # type: ignore[misc]
+                   for module in _modules(object_name))
 
     def map_record(self, object_name: str, record: Mapping[str, Any]) -> Upsert | Quarantine:
         mapped = map_record(object_name, record)
@@ -178,8 +183,27 @@ class SugarConnector(Connector):
 
     def read(self, object_name: str, state: Mapping[str, Any] | None, *,
              reconcile: bool = False) -> Iterator[Change]:
-        module = _module(object_name)
+        modules = _modules(object_name)
         end = self.server_now().replace(microsecond=0) + timedelta(seconds=1)
+        if len(modules) > 1:  # activities: calls, meetings, tasks and e-mails
+            yield from read_parts(
+                lambda module, part: self._read_module(object_name, module, part, end),
+                lambda: self.live_ids(object_name, as_of=end - timedelta(seconds=1)),
+                modules, state, reconcile=reconcile)
+            return
+        covered, final = yield from self._read_module(object_name, modules[0], state, end)
+        if reconcile or not covered:
+            yield self.live_ids(object_name, as_of=end - timedelta(seconds=1))
+        yield Checkpoint(final)
+
+    def _read_module(self, object_name: str, module: str, state: Mapping[str, Any] | None,
+                     end: datetime
+                     ) -> Generator[Change, None, tuple[bool, dict[str, Any]]]:
+        """One module's window up to `end`: (no prune since the last read?, final state).
+
+        The caller yields the final state, after a `LiveIds` if one is owed, so no
+        checkpoint passes a reconciliation that is owed.
+        """
         previous = _when(state.get("cursor")) if state else None
         lookback = timedelta(seconds=int(self.config["lookback_seconds"]))
         start = previous - lookback if previous else None
@@ -194,9 +218,8 @@ class SugarConnector(Connector):
             last = parse_sugar_datetime(str(page[-1][MODIFIED]))
             cursor = last if cursor is None else max(cursor, last)
             yield Checkpoint(_state(cursor, fields))
-        if reconcile or (previous is not None and _pruned_between(previous, end)):
-            yield self.live_ids(object_name, as_of=end - timedelta(seconds=1))
-        yield Checkpoint(_state(end, fields))
+        covered = previous is None or not _pruned_between(previous, end)
+        return covered, _state(end, fields)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -238,9 +261,15 @@ class SugarConnector(Connector):
                                  "date_modified and id: cannot page on") from None
 
     def live_ids(self, object_name: str, *, as_of: datetime | None = None) -> LiveIds:
-        """Every live id, keyset-paged on `id`; stamped with a time taken before."""
-        module = _module(object_name)
+        """Every live id (of every module read), keyset-paged on `id`; stamped with a time
+        taken before."""
         as_of = as_of or self.server_now()
+        ids: set[str] = set()
+        for module in _modules(object_name):
+            ids |= self._ids(module)
+        return LiveIds(frozenset(ids), as_of)
+
+    def _ids(self, module: str) -> set[str]:
         size = int(self.config["page_size"])
         ids: set[str] = set()
         after: str | None = None
@@ -252,16 +281,16 @@ class SugarConnector(Connector):
             found = [str(r["id"]) for r in page.get("records") or [] if r.get("id")]
             ids.update(found)
             if not found or page.get("next_offset", -1) == -1:
-                return LiveIds(frozenset(ids), as_of)
+                return ids
             after = max(found)
 
 
-def _module(object_name: str) -> str:
+def _modules(object_name: str) -> tuple[str, ...]:
     try:
-        return MODULES[object_name].name
+        return tuple(m.name for m in modules_of(object_name))
     except KeyError:
         raise ConnectorError(f"SugarCRM has no {object_name} here (it offers "
-                             f"{', '.join(MODULES)})") from None
+                             f"{', '.join(MODULES)}, activity)") from None
 
 
 def _when(text: str | None) -> datetime | None:

@@ -24,6 +24,7 @@ Decisions:
 - A product is a product template; active when `active_status` is "Active".
 - A lead's company is `account_name`; converted when `converted` is true, its
   opportunity `opportunity_id`. Sugar leads have no industry: None.
+- Activities come from four modules: `connectors/sugarcrm/activity.py` says how.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 
 from connectors.base import Delete, Quarantine, Upsert
 from connectors.common_model import COMMON_OBJECTS
+from connectors.sugarcrm import activity
 
 MODIFIED = "date_modified"
 CREATED = "date_entered"
@@ -45,7 +47,7 @@ _DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)")
 _WHOLE = re.compile(r"-?\d+")
 
 # A column's reader: how Sugar spells the value of the field that feeds it.
-Kind = str  # text, id, datetime, date, decimal, whole_text, int, bool
+Kind = str  # text, id, datetime, date, day_of, decimal, whole_text, int, bool
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,16 @@ MODULES: dict[str, Module] = {
                            list_price=("list_price", "decimal"),
                            total_price=("likely_case", "decimal")),
 }
-MODULE_NAMES = {module.name: name for name, module in MODULES.items()}
+# The activity modules, one part each (`connectors/sugarcrm/activity.py`).
+ACTIVITY_MODULES: dict[str, Module] = {name: _m(name, **fields)
+                                       for name, fields in activity.FIELDS.items()}
+
+
+def modules_of(object_name: str) -> tuple[Module, ...]:
+    """The modules a common object is read from (several for activities), in order."""
+    if object_name == "activity":
+        return tuple(ACTIVITY_MODULES.values())
+    return (MODULES[object_name],)
 
 
 class Unmappable(ValueError):
@@ -131,6 +142,8 @@ def _read(value: Any, kind: Kind, where: str) -> Any:
             return parse_sugar_datetime(value) if isinstance(value, str) else value
         if kind == "date":
             return date.fromisoformat(value) if isinstance(value, str) else value
+        if kind == "day_of":  # the day of a date-time, as written (in its own offset)
+            return datetime.fromisoformat(value).date() if isinstance(value, str) else value
     except ValueError:
         raise Unmappable(f"{where}={value!r:.80} is not a {kind}") from None
     if kind == "decimal":
@@ -186,8 +199,15 @@ def map_record(object_name: str, record: Mapping[str, Any]) -> Upsert | Quaranti
     with its last values; one whose values cannot be read is a bare Delete (a bad value in
     a record that is gone must not hold its deletion in quarantine).
     """
-    module = MODULES[object_name]
     raw = dict(record)
+    if object_name == "activity":
+        module = ACTIVITY_MODULES.get(str(record.get("_module")))
+        if module is None:
+            return Quarantine(record.get("id") if isinstance(record.get("id"), str) else None,
+                              None, raw, f"activity: _module={record.get('_module')!r:.80} is "
+                              f"none of {', '.join(activity.PARTS)}")
+    else:
+        module = MODULES[object_name]
     source_id = record.get("id")
     source_id = source_id if isinstance(source_id, str) and source_id else None
     try:
@@ -201,7 +221,8 @@ def map_record(object_name: str, record: Mapping[str, Any]) -> Upsert | Quaranti
     try:
         fields = {column: _read(record.get(field), kind, f"{column}: {field}")
                   for column, (field, kind) in module.fields.items()}
-        fields.update(_derived(object_name, record))
+        fields.update(activity.derived(module.name, record, _read)
+                      if object_name == "activity" else _derived(object_name, record))
     except Unmappable as exc:
         if deleted:
             return Delete(source_id, modified_at)

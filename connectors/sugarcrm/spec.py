@@ -75,7 +75,7 @@ SPEC = ConnectorSpec(
     ),
     allowed_hosts=CLOUD_DOMAINS,
     objects=("user", "account", "contact", "lead", "product", "opportunity",
-             "opportunity_line"),
+             "opportunity_line", "activity"),
     error_hints=(
         ErrorHint("need_login", "Sugar did not accept this username and password: sign in "
                   "to Sugar with them once to check (a user may have to change a first "
@@ -92,7 +92,8 @@ SPEC = ConnectorSpec(
                   "is back."),
     ),
     docs=("Users (with their managers) as users, accounts, contacts, leads, product "
-          "templates as products, opportunities and their revenue line items, read with "
+          "templates as products, opportunities and their revenue line items and, when "
+          "switched on, calls, meetings, tasks and e-mails as activities, read with "
           "the REST v11 filter API in (date_modified, id) order; deletes with "
           "deleted=true (Sugar deletes softly), and an id reconciliation after Sugar's "
           "monthly prune."),

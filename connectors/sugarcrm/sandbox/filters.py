@@ -15,7 +15,9 @@ from typing import Any
 
 from connectors.sugarcrm.sandbox.store import COLUMNS, parse_time, stamp
 
-DATETIME_FIELDS = frozenset({"date_modified", "date_entered"})
+# Date-time fields: stored in UTC, compared as instants, answered in the user's zone.
+DATETIME_FIELDS = frozenset({"date_modified", "date_entered", "date_start", "date_end",
+                             "date_due", "date_sent"})
 _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _COMPARE = {"$equals": "=", "$not_equals": "!=", "$gt": ">", "$gte": ">=", "$lt": "<",
             "$lte": "<="}

@@ -5,8 +5,8 @@ users (with `reports_to_id`), accounts, contacts, leads (statuses New / In Proce
 Converted / Dead), product templates (list, cost and unit prices), opportunities (amount
 in the system currency `-99`, Sugar's sales stages, which the deal model's stages are
 among) and their revenue line items (quantity, `discount_price` per unit, `likely_case`
-total, the discount as a percent). Not rendered: price books (Sugar prices live on the
-product template and the line) and activities (not read by the adapter yet).
+total, the discount as a percent), and calls, meetings, tasks and e-mails on their deals.
+Not rendered: price books (Sugar prices live on the product template and the line).
 
 Stamps are whole seconds (Sugar keeps no finer); ids are UUIDs derived from the neutral
 ids and the seed, so a seed always gives the same instance.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +30,7 @@ LEAD_SOURCES = {"Web": "Web Site", "Phone Inquiry": "Cold Call", "Partner Referr
                 "Purchased List": "Direct Mail", "Other": "Other"}
 LEAD_STATUSES = {"Open - Not Contacted": "New", "Working - Contacted": "In Process",
                  "Closed - Converted": "Converted", "Closed - Not Converted": "Dead"}
+ACTIVITY_MODULES = {"call": "Calls", "meeting": "Meetings", "todo": "Tasks", "email": "Emails"}
 ACCOUNT_TYPES = {"Customer - Direct": "Customer", "Customer - Channel": "Customer",
                  "Prospect": "Prospect", "Channel Partner / Reseller": "Reseller",
                  "Technology Partner": "Partner", "Other": "Other"}
@@ -103,7 +104,51 @@ def render(world: World) -> dict[str, list[dict[str, Any]]]:
                             for r in opportunities.values()]
     out["RevenueLineItems"] = [_line(base(r), r, ref, opportunities, products)
                                for r in world.objects.get("opportunity_line", ())]
+    for r in world.objects.get("activity", ()):
+        module = ACTIVITY_MODULES[r.extra["kind"]]
+        out.setdefault(module, []).append(_activity(base(r), r, ref, module))
     return out
+
+
+def _moment(value: Any) -> str | None:
+    return stamp(value) if isinstance(value, datetime) else None
+
+
+def _hours_minutes(minutes: float | None) -> dict[str, int | None]:
+    if minutes is None:
+        return {"duration_hours": None, "duration_minutes": None}
+    whole = round(minutes)
+    return {"duration_hours": whole // 60, "duration_minutes": whole % 60}
+
+
+def _activity(doc: dict[str, Any], r: WorldRecord, ref: Callable[[Any], str],
+              module: str) -> dict[str, Any]:
+    """A call, meeting, task or e-mail on its deal (`parent_type` Opportunities)."""
+    f, x = r.fields, r.extra
+    parent = ("Opportunities", f["opportunity_id"]) if f["opportunity_id"] else (
+        ("Accounts", f["account_id"]) if f["account_id"] else ("", None))
+    doc.update(name=f["subject"], parent_type=parent[0], parent_id=ref(parent[1]),
+               assigned_user_id=ref(f["owner_id"]))
+    if module != "Emails":
+        doc["contact_id"] = ref(f["contact_id"])
+    if module == "Calls":
+        seconds = x.get("call_duration_seconds")
+        doc.update(status="Held", direction=x.get("call_direction") or "Outbound",
+                   date_start=_moment(f["activity_at"]), description=x.get("call_result"),
+                   **_hours_minutes(seconds / 60 if seconds is not None else None))
+    elif module == "Meetings":
+        doc.update(status="Held", date_start=_moment(f["activity_at"]),
+                   date_end=_moment(x.get("ends_at")), location=x.get("location"),
+                   **_hours_minutes(f["duration_minutes"]))
+    elif module == "Tasks":
+        due = f["due_date"]
+        doc.update(status="Completed" if f["is_closed"] else f["status"], priority="Medium",
+                   date_due=f"{due.isoformat()}T12:00:00+00:00" if isinstance(due, date)
+                   else None)
+    else:
+        doc.update(date_sent=_moment(f["activity_at"]), state="Archived", type="out",
+                   status="sent")
+    return doc
 
 
 def _account(doc: dict[str, Any], r: WorldRecord, ref: Callable[[Any], str]) -> dict[str, Any]:

@@ -16,19 +16,21 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.sugarcrm.sandbox.store import SugarStore
+from connectors.sugarcrm.sandbox.store import SugarStore, parse_time, stamp
 
 MODULES = ("Users", "Accounts", "Contacts", "Leads", "ProductTemplates", "Opportunities",
-           "RevenueLineItems")
+           "RevenueLineItems", "Calls", "Meetings", "Tasks", "Emails")
 READ_ONLY = frozenset({"id", "date_modified", "date_entered", "deleted", "created_by",
                        "modified_user_id", "_module", "_acl", "full_name", "account_name",
                        "amount_usdollar"})
 REQUIRED = {"Accounts": "name", "Contacts": "last_name", "Leads": "last_name",
             "Opportunities": "name", "ProductTemplates": "name", "Users": "user_name",
-            "RevenueLineItems": "name"}
+            "RevenueLineItems": "name", "Calls": "name", "Meetings": "name", "Tasks": "name",
+            "Emails": "name"}
 CURRENCY = frozenset({"amount", "likely_case", "best_case", "worst_case", "discount_price",
                       "list_price", "cost_price", "discount_amount", "total_amount"})
 DATES = frozenset({"date_closed"})
+DATETIMES = frozenset({"date_start", "date_end", "date_due", "date_sent"})
 # Sugar's sales stages and the probability each sets (sales_probability_dom).
 SALES_STAGES = {"Prospecting": 10, "Qualification": 20, "Needs Analysis": 25,
                 "Value Proposition": 30, "Id. Decision Makers": 40, "Perception Analysis": 50,
@@ -128,6 +130,12 @@ class Writes:
                 changes[key] = sugar_decimal(changes[key], 6, key)
             elif key == "quantity":
                 changes[key] = sugar_decimal(changes[key], 2, key)
+            elif key in DATETIMES and changes[key] not in (None, ""):
+                try:
+                    changes[key] = stamp(parse_time(str(changes[key])))
+                except ValueError:
+                    raise ApiError(422, "invalid_parameter",
+                                   f"Invalid date-time for {key}: {changes[key]!r}") from None
             elif key in DATES and changes[key] not in (None, ""):
                 try:
                     date.fromisoformat(str(changes[key]))
