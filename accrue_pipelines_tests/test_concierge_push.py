@@ -133,6 +133,12 @@ def test_select_crm_offers_the_push_api_for_any_crm(app: Flask, admin: Admin) ->
     assert location(admin.choose_crm("salesforce")) == "/onboarding/details"
     assert tenants.require_tenant(engine_of(app), admin.tenant_id).crm_type == "salesforce"
     assert location(admin.client.get("/onboarding/push")) == "/onboarding/details"
+    # A CRM tenant's push secrets sign nothing; back to the push API, they work again.
+    curl = block(first, "push-curl")
+    assert push_curl(admin, curl).status_code == 401
+    assert location(admin.choose_crm("push")) == "/onboarding/push"
+    assert not SECRET.search(admin.client.get("/onboarding/push").get_data(as_text=True))
+    assert push_curl(admin, curl).status_code == 202
 
 
 def test_the_push_wizard_end_to_end_the_first_push_turns_it_green(

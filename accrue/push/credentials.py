@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue import crypto
+from accrue.push import PUSH_CRM_TYPE
 from accrue.schema import push_credential, tenant, utcnow
 from accrue.tenants import require_tenant, validate_tenant_id
 
@@ -149,9 +150,11 @@ def live_secrets(
 ) -> list[str]:
     """The secrets that verify a push from `client_id` to `tenant_id`, newest first.
 
-    Empty when the tenant does not exist, is deleted, or the client id is not its own:
-    the caller answers all of these alike. A secret that no longer opens (its key left
-    the ring) is skipped and logged, never raised to the sender.
+    Empty when the tenant does not exist, is deleted, is not fed by the push API (now,
+    e.g. its admin chose a CRM in the concierge: its secrets work again if it switches
+    back), or the client id is not its own: the caller answers all of these alike. A
+    secret that no longer opens (its key left the ring) is skipped and logged, never
+    raised to the sender.
     """
     if not isinstance(client_id, str) or len(client_id) > 64:
         client_id = ""  # matches no row; still queried, so a refusal costs the same time
@@ -162,7 +165,8 @@ def live_secrets(
             .where(push_credential.c.tenant_id == tenant_id,
                    push_credential.c.client_id == client_id,
                    push_credential.c.retired_at.is_(None),
-                   tenant.c.status != "deleted")
+                   tenant.c.status != "deleted",
+                   tenant.c.crm_type == PUSH_CRM_TYPE)
             .order_by(push_credential.c.id.desc())
         ).all()
     found: list[str] = []
