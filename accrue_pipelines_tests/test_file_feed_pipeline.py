@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue import tenants
+from accrue.file_import import FileMapping, propose, uploads
 from accrue.file_import import feed as file_feed
-from accrue.file_import import propose, uploads
 from accrue.file_import.feed import FILE_CRM_TYPE, FileConnector
 from accrue.schema import crm_change_log, file_upload_chunk, object_table, sync_run
 from accrue.sync import sync_object
@@ -75,6 +75,23 @@ def test_the_sensor_asks_for_a_run_only_once_an_upload_is_queued(
     assert request.partition_key == "filed"
     assert request.tags[run_tags.TRIGGER] == "received"
     assert request.tags[run_tags.CRM] == FILE_CRM_TYPE
+
+
+def test_an_upload_of_an_object_the_sync_does_not_read_is_not_pending(engine, tenant_id):
+    """Activities not switched on are never read: such an upload would ask for a run at
+    every tick, and wait for ever."""
+    tenants.add_tenant(engine, tenant_id, "Filed", FILE_CRM_TYPE)
+    path = EXPORTS / "hubspot_deals.csv"
+    proposal = propose(Warehouse(engine), tenant_id, "opportunity", path)
+    assert proposal.mapping is not None
+    upload = uploads.store(engine, tenant_id, "activity", path, filename=path.name,
+                           member=None, header_signature=proposal.signature,
+                           proposal=proposal.as_json(), uploaded_by=None)
+    mapping = FileMapping("activity", proposal.mapping.id_column, {})
+    assert uploads.confirm(engine, tenant_id, upload.id, mapping, "changes")
+    assert not file_feed.FILE_FEED.pending(engine, tenant_id)
+    tenants.set_optional_objects(engine, tenant_id, ["activity"])
+    assert file_feed.FILE_FEED.pending(engine, tenant_id)
 
 
 def test_a_queued_upload_is_imported_by_a_dagster_run_of_the_sync_asset(

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from accrue import tenants
 from accrue.file_import import uploads
 from accrue.file_import.feed import FILE_CRM_TYPE, FileConnector
-from accrue.schema import file_upload, file_upload_chunk, object_table
+from accrue.schema import file_upload, file_upload_chunk, object_table, utcnow
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
 from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
@@ -29,6 +29,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     location,
     make_app,
 )
+from onboarding_app import store
 
 EXPORTS = Path(__file__).parent / "file_import_exports"
 SELECT = re.compile(r'<select id="(col-\d+)" name="col-\d+"[^>]*>(.*?)</select>', re.S)
@@ -45,9 +46,12 @@ def _engine(app: Flask) -> Engine:
 
 
 def _file_admin(app: Flask, crm_type: str = FILE_CRM_TYPE) -> Admin:
+    """An admin whose setup is finished (the wizard's own path: the last test)."""
     admin = Admin(app.test_client())
     admin.signup()
     tenants.set_crm_type(_engine(app), admin.tenant_id, crm_type)
+    tenants.set_status(_engine(app), admin.tenant_id, "active")
+    store.save_wizard(_engine(app), admin.tenant_id, step="complete", completed_at=utcnow())
     return admin
 
 
@@ -321,7 +325,9 @@ def test_file_upload_is_a_choice_in_select_crm_and_the_settings_after_setup(
     where = _uploaded(admin, (EXPORTS / "hubspot_deals.csv").read_bytes(), "deals.csv")
     assert location(admin.client.get("/onboarding/review")) == "/uploads/"
     _confirm(admin, where)
-    assert 'href="/onboarding/review">Continue the setup' in _page(admin, where)
+    queued = _page(admin, where)
+    assert "imported once you finish the setup" in queued and "refresh" not in queued
+    assert 'href="/onboarding/review">Continue the setup' in queued
     assert "Review" in _page(admin, "/onboarding/review")
     assert location(admin.review()) == "/onboarding/terms"
     assert location(admin.terms()) == "/onboarding/complete"
@@ -337,3 +343,13 @@ def test_the_status_page_reports_the_import_like_a_sync(app: Flask) -> None:
     status = _page(admin, "/status")
     assert "Opportunities" in status
     assert "Traceback" not in status
+
+
+def test_only_objects_the_sync_reads_may_be_uploaded(app: Flask) -> None:
+    admin = _file_admin(app)
+    form = _page(admin, "/uploads/")
+    assert 'value="opportunity"' in form and 'value="activity"' not in form  # not switched on
+    refused = _upload(admin, b"Id,Subject\n1,Call\n", "calls.csv", object_name="activity")
+    assert refused.status_code == 400 and "Choose what the file holds" in refused.get_data(
+        as_text=True)
+    assert _stored(admin) == (0, 0)

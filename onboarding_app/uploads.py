@@ -42,7 +42,6 @@ from accrue.file_import.proposal import propose, remember_mapping
 from accrue.file_import.reading import FileImportError, csv_files
 from accrue.schema import UPLOAD_MODES
 from accrue.warehouse import Warehouse
-from connectors.common_model import COMMON_OBJECTS
 from onboarding_app import audit, crm, store
 from onboarding_app.extensions import warehouse
 from onboarding_app.security import current_user, login_required
@@ -93,7 +92,10 @@ def _menu() -> dict[str, Any]:
 
 
 def _objects() -> list[tuple[str, str]]:
-    return [(name, crm.OBJECT_LABELS.get(name, name)) for name in COMMON_OBJECTS]
+    """What a file may hold: the objects the tenant's sync reads (an optional one, such as
+    activities, once its admin switched it on: the feed would never read it otherwise)."""
+    tenant = tenants.require_tenant(warehouse.engine, current_user().tenant_id)
+    return [(name, crm.OBJECT_LABELS.get(name, name)) for name in tenant.synced_objects()]
 
 
 def _in_setup() -> bool:
@@ -119,7 +121,7 @@ def index() -> ResponseReturnValue:
 def upload() -> ResponseReturnValue:
     sent = request.files.get("file")
     object_name = request.form.get("object", "")
-    if object_name not in COMMON_OBJECTS:
+    if object_name not in dict(_objects()):
         return _form(400, error="Choose what the file holds.")
     if sent is None or not sent.filename:
         return _form(400, error="Choose a CSV export, or a zip of them, to upload.")
@@ -237,8 +239,9 @@ def confirm(upload_id: int) -> ResponseReturnValue:
     if uploads.confirm(warehouse.engine, tenant_id, upload.id, mapping, mode):
         audit.record(warehouse.engine, "file_upload.queued",
                      detail={"upload": upload.id, "mode": mode})
-        flash("Queued: the import starts within a minute. This page shows its progress.",
-              "success")
+        flash("Queued: " + ("it is imported once you finish the setup." if _in_setup() else
+                            "the import starts within a minute.")
+              + " This page shows its progress.", "success")
     return redirect(url_for("uploads.show", upload_id=upload.id))
 
 

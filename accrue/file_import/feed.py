@@ -23,11 +23,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from accrue import tenants
 from accrue.file_import import uploads
 from accrue.file_import.importer import ImportResult, read_file
 from accrue.file_import.proposal import choose_file, remember_mapping
 from accrue.file_import.reading import FileImportError
-from accrue.schema import file_upload, object_table
+from accrue.schema import object_table
 from accrue.warehouse import Warehouse
 from connectors.base import (
     Change,
@@ -59,10 +60,8 @@ class FileConnector(Connector):
 
     def objects(self) -> list[ObjectInfo]:
         """The objects the tenant has uploaded files for (others are not offered)."""
-        with self.engine.connect() as conn:
-            names = conn.execute(sa.select(file_upload.c.object_name).distinct().where(
-                file_upload.c.tenant_id == self.tenant_id)).scalars().all()
-        return [ObjectInfo(name, "file upload") for name in sorted(names)]
+        return [ObjectInfo(name, "file upload")
+                for name in uploads.uploaded_objects(self.engine, self.tenant_id)]
 
     def count(self, object_name: str) -> int:
         """The live rows the files made: a file feed has no source to count apart from them."""
@@ -124,7 +123,13 @@ class FileFeed:
         return FileConnector(engine, tenant_id)
 
     def pending(self, engine: Engine, tenant_id: str) -> bool:
-        return bool(uploads.open_objects(engine, tenant_id))
+        """An upload waits for an object the tenant's sync reads (one the admin has not
+        switched on is never read: it would otherwise ask for a run at every tick)."""
+        waiting = uploads.open_objects(engine, tenant_id)
+        if not waiting:
+            return False
+        tenant = tenants.get_tenant(engine, tenant_id)
+        return tenant is not None and any(tenant.syncs(name) for name in waiting)
 
 
 FILE_FEED = FileFeed()

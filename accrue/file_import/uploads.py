@@ -183,6 +183,13 @@ def open_objects(engine: Engine, tenant_id: str) -> set[str]:
             file_upload.c.tenant_id == tenant_id, file_upload.c.status.in_(OPEN))).scalars())
 
 
+def uploaded_objects(engine: Engine, tenant_id: str) -> list[str]:
+    """The objects the tenant has ever uploaded files for (drafts included)."""
+    with engine.connect() as conn:
+        return sorted(conn.execute(sa.select(file_upload.c.object_name).distinct().where(
+            file_upload.c.tenant_id == tenant_id)).scalars())
+
+
 def started(engine: Engine, tenant_id: str, upload_id: int) -> None:
     with engine.begin() as conn:
         conn.execute(sa.update(file_upload).where(
