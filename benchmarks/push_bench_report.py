@@ -107,6 +107,7 @@ def report(results: dict[str, Any]) -> str:
     lines.append("every record: " + ("each sent record stored exactly once, every "
                                      "acknowledged batch stored" if not s["check_failures"]
                                      else f"FAILED {s['check_failures']}"))
-    lines.append("CPU s srv/cli/pg/other: gunicorn, client processes, the PostgreSQL server "
-                 "(all databases), the rest of the machine; load: 1-minute load average")
+    lines.append("CPU s srv/cli/pg/other: gunicorn, client processes, the PostgreSQL backends "
+                 "serving the bench's database, the rest of the machine (other users "
+                 "included); load: 1-minute load average")
     return "\n".join(lines)
