@@ -61,6 +61,10 @@ class OAuth2Flow:
     instance_url_key: str | None = None
     client_id_env: str = ""  # ACCRUE_<CRM>_CLIENT_ID
     client_secret_env: str = ""
+    # Where the browser signs in, when that is not the first allowed host (which serves the
+    # token endpoint): HubSpot's consent page is on app.hubspot.com, its tokens on
+    # api.hubapi.com. None: the first allowed host (or the org's login host) for both.
+    authorize_host: str | None = None
 
 
 @dataclass(frozen=True)

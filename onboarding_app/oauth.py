@@ -73,7 +73,8 @@ def login_base(spec: ConnectorSpec, config: Mapping[str, Any]) -> str:
     sandbox = crm.sandbox_url(spec)
     if sandbox:
         return sandbox
-    host = config.get("login_host") or next(h for h in spec.allowed_hosts if "*" not in h)
+    host = config.get("login_host") or flow(spec).authorize_host or next(
+        h for h in spec.allowed_hosts if "*" not in h)
     return f"https://{host}"
 
 

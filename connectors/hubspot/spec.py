@@ -40,12 +40,13 @@ SPEC = ConnectorSpec(
                 token_secret_keys=("access_token", "refresh_token"),
                 client_id_env="ACCRUE_HUBSPOT_CLIENT_ID",
                 client_secret_env="ACCRUE_HUBSPOT_CLIENT_SECRET",
+                authorize_host="app.hubspot.com",
             )),
         AuthMethod("private_app", "Private app access token", "api_key",
                    fields=("access_token",)),
     ),
     # api.hubapi.com serves the API and the token endpoint (first: the OAuth exchange's
-    # host); app.hubspot.com is where the browser signs in.
+    # host); app.hubspot.com is where the browser signs in (`authorize_host`).
     allowed_hosts=("api.hubapi.com", "app.hubspot.com"),
     # HubSpot's deals carry line items and products; its leads, quotes and engagements are
     # not read yet.
