@@ -353,3 +353,24 @@ def test_only_objects_the_sync_reads_may_be_uploaded(app: Flask) -> None:
     assert refused.status_code == 400 and "Choose what the file holds" in refused.get_data(
         as_text=True)
     assert _stored(admin) == (0, 0)
+
+
+def test_an_upload_interrupted_while_stored_leaves_nothing(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row and every chunk commit together: a failure half-way stores nothing."""
+    admin = _file_admin(app)
+    monkeypatch.setattr(uploads, "CHUNK_BYTES", 100)
+    real_insert = uploads.sa.insert
+    calls = {"n": 0}
+
+    def failing_insert(table: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 4:  # the row, two chunks, then the database goes away
+            raise RuntimeError("connection lost")
+        return real_insert(table)
+
+    monkeypatch.setattr(uploads.sa, "insert", failing_insert)
+    failed = _upload(admin, (EXPORTS / "hubspot_deals.csv").read_bytes(), "deals.csv")
+    monkeypatch.setattr(uploads.sa, "insert", real_insert)
+    assert failed.status_code == 500 and "Something went wrong" in failed.get_data(as_text=True)
+    assert calls["n"] == 4 and _stored(admin) == (0, 0)
