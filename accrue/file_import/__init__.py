@@ -4,7 +4,10 @@
 its headers to a common object's columns and type-checks every value; `import_file`
 writes it through `Warehouse.apply` in pages that resume. Modules by concern: `reading`
 (bytes to text rows), `values` (text to exact values), `mapping` (headers to columns),
-`proposal` (what the admin sees, remembered mappings), `importer` (the write).
+`proposal` (what the admin sees, remembered mappings), `importer` (the reading of an
+import as pages with checkpoints, and `import_file`, the command's write), `uploads` (files
+uploaded in the concierge, stored in the warehouse), `feed` (the pipelines' "file" feed,
+which imports them through the sync engine).
 """
 
 from accrue.file_import.importer import ImportResult, import_file
