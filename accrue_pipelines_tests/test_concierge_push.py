@@ -30,6 +30,7 @@ from accrue.push import PUSH_CRM_TYPE, credentials
 from accrue.warehouse import Warehouse
 from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     Admin,
+    audit_actions,
     concierge_db_url_fixture,
     location,
     make_app,
@@ -174,6 +175,7 @@ def test_the_push_wizard_end_to_end_the_first_push_turns_it_green(
 
     finish_wizard(admin)
     assert tenants.require_tenant(engine_of(app), admin.tenant_id).status == "active"
+    assert "Push API is connected" in admin.client.get("/status").get_data(as_text=True)
     settings = admin.client.get("/integration", follow_redirects=True).get_data(as_text=True)
     assert "Fed by the push API" in settings and client_id in settings
     assert re.search(r'<td class="num">1</td>\s*<td>Accepted', settings)
@@ -385,3 +387,25 @@ def test_the_schema_page_shows_fields_maps_them_and_accepts_drift(
     seller = _member(app, tenant_id, "seller")
     assert seller.client.get("/integration/push/schema").status_code == 403
     assert seller.post("/integration/push/schema/opportunity/accept").status_code == 403
+
+
+def test_a_lost_secret_is_replaced_in_the_wizard_and_every_step_is_audited(
+        app: Flask, admin: Admin) -> None:
+    first = block(choose_push(admin), "push-secret")
+    again = admin.post("/onboarding/push/secret")
+    assert again.status_code == 200
+    second = block(again.get_data(as_text=True), "push-secret")
+    assert second != first
+    client_id = credentials.list_credentials(engine_of(app), admin.tenant_id)[0].client_id
+    live = credentials.live_secrets(engine_of(app), admin.tenant_id, client_id)
+    assert sorted(live) == sorted([first, second])  # the old one works until retired
+    finish_wizard(admin)
+    admin.post("/integration/push/rotate")
+    admin.post("/integration/push/retire")
+    actions = [a for a, _ in audit_actions(engine_of(app), admin.tenant_id)
+               if a.startswith("push.")]
+    assert actions == ["push.secret_issued", "push.secret_rotated", "push.secret_rotated",
+                       "push.secrets_retired"]
+    with engine_of(app).connect() as conn:
+        details = repr(conn.execute(sa.text("SELECT detail FROM audit_event")).all())
+    assert first not in details and second not in details

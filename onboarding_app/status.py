@@ -66,7 +66,7 @@ def page() -> str | Response:
     _notify_first_data(tenant_id, report)
     runs = Warehouse(warehouse.engine).recent_runs(tenant_id, limit=10)
     tenant = tenants.require_tenant(warehouse.engine, tenant_id)
-    names = {option.key: option.name for option in crm.catalog()}
+    names = {option.key: option.name for option in crm.choices()}
     frequency = FREQUENCY_LABELS.get(tenant.sync_frequency_minutes,
                                      f"every {tenant.sync_frequency_minutes} minutes")
     return render_template(

@@ -37,7 +37,7 @@ def _tenant() -> tenants.Tenant:
 
 
 def _crm_name(tenant: tenants.Tenant) -> str:
-    names = {option.key: option.name for option in crm.catalog()}
+    names = {option.key: option.name for option in crm.choices()}
     return names.get(tenant.crm_type, tenant.crm_type.title())
 
 
