@@ -1,9 +1,9 @@
 """`make bench`: initial load and 1 % incremental sync from the Salesforce sandbox.
 
 Why it exists: the issue asks how fast a new tenant's CRM lands in the warehouse
-and how cheap the hourly sync is afterwards, measured against the limit that
-matters (a raw bulk insert of the same rows into the same database), on SQLite
-and on PostgreSQL.
+and how cheap the hourly sync is afterwards, measured against the two limits that
+matter (how fast the source can be read, how fast the database can take the same
+rows), on SQLite and on PostgreSQL.
 
 How it measures, and why that way:
 
@@ -12,9 +12,12 @@ How it measures, and why that way:
   run serves a scratch copy, so the cache stays pristine.
 * The sandbox runs in its own process, and every timed phase runs in a fresh
   child process, so a phase's peak RSS (VmHWM) is the sync's alone.
-* The raw baseline re-inserts the rows the initial load wrote into empty
-  scratch tables shaped like the `crm_*` tables (same columns, key and index),
-  with SQLAlchemy Core executemany in one transaction and no ON CONFLICT.
+* Two ceilings, measured in the same round (benchmarks/sync_ceilings.py): the
+  write ceiling re-inserts the rows the initial load wrote into empty scratch
+  tables shaped like the `crm_*` tables through the driver's own bulk path
+  (sqlite3 executemany, PostgreSQL COPY), one transaction; the fetch ceiling reads
+  every object with the connector's own read path (Bulk API 2.0 where it would be
+  used) and writes nothing. The table shows the load against each.
 * The 1 % change goes through the sandbox's REST API (sObject Collections) after
   both backends' initial loads, so both incremental syncs see the same changes.
 * The machines are shared and noisy: with `--repeat R` every figure is the
@@ -55,9 +58,10 @@ from sqlalchemy.engine import URL, Engine
 
 from accrue import config
 from accrue.db import create_database, drop_database, make_engine, upgrade
-from accrue.schema import OBJECT_TABLES
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
+from benchmarks.sync_ceilings import TENANT, HttpClock, phase_fetch, phase_raw
+from benchmarks.sync_ceilings import connector as make_connector
 from connectors.common_model import COMMON_OBJECTS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -65,18 +69,16 @@ DEFAULT_OPPORTUNITIES = 100_000
 DEFAULT_SEED = 42
 POSTGRES_ENV = "ACCRUE_BENCH_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-TENANT = "bench"
 CHANGE_FRACTION = 0.01
 COLLECTION_SIZE = 200  # sObject Collections' per-call maximum
-RAW_CHUNK_ROWS = 5_000  # rows per executemany in the raw baseline
 RESULT_MARK = "BENCH-RESULT "  # prefixes the one stdout line a child reports on
 PHASE_TIMEOUT_SECONDS = 3 * 3600
 SANDBOX_START_TIMEOUT_SECONDS = 120
-SCRATCH_PREFIX = "bench_raw_"
-PHASES = ("initial", "raw", "incremental")
+PHASES = ("initial", "raw", "fetch", "incremental")
 PHASE_LABELS = {
     "initial": "initial load",
-    "raw": "raw bulk insert",
+    "raw": "driver-level write",
+    "fetch": "fetch only",
     "incremental": "incremental sync",
 }
 
@@ -119,46 +121,6 @@ def _cpu_seconds() -> float:
 
 
 # ============================================================ child processes
-
-
-class HttpClock:
-    """Times the connector's HTTP round trips and JSON decoding, to split the source time.
-
-    Wraps one `requests.Session`: `request` covers the sandbox's work plus transfer
-    (requests reads the whole body before returning), `json` the client's parsing.
-    """
-
-    def __init__(self) -> None:
-        self.request_seconds = 0.0
-        self.json_seconds = 0.0
-        self.requests = 0
-        self.response_bytes = 0
-
-    def wrap(self, session: Any) -> Any:
-        send = session.request
-
-        def request(*args: Any, **kwargs: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                response = send(*args, **kwargs)
-            finally:
-                self.request_seconds += time.perf_counter() - began
-            self.requests += 1
-            self.response_bytes += len(response.content or b"")
-            parse = response.json
-
-            def timed_json(**options: Any) -> Any:
-                began = time.perf_counter()
-                try:
-                    return parse(**options)
-                finally:
-                    self.json_seconds += time.perf_counter() - began
-
-            response.json = timed_json
-            return response
-
-        session.request = request
-        return session
 
 
 class SqlClock:
@@ -235,20 +197,6 @@ class SqlClock:
         )
 
 
-def _connector(spec: Mapping[str, Any], clock: HttpClock) -> Any:
-    """The Salesforce adapter `create_connector("salesforce", ...)` builds, on a timed session."""
-    from connectors.salesforce import SalesforceConnector
-    from connectors.salesforce.transport import sandbox_session
-
-    secrets = {
-        "username": spec["username"],
-        "password": spec["password"],
-        "security_token": spec["security_token"],
-    }
-    session = clock.wrap(sandbox_session(spec["sandbox_url"]))
-    return SalesforceConnector(secrets, {"sandbox_url": spec["sandbox_url"]}, session=session)
-
-
 def _phase_sync(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Sync every common object from the saved state (none: initial load) and time it."""
     label = f"[{spec['backend']} {PHASE_LABELS[spec['phase']]}]"
@@ -258,7 +206,7 @@ def _phase_sync(spec: Mapping[str, Any]) -> dict[str, Any]:
         upgrade(engine)  # a no-op for the incremental phase; outside the timed region
         http = HttpClock()
         warehouse = Warehouse(engine)
-        connector = _connector(spec, http)
+        connector = make_connector(spec, http)
         objects: list[dict[str, Any]] = []
         sql.start()
         cpu_before = _cpu_seconds()
@@ -313,108 +261,11 @@ def _phase_sync(spec: Mapping[str, Any]) -> dict[str, Any]:
         engine.dispose()
 
 
-def _scratch_table(metadata: sa.MetaData, table: sa.Table) -> sa.Table:
-    """An empty table shaped like `table` (columns, primary key, secondary index)."""
-    name = SCRATCH_PREFIX + table.name.removeprefix("crm_")
-    columns = [
-        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-        for c in table.columns
-    ]
-    scratch = sa.Table(name, metadata, *columns)
-    for index in table.indexes:
-        sa.Index(
-            f"ix_{name}_" + "_".join(c.name for c in index.columns),
-            *(scratch.c[c.name] for c in index.columns),
-        )
-    return scratch
-
-
-def _phase_raw(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Insert the initial load's rows again, the plainest fast way: the limit to compare with.
-
-    Rows are read back in chunks on a second connection (not timed) and inserted
-    with executemany into empty scratch tables in one transaction (timed, commit
-    included). The scratch tables are dropped afterwards.
-    """
-    label = f"[{spec['backend']} {PHASE_LABELS['raw']}]"
-    engine = make_engine(spec["db_url"])
-    metadata = sa.MetaData()
-    scratch = {name: _scratch_table(metadata, table) for name, table in OBJECT_TABLES.items()}
-    try:
-        sql = SqlClock(engine, skip_selects=True)  # the read-back is not part of the baseline
-        metadata.drop_all(engine)  # leftovers of an interrupted run
-        metadata.create_all(engine)
-        insert_seconds = 0.0
-        read_seconds = 0.0
-        objects: list[dict[str, Any]] = []
-        cpu = 0.0  # the process's CPU while inserting (the read-back is excluded)
-        with engine.connect() as source, engine.connect() as target:
-            writer_pid = None
-            if engine.dialect.name == "postgresql":
-                writer_pid = target.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-                target.commit()
-            sql.start()
-            transaction = target.begin()
-            for name, table in OBJECT_TABLES.items():
-                rows_written = 0
-                object_seconds = 0.0
-                query = sa.select(table).where(table.c.tenant_id == TENANT)
-                read_began = time.perf_counter()
-                result = source.execution_options(yield_per=RAW_CHUNK_ROWS).execute(query)
-                for chunk in result.mappings().partitions():
-                    rows = [dict(row) for row in chunk]
-                    cpu_began = _cpu_seconds()
-                    began = time.perf_counter()
-                    read_seconds += began - read_began
-                    target.execute(scratch[name].insert(), rows)
-                    read_began = time.perf_counter()
-                    cpu += _cpu_seconds() - cpu_began
-                    object_seconds += read_began - began
-                    rows_written += len(rows)
-                objects.append(
-                    {"object": name, "records": rows_written, "wall_seconds": object_seconds}
-                )
-                insert_seconds += object_seconds
-                _log(f"{label} {name}: {rows_written:,} rows in {object_seconds:.1f}s")
-            cpu_began = _cpu_seconds()
-            began = time.perf_counter()
-            transaction.commit()
-            commit_seconds = time.perf_counter() - began
-            cpu += _cpu_seconds() - cpu_began
-            insert_seconds += commit_seconds
-            db_server_cpu = sql.backend_cpu_seconds(only=writer_pid)
-        with engine.connect() as conn:
-            for entry in objects:
-                stored = conn.execute(
-                    sa.select(sa.func.count()).select_from(scratch[entry["object"]])
-                ).scalar_one()
-                if stored != entry["records"]:
-                    raise BenchError(
-                        f"raw insert of {entry['object']}: {stored} rows stored, "
-                        f"{entry['records']} inserted"
-                    )
-        return {
-            "records": sum(o["records"] for o in objects),
-            "wall_seconds": insert_seconds,
-            "commit_seconds": commit_seconds,
-            "read_back_seconds": read_seconds,
-            "sql_execute_seconds": sql.execute_seconds,
-            "sql_statements": sql.statements,
-            "client_cpu_seconds": cpu,
-            "db_server_cpu_seconds": db_server_cpu,
-            "objects": objects,
-        }
-    finally:
-        with contextlib.suppress(sa.exc.SQLAlchemyError):
-            metadata.drop_all(engine)
-        engine.dispose()
-
-
 def _child_phase() -> None:
     """Entry of a phase child: spec as JSON on stdin, result as one marked line on stdout."""
     spec = json.loads(sys.stdin.read())
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    run = _phase_raw if spec["phase"] == "raw" else _phase_sync
+    run = {"raw": phase_raw, "fetch": phase_fetch}.get(spec["phase"], _phase_sync)
     result = run(spec)
     result["peak_rss_mb"] = _peak_rss_mb()
     result["ru_maxrss_mb"] = _ru_maxrss_mb()
@@ -731,19 +582,21 @@ def postgres_backend(url: str) -> tuple[Backend | None, PostgresServer | None, s
 
 
 def run_phase(
-    backend: Backend, phase: str, db_url: str, sandbox: SandboxProcess, round_label: str
+    backend: Backend | None, phase: str, db_url: str, sandbox: SandboxProcess, round_label: str
 ) -> dict[str, Any]:
-    """Run one timed phase in a fresh child and add the sandbox's CPU time during it."""
-    _log(f"== {backend.name}: {PHASE_LABELS[phase]} ({round_label}) ==")
+    """Run one timed phase in a fresh child and add the sandbox's CPU time during it
+    (`backend` None: the fetch-only phase, which writes nowhere)."""
+    name = backend.name if backend is not None else "source"
+    _log(f"== {name}: {PHASE_LABELS[phase]} ({round_label}) ==")
     spec = {
         "phase": phase,
-        "backend": backend.name,
+        "backend": name,
         "db_url": db_url,
         "sandbox_url": sandbox.url,
         **sandbox.credentials,
     }
     cpu_before = sandbox.cpu_seconds()
-    result = _run_child("_phase", spec, f"{backend.name} {PHASE_LABELS[phase]}")
+    result = _run_child("_phase", spec, f"{name} {PHASE_LABELS[phase]}")
     result["sandbox_cpu_seconds"] = sandbox.cpu_seconds() - cpu_before
     result["records_per_second"] = _rate(result["records"], result["wall_seconds"])
     _log(
@@ -758,15 +611,23 @@ def _rate(records: float, seconds: float) -> float:
 
 
 def round_ratios(phases: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    """The ratios the issue asks for, within one round (so machine noise mostly cancels)."""
-    initial, raw, incremental = (phases[p] for p in PHASES)
+    """The ratios the issue asks for, within one round (so machine noise mostly cancels):
+    the load against each ceiling (driver-level write, fetch only) and the lower of them."""
+    initial, raw, fetch, incremental = (phases[p] for p in PHASES)
     raw_rate = _rate(raw["records"], raw["wall_seconds"])
+    fetch_rate = _rate(fetch["records"], fetch["wall_seconds"])
+    lower = min(raw_rate, fetch_rate)
     write_rate = _rate(initial["upserted"], initial["write_seconds"])
+    end_to_end = initial["records_per_second"]
     return {
         "raw_rows_per_second": raw_rate,
+        "fetch_records_per_second": fetch_rate,
+        "load_records_per_second": end_to_end,
         "load_write_rows_per_second": write_rate,
         "load_write_vs_raw": write_rate / raw_rate if raw_rate else 0.0,
-        "load_end_to_end_vs_raw": initial["records_per_second"] / raw_rate if raw_rate else 0.0,
+        "load_end_to_end_vs_raw": end_to_end / raw_rate if raw_rate else 0.0,
+        "load_end_to_end_vs_fetch": end_to_end / fetch_rate if fetch_rate else 0.0,
+        "load_end_to_end_vs_lower_ceiling": end_to_end / lower if lower else 0.0,
         "incremental_vs_initial_wall": (
             incremental["wall_seconds"] / initial["wall_seconds"]
             if initial["wall_seconds"]
@@ -879,10 +740,14 @@ def report(results: Mapping[str, Any]) -> str:
 
     headers = [
         "backend",
-        "load write rows/s",
-        "raw insert rows/s",
-        "write ÷ raw",
-        "end-to-end ÷ raw",
+        "load rec/s",
+        "fetch ceiling rec/s",
+        "write ceiling rows/s",
+        "e2e ÷ fetch",
+        "e2e ÷ write",
+        "e2e ÷ lower",
+        "apply rows/s",
+        "apply ÷ write",
         "incremental ÷ initial wall",
     ]
     rows = []
@@ -891,10 +756,14 @@ def report(results: Mapping[str, Any]) -> str:
         rows.append(
             [
                 name,
-                _n(ratios["load_write_rows_per_second"]),
+                _n(ratios["load_records_per_second"]),
+                _n(ratios["fetch_records_per_second"]),
                 _n(ratios["raw_rows_per_second"]),
-                f"{ratios['load_write_vs_raw']:.2f}",
+                f"{ratios['load_end_to_end_vs_fetch']:.2f}",
                 f"{ratios['load_end_to_end_vs_raw']:.2f}",
+                f"{ratios['load_end_to_end_vs_lower_ceiling']:.2f}",
+                _n(ratios["load_write_rows_per_second"]),
+                f"{ratios['load_write_vs_raw']:.2f}",
                 f"{ratios['incremental_vs_initial_wall'] * 100:.1f} %",
             ]
         )
@@ -940,12 +809,27 @@ def report(results: Mapping[str, Any]) -> str:
                 "-",
                 "-",
                 "-",
-                _s(f["sql_execute_seconds"]),
                 "-",
-                _s(f["db_server_cpu_seconds"]),
+                "-",
+                "-",
                 _s(f["client_cpu_seconds"]),
             ]
         )
+    f = summary[next(iter(summary))]["fetch"]
+    rows.append(
+        [
+            PHASE_LABELS["fetch"],
+            _s(f["wall_seconds"]),
+            _s(f["http_seconds"]),
+            _s(f["json_seconds"]),
+            _s(f["wall_seconds"] - f["http_seconds"] - f["json_seconds"]),
+            "-",
+            "-",
+            _s(f["sandbox_cpu_seconds"]),
+            "-",
+            _s(f["client_cpu_seconds"]),
+        ]
+    )
     lines += ["", _table(headers, rows)]
 
     names = list(summary)
@@ -972,7 +856,11 @@ def report(results: Mapping[str, Any]) -> str:
         "requests to the sandbox (server work + transfer); JSON s: client-side decoding;",
         "apply s: Warehouse.apply (row building, SQL, commit), of which SQL exec s is in",
         "the DB driver; map+engine s: the rest (mapping records, sync engine).",
-        "write ÷ raw = (rows ÷ apply s) ÷ raw rows/s; end-to-end ÷ raw = load records/s ÷ raw.",
+        "Ceilings, same rows, same run: fetch = the connector's own read path (Bulk API 2.0",
+        "where its threshold says so) writing nothing; write = the driver's bulk path (sqlite3",
+        "executemany, PostgreSQL COPY) into empty tables shaped like crm_*, one transaction.",
+        "e2e ÷ X = load records/s ÷ ceiling X; lower = the slower ceiling;",
+        "apply ÷ write = (rows ÷ apply s) ÷ write ceiling rows/s.",
     ]
     return "\n".join(lines)
 
@@ -1031,6 +919,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         phase: run_phase(backend, phase, urls[backend.name], sandbox, label)
                         for phase in ("initial", "raw")
                     }
+                fetch = run_phase(None, "fetch", "", sandbox, label)
+                for backend in backends:
+                    phases[backend.name]["fetch"] = fetch
                 _log(f"== changing {CHANGE_FRACTION:.0%} of the opportunities ({label}) ==")
                 change = change_opportunities(sandbox, CHANGE_FRACTION, args.seed, round_number)
                 for backend in backends:
@@ -1077,8 +968,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=1,
-        help="rounds of every timed phase; figures are medians (default %(default)s)",
+        default=3,
+        help="rounds of every timed phase; figures are medians (default %(default)s: the "
+        "machines are shared, one round is noise)",
     )
     parser.add_argument(
         "--backends",
