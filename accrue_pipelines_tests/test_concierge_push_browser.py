@@ -42,6 +42,9 @@ def test_select_crm_push_api_shows_a_working_curl_example(
     card = page.locator("label.choice", has_text="Push API")
     assert "C2CRM" in card.inner_text()
     page.get_by_label("Push API").check()
+    page.set_viewport_size({"width": 1280, "height": 1200})  # every card in the picture
+    shoot(page, "select-crm")
+    page.set_viewport_size({"width": 1280, "height": 1100})
     page.get_by_role("button", name="Continue", exact=True).click()
     page.wait_for_url("**/onboarding/push")
 
