@@ -31,7 +31,7 @@ from werkzeug.wrappers import Request, Response
 from connectors.hubspot.sandbox.objects import ApiError, Limits, Objects, bad_request
 from connectors.hubspot.sandbox.store import LATE_BY, OBJECT_TYPES, HubSpotStore
 from connectors.sandbox_kit import faults as kit
-from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, in_api_call
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, in_api_call
 from connectors.sandbox_kit.faults import FaultPlanner, Plan
 
 ACCESS_TOKEN_SECONDS = 1800  # HubSpot's OAuth access tokens live 30 minutes
@@ -84,7 +84,8 @@ class HubSpotApp:
         self.store = store
         self.settings = settings
         self.objects = Objects(store, settings.limits)
-        self.planner = planner or FaultPlanner(FaultConfig())
+        self.switches = FaultSwitches(FaultConfig, planner)
+        self.planner = self.switches.planner
         self._faulted = FaultMiddleware(self._serve, self.planner, group_of, self._respond)
         self._calls: list[float] = []
         self._daily = 0
@@ -98,32 +99,24 @@ class HubSpotApp:
     # -- faults and limits ------------------------------------------------------------
 
     def set_faults(self, switches: Mapping[str, Any]) -> dict[str, Any]:
-        """Replace every kit switch (`{}` clears them); a bad one raises FaultConfigError."""
-        FaultConfig.from_dict(dict(switches))
-        self.planner.clear()
-        if switches:
-            self.planner.update(switches)
-        return self.planner.state()
+        """Replace every switch — the kit's and `fail_next` / `throttle_next` — (`{}` clears
+        them); a bad one raises FaultConfigError and changes nothing."""
+        return self.switches.replace(switches)
 
     def _admin(self, request: Request) -> Response:
-        """`/_sandbox/health`; `/_sandbox/faults`: GET the state, POST switches (merged),
-        DELETE clears them."""
+        """`/_sandbox/health`; `/_sandbox/faults` as the kit has it (GET the state, POST
+        switches merged over the current ones, DELETE clears), a bad switch a 400."""
         if request.path == "/_sandbox/health":
             return _json_response({"ok": True})
         if request.path != "/_sandbox/faults":
             return _json_response({"error": "Not found"}, 404)
         try:
-            if request.method == "POST":
-                switches = json.loads(request.get_data(as_text=True) or "{}")
-                if not isinstance(switches, dict):
-                    raise ValueError('Fault switches must be a JSON object, e.g. '
-                                     '{"error_rate": 0.1}')
-                self.planner.update(switches)
-            elif request.method == "DELETE":
-                self.planner.clear()
-        except (ValueError, TypeError) as exc:  # FaultConfigError, or no JSON
+            state = self.switches.admin(request.method, request.get_data(as_text=True))
+        except ValueError as exc:  # FaultConfigError, or no JSON
             return _json_response(bad_request(str(exc)).body, 400)
-        return _json_response(self.planner.state())
+        if state is None:
+            return _json_response({"error": "Method not allowed"}, 405)
+        return _json_response(state)
 
     def _respond(self, plan: Plan) -> Response | None:
         fault = plan.fault
@@ -179,6 +172,12 @@ class HubSpotApp:
         request = Request(environ)
         if request.path.startswith("/oauth/"):
             return self._oauth(request)(environ, start_response)
+        counted = self.switches.counted.take() if group_of(environ) else None
+        if counted is not None:  # `throttle_next` / `fail_next`
+            answer = self._respond(Plan(fault="rate_limit" if counted == 429 else "http_503",
+                                        config=self.planner.config))
+            assert answer is not None
+            return answer(environ, start_response)
         remaining = self._remaining()
         if remaining is None:  # the portal's own burst limit: this 429 says when to retry
             return self._throttled("TEN_SECONDLY_ROLLING", 1)(environ, start_response)

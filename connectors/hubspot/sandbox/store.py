@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextvars
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from connectors.sandbox_kit.state import SqliteState
 
 # The property holding each object type's modification stamp (contacts are the exception).
 MODIFIED_PROPERTY = {"companies": "hs_lastmodifieddate", "contacts": "lastmodifieddate",
@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS association (
 CREATE TABLE IF NOT EXISTS owner (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS token (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, client_id TEXT, expires_ms INTEGER);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -72,46 +71,16 @@ def parse_stamp(text: str) -> int:
     return to_ms(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-class HubSpotStore:
-    """Thread-safe access to the sandbox's SQLite file (the server answers from threads)."""
+class HubSpotStore(SqliteState):
+    """The portal's file (the kit's `SqliteState`: one connection under one lock, `meta`)."""
 
     def __init__(self, path: Path, clock: Callable[[], datetime] | None = None,
                  index_lag: timedelta = timedelta(0)) -> None:
-        self.path = path
-        self.clock = clock or (lambda: datetime.now(UTC))
+        super().__init__(path, SCHEMA, clock)
         self.index_lag = index_lag
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     def now_ms(self) -> int:
         return to_ms(self.clock())
-
-    # -- settings -------------------------------------------------------------------
-
-    def set_meta(self, name: str, value: Any) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, json.dumps(value)))
-
-    def meta(self, name: str, default: Any = None) -> Any:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return json.loads(row[0]) if row else default
 
     def next_id(self, count: int = 1) -> int:
         """The first of `count` new object ids, from a high-water mark: HubSpot never
@@ -124,8 +93,7 @@ class HubSpotStore:
         return value
 
     def is_empty(self) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM object").fetchone()[0] == 0
+        return self.query("SELECT COUNT(*) FROM object")[0][0] == 0
 
     # -- tokens ---------------------------------------------------------------------
 
@@ -137,10 +105,9 @@ class HubSpotStore:
 
     def token(self, token: str) -> tuple[str, str | None, int | None] | None:
         """(kind, client id, expiry in epoch ms) of a token the portal issued."""
-        with self._lock:
-            row = self._db.execute("SELECT kind, client_id, expires_ms FROM token WHERE token = ?",
-                                   (token,)).fetchone()
-        return (str(row[0]), row[1], row[2]) if row else None
+        rows = self.query("SELECT kind, client_id, expires_ms FROM token WHERE token = ?",
+                          (token,))
+        return (str(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
 
     def take_token(self, token: str, kind: str) -> str | None:
         """Use a single-use token (an authorization code) once: its client id, or None."""
@@ -164,41 +131,34 @@ class HubSpotStore:
                            [(k, i, b) for k, i, _, _, _, b in rows])
 
     def get(self, kind: str, object_id: int) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT body FROM object WHERE kind = ? AND id = ?",
-                                   (kind, object_id)).fetchone()
-        return json.loads(row[0]) if row else None
+        rows = self.query("SELECT body FROM object WHERE kind = ? AND id = ?",
+                          (kind, object_id))
+        return json.loads(rows[0][0]) if rows else None
 
     def page(self, kind: str, *, archived: bool, after: int, limit: int
              ) -> tuple[list[dict[str, Any]], int | None]:
         """A list page in id order from `after` (exclusive): (records, next after or None)."""
         flag = "IS NOT NULL" if archived else "IS NULL"
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT id, body FROM object WHERE kind = ? AND archived_ms {flag} AND id > ? "
-                "ORDER BY id LIMIT ?", (kind, after, limit + 1)).fetchall()
+        rows = self.query(
+            f"SELECT id, body FROM object WHERE kind = ? AND archived_ms {flag} AND id > ? "
+            "ORDER BY id LIMIT ?", (kind, after, limit + 1))
         records = [json.loads(r[1]) for r in rows[:limit]]
         return records, (int(rows[limit - 1][0]) if len(rows) > limit else None)
 
     def count(self, kind: str) -> int:
-        with self._lock:
-            return int(self._db.execute(
-                "SELECT COUNT(*) FROM object WHERE kind = ? AND archived_ms IS NULL",
-                (kind,)).fetchone()[0])
+        return int(self.query(
+            "SELECT COUNT(*) FROM object WHERE kind = ? AND archived_ms IS NULL", (kind,))[0][0])
 
     def indexed(self, kind: str) -> list[dict[str, Any]]:
         """What search sees: per object, the newest version written `index_lag` ago or
         earlier, unless that version is archived."""
         cutoff = to_ms(self.clock() - self.index_lag)
-        with self._lock:
-            if not self.index_lag:
-                rows = self._db.execute(
-                    "SELECT body FROM object WHERE kind = ? AND archived_ms IS NULL",
-                    (kind,)).fetchall()
-                return [json.loads(r[0]) for r in rows]
-            rows = self._db.execute(
-                "SELECT id, body FROM version WHERE kind = ? AND written_ms <= ? ORDER BY seq",
-                (kind, cutoff)).fetchall()
+        if not self.index_lag:
+            return [json.loads(r[0]) for r in self.query(
+                "SELECT body FROM object WHERE kind = ? AND archived_ms IS NULL", (kind,))]
+        rows = self.query(
+            "SELECT id, body FROM version WHERE kind = ? AND written_ms <= ? ORDER BY seq",
+            (kind, cutoff))
         latest: dict[int, dict[str, Any]] = {}
         for object_id, body in rows:
             latest[int(object_id)] = json.loads(body)
@@ -274,10 +234,9 @@ class HubSpotStore:
     def associations(self, from_kind: str, from_id: int, to_kind: str
                      ) -> list[tuple[int, list[int]]]:
         """(to id, type ids) of one object's associations, by to id."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT to_id, type_id FROM association WHERE from_kind = ? AND from_id = ? AND "
-                "to_kind = ? ORDER BY to_id, type_id", (from_kind, from_id, to_kind)).fetchall()
+        rows = self.query(
+            "SELECT to_id, type_id FROM association WHERE from_kind = ? AND from_id = ? AND "
+            "to_kind = ? ORDER BY to_id, type_id", (from_kind, from_id, to_kind))
         grouped: dict[int, list[int]] = {}
         for to_id, type_id in rows:
             grouped.setdefault(int(to_id), []).append(int(type_id))
@@ -289,6 +248,5 @@ class HubSpotStore:
                            [(int(o["id"]), json.dumps(o)) for o in owners])
 
     def owners(self, *, archived: bool) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute("SELECT body FROM owner ORDER BY id").fetchall()
+        rows = self.query("SELECT body FROM owner ORDER BY id")
         return [o for o in (json.loads(r[0]) for r in rows) if bool(o["archived"]) == archived]
