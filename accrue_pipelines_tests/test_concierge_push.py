@@ -62,12 +62,14 @@ class Recorder:
 
     def __init__(self, admin: Admin) -> None:
         self.bodies: list[str] = []
+        self.responses: list[Any] = []
         client = admin.client
         original = client.open
 
         def open_and_record(*args: Any, **kwargs: Any) -> Any:
             response = original(*args, **kwargs)
             self.bodies.append(response.get_data(as_text=True))
+            self.responses.append(response)
             return response
 
         client.open = open_and_record  # type: ignore[method-assign]
@@ -149,6 +151,7 @@ def test_the_push_wizard_end_to_end_the_first_push_turns_it_green(
     first = choose_push(admin)
     secret = block(first, "push-secret")
     assert SECRET.fullmatch(secret)
+    assert "no-store" in recorder.responses[-1].headers["Cache-Control"]  # no cached copy
     assert "store it now, it will not be shown again" in first
     client_id = credentials.list_credentials(engine_of(app), admin.tenant_id)[0].client_id
     assert client_id in first and f"/v1/push/{admin.tenant_id}/records" in first
@@ -247,6 +250,8 @@ def _member(app: Flask, tenant_id: str, role: str) -> Admin:
 def test_only_the_tenants_admin_sees_or_rotates(app: Flask, admin: Admin) -> None:
     choose_push(admin)
     setup_pages = ("/onboarding/push", "/onboarding/push/status.json")
+    for path in setup_pages:  # logged out: the login page, nothing else
+        assert "/auth/login" in app.test_client().get(path).headers["Location"]
     for role in ("seller", "manager"):
         member = _member(app, admin.tenant_id, role)
         for path in setup_pages:
