@@ -316,6 +316,26 @@ def postgres_reachable(url: str) -> str | None:
     return None
 
 
+def backend_urls(backends: Sequence[str], postgres_url: str, workdir: Path,
+                 ) -> tuple[dict[str, str], PostgresDatabase | None]:
+    """The warehouse URL of each backend asked for: a SQLite file in `workdir`, a scratch
+    PostgreSQL database (the caller drops it); an unreachable server is skipped, saying so."""
+    urls: dict[str, str] = {}
+    postgres: PostgresDatabase | None = None
+    if "sqlite" in backends:
+        urls["sqlite"] = f"sqlite:///{workdir / 'warehouse.db'}"
+    if "postgresql" in backends:
+        shown = sa.make_url(postgres_url).render_as_string(hide_password=True)
+        problem = postgres_reachable(postgres_url)
+        if problem is not None:
+            print(f"PostgreSQL skipped: cannot connect to {shown} ({problem})", flush=True)
+        else:
+            postgres = PostgresDatabase(postgres_url)
+            urls["postgresql"] = postgres.create()
+            print(f"PostgreSQL: scratch database {postgres.name} on {shown}", flush=True)
+    return urls, postgres
+
+
 @contextlib.contextmanager
 def _workdir(keep: bool) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="accrue-chaos-"))
@@ -397,18 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     results: list[TrialResult] = []
     with _workdir(args.keep) as workdir:
-        urls: dict[str, str] = {}
-        if "sqlite" in args.backends:
-            urls["sqlite"] = f"sqlite:///{workdir / 'warehouse.db'}"
-        if "postgresql" in args.backends:
-            shown = sa.make_url(args.postgres_url).render_as_string(hide_password=True)
-            problem = postgres_reachable(args.postgres_url)
-            if problem is not None:
-                print(f"PostgreSQL skipped: cannot connect to {shown} ({problem})", flush=True)
-            else:
-                postgres = PostgresDatabase(args.postgres_url)
-                urls["postgresql"] = postgres.create()
-                print(f"PostgreSQL: scratch database {postgres.name} on {shown}", flush=True)
+        urls, postgres = backend_urls(args.backends, args.postgres_url, workdir)
         if not urls:
             print("no backend to run on", file=sys.stderr)
             return 2

@@ -24,6 +24,7 @@ same transaction). One trial, per warehouse backend:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -41,15 +42,9 @@ import sqlalchemy as sa
 from accrue import crypto
 from accrue.db import make_engine, upgrade
 from accrue.push.process import process_inbox
-from accrue.schema import push_inbox
+from accrue.schema import crm_change_log, push_inbox
 from accrue.warehouse import Warehouse
-from benchmarks.chaos import (
-    DEFAULT_POSTGRES_URL,
-    POSTGRES_ENV,
-    PostgresDatabase,
-    _workdir,
-    postgres_reachable,
-)
+from benchmarks.chaos import DEFAULT_POSTGRES_URL, POSTGRES_ENV, _workdir, backend_urls
 from benchmarks.chaos_compare import Comparison, differences, rows_of
 from benchmarks.chaos_process import ChaosError
 from benchmarks.push_bench import (
@@ -159,6 +154,7 @@ class PushTrial:
     batches: int = 0
     rows: int = 0
     mismatches: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # history of the first mismatches
     quarantined: int = 0
     seconds: float = 0.0
 
@@ -224,6 +220,7 @@ def run_trial(setup: Setup, trial: int, options: argparse.Namespace) -> PushTria
     source = sa.create_engine(setup.source_url)
     mutator = agent_db.Mutator(source, seed=rng.randrange(1 << 30))
     stop = threading.Event()
+    failures: list[BaseException] = []
 
     def mutate() -> None:
         while not stop.is_set():
@@ -232,6 +229,9 @@ def run_trial(setup: Setup, trial: int, options: argparse.Namespace) -> PushTria
                 result.mutations += 1
             except sa.exc.OperationalError:  # the agent's read holds the file a moment
                 pass
+            except Exception as exc:  # noqa: BLE001 - reported as a harness failure below
+                failures.append(exc)
+                return
             stop.wait(rng.uniform(0.005, 0.05))
 
     setup.server.start()
@@ -263,6 +263,8 @@ def run_trial(setup: Setup, trial: int, options: argparse.Namespace) -> PushTria
         agent.kill()
         processor.kill()
     result.kills = kills
+    if failures:
+        raise ChaosError(f"the mutator failed: {failures[0]!r}")
     # Quiet: the agent once, to the end, then the processor; then compare.
     finish = subprocess.run([python, "-m", "accrue.agent.cli", "run", "--config",
                              str(setup.config), "--once"], env=setup.env, cwd=REPO_ROOT,
@@ -283,9 +285,37 @@ def run_trial(setup: Setup, trial: int, options: argparse.Namespace) -> PushTria
         source.dispose()
     result.rows = comparison.rows
     result.mismatches = [str(m) for m in comparison.mismatches]
+    if comparison.mismatches:  # what the inbox and the change log hold for the first few
+        engine = make_engine(setup.warehouse_url)
+        try:
+            result.details = [f"      {line}" for m in comparison.mismatches[:3]
+                                  for line in history(engine, setup.tenant, m.object_name,
+                                                      m.source_id or "")]
+        finally:
+            engine.dispose()
     result.quarantined = comparison.quarantined
     result.seconds = time.monotonic() - began
     return result
+
+
+def history(engine: sa.Engine, tenant: str, object_name: str, source_id: str) -> list[str]:
+    """A record's pushes (inbox id, received, processed, action, occurred_at) and its
+    versions in the change log: what a mismatch report needs to say where it went wrong."""
+    lines = [f"{object_name}/{source_id}:"]
+    with engine.connect() as conn:
+        for row in conn.execute(sa.select(push_inbox).where(push_inbox.c.tenant_id == tenant)
+                                .order_by(push_inbox.c.id)).mappings():
+            for record in json.loads(row["body"])["records"]:
+                if record["object"] == object_name and str(record["id"]) == source_id:
+                    lines.append(f"pushed: inbox {row['id']} received {row['received_at']} "
+                                 f"processed {row['processed_at']} {record['action']} "
+                                 f"occurred_at {record.get('occurred_at')}")
+        log = crm_change_log
+        for row in conn.execute(sa.select(log).where(
+                log.c.tenant_id == tenant, log.c.object_name == object_name,
+                log.c.source_id == source_id)).mappings():
+            lines.append(f"logged: {row['source_modified_at']} deleted={row['is_deleted']}")
+    return lines
 
 
 HEADER_LINE = (f"{'backend':<11}{'trial':>6}{'mutations':>10}{'kills s/a/p':>13}"
@@ -344,18 +374,8 @@ def run(args: argparse.Namespace) -> list[PushTrial]:
     _check_redis(args.redis_url)
     keys = crypto.generate_key()
     results: list[PushTrial] = []
-    postgres: PostgresDatabase | None = None
     with _workdir(args.keep) as workdir:
-        urls: dict[str, str] = {}
-        if "sqlite" in args.backends:
-            urls["sqlite"] = f"sqlite:///{workdir / 'warehouse.db'}"
-        if "postgresql" in args.backends:
-            problem = postgres_reachable(args.postgres_url)
-            if problem is not None:
-                print(f"PostgreSQL skipped: {problem}", flush=True)
-            else:
-                postgres = PostgresDatabase(args.postgres_url)
-                urls["postgresql"] = postgres.create()
+        urls, postgres = backend_urls(args.backends, args.postgres_url, workdir)
         print(f"chaos push: {args.trials} trial(s) x {len(urls)} backend(s), "
               f"{args.opportunities} deals, batches of {args.batch}, {args.trial_seconds:g} s "
               f"of changes and SIGKILLs (server/agent/processor) per trial, seed {args.seed}",
@@ -371,6 +391,8 @@ def run(args: argparse.Namespace) -> list[PushTrial]:
                         print(line(result), flush=True)
                         for mismatch in result.mismatches[:None if args.verbose else 5]:
                             print(f"    {mismatch}", flush=True)
+                        for detail in result.details:
+                            print(detail, flush=True)
                 finally:
                     setup.server.stop()
         finally:

@@ -196,12 +196,15 @@ def expected(engine: sa.Engine) -> dict[str, dict[str, Expected]]:
 class Mutator:
     """Changes the database as its users would: new, edited and deleted companies, people
     and deals, renamed users; each write stamps `changed_on` with a strictly later time,
-    so no two changes of a table share a stamp."""
+    so no two changes of a table share a stamp. New records get ids drawn from the seed's
+    stream (40 random bits), so mutators of later runs on the same database never reuse
+    one."""
 
     def __init__(self, engine: sa.Engine, seed: int) -> None:
         self.engine = engine
         self.rng = random.Random(seed)
         self.serial = 0
+        self.key = ""
         self._last = datetime.now(UTC).replace(tzinfo=None)
 
     def _now(self) -> datetime:
@@ -218,6 +221,7 @@ class Mutator:
                                 "restore_deal", "edit_company", "new_company", "new_person",
                                 "drop_person", "edit_person", "rename_user"))
         self.serial += 1
+        self.key = f"{self.rng.getrandbits(40):010x}"
         with self.engine.begin() as conn:
             companies = self._ids(conn, COMPANIES, "company_no")
             deals = self._ids(conn, DEALS, "deal_no")
@@ -226,7 +230,7 @@ class Mutator:
             now = self._now()
             if kind == "new_company" or not companies:
                 conn.execute(COMPANIES.insert().values(
-                    company_no=f"CO-X{self.serial:06d}", company_name=f"New Co {self.serial}",
+                    company_no=f"CO-{self.key}", company_name=f"New Co {self.serial}",
                     sector="Technology", headcount=self.rng.randint(5, 5000),
                     turnover=float(self.rng.randint(1, 900)) * 1000.0, country="Germany",
                     rep_no=self.rng.choice(users) if users else None, changed_on=now))
@@ -237,7 +241,7 @@ class Mutator:
             elif kind == "new_deal" or not deals:
                 value = float(self.rng.randint(10, 900)) * 100.0
                 conn.execute(DEALS.insert().values(
-                    deal_no=f"DL-X{self.serial:06d}", company_no=self.rng.choice(companies),
+                    deal_no=f"DL-{self.key}", company_no=self.rng.choice(companies),
                     title=f"Deal {self.serial}", deal_value=value, list_value=value * 1.25,
                     phase="Prospecting", closed=False, won=False,
                     expected_close=(now + timedelta(days=30)).date(), chance=0.1,
@@ -255,7 +259,7 @@ class Mutator:
                     DEALS.c.deal_no == self.rng.choice(deals)).values(**values))
             elif kind == "new_person" or not people:
                 conn.execute(PEOPLE.insert().values(
-                    person_no=f"PE-X{self.serial:06d}", company_no=self.rng.choice(companies),
+                    person_no=f"PE-{self.key}", company_no=self.rng.choice(companies),
                     given_name="Alex", family_name=f"Person {self.serial}",
                     mail=f"alex{self.serial}@example.com", job_title="Buyer", changed_on=now))
             elif kind == "drop_person":
