@@ -274,3 +274,24 @@ def test_activities_are_read_from_four_modules_each_with_its_own_cursor(
     assert fields["lead_id"] == "lead-1" and fields["opportunity_id"] is None
     assert fields["is_closed"] is False and fields["activity_type"] == "task"
     assert str(fields["due_date"]) == "2026-12-02"  # 00:30 on the 2nd in Berlin
+
+
+def test_the_instance_url_is_normalised_or_refused_at_setup() -> None:
+    from connectors.spec import SetupValueError, prepare_connection
+    from connectors.sugarcrm.spec import SPEC
+
+    values = {"username": "api", "password": "pw"}
+    for typed in ("acme.sugarondemand.com", "https://Acme.sugarondemand.com/",
+                  "https://acme.sugarondemand.com/rest/v11/Accounts"):
+        secrets, config = prepare_connection(SPEC, {**values, "instance_url": typed})
+        assert config["instance_url"] == "https://acme.sugarondemand.com", typed
+        assert secrets == {"password": "pw"} and config["platform"] == "accrue"
+        assert config["client_id"] == "sugar"
+    _, config = prepare_connection(SPEC, {**values, "instance_url": "crm.acme.com/sugar/"})
+    assert config["instance_url"] == "https://crm.acme.com/sugar"
+    for refused in ("http://acme.sugarondemand.com", "https://user@acme.sugarondemand.com",
+                    "https://acme.sugarondemand.com:8443"):
+        with pytest.raises(SetupValueError) as raised:
+            prepare_connection(SPEC, {**values, "instance_url": refused})
+        assert raised.value.field == "instance_url"
+    assert SPEC.allows_host("acme.sugarondemand.com") and not SPEC.allows_host("crm.acme.com")
