@@ -17,6 +17,7 @@ from accrue_pipelines_tests.test_concierge_browser import (  # noqa: F401 - fixt
     LiveServer,
     browser,
     concierge_db_url_fixture,
+    finish_from_step_3,
     live,
     new_email,
     page,
@@ -67,13 +68,7 @@ def test_select_crm_push_api_shows_a_working_curl_example(
     assert "Your first push arrived" in indicator.inner_text()
     assert [e for e in errors if "Content Security Policy" in e] == []
 
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.wait_for_url("**/onboarding/review")
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.get_by_label("I have read and agree").check()
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.get_by_role("button", name="Finish and Close").click()
-    page.wait_for_url("**/status")
+    finish_from_step_3(page)
     tenant = tenant_of(live, email)
     assert (tenant.crm_type, tenant.status) == ("push", "active")
 
