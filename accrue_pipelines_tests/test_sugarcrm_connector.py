@@ -295,3 +295,23 @@ def test_the_instance_url_is_normalised_or_refused_at_setup() -> None:
             prepare_connection(SPEC, {**values, "instance_url": refused})
         assert raised.value.field == "instance_url"
     assert SPEC.allows_host("acme.sugarondemand.com") and not SPEC.allows_host("crm.acme.com")
+
+
+def test_users_come_with_their_managers_and_deals_with_their_lines(
+    org: RunningSugarSandbox
+) -> None:
+    with connect(org) as connector:
+        users = upserts(list(connector.read("user", None)))
+        deals = upserts(list(connector.read("opportunity", None)))
+        lines = upserts(list(connector.read("opportunity_line", None)))
+        products = upserts(list(connector.read("product", None)))
+    managers = {u.fields["manager_id"] for u in users.values()} - {None}
+    assert managers and managers <= set(users)  # reports_to_id names another user
+    assert {u.fields["is_active"] for u in users.values()} <= {True, False}
+    for line in lines.values():
+        assert line.fields["opportunity_id"] in deals
+        assert line.fields["product_id"] in products
+        quantity, unit = line.fields["quantity"], line.fields["unit_price"]
+        assert quantity * unit == line.fields["total_price"]  # exact decimals
+    won = [d for d in deals.values() if d.fields["stage"] == "Closed Won"]
+    assert won and all(d.fields["is_closed"] and d.fields["is_won"] for d in won)
