@@ -1,7 +1,9 @@
-"""docs/openapi/push.yaml (issue 13, F8): a valid OpenAPI 3.1 document that says what the
-push endpoint does: its limits and enums are the code's constants, a record the schema
-accepts is one the endpoint accepts (and the reverse), and every answer the endpoint
-gives (202, 200, 400, 401, 413, 415, 429) validates against the documented schema."""
+"""The push endpoint's OpenAPI description (issue 13, F8; onboarding_app/push/openapi.yaml,
+linked from docs/openapi/push.yaml and served at /v1/push/openapi.json): a valid OpenAPI
+3.1 document that says what the push endpoint does: its limits and enums are the code's
+constants, a record the schema accepts is one the endpoint accepts (and the reverse), and
+every answer the endpoint gives (202, 200, 400, 401, 413, 415, 429) validates against the
+documented schema."""
 
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
 )
 from accrue_pipelines_tests.test_push_api import Pusher, make_push_tenant, record, signed_headers
 from connectors.common_model import COMMON_OBJECTS, ID_LENGTH
-from onboarding_app.push import views
+from onboarding_app.push import describe, views
 
-DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "openapi" / "push.yaml"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "openapi" / "push.yaml"
+DOCUMENT = describe.SOURCE
 OPERATION = ("paths", "/v1/push/{tenant}/records", "post")
 
 
@@ -143,3 +146,11 @@ def test_every_answer_of_the_endpoint_matches_its_documented_schema(
     header_schema = operation(document)["responses"]["429"]["headers"]["Retry-After"]["schema"]
     assert re.fullmatch(r"[0-9]+", retry)
     Draft202012Validator(header_schema).validate(int(retry))
+
+
+def test_it_is_served_as_json_from_its_one_source(concierge_db_url: str,
+                                                   document: dict[str, Any]) -> None:
+    assert DOCS.resolve() == DOCUMENT.resolve()  # the docs' copy is a link, not a copy
+    answer = make_app(concierge_db_url).test_client().get("/v1/push/openapi.json")
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    assert answer.get_json() == json.loads(json.dumps(document))

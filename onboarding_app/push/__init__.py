@@ -1,4 +1,5 @@
-"""The push API (issue 13, F8): `POST /v1/push/<tenant>/records`, JSON only.
+"""The push API (issue 13, F8): `POST /v1/push/<tenant>/records`, JSON only, and its
+OpenAPI description at `GET /v1/push/openapi.json`.
 
 Authenticated by the tenant's push client id (`Accrue-Client-Id`) and a Standard
 Webhooks signature, never by a cookie, so exempt from CSRF. See onboarding_app.push.views.
@@ -8,4 +9,4 @@ from flask import Blueprint
 
 bp = Blueprint("push", __name__, url_prefix="/v1/push")
 
-from onboarding_app.push import views  # noqa: E402,F401  (registers the routes)
+from onboarding_app.push import describe, views  # noqa: E402,F401  (registers the routes)
