@@ -224,3 +224,33 @@ def test_a_resumed_window_is_followed_by_a_fresh_one(portal: RunningHubSpotSandb
     resumed, after = read(con, "opportunity", mid)
     assert upserts(resumed)[passed].fields["name"] == "Changed behind the window"
     assert "window" not in after
+
+
+def test_hubspot_deals_are_priced_from_their_line_items(
+        tmp_path: Path, warehouse: Warehouse, tenant_id: str) -> None:
+    """What pricing reads: each deal's quoted total over its value at list price, from the
+    line items (price, discount, amount) — the same ratio the deal model drew the deal
+    with, so the analytics find in HubSpot the signal they find in every CRM."""
+    from accrue.analytics.store import load_tenant
+    from connectors.sandbox_kit.deal_model import build_world
+
+    clock = SandboxClock()
+    portal = HubSpotHarness().start(tmp_path / "priced.db", opportunities=60, seed=11,
+                                    clock=clock)
+    try:
+        con = connector(portal)
+        for name in ("account", "product", "opportunity", "opportunity_line"):
+            assert sync_object(warehouse, con, tenant_id, name).complete, name
+    finally:
+        portal.stop()
+    deals = load_tenant(warehouse.engine, tenant_id).deals
+    anchor = clock().replace(hour=0, minute=0, second=0, microsecond=0)
+    world = build_world(60, 11, anchor=anchor, activities=False)
+    truth = {}
+    for line in world.objects["opportunity_line"]:
+        f = line.fields
+        quoted, listed = truth.get(f["opportunity_id"], (0.0, 0.0))
+        truth[f["opportunity_id"]] = (quoted + f["total_price"],
+                                      listed + f["quantity"] * f["list_price"])
+    expected = sorted(round(q / lst, 9) for q, lst in truth.values())
+    assert sorted(round(r, 9) for r in deals["ratio"].dropna()) == expected
