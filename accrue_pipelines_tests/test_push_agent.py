@@ -165,6 +165,10 @@ def test_warehouse_equals_the_source_after_creates_updates_and_deletes(
     source.dispose()
 
 
+class Crash(BaseException):
+    """The agent dies (SIGKILL): nothing after this point runs."""
+
+
 def test_a_crash_between_ack_and_checkpoint_is_a_replay_not_a_second_copy(
         app: Flask, engine: Engine, tenant_id: str, issued: IssuedSecret, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,33 +176,62 @@ def test_a_crash_between_ack_and_checkpoint_is_a_replay_not_a_second_copy(
     source = agent_db.build(source_url, 30, seed=4)
     config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch, batch_size=10)
     client = flask_client(config, app)
-    saves = 0
+    acknowledged = 0
+    real = runner._acknowledged
 
-    class Crash(BaseException):
-        pass
-
-    real_save = checkpoint.Checkpoint.save
-
-    def crash_on_third_save(self: checkpoint.Checkpoint) -> None:
-        nonlocal saves
-        saves += 1
-        if saves == 3:
+    def crash_at_third_ack(state: checkpoint.ObjectState, batch: list[Any]) -> None:
+        nonlocal acknowledged
+        acknowledged += 1
+        if acknowledged == 3:
             raise Crash  # the server acknowledged batch 3; the agent dies before saving
-        real_save(self)
+        real(state, batch)
 
-    monkeypatch.setattr(checkpoint.Checkpoint, "save", crash_on_third_save)
+    monkeypatch.setattr(runner, "_acknowledged", crash_at_third_ack)
     with pytest.raises(Crash):
         runner.run_once(config, client)
     stored = len(inbox_rows(engine, tenant_id))
     assert stored == 3
     saved = json.loads(config.checkpoint.read_text())
-    monkeypatch.setattr(checkpoint.Checkpoint, "save", real_save)
+    assert saved["objects"]["contact"]["batches"] == 1  # batch 3 is not in the checkpoint
+    monkeypatch.setattr(runner, "_acknowledged", real)
     again = runner.run_once(config, client)
     assert sum(s.replays for s in again.objects.values()) == 1
     batches = sum(s.batches for s in again.objects.values())
     assert len(inbox_rows(engine, tenant_id)) == stored + batches - 1
-    assert saved["objects"]["contact"]["batches"] == 1  # batch 3 was not in the checkpoint
     assert_equal(engine, tenant_id, source)
+
+
+def test_a_record_stored_by_a_crashed_push_then_deleted_is_deleted_in_the_warehouse(
+        app: Flask, engine: Engine, tenant_id: str, issued: IssuedSecret, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stores a batch of people, the agent dies before it hears so, and one of
+    them is deleted from the source before the agent runs again: no later read shows that
+    row, so only the ids saved before sending (`pending`) make its delete be pushed."""
+    source_url = f"sqlite:///{tmp_path / 'c2crm.db'}"
+    source = agent_db.build(source_url, 20, seed=6)
+    config = write_config(tmp_path, tenant_id, issued, source_url, monkeypatch)
+    client = flask_client(config, app)
+    real_post = client.post
+    sent: list[dict[str, Any]] = []
+
+    def post_then_die(webhook_id: str, body: str) -> Any:
+        ack = real_post(webhook_id, body)
+        records = json.loads(body)["records"]
+        if records[0]["object"] == "contact":
+            sent.extend(records)
+            raise Crash  # stored by the server; the agent never hears it
+        return ack
+
+    monkeypatch.setattr(client, "post", post_then_die)
+    with pytest.raises(Crash):
+        runner.run_once(config, client)
+    gone = sent[0]["id"]
+    with source.begin() as conn:
+        conn.execute(agent_db.PEOPLE.delete().where(agent_db.PEOPLE.c.person_no == gone))
+    monkeypatch.setattr(client, "post", real_post)
+    summary = runner.run_once(config, client)
+    assert summary.of("contact").deletes == 1
+    assert_equal(engine, tenant_id, source)  # `gone` is held deleted, not live
 
 
 def test_the_checkpoint_moves_only_after_an_acknowledgment(

@@ -10,7 +10,10 @@ server answers it as a replay without storing it twice.
 Per object: `after` is the (updated_at, id) of the last record acknowledged (incremental
 reads continue after it); `seen` maps each id pushed to a digest of what was pushed
 (kept only where the object needs it: snapshot comparison or deletes by absence — its
-size grows with the table, about 60 bytes an id); `files` the exports already pushed.
+size grows with the table, about 60 bytes an id); `files` the exports already pushed;
+`pending` the ids of a batch about to be sent, saved first where `seen` is kept: a batch
+the server stored just before the agent died may hold a record deleted from the source
+before the agent runs again, which no later read would show (see `ObjectState.recover`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
+UNKNOWN_DIGEST = "?"  # equals no record's digest
 
 
 class CheckpointError(RuntimeError):
@@ -55,10 +59,14 @@ class ObjectState:
     seen: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)  # fingerprints of exports pushed whole
     batches: int = 0  # acknowledged batches: part of each webhook-id
+    # Ids of the batch in flight, saved before it is sent (objects that keep `seen`): see
+    # `recover`.
+    pending: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"after": None if self.after is None else [encode_value(v) for v in self.after],
-                "seen": self.seen, "files": self.files, "batches": self.batches}
+                "seen": self.seen, "files": self.files, "batches": self.batches,
+                "pending": self.pending}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ObjectState:
@@ -66,7 +74,17 @@ class ObjectState:
         return cls(after=None if after is None else (decode_value(after[0]),
                                                      decode_value(after[1])),
                    seen=dict(data.get("seen") or {}), files=list(data.get("files") or []),
-                   batches=int(data.get("batches") or 0))
+                   batches=int(data.get("batches") or 0),
+                   pending=list(data.get("pending") or []))
+
+    def recover(self) -> None:
+        """After a crash with a batch in flight: its ids may have reached the warehouse, so
+        they count as pushed (`seen`) with a digest that matches nothing. A row still there
+        is pushed again; a row gone meanwhile is pushed as a delete, where it would
+        otherwise stay live in the warehouse for ever."""
+        for source_id in self.pending:
+            self.seen.setdefault(source_id, UNKNOWN_DIGEST)
+        self.pending = []
 
 
 @dataclass

@@ -171,6 +171,7 @@ def _acknowledged(state: checkpoints.ObjectState, batch: list[Change]) -> None:
         if change.key is not None:
             state.after = change.key
     state.batches += 1
+    state.pending = []
 
 
 def run_once(config: AgentConfig, client: PushClient | None, *, dry_run: bool = False,
@@ -190,6 +191,7 @@ def run_once(config: AgentConfig, client: PushClient | None, *, dry_run: bool = 
     try:
         for mapping in config.objects:
             state = checkpoint.state(mapping.object)
+            state.recover()
             counts = summary.of(mapping.object)
             for unit in source.units(mapping, state):
                 for batch in _batches(unit.changes, config.batch_size):
@@ -202,6 +204,10 @@ def run_once(config: AgentConfig, client: PushClient | None, *, dry_run: bool = 
                             if counts.batches == 1:
                                 say(f"{mapping.object}: e.g. {json.dumps(part[0].record)}")
                             continue
+                        tracked = [c.record["id"] for c in part if c.digest is not None]
+                        if tracked:  # written ahead: see ObjectState.recover
+                            state.pending = tracked
+                            checkpoint.save()
                         ack = client.post(webhook_id(config, mapping.object, state.batches,
                                                      body), body)
                         counts.replays += ack.replay
