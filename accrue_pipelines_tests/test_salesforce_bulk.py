@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -47,8 +48,18 @@ def _create(sf: Any, query: str, **options: str) -> Any:
     return sf.session.post(_jobs_url(sf), headers=sf.headers, data=json.dumps(body))
 
 
-def _complete(sf: Any, job_id: str) -> dict[str, Any]:
+def _poll(sf: Any, job_id: str) -> dict[str, Any]:
     info: dict[str, Any] = sf.session.get(f"{_jobs_url(sf)}/{job_id}", headers=sf.headers).json()
+    return info
+
+
+def _complete(sf: Any, job_id: str) -> dict[str, Any]:
+    """Poll until the job has finished writing its results (it does so in the background)."""
+    for _ in range(500):
+        info = _poll(sf, job_id)
+        if info["state"] not in ("UploadComplete", "InProgress"):
+            return info
+        time.sleep(0.01)
     return info
 
 
@@ -150,7 +161,7 @@ def test_abort_fail_and_stuck_jobs(org: RunningSandbox) -> None:
     sf = org.client()
     org.sandbox.update_config({"bulk_in_progress_polls": 2})
     job = _create(sf, ACCOUNT_QUERY).json()
-    assert _complete(sf, job["id"])["state"] == "InProgress"
+    assert _poll(sf, job["id"])["state"] == "InProgress"
     assert _results(sf, job["id"]).status_code == 400  # not before it completes
     url = f"{_jobs_url(sf)}/{job['id']}"
     aborted = sf.session.patch(url, headers=sf.headers, data=json.dumps({"state": "Aborted"}))
@@ -166,7 +177,7 @@ def test_abort_fail_and_stuck_jobs(org: RunningSandbox) -> None:
     assert _complete(sf, _create(sf, ACCOUNT_QUERY).json()["id"])["state"] == "Aborted"
     org.sandbox.update_config({"bulk_fault": "stuck"})
     stuck = _create(sf, ACCOUNT_QUERY).json()["id"]
-    assert {_complete(sf, stuck)["state"] for _ in range(5)} == {"InProgress"}
+    assert {_poll(sf, stuck)["state"] for _ in range(5)} == {"InProgress"}
     with pytest.raises(ApiError, match="bulk_fault"):
         org.sandbox.update_config({"bulk_fault": "explode"})
 

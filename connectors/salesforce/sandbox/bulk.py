@@ -9,9 +9,10 @@ What clients depend on, as Salesforce does it:
   header row on every page, with `Sforce-NumberOfRecords` on every page and
   `Sforce-Locator` naming the next page — the string `null` on the last one.
 * The results are the org as it was when the job was created: the whole result is
-  rendered in one read transaction at creation (WAL gives it a stable snapshot) into a
-  temporary file, so later writes never change a job's pages, and a page is a slice of
-  that file (an offset per record).
+  rendered in one read transaction begun before the create call answers (WAL gives it a
+  stable snapshot), in the background while the job shows `InProgress`, into a temporary
+  file, so later writes never change a job's pages, and a page is a slice of that file
+  (an offset per record).
 * Compound fields (address, geolocation) cannot be selected: Salesforce refuses them
   with `Selecting compound data not supported in Bulk Query`; read their components.
   Nor can a Bulk query count or skip (`COUNT()`, `OFFSET`).
@@ -74,6 +75,8 @@ class BulkJob:
     body: IO[bytes] | None = None
     offsets: array = field(default_factory=lambda: array("q"))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    rendered: threading.Event = field(default_factory=threading.Event)  # results are ready
+    render_error: str | None = None
 
     @property
     def records(self) -> int:
@@ -175,15 +178,33 @@ class BulkJobs:
         job = BulkJob(make_id(JOB_PREFIX, sequence), operation, compiled.obj.name, soql,
                       delimiter, line_ending, user_id, format_datetime(self.sandbox.now()),
                       fault=fault)
-        self._render(job, compiled, include_deleted=operation == "queryAll")
+        # The results are written in the background, as Salesforce processes a job after
+        # answering; the snapshot is taken before this call returns.
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > MAX_JOBS:
                 self._jobs.popitem(last=False)[1].discard()
+        snapshot = threading.Event()
+        threading.Thread(target=self._render, args=(job, compiled, operation == "queryAll",
+                                                    snapshot),
+                         name=f"bulk-{job.id}", daemon=True).start()
+        snapshot.wait()
         return job.info(version)
 
-    def _render(self, job: BulkJob, compiled: Any, *, include_deleted: bool) -> None:
-        """Write the whole result now, in one read transaction: the job's snapshot."""
+    def _render(self, job: BulkJob, compiled: Any, include_deleted: bool,
+                snapshot: threading.Event) -> None:
+        """Write the whole result in one read transaction (WAL keeps it the org as it was
+        when the transaction's first read ran: `snapshot` is set right after it)."""
+        try:
+            self._write_results(job, compiled, include_deleted, snapshot)
+        except Exception as error:  # the job fails, as a Salesforce job does, with a reason
+            job.render_error = f"{type(error).__name__}: {error}"
+        finally:
+            snapshot.set()
+            job.rendered.set()
+
+    def _write_results(self, job: BulkJob, compiled: Any, include_deleted: bool,
+                       snapshot: threading.Event) -> None:
         separator = DELIMITERS[job.delimiter]
         ending = LINE_ENDINGS[job.line_ending]
         fields = compiled.fields
@@ -204,7 +225,10 @@ class BulkJobs:
             conn.execute("BEGIN")
             try:
                 ids = [row[0] for row in conn.execute(sql, list(compiled.params))]
+                snapshot.set()
                 for start in range(0, len(ids), _FETCH_CHUNK):
+                    if job.state == "Aborted" or job.id not in self._jobs:
+                        break  # aborted or deleted meanwhile: nobody will read it
                     chunk = json.dumps(ids[start:start + _FETCH_CHUNK])
                     for row in conn.execute(values, (chunk,)):
                         text.seek(0)
@@ -213,8 +237,12 @@ class BulkJobs:
                         offsets.append(offsets[-1] + body.write(text.getvalue().encode()))
             finally:
                 conn.execute("COMMIT")
-        job.body = body
-        job.offsets = offsets
+        with job.lock:
+            if job.state in ("Aborted", "Failed") or job.id not in self._jobs:
+                body.close()
+                return
+            job.body = body
+            job.offsets = offsets
 
     # -- state ----------------------------------------------------------------
 
@@ -229,7 +257,12 @@ class BulkJobs:
         """The job's state; a job is processed after `bulk_in_progress_polls` polls."""
         job = self.get(job_id)
         with job.lock:
-            if job.state in ("UploadComplete", "InProgress"):
+            if job.state in ("UploadComplete", "InProgress") and not job.rendered.is_set():
+                job.state = "InProgress"  # still writing its results
+            elif job.state in ("UploadComplete", "InProgress") and job.render_error:
+                job.state = "Failed"
+                job.error_message = job.render_error
+            elif job.state in ("UploadComplete", "InProgress"):
                 job.polls += 1
                 if job.fault == "stuck" or job.polls <= self.sandbox.config.bulk_in_progress_polls:
                     job.state = "InProgress"
