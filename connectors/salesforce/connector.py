@@ -3,7 +3,9 @@
 Sync semantics follow what lost data elsewhere (see shared notes): half-open
 windows on `SystemModstamp` with a lookback, so rows committed behind the
 cursor are still read; `queryAll`, so soft deletes arrive as `IsDeleted` rows;
-a checkpoint after every page, so a crash resumes mid-object.
+a checkpoint after every page, so a crash resumes mid-object. A large gap (an initial
+load, a long pause) is read through one Bulk API 2.0 job instead (`bulk.py`), with the
+same guarantees and REST as its fallback.
 """
 
 from __future__ import annotations
