@@ -248,15 +248,19 @@ class Mutator:
                     rep_no=self.rng.choice(users) if users else None, created_on=now,
                     removed=False, changed_on=now))
             elif kind in ("edit_deal", "remove_deal", "restore_deal"):
+                deal = conn.execute(sa.select(DEALS).where(
+                    DEALS.c.deal_no == self.rng.choice(deals))).mappings().one()
                 values: dict[str, Any] = {"changed_on": now}
-                if kind == "edit_deal":
-                    values.update(deal_value=float(self.rng.randint(10, 900)) * 100.0,
-                                  phase=self.rng.choice(("Qualification", "Proposal",
-                                                         "Negotiation")))
+                if kind == "edit_deal":  # a new quote: a discount off the list, as sellers do
+                    listed = deal["list_value"] or deal["deal_value"] or 10_000.0
+                    values["deal_value"] = round(listed * self.rng.uniform(0.6, 1.0), 2)
+                    if not deal["closed"]:
+                        values["phase"] = self.rng.choice(("Qualification", "Proposal",
+                                                           "Negotiation"))
                 else:
                     values["removed"] = kind == "remove_deal"
-                conn.execute(DEALS.update().where(
-                    DEALS.c.deal_no == self.rng.choice(deals)).values(**values))
+                conn.execute(DEALS.update().where(DEALS.c.deal_no == deal["deal_no"])
+                             .values(**values))
             elif kind == "new_person" or not people:
                 conn.execute(PEOPLE.insert().values(
                     person_no=f"PE-{self.key}", company_no=self.rng.choice(companies),
