@@ -199,7 +199,8 @@ def test_the_push_wizard_end_to_end_the_first_push_turns_it_green(
 
 
 def test_rotation_shows_the_new_secret_once_and_retiring_ends_the_old_one(
-        app: Flask, admin: Admin) -> None:
+        app: Flask, admin: Admin, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     old_secret = block(choose_push(admin), "push-secret")
     finish_wizard(admin)
     recorder = Recorder(admin)
@@ -224,6 +225,7 @@ def test_rotation_shows_the_new_secret_once_and_retiring_ends_the_old_one(
     assert push_curl(admin, _signed_example(app, admin.tenant_id, old_secret)).status_code == 401
     assert push_curl(admin, _signed_example(app, admin.tenant_id, new_secret)).status_code == 202
     assert recorder.holding(new_secret) == 1
+    assert new_secret not in caplog.text and old_secret not in caplog.text
     listed = admin.client.get("/integration/push").get_data(as_text=True)
     assert len(re.findall(r'<td class="num">1</td>\s*<td>Accepted', listed)) == 3  # not the 401
     nothing = admin.post("/integration/push/retire", follow_redirects=True)
