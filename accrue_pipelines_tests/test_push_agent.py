@@ -390,3 +390,28 @@ def test_a_short_chaos_run_with_sigkills_leaves_the_warehouse_equal_to_the_sourc
     [result] = chaos_push.run(args)
     assert sum(result.kills.values()) >= 1 and result.mutations > 0 and result.rows > 30
     assert result.mismatches == [] and result.quarantined == 0
+
+
+def test_the_demo_tenant_is_prepared_once_and_its_agent_feeds_the_warehouse(
+        app: Flask, engine: Engine, tmp_path: Path) -> None:
+    from accrue import demo_push, tenants
+
+    if tenants.get_tenant(engine, demo_push.TENANT_ID) is not None:  # shared session database
+        Warehouse(engine).delete_tenant_data(demo_push.TENANT_ID)
+    push = demo_push.PushDemo(tmp_path / "home", 0.02)
+    said = push.prepare(engine, "http://concierge.test")
+    assert demo_push.TENANT_ID in said and "accrue-agent" in said
+    secret = push.folder / "push.secret"
+    assert secret.stat().st_mode & 0o077 == 0
+    first = (secret.read_text(), push.database.stat().st_mtime)
+    push.prepare(engine, "http://concierge.test")  # a second start: nothing issued or rebuilt
+    assert (secret.read_text(), push.database.stat().st_mtime) == first
+    assert push.agent_args()[-2:] == ["--every", str(demo_push.PUSH_EVERY_SECONDS)]
+    config = mapping.load(push.config)
+    summary = runner.run_once(config, flask_client(config, app))
+    assert summary.of("opportunity").changes >= demo_push.MIN_OPPORTUNITIES
+    lines: list[str] = []
+    process_inbox(engine, demo_push.TENANT_ID)
+    push.poll(engine, lines.append, "1 s")
+    assert lines and lines[0].startswith(f"{demo_push.TENANT_ID}: first data in after 1 s")
+    assert push.missing() == [f"{demo_push.TENANT_ID} has no recommendations yet"]
