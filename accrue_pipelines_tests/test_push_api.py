@@ -352,6 +352,44 @@ def test_concurrent_pushes_and_replays_are_stored_once_each(engine: Engine, tena
         assert by_webhook[f"msg_{n % 80}"] == receipt_id
 
 
+def test_a_push_waiting_for_its_tenants_turn_has_drawn_no_id(
+        engine: Engine, make_tenant_id: Callable[[], str]) -> None:
+    """Ids become visible in order per tenant: the id is drawn only once the tenant's turn
+    (PostgreSQL: an advisory lock in the INSERT) is held, and held to the commit; another
+    tenant does not wait."""
+    import threading
+
+    from accrue.push import inbox
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there is no turn to wait for")
+    tenant_id, other = make_tenant_id(), make_tenant_id()
+    make_push_tenant(engine, tenant_id)
+    make_push_tenant(engine, other)
+    first = inbox.store(engine, tenant_id, "msg_first", b"[]", {}, 0).id
+
+    def last_drawn() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT last_value FROM push_inbox_id_seq"))
+                       .scalar_one())
+
+    with engine.connect() as holder, holder.begin():  # another push of the tenant, mid-way
+        holder.execute(sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:t))"),
+                       {"c": inbox.PUSH_LOCK_CLASS, "t": tenant_id})
+        drawn = last_drawn()
+        waiting: dict[str, inbox.Receipt] = {}
+        thread = threading.Thread(target=lambda: waiting.setdefault(
+            "receipt", inbox.store(engine, tenant_id, "msg_waits", b"[]", {}, 0)))
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive(), "the push did not wait for its tenant's turn"
+        assert last_drawn() == drawn, "an id was drawn before the turn"
+        elsewhere = inbox.store(engine, other, "msg_elsewhere", b"[]", {}, 0)
+        assert not elsewhere.duplicate
+    thread.join(10)
+    assert waiting["receipt"].id > max(first, elsewhere.id)
+
+
 def test_fields_outside_the_common_model_are_named_in_the_receipt(pusher: Pusher) -> None:
     response = pusher.push([record("opportunity", "O1", name="D", c2crm_region="EMEA"),
                             record("opportunity", "O2", name="E", zeta=1),
