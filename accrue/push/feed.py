@@ -104,6 +104,7 @@ class PushConnector(Connector):
         self.engine = engine
         self.tenant_id = tenants.validate_tenant_id(tenant_id)
         self.page_batches = page_batches
+        self._objects: dict[int, frozenset[str]] = {}  # inbox id -> the objects it holds
 
     def check(self) -> CheckResult:
         return CheckResult(True, "records arrive through the push API; nothing to log in to")
@@ -128,9 +129,7 @@ class PushConnector(Connector):
                                        self.page_batches)
             if not rows:
                 break
-            pages = [(row.received_at, [r for r in row.records
-                                        if isinstance(r, dict) and r.get("object") == object_name])
-                     for row in rows]
+            pages = [(row.received_at, self._records_of(row, object_name)) for row in rows]
             found = schema.observe(self.engine, self.tenant_id, object_name, pages)
             for received_at, records in pages:
                 for record in records:
@@ -141,6 +140,17 @@ class PushConnector(Connector):
             cursor = rows[-1].id
             yield Checkpoint({"source": STATE_SOURCE, "cursor": cursor, "fields": fields})
         self._settle()
+
+    def _records_of(self, row: inbox.InboxRow, object_name: str) -> list[dict[str, Any]]:
+        """The batch's records of one object. Each object reads every batch, but a batch is
+        parsed again only for an object it holds (the objects of each batch are remembered
+        for the connector's life: a few bytes per batch)."""
+        known = self._objects.get(row.id)
+        if known is not None and object_name not in known:
+            return []
+        records = [r for r in row.records if isinstance(r, dict)]
+        self._objects[row.id] = frozenset(str(r.get("object")) for r in records)
+        return [r for r in records if r.get("object") == object_name]
 
     def _settle(self) -> None:
         """Mark what every synced object has applied, then apply the retention."""
