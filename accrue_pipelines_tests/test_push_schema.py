@@ -178,3 +178,23 @@ def test_a_quarantined_pushed_record_maps_again(engine: Engine, pushed: str) -> 
     # Without its id (what the warehouse keeps of a refused record): pushed again instead.
     refused = connector.map_record("account", {"name": "x" * 300})
     assert "push the record again" in getattr(refused, "reason", "")
+
+
+def test_two_readers_fixing_the_first_schema_at_once(
+        engine: Engine, pushed: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = [(utcnow(), [record("account", "A1", name="Acme")])]
+    schema.observe(engine, pushed, "account", first)
+    # The other reader's view: it read before the first committed, so it inserts too.
+    real_read = schema._read
+    calls = {"n": 0}
+
+    def stale_read(*args: Any, **kwargs: Any) -> schema.ObjectSchema | None:
+        calls["n"] += 1
+        return None if calls["n"] == 1 else real_read(*args, **kwargs)
+
+    monkeypatch.setattr(schema, "_read", stale_read)
+    later = [(utcnow(), [record("account", "A2", name="Beta", region="EU")])]
+    found = schema.observe(engine, pushed, "account", later)
+    assert found is not None and [(d.field, d.kind) for d in found.drift] == [
+        ("region", "added")]
+    assert list(schema.load(engine, pushed)["account"].fields) == ["name"]

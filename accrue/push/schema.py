@@ -248,8 +248,20 @@ def observe(
     return the schema to apply them with (None: no record of the object carries data).
 
     `batches`: per batch, its received time and its pushed records of this object.
+    Two readers fixing the same first schema at once (a run and `accrue push process`):
+    the second's insert fails on the key, and it observes again against the first's row.
     """
     _check_object(tenant_id, object_name)
+    try:
+        return _observe(engine, tenant_id, object_name, batches)
+    except sa.exc.IntegrityError:
+        return _observe(engine, tenant_id, object_name, batches)
+
+
+def _observe(
+    engine: Engine, tenant_id: str, object_name: str,
+    batches: Sequence[tuple[datetime, Sequence[Mapping[str, Any]]]],
+) -> ObjectSchema | None:
     with engine.begin() as conn:
         stored = _read(conn, tenant_id, object_name, lock=True)
         observer = _Observer(stored)
