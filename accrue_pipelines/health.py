@@ -72,7 +72,9 @@ def sync_failure_sensor(context: dg.RunFailureSensorContext) -> None:
                 passed=False,
                 partition=tenant_id,
                 severity=dg.AssetCheckSeverity.ERROR,
+                description=f"{tenant_id}: sync failed ({kind}): {ACTIONS[kind]}",
                 metadata={
+                    "tenant": tenant_id,
                     "error_kind": kind,
                     "error": message[:2000],
                     "action": ACTIONS[kind],

@@ -8,6 +8,13 @@ from accrue_pipelines.resources import WarehouseResource
 from accrue_pipelines.sync_assets import sync_asset_keys
 
 SUMMARY_GROUP = "tenant_overview"
+SUMMARY_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("object", "string"),
+    dg.TableColumn("live", "int", description="live rows"),
+    dg.TableColumn("deleted", "int", description="soft-deleted rows"),
+    dg.TableColumn("last_modified_at", "string", description="newest change in the CRM"),
+    dg.TableColumn("last_synced_at", "string", description="last successful sync"),
+])
 
 
 @dg.asset(
@@ -25,16 +32,17 @@ def pipeline_summary(
     store = warehouse.warehouse()
     rows = store.summary(tenant_id)
     store.write_summary(tenant_id, rows)
-    lines = ["| object | live | deleted | newest change | last synced |", "|---|---:|---:|---|---|"]
-    lines += [
-        f"| {r['object_name']} | {r['live_rows']:,} | {r['deleted_rows']:,} | "
-        f"{r['last_modified_at'] or '—'} | {r['last_synced_at'] or '—'} |"
-        for r in rows
-    ]
     return dg.MaterializeResult(
         metadata={
-            "summary": dg.MetadataValue.md("\n".join(lines)),
-            "total_live_rows": sum(r["live_rows"] for r in rows),
-            "total_deleted_rows": sum(r["deleted_rows"] for r in rows),
+            "summary": dg.MetadataValue.table(
+                [dg.TableRecord({
+                    "object": r["object_name"], "live": int(r["live_rows"]),
+                    "deleted": int(r["deleted_rows"]),
+                    # A table's records share their fields: "never" for a time not yet seen.
+                    **{k: str(r[k] or "never") for k in ("last_modified_at", "last_synced_at")},
+                }) for r in rows],
+                schema=SUMMARY_SCHEMA),
+            "total_live_rows": sum(int(r["live_rows"]) for r in rows),
+            "total_deleted_rows": sum(int(r["deleted_rows"]) for r in rows),
         }
     )

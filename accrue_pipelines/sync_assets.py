@@ -30,7 +30,7 @@ import dagster as dg
 from accrue import tenants
 from accrue.sync import SyncResult, record_failed_attempt, sync_object
 from accrue.warehouse import Warehouse
-from accrue_pipelines import run_tags
+from accrue_pipelines import run_tags, ui_metadata
 from accrue_pipelines.partitions import tenant_partitions
 from accrue_pipelines.pools import crm_api_slot
 from accrue_pipelines.resources import CrmResource, WarehouseResource
@@ -82,15 +82,20 @@ def sync_order() -> list[str]:
 def _check_specs(object_name: str) -> list[dg.AssetCheckSpec]:
     key = sync_asset_key(object_name)
     references = ", no reference to a missing row" if object_name in REFERENCES else ""
+    with ui_metadata.partitioned_checks_allowed():  # one status per tenant: see ui_metadata
+        return _tenant_check_specs(key, references)
+
+
+def _tenant_check_specs(key: dg.AssetKey, references: str) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(HEALTH_CHECK, asset=key,
+        dg.AssetCheckSpec(HEALTH_CHECK, asset=key, partitions_def=tenant_partitions,
                           description="The tenant's last sync succeeded and read everything; "
                           "otherwise says why (credentials, quota, CRM outage) and what to do."),
-        dg.AssetCheckSpec(MATCHES_CHECK, asset=key,
+        dg.AssetCheckSpec(MATCHES_CHECK, asset=key, partitions_def=tenant_partitions,
                           description="The warehouse holds what the CRM holds: no CRM id twice "
                           f"(F2, an error), as many live rows as the CRM{references} "
                           "(warnings)."),
-        dg.AssetCheckSpec(QUARANTINE_CHECK, asset=key,
+        dg.AssetCheckSpec(QUARANTINE_CHECK, asset=key, partitions_def=tenant_partitions,
                           description="No record waits in quarantine (warning: none is lost)."),
     ]
 
@@ -153,7 +158,8 @@ def crm_sync(
             with crm.open(tenant_id) as connector:
                 offered = {o.name for o in connector.objects()}
                 # Login and describe, once per step: reported with the first object.
-                extra: dict[str, Any] = {"connect_seconds": round(time.monotonic() - began, 3)}
+                connect = ui_metadata.seconds(time.monotonic() - began)
+                extra: dict[str, Any] = {"connect_seconds": connect}
                 for result in _sync_objects(context, store, connector, selected, offered,
                                             handled, failed):
                     yield _selected_checks(context, result, extra)
@@ -210,7 +216,8 @@ def _selected_checks(
     """The result with only the check results this run selected (a subset may leave some
     out), and the step's own figures when it is the step's first."""
     selected = context.selected_asset_check_keys
-    checks = [c for c in result.check_results or []
+    checks = [ui_metadata.for_tenant(c, context.partition_key)
+              for c in result.check_results or []
               if dg.AssetCheckKey(result.asset_key, c.check_name) in selected]  # type: ignore[arg-type]
     return dg.MaterializeResult(asset_key=result.asset_key,
                                 metadata={**(result.metadata or {}), **extra_metadata},
@@ -250,16 +257,14 @@ def _materialize_result(
                             severity=dg.AssetCheckSeverity.WARN,
                             metadata={"quarantined_records": quarantined}),
     ]
-    metadata = result.as_metadata()
-    metadata["new_fields"] = ", ".join(result.new_fields)
-    metadata["removed_fields"] = ", ".join(result.removed_fields)
+    metadata: dict[str, Any] = ui_metadata.sync_metadata(result)  # typed, rounded, non-empty
     return dg.MaterializeResult(
         asset_key=key,
         metadata={
             **metadata,
             "dagster/row_count": live,
             "deleted_rows": deleted,
-            "source_live_count": source_count if source_count is not None else -1,
+            **({"source_live_count": source_count} if source_count is not None else {}),
         },
         data_version=dg.DataVersion(f"{live}:{deleted}:{summary.get('last_modified_at')}"),
         check_results=checks,

@@ -126,7 +126,8 @@ def test_a_queued_upload_is_imported_by_a_dagster_run_of_the_sync_asset(
                if c.asset_key == sync_asset_key("opportunity")
                and c.check_name == MATCHES_CHECK]
     # No id twice, the live count is the file's; only the accounts were not uploaded.
-    assert [c.description for c in matches] == ["4 account_id references point to no row"]
+    assert [c.description for c in matches] == [
+        f"{tenant_id}: 4 account_id references point to no row"]
     # Another tenant's upload is not touched by this tenant's run.
     assert store.count(other, "opportunity") == 0
     assert uploads.get(engine, other, other_id).status == "queued"  # type: ignore[union-attr]

@@ -127,8 +127,9 @@ def test_tenant_partition_materializes_with_checks(
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
     opp_matches = next(c for c in checks if c.asset_key == sync_asset_key("opportunity")
                        and c.check_name == "warehouse_matches_crm")
-    assert opp_matches.metadata["duplicate_keys"].value == 0
-    assert opp_matches.metadata["orphan_account_id"].value == 0  # references are checked
+    figures = opp_matches.metadata["figures"].value  # one JSON entry: see ui_metadata
+    assert figures["duplicate_keys"] == 0
+    assert figures["orphan_account_id"] == 0  # references are checked
     opp = next(e.event_specific_data.materialization
                for e in result.get_asset_materialization_events()
                if e.asset_key == sync_asset_key("opportunity"))
@@ -140,7 +141,7 @@ def test_tenant_partition_materializes_with_checks(
     connects = [e.event_specific_data.materialization.metadata["connect_seconds"].value
                 for e in result.get_asset_materialization_events()
                 if "connect_seconds" in e.event_specific_data.materialization.metadata]
-    assert len(connects) == 1 and 0 < connects[0] < 60
+    assert len(connects) == 1 and 0 <= connects[0] < 60  # seconds, to 0.1 s
     # S1: nothing secret in metadata or in the run's config.
     blob = repr([e.event_specific_data.materialization.metadata
                  for e in result.get_asset_materialization_events()])
