@@ -151,3 +151,15 @@ def test_loading_the_definitions_warns_of_nothing_a_user_cannot_act_on():
         definitions = importlib.import_module("accrue_pipelines.definitions")
         definitions.defs.resolve_asset_graph()
         definitions.defs.resolve_job_def("sync_tenant")
+
+
+def test_no_instructions_start_the_superseded_dagster_dev():
+    """`dagster dev` warns of its supersession and of the repo's dagster.yaml it ignores;
+    the README and the demo start the webserver and the daemon with DAGSTER_HOME set."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("README.md", "Makefile", "accrue/demo.py"):
+        text = (repo / name).read_text()
+        assert "bin/dagster dev" not in text and "dagster dev -w" not in text, name
+    assert "DAGSTER_HOME" in (repo / "README.md").read_text()
