@@ -13,7 +13,8 @@ import contextvars
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from datetime import timedelta
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -66,6 +67,27 @@ IN_API_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 def in_api_call() -> bool:
     return IN_API_CALL.get()
+
+
+# How late the writes of the API call running on this thread commit (the kit's late-commit
+# fault): a sandbox's store subtracts it from a write's stamp. Shared by every sandbox that
+# stamps writes itself, so the draw below is the same everywhere.
+LATE_BY: contextvars.ContextVar[timedelta] = contextvars.ContextVar(
+    "sandbox_kit_late_by", default=timedelta(0))
+
+
+@contextlib.contextmanager
+def late_commits(planner: FaultPlanner, method: str,
+                 write_methods: Collection[str]) -> Iterator[None]:
+    """Run one request with `LATE_BY` set: drawn once per API call whose `method` writes
+    (so all of a call's writes commit together, equally late), zero for reads, seeding and
+    admin calls (outside `in_api_call()`), which never draw."""
+    late = planner.late_commit() if method in write_methods and in_api_call() else None
+    token = LATE_BY.set(late or timedelta(0))
+    try:
+        yield
+    finally:
+        LATE_BY.reset(token)
 
 
 Respond = Callable[[Plan], Response | None]

@@ -18,7 +18,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from .server import ServedSandbox
 
 
 class CrmWriter(ABC):
@@ -81,6 +83,33 @@ class RunningCrmSandbox(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+ServedT = TypeVar("ServedT", bound=ServedSandbox[Any, Any])
+
+
+class ServedCrmSandbox(RunningCrmSandbox, Generic[ServedT]):
+    """A running sandbox over the kit's `ServedSandbox`: its faults, their counts and its
+    stop are the served app's and store's, the same for every CRM served that way; the CRM
+    adds the connection, the writer and the ground truth."""
+
+    def __init__(self, served: ServedT, page_size: int | None) -> None:
+        self.served = served
+        self.url = served.url
+        self.page_size = page_size
+
+    def set_faults(self, switches: Mapping[str, Any]) -> None:
+        """The kit's switches (the CRM's `FaultConfig`: 5xx, 429, quota, session expiry,
+        latency, drops, late commits) plus `fail_next` / `throttle_next`; `{}` clears them
+        all. An unknown or bad switch raises `FaultConfigError` (a ValueError) and changes
+        nothing."""
+        self.served.app.set_faults(switches)
+
+    def fault_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.served.app.planner.state()["injected"].items()}
+
+    def stop(self) -> None:
+        self.served.stop()
 
 
 class SandboxHarness(ABC):

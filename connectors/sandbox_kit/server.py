@@ -3,6 +3,10 @@
 Werkzeug's threaded server keeps keep-alive connections open after `shutdown()`, so a
 stopped sandbox would still answer a client holding a pooled connection; the handler here
 tracks open sockets and `BackgroundServer.stop()` closes them too.
+
+`ServedSandbox.start` is how a sandbox with a store of the kit's (`SqliteState`) and an app
+with the kit's fault switches gets served, so every such sandbox checks its starting
+faults, follows its clock in `Date` and closes its state file the same way.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ import contextlib
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from .faults import FaultPlanner
+from .state import SqliteState
 
 WsgiApp = Callable[..., Any]
 
@@ -125,3 +133,50 @@ def serve_blocking(server: BaseWSGIServer) -> None:
         pass
     finally:
         server.server_close()
+
+
+class FaultedApp(Protocol):
+    """A sandbox's WSGI app with the kit's fault switches (`FaultSwitches`)."""
+
+    planner: FaultPlanner
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any: ...
+
+    def set_faults(self, switches: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+StoreT = TypeVar("StoreT", bound=SqliteState)
+AppT = TypeVar("AppT", bound=FaultedApp)
+
+
+@dataclass
+class ServedSandbox(Generic[StoreT, AppT]):
+    """The store, the application and the kit's background server serving it."""
+
+    store: StoreT
+    app: AppT
+    server: BackgroundServer
+
+    @classmethod
+    def start(cls, store: StoreT, app: AppT, *, faults: Mapping[str, Any] | None,
+              host: str, port: int, name: str) -> Self:
+        """Serve `app` from a thread, its starting `faults` set first (a bad one raises
+        `FaultConfigError` with the store closed, nothing served) and the `Date` header on
+        the store's clock (adapters read their CRM's time from it)."""
+        if faults:
+            try:
+                app.set_faults(faults)  # the kit's switches (and fail_next / throttle_next)
+            except ValueError:
+                store.close()
+                raise
+        server = make_sandbox_server(app, host, port)
+        follow_clock(server, store.clock)
+        return cls(store, app, BackgroundServer(app, server=server, name=name))
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.store.close()

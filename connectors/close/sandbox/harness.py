@@ -18,12 +18,12 @@ from closeio_api import API  # type: ignore[import-untyped]
 
 from connectors.close.mapping import ACTIVITY_KINDS, SOURCES
 from connectors.close.sandbox.seed import LIST_PRICE_KEY, custom_key, json_number, seed_store
-from connectors.close.sandbox.serve import DEFAULT_API_KEY, ServedSandbox, serve
+from connectors.close.sandbox.serve import DEFAULT_API_KEY, ServedOrg, serve
 from connectors.close.sandbox.server import FaultConfig, SandboxSettings
 from connectors.close.sandbox.store import CloseStore, close_time
 from connectors.sandbox_kit.deal_model import build_world
 from connectors.sandbox_kit.faults import split_counted
-from connectors.sandbox_kit.harness import CrmWriter, RunningCrmSandbox, SandboxHarness
+from connectors.sandbox_kit.harness import CrmWriter, SandboxHarness, ServedCrmSandbox
 
 WRONG_API_KEY = "api_this_key_was_never_issued_000000000"
 # Common account column -> the lead custom field holding it.
@@ -66,7 +66,7 @@ def _day(value: Any) -> Any:
 class CloseWriter(CrmWriter):
     """Writes through `closeio_api.API`, translating common-model fields into Close's."""
 
-    def __init__(self, sandbox: ServedSandbox) -> None:
+    def __init__(self, sandbox: ServedOrg) -> None:
         self.sandbox = sandbox
         self.api = API(sandbox.api_url, api_key=sandbox.app.settings.api_key)
         self._list_price_key: str | None = None
@@ -184,11 +184,9 @@ class CloseWriter(CrmWriter):
                                     {names.get(k, k): v for k, v in payload.items()})
 
 
-class RunningCloseSandbox(RunningCrmSandbox):
-    def __init__(self, served: ServedSandbox, page_size: int | None) -> None:
-        self.served = served
-        self.url = served.url
-        self.page_size = page_size
+class RunningCloseSandbox(ServedCrmSandbox[ServedOrg]):
+    """Close's faults answer in its shape (`CloseApp._respond`): a 429 with its RateLimit
+    header, a refused key for session expiry."""
 
     @property
     def store(self) -> CloseStore:
@@ -207,16 +205,6 @@ class RunningCloseSandbox(RunningCrmSandbox):
     def writer(self) -> CloseWriter:
         return CloseWriter(self.served)
 
-    def set_faults(self, switches: Mapping[str, Any]) -> None:
-        """The kit's switches (`FaultConfig`: 5xx, 429 with Close's RateLimit header, quota,
-        a refused key for session expiry, latency, drops, late commits) plus `fail_next` /
-        `throttle_next`, as NetSuite's harness takes them; `{}` clears them all. An unknown
-        or bad switch raises `FaultConfigError` (a ValueError) and changes nothing."""
-        self.served.app.set_faults(switches)
-
-    def fault_counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.served.app.planner.state()["injected"].items()}
-
     def live_count(self, object_name: str) -> int:
         """Live records of the kinds the adapter reads (notes and the like are not)."""
         if object_name == "activity":
@@ -224,9 +212,6 @@ class RunningCloseSandbox(RunningCrmSandbox):
                 self.store.count("activity", _type=t) for t in ACTIVITY_KINDS)
         resources = SOURCES.get(object_name)
         return self.store.count(resources[0]) if resources else 0
-
-    def stop(self) -> None:
-        self.served.stop()
 
 
 class CloseHarness(SandboxHarness):

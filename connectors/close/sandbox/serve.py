@@ -1,4 +1,4 @@
-"""A Close sandbox served on 127.0.0.1 from a background thread (the kit's server).
+"""A Close sandbox served on 127.0.0.1 from a background thread (the kit's `ServedSandbox`).
 
 The `Date` header of every answer is the sandbox's clock, as a real server's is its
 own: the adapter reads the organization's time from it (the event log's 30 days are
@@ -8,14 +8,13 @@ counted on that clock), so tests that move the clock move what the adapter sees.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.close.sandbox.server import CloseApp, SandboxSettings
+from connectors.close.sandbox.server import API_PREFIX, CloseApp, SandboxSettings
 from connectors.close.sandbox.store import OPPORTUNITY_CUSTOM_FIELD_KIND, CloseStore
-from connectors.sandbox_kit.server import BackgroundServer, follow_clock, make_sandbox_server
+from connectors.sandbox_kit.server import ServedSandbox
 
 ORGANIZATION_ID = "orga_SandboxAccrueCloseOrganization0000000000000"
 DEFAULT_API_KEY = "api_sandbox_close_key_0123456789"
@@ -65,44 +64,23 @@ def prepare_org(store: CloseStore, api_key: str) -> None:
         for name, kind in LEAD_CUSTOM_FIELDS])
 
 
-@dataclass
-class ServedSandbox:
-    """The store, the application and the kit's background server serving it."""
-
-    store: CloseStore
-    app: CloseApp
-    server: BackgroundServer
-
-    @property
-    def url(self) -> str:
-        return self.server.url
+class ServedOrg(ServedSandbox[CloseStore, CloseApp]):
+    """The kit's served sandbox, with the URL `closeio_api.API` is given."""
 
     @property
     def api_url(self) -> str:
-        return f"{self.url}/api/v1/"
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.store.close()
+        return f"{self.url}{API_PREFIX}"
 
 
 def serve(path: Path, *, settings: SandboxSettings | None = None,
           clock: Callable[[], datetime] | None = None, host: str = "127.0.0.1", port: int = 0,
           faults: Mapping[str, Any] | None = None,
-          seed: Callable[[CloseStore], None] | None = None) -> ServedSandbox:
+          seed: Callable[[CloseStore], None] | None = None) -> ServedOrg:
     """Open (or create) the organization at `path` and serve it; `seed` fills a new one."""
     settings = settings or SandboxSettings(api_key=DEFAULT_API_KEY)
     store = CloseStore(path, clock)
     if seed is not None and store.is_empty():
         seed(store)
     prepare_org(store, settings.api_key)
-    app = CloseApp(store, settings)
-    if faults:
-        try:
-            app.set_faults(faults)  # the kit's switches (and fail_next / throttle_next)
-        except ValueError:
-            store.close()
-            raise
-    server = make_sandbox_server(app, host, port)
-    follow_clock(server, store.clock)
-    return ServedSandbox(store, app, BackgroundServer(app, server=server, name="close-sandbox"))
+    return ServedOrg.start(store, CloseApp(store, settings), faults=faults, host=host,
+                           port=port, name="close-sandbox")

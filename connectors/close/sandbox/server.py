@@ -20,14 +20,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, ClassVar
 
 from werkzeug.wrappers import Request, Response
 
 from connectors.close.sandbox.errors import ApiError, bad_request
 from connectors.close.sandbox.store import (
-    LATE_BY,
     OPPORTUNITY_CUSTOM_FIELD_KIND,
     CloseStore,
     ListQuery,
@@ -36,7 +34,7 @@ from connectors.close.sandbox.store import (
 )
 from connectors.close.sandbox.writes import Writes
 from connectors.sandbox_kit import faults as kit
-from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, in_api_call
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, late_commits
 from connectors.sandbox_kit.faults import FaultPlanner, Plan
 
 API_PREFIX = "/api/v1/"
@@ -56,6 +54,9 @@ CREATED_ONLY = ("activity", "task")
 DATE_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 # Lists that also report how many records match (Close's leads and opportunities do).
 WITH_TOTAL = ("lead", "opportunity")
+# The calls that draw a late commit: those that stamp `date_updated` (a DELETE removes the
+# record instead).
+WRITE_METHODS = ("POST", "PUT")
 
 
 @dataclass(frozen=True)
@@ -135,17 +136,12 @@ class CloseApp:
         limit_header = self._rate_header()
         if limit_header is None:
             return self._throttled(self._window_reset())(environ, start_response)
-        late = None
-        if request.method in ("POST", "PUT") and in_api_call():
-            late = self.planner.late_commit()  # one draw per call: its writes commit together
-        token = LATE_BY.set(late or timedelta(0))
         try:
-            self._authenticate(request)
-            status, body = self._route(request)
+            with late_commits(self.planner, request.method, WRITE_METHODS):
+                self._authenticate(request)
+                status, body = self._route(request)
         except ApiError as exc:
             status, body = exc.status, exc.body
-        finally:
-            LATE_BY.reset(token)
         response = Response(json.dumps(body) if body is not None else "", status=status,
                             mimetype="application/json")
         response.headers["RateLimit"] = limit_header

@@ -10,7 +10,6 @@ read, so a sync paused too long really finds the log incomplete.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import secrets
 import sqlite3
@@ -21,15 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connectors.sandbox_kit.fault_wsgi import LATE_BY
 from connectors.sandbox_kit.state import SqliteState
 
 EVENT_RETENTION = timedelta(days=30)
 EVENT_MERGE = timedelta(seconds=10)  # changes this close together share one event
 _ALPHABET = string.ascii_letters + string.digits
-# How late the writes of the API call running on this thread commit (the sandbox kit's late
-# commits): the app draws it once per call, so all of a call's writes share one stamp.
-LATE_BY: contextvars.ContextVar[timedelta] = contextvars.ContextVar(
-    "close_sandbox_late_by", default=timedelta(0))
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS object (

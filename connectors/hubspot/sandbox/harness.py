@@ -14,7 +14,7 @@ set it to show the lookback covering it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ from connectors.hubspot.sandbox.seed import ASSOCIATION_TYPES, date_text, number
 from connectors.hubspot.sandbox.server import FaultConfig, HubSpotApp, SandboxSettings
 from connectors.hubspot.sandbox.store import MODIFIED_PROPERTY, HubSpotStore
 from connectors.sandbox_kit.deal_model import build_world
-from connectors.sandbox_kit.harness import CrmWriter, RunningCrmSandbox, SandboxHarness
-from connectors.sandbox_kit.server import BackgroundServer, follow_clock, make_sandbox_server
+from connectors.sandbox_kit.harness import CrmWriter, SandboxHarness, ServedCrmSandbox
+from connectors.sandbox_kit.server import ServedSandbox
 
 DEFAULT_TOKEN = "pat-na1-00000000-0000-4000-8000-accruesandbox"
 WRONG_TOKEN = "pat-na1-00000000-0000-4000-8000-neverissued00"
@@ -67,7 +67,7 @@ def _text(value: Any) -> str | None:
 class HubSpotWriter(CrmWriter):
     """Writes through `hubspot.Client`, translating common-model fields into properties."""
 
-    def __init__(self, sandbox: ServedSandbox) -> None:
+    def __init__(self, sandbox: ServedPortal) -> None:
         self.sandbox = sandbox
         self.client = Client.create(access_token=sandbox.app.settings.private_app_token,
                                     host=sandbox.url)
@@ -132,27 +132,10 @@ class HubSpotWriter(CrmWriter):
             raise KeyError(f"no live {kind} {source_id}")
 
 
-@dataclass
-class ServedSandbox:
-    store: HubSpotStore
-    app: HubSpotApp
-    server: BackgroundServer
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.store.close()
+ServedPortal = ServedSandbox[HubSpotStore, HubSpotApp]
 
 
-class RunningHubSpotSandbox(RunningCrmSandbox):
-    def __init__(self, served: ServedSandbox, page_size: int | None) -> None:
-        self.served = served
-        self.url = served.url
-        self.page_size = page_size
-
+class RunningHubSpotSandbox(ServedCrmSandbox[ServedPortal]):
     @property
     def store(self) -> HubSpotStore:
         return self.served.store
@@ -170,12 +153,6 @@ class RunningHubSpotSandbox(RunningCrmSandbox):
     def writer(self) -> HubSpotWriter:
         return HubSpotWriter(self.served)
 
-    def set_faults(self, switches: Mapping[str, Any]) -> None:
-        self.served.app.set_faults(switches)
-
-    def fault_counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.served.app.planner.state()["injected"].items()}
-
     def live_count(self, object_name: str) -> int:
         if object_name == "user":  # owners are read whole, archived ones as inactive users
             return len(self.store.owners(archived=False)) + len(
@@ -183,13 +160,10 @@ class RunningHubSpotSandbox(RunningCrmSandbox):
         kind = SOURCES.get(object_name)
         return self.store.count(kind) if kind else 0
 
-    def stop(self) -> None:
-        self.served.stop()
-
 
 def serve(path: Path, *, settings: SandboxSettings, clock: Callable[[], datetime] | None,
           index_lag: timedelta, faults: Mapping[str, Any] | None, opportunities: int,
-          seed: int, host: str, port: int) -> ServedSandbox:
+          seed: int, host: str, port: int) -> ServedPortal:
     """Open (or create and seed) the portal at `path` and serve it from a thread."""
     store = HubSpotStore(path, clock, index_lag)
     if store.is_empty():
@@ -197,16 +171,8 @@ def serve(path: Path, *, settings: SandboxSettings, clock: Callable[[], datetime
         anchor = now.replace(hour=0, minute=0, second=0, microsecond=0)
         render(build_world(opportunities, seed, anchor=anchor, activities=False), store)
     store.add_token(settings.private_app_token, "private")
-    app = HubSpotApp(store, settings)
-    if faults:
-        try:
-            app.set_faults(faults)
-        except ValueError:
-            store.close()
-            raise
-    server = make_sandbox_server(app, host, port)
-    follow_clock(server, store.clock)  # the adapter reads HubSpot's time from `Date`
-    return ServedSandbox(store, app, BackgroundServer(app, server=server, name="hubspot-sandbox"))
+    return ServedPortal.start(store, HubSpotApp(store, settings), faults=faults, host=host,
+                              port=port, name="hubspot-sandbox")
 
 
 class HubSpotHarness(SandboxHarness):

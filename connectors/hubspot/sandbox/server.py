@@ -22,21 +22,23 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from connectors.hubspot.sandbox.objects import ApiError, Limits, Objects, bad_request
-from connectors.hubspot.sandbox.store import LATE_BY, OBJECT_TYPES, HubSpotStore
+from connectors.hubspot.sandbox.store import OBJECT_TYPES, HubSpotStore
 from connectors.sandbox_kit import faults as kit
-from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, in_api_call
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, late_commits
 from connectors.sandbox_kit.faults import FaultPlanner, Plan
 
 ACCESS_TOKEN_SECONDS = 1800  # HubSpot's OAuth access tokens live 30 minutes
 INTERVAL_MS = 10_000
 SCOPES: tuple[str, ...] = (*OBJECT_TYPES, "owners", "pipelines", "associations")
+# The methods whose calls draw a late commit: HubSpot's writes (an archive stamps
+# `archivedAt`; a search is a POST too and draws one, writing nothing).
+WRITE_METHODS = ("POST", "PATCH", "DELETE")
 
 
 @dataclass(frozen=True)
@@ -181,17 +183,12 @@ class HubSpotApp:
         remaining = self._remaining()
         if remaining is None:  # the portal's own burst limit: this 429 says when to retry
             return self._throttled("TEN_SECONDLY_ROLLING", 1)(environ, start_response)
-        late = None
-        if request.method in ("POST", "PATCH", "DELETE") and in_api_call():
-            late = self.planner.late_commit()
-        token = LATE_BY.set(late or timedelta(0))
         try:
-            self._authenticate(request)
-            status, body = self._route(request)
+            with late_commits(self.planner, request.method, WRITE_METHODS):
+                self._authenticate(request)
+                status, body = self._route(request)
         except ApiError as exc:
             status, body = exc.status, exc.body
-        finally:
-            LATE_BY.reset(token)
         response = self._with_limits(_json_response(body, status), remaining)
         return response(environ, start_response)
 

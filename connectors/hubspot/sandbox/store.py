@@ -14,7 +14,6 @@ HubSpot); `archivedAt` is never earlier than the object's last modification.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connectors.sandbox_kit.fault_wsgi import LATE_BY
 from connectors.sandbox_kit.state import SqliteState
 
 # The property holding each object type's modification stamp (contacts are the exception).
@@ -29,9 +29,6 @@ MODIFIED_PROPERTY = {"companies": "hs_lastmodifieddate", "contacts": "lastmodifi
                      "deals": "hs_lastmodifieddate", "line_items": "hs_lastmodifieddate",
                      "products": "hs_lastmodifieddate"}
 OBJECT_TYPES = tuple(MODIFIED_PROPERTY)
-# How late the writes of the API call running on this thread commit (the kit's late commits).
-LATE_BY: contextvars.ContextVar[timedelta] = contextvars.ContextVar(
-    "hubspot_sandbox_late_by", default=timedelta(0))
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS object (
