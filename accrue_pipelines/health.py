@@ -12,20 +12,12 @@ import dagster as dg
 
 from accrue_pipelines.jobs import sync_tenant_job
 from accrue_pipelines.sync_assets import HEALTH_CHECK, sync_asset_keys
+from accrue_pipelines.tenant_health import ACTIONS
 
 ERROR_KINDS = {
     "AuthenticationError": "credentials",
     "QuotaExceeded": "quota",
     "SourceUnavailable": "outage",
-}
-ACTIONS = {
-    "credentials": "The CRM rejected the stored credentials: ask the tenant's admin to "
-                   "re-enter them in the concierge.",
-    "quota": "The CRM's API quota is spent: the sync resumes from its checkpoint once it "
-             "resets; raise the quota or lower the sync frequency if this repeats.",
-    "outage": "The CRM did not answer after retries: nothing to do unless it persists; "
-              "check the CRM's status page.",
-    "error": "Unexpected error: read the run's logs.",
 }
 
 

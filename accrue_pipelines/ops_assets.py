@@ -1,0 +1,134 @@
+"""The on-call engineer's view: each tenant's health on its partition, the fleet on one page.
+
+`ops/tenant_health` (one partition per tenant) rolls up the tenant's last successful
+sync, lag, last day's records and changes, quarantine, quota stops, and the failure in
+words with the action to take; its `tenant_fresh` check is the per-tenant freshness
+(tenant_health.py says why it is not a Dagster FreshnessPolicy). `ops/fleet_health` is
+one table of every tenant, most lagging first (the UI's table view sorts it by any
+column). Both are refreshed by `tenant_health_sensor` (alerts.py) and read the warehouse
+only through its read APIs.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from accrue import tenants
+from accrue_pipelines import ui_metadata
+from accrue_pipelines.partitions import tenant_partitions
+from accrue_pipelines.resources import WarehouseResource
+from accrue_pipelines.tenant_health import (
+    STALE_INTERVALS,
+    TenantHealth,
+    fleet_health,
+    tenant_health,
+)
+
+OPS_GROUP = "ops"
+TENANT_HEALTH_KEY = dg.AssetKey(["ops", "tenant_health"])
+FLEET_HEALTH_KEY = dg.AssetKey(["ops", "fleet_health"])
+FRESH_CHECK = "tenant_fresh"
+
+FLEET_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("tenant_id", "string"),
+    dg.TableColumn("status", "string", description="healthy, stale, failing, never synced"),
+    dg.TableColumn("lag_minutes", "float",
+                   description="since the last full successful sync (null: never)"),
+    dg.TableColumn("frequency_minutes", "int"),
+    dg.TableColumn("last_success_at", "string"),
+    dg.TableColumn("records_last_day", "int"),
+    dg.TableColumn("changes_last_day", "int"),
+    dg.TableColumn("quarantined", "int"),
+    dg.TableColumn("quota_stops_last_day", "int"),
+    dg.TableColumn("crm_type", "string"),
+    dg.TableColumn("failing_objects", "string"),
+    dg.TableColumn("reason", "string"),
+    dg.TableColumn("action", "string"),
+])
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def health_metadata(health: TenantHealth) -> dict[str, dg.MetadataValue]:
+    """The tenant's roll-up as typed metadata (no empty entries)."""
+    values = {
+        "status": health.status, "reason": health.reason, "action": health.action,
+        "frequency_minutes": health.frequency_minutes,
+        "lag_minutes": health.lag_minutes,
+        "records_last_day": health.records_last_day,
+        "changes_last_day": health.changes_last_day,
+        "quarantined": health.quarantined,
+        "quota_stops_last_day": health.quota_stops_last_day,
+        "failing_objects": list(health.failing_objects),
+    }
+    metadata = ui_metadata.typed_metadata(values)
+    if health.last_success_at:
+        metadata["last_success_at"] = dg.MetadataValue.timestamp(health.last_success_at)
+    return metadata
+
+
+def fresh_result(health: TenantHealth) -> dg.AssetCheckResult:
+    """Passes while a full sync succeeded within STALE_INTERVALS of the tenant's frequency."""
+    limit = STALE_INTERVALS * health.frequency_minutes
+    lag = "never" if health.lag_minutes is None else f"{health.lag_minutes:,.0f} min ago"
+    return dg.AssetCheckResult(
+        check_name=FRESH_CHECK, passed=not health.stale,
+        severity=(dg.AssetCheckSeverity.ERROR if health.status == "failing"
+                  else dg.AssetCheckSeverity.WARN),
+        description=f"{health.tenant_id}: last full success {lag}, stale after {limit} min"
+                    + ("" if not health.stale else f"; {health.reason}. {health.action}"),
+        metadata={"tenant": dg.MetadataValue.text(health.tenant_id),
+                  "figures": dg.MetadataValue.json({
+                      "tenant": health.tenant_id, "lag_minutes": health.lag_minutes,
+                      "stale_after_minutes": limit})},
+    )
+
+
+with ui_metadata.partitioned_checks_allowed():
+    _FRESH_SPEC = dg.AssetCheckSpec(
+        FRESH_CHECK, asset=TENANT_HEALTH_KEY, partitions_def=tenant_partitions,
+        description=f"A full sync of the tenant succeeded within {STALE_INTERVALS} intervals "
+                    "of its own sync frequency; otherwise why and what to do.")
+
+
+@dg.asset(
+    key=TENANT_HEALTH_KEY, partitions_def=tenant_partitions, group_name=OPS_GROUP,
+    check_specs=[_FRESH_SPEC], kinds={"python"},
+    description="One tenant's health: last successful sync, lag, last day's records and "
+                "changes, quarantine, quota stops, failure reason and the action to take.",
+)
+def tenant_health_asset(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    store = warehouse.warehouse()
+    health = tenant_health(store, tenants.require_tenant(store.engine, context.partition_key),
+                           now())
+    return dg.MaterializeResult(metadata=health_metadata(health),
+                                check_results=[fresh_result(health)])
+
+
+@dg.asset(
+    key=FLEET_HEALTH_KEY, group_name=OPS_GROUP, kinds={"python"},
+    description="Every active tenant's health in one table, most lagging first.",
+)
+def fleet_health_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    rows = fleet_health(warehouse.warehouse(), now())
+    records = [dg.TableRecord(row.as_row()) for row in rows]
+    counts = {status: sum(1 for r in rows if r.status == status)
+              for status in ("healthy", "stale", "failing", "never synced")}
+    return dg.MaterializeResult(metadata={
+        "tenants": dg.MetadataValue.table(records, schema=FLEET_SCHEMA),
+        **{f"{status.replace(' ', '_')}_tenants": dg.MetadataValue.int(n)
+           for status, n in counts.items()},
+    })
+
+
+ops_assets = [tenant_health_asset, fleet_health_asset]
+ops_job = dg.define_asset_job(
+    "ops_health", selection=[TENANT_HEALTH_KEY],
+    description="Refresh one tenant's health partition (requested by tenant_health_sensor).")
+fleet_job = dg.define_asset_job(
+    "fleet_health", selection=[FLEET_HEALTH_KEY],
+    description="Refresh the fleet's health table (requested by tenant_health_sensor).")
