@@ -169,20 +169,30 @@ def test_unknown_tenant_is_indistinguishable(pusher: Pusher, engine: Engine,
         "stale": lambda: pusher.push([record()], at=datetime.now(UTC) - timedelta(hours=1)),
     }
     answers: dict[str, Any] = {}
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(15):  # interleaved, so a busy moment of the machine hits every case
+    # The same work in every case: the same statements reach the database (the secrets'
+    # query runs even for a tenant or client that does not exist). Timing itself is not
+    # asserted here: on a loaded machine it says more about the machine than the code.
+    statements: dict[str, list[str]] = {name: [] for name in cases}
+    current: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        current.append(statement.split(" FROM ")[0][:40])
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
         for name, call in cases.items():
-            began = time.perf_counter()
+            current.clear()
             response = call()
-            samples[name].append(time.perf_counter() - began)
+            statements[name] = list(current)
             answers[name] = (response.status_code, response.get_json(),
                              sorted(k for k, _ in response.headers.items() if k.lower() != "date"))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
     first = next(iter(answers.values()))
     assert all(answer == first for answer in answers.values()), answers
     assert first[0] == 401
-    # The same work in every case (a query, a decryption or the decoy, a verification).
-    medians = {name: sorted(times)[len(times) // 2] for name, times in samples.items()}
-    assert max(medians.values()) < min(medians.values()) * 3 + 0.005, medians
+    shapes = {name: len(found) for name, found in statements.items()}
+    assert len(set(shapes.values())) == 1 and min(shapes.values()) >= 1, statements
     assert inbox_rows(engine, pusher.tenant_id) == []
 
 
