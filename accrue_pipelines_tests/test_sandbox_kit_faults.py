@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
 import requests
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request, Response
 
-from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, in_api_call
+from connectors.sandbox_kit.fault_wsgi import (
+    IN_API_CALL,
+    LATE_BY,
+    FaultMiddleware,
+    FaultSwitches,
+    in_api_call,
+    late_commits,
+)
 from connectors.sandbox_kit.faults import (
     FaultConfig,
     FaultConfigError,
@@ -114,3 +125,58 @@ def test_fault_switches_replace_merge_and_refuse_as_one_for_every_sandbox() -> N
     cleared = switches.admin("DELETE", "")
     assert cleared is not None and not cleared["active"]
     assert cleared["counted"] == {"fail_next": 0, "throttle_next": 0}
+
+
+def _request(path: str, method: str = "GET", data: str = "") -> Request:
+    return Request(EnvironBuilder(path=path, method=method, data=data).get_environ())
+
+
+def _crm_error(status: int, message: str) -> Response:
+    return Response(json.dumps({"crm_error": message}), status=status)
+
+
+def test_admin_routes_answer_alike_with_errors_in_the_crm_words() -> None:
+    switches = FaultSwitches()
+    health = switches.admin_response(_request("/_sandbox/health"), _crm_error)
+    assert health.status_code == 200 and json.loads(health.get_data()) == {"ok": True}
+    merged = switches.admin_response(
+        _request("/_sandbox/faults", "POST", '{"fail_next": 1}'), _crm_error)
+    assert merged.status_code == 200 and json.loads(merged.get_data())["counted"]["fail_next"] == 1
+    for request, status in ((_request("/_sandbox/nothing"), 404),
+                            (_request("/_sandbox/faults", "PUT"), 405),
+                            (_request("/_sandbox/faults", "POST", '{"explode": 1}'), 400)):
+        answer = switches.admin_response(request, _crm_error)
+        assert answer.status_code == status and "crm_error" in json.loads(answer.get_data())
+    assert switches.counted.to_dict()["fail_next"] == 1  # the bad switch changed nothing
+
+
+def test_counted_switches_answer_as_the_crm_own_429_then_503_once_each() -> None:
+    switches = FaultSwitches()
+    planned: list[str | None] = []
+
+    def respond(plan: Any) -> Response:
+        planned.append(plan.fault)
+        return Response(status=429 if plan.fault == "rate_limit" else 503)
+
+    switches.replace({"fail_next": 1, "throttle_next": 1})
+    statuses = [answer.status_code if answer else None
+                for answer in (switches.counted_response(respond) for _ in range(3))]
+    assert statuses == [429, 503, None] and planned == ["rate_limit", "http_503"]
+
+
+def test_late_commits_draw_once_for_api_writes_only() -> None:
+    planner = FaultPlanner()
+    planner.update({"late_commit_rate": 1.0, "late_commit_minutes": 5})
+    writes = ("POST", "PUT")
+    with late_commits(planner, "POST", writes):  # outside an API call: seeding, admin
+        assert LATE_BY.get() == timedelta(0)
+    token = IN_API_CALL.set(True)
+    try:
+        with late_commits(planner, "GET", writes):
+            assert LATE_BY.get() == timedelta(0)
+        with late_commits(planner, "PUT", writes):
+            assert LATE_BY.get() == timedelta(minutes=5)
+    finally:
+        IN_API_CALL.reset(token)
+    assert LATE_BY.get() == timedelta(0)  # reset after the call
+    assert planner.state()["injected"]["late_commit"] == 1

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterator
 from datetime import timedelta
 from typing import Any
 
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from .faults import CountedFaults, FaultConfig, FaultConfigError, FaultPlanner, Plan, split_counted
 
@@ -192,3 +192,31 @@ class FaultSwitches:
         if method == "DELETE":
             return self.replace({})
         return self.state() if method == "GET" else None
+
+    def admin_response(self, request: Request,
+                       error: Callable[[int, str], Response]) -> Response:
+        """Any sandbox's `/_sandbox/…`: `health` 200 (the demo and benchmarks wait on it),
+        `faults` as `admin` does it, the state as JSON. `error(status, message)` answers a
+        404, a bad switch's 400 and a 405 in the CRM's words."""
+        if request.path == "/_sandbox/health":
+            return Response('{"ok": true}', mimetype="application/json")
+        if request.path != "/_sandbox/faults":
+            return error(404, "Not found")
+        try:
+            state = self.admin(request.method, request.get_data(as_text=True))
+        except ValueError as exc:  # FaultConfigError, or no JSON
+            return error(400, str(exc))
+        if state is None:
+            return error(405, "Method not allowed")
+        return Response(json.dumps(state), mimetype="application/json")
+
+    def counted_response(self, respond: Respond) -> Response | None:
+        """The answer to this call if a counted switch is set (one used up): `throttle_next`
+        as the CRM's `rate_limit`, `fail_next` as its `http_503`; None when none is."""
+        status = self.counted.take()
+        if status is None:
+            return None
+        answer = respond(Plan(fault="rate_limit" if status == 429 else "http_503",
+                              config=self.planner.config))
+        assert answer is not None  # every CRM answers these two faults itself
+        return answer

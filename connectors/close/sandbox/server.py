@@ -127,12 +127,9 @@ class CloseApp:
 
     def _serve(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        counted = self.faults.take() if group_of(environ) else None
-        if counted is not None:
-            fault = "rate_limit" if counted == 429 else "http_503"
-            answer = self._respond(Plan(fault=fault, config=self.planner.config))
-            assert answer is not None
-            return answer(environ, start_response)
+        counted = self.switches.counted_response(self._respond) if group_of(environ) else None
+        if counted is not None:  # `throttle_next` / `fail_next`
+            return counted(environ, start_response)
         limit_header = self._rate_header()
         if limit_header is None:
             return self._throttled(self._window_reset())(environ, start_response)
@@ -203,20 +200,7 @@ class CloseApp:
         (`accrue sandbox close`): the kit's (GET the state, POST a JSON object of switches
         merged over the current ones, DELETE clears), an unknown or bad switch a 400 in
         Close's words naming it."""
-        if request.path == "/_sandbox/health":
-            return Response('{"ok": true}', mimetype="application/json")
-        if request.path != "/_sandbox/faults":
-            return Response('{"error": "Not found"}', status=404, mimetype="application/json")
-        try:
-            state = self.switches.admin(request.method, request.get_data(as_text=True))
-        except ValueError as exc:  # FaultConfigError, or no JSON
-            error = bad_request(str(exc))
-            return Response(json.dumps(error.body), status=error.status,
-                            mimetype="application/json")
-        if state is None:
-            return Response('{"error": "Method not allowed"}', status=405,
-                            mimetype="application/json")
-        return Response(json.dumps(state), mimetype="application/json")
+        return self.switches.admin_response(request, _admin_error)
 
     # -- rate limit ---------------------------------------------------------------
 
@@ -362,6 +346,11 @@ def _resource(parts: list[str]) -> tuple[str | None, str | None, str | None]:
     if parts and parts[0] in EQUALITY_FILTERS and len(parts) <= 2:
         return parts[0], None, parts[1] if len(parts) == 2 else None
     return None, None, None
+
+
+def _admin_error(status: int, message: str) -> Response:
+    body = bad_request(message).body if status == 400 else {"error": message}
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 def _int(args: Mapping[str, str], name: str, default: int) -> int:

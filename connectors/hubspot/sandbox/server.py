@@ -108,17 +108,8 @@ class HubSpotApp:
     def _admin(self, request: Request) -> Response:
         """`/_sandbox/health`; `/_sandbox/faults` as the kit has it (GET the state, POST
         switches merged over the current ones, DELETE clears), a bad switch a 400."""
-        if request.path == "/_sandbox/health":
-            return _json_response({"ok": True})
-        if request.path != "/_sandbox/faults":
-            return _json_response({"error": "Not found"}, 404)
-        try:
-            state = self.switches.admin(request.method, request.get_data(as_text=True))
-        except ValueError as exc:  # FaultConfigError, or no JSON
-            return _json_response(bad_request(str(exc)).body, 400)
-        if state is None:
-            return _json_response({"error": "Method not allowed"}, 405)
-        return _json_response(state)
+        return self.switches.admin_response(request, lambda status, message: _json_response(
+            bad_request(message).body if status == 400 else {"error": message}, status))
 
     def _respond(self, plan: Plan) -> Response | None:
         fault = plan.fault
@@ -174,12 +165,9 @@ class HubSpotApp:
         request = Request(environ)
         if request.path.startswith("/oauth/"):
             return self._oauth(request)(environ, start_response)
-        counted = self.switches.counted.take() if group_of(environ) else None
+        counted = self.switches.counted_response(self._respond) if group_of(environ) else None
         if counted is not None:  # `throttle_next` / `fail_next`
-            answer = self._respond(Plan(fault="rate_limit" if counted == 429 else "http_503",
-                                        config=self.planner.config))
-            assert answer is not None
-            return answer(environ, start_response)
+            return counted(environ, start_response)
         remaining = self._remaining()
         if remaining is None:  # the portal's own burst limit: this 429 says when to retry
             return self._throttled("TEN_SECONDLY_ROLLING", 1)(environ, start_response)
