@@ -221,7 +221,9 @@ def phase_raw(spec: Mapping[str, Any]) -> dict[str, Any]:
         cpu = 0.0
         for name, table in OBJECT_TABLES.items():
             writer = _Writer(target, scratch[name], postgres)
-            read_cursor = source.cursor()
+            # PostgreSQL: a server-side (named) cursor, so the read-back streams in chunks
+            # instead of holding the whole table in this process.
+            read_cursor = source.cursor(name=f"read_back_{name}") if postgres else source.cursor()
             read_cursor.execute(_select_sql(table, postgres), (TENANT,))
             rows_written, seconds = 0, 0.0
             while rows := [tuple(r) for r in read_cursor.fetchmany(READ_CHUNK_ROWS)]:
