@@ -22,21 +22,24 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox_kit import faults as kit
-from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, in_api_call
+from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, late_commits
 from connectors.sandbox_kit.faults import Plan
 from connectors.sugarcrm.sandbox import filters
-from connectors.sugarcrm.sandbox.store import LATE_BY, SugarStore, TokenRefused, parse_time
+from connectors.sugarcrm.sandbox.store import SugarStore, TokenRefused, parse_time
 from connectors.sugarcrm.sandbox.writes import MODULES, ApiError, Writes
 
 API_PREFIX = "/rest/v11/"
 SCOPES: tuple[str, ...] = ("me", "ping", *MODULES)
+# The methods whose calls draw a late commit (Sugar's writes).
+WRITE_METHODS = ("POST", "PUT", "DELETE")
+# Sugar's error codes for what `/_sandbox/…` refuses (the kit's `admin_response`).
+ADMIN_ERROR_CODES = {400: "invalid_parameter", 404: "not_found", 405: "not_allowed"}
 
 
 @dataclass(frozen=True)
@@ -119,41 +122,25 @@ class SugarApp:
     def _admin(self, request: Request) -> Response:
         """`/_sandbox/health`; `/_sandbox/faults` (the kit's: GET, POST merges, DELETE
         clears), a bad switch answered as Sugar answers a bad parameter."""
-        if request.path == "/_sandbox/health":
-            return Response('{"ok": true}', mimetype="application/json")
-        if request.path != "/_sandbox/faults":
-            return _error(404, "not_found", "Not found")
-        try:
-            state = self.switches.admin(request.method, request.get_data(as_text=True))
-        except ValueError as exc:
-            return _error(400, "invalid_parameter", str(exc))
-        if state is None:
-            return _error(405, "not_allowed", "Method not allowed")
-        return Response(json.dumps(state), mimetype="application/json")
+        return self.switches.admin_response(request, lambda status, message: _error(
+            status, ADMIN_ERROR_CODES[status], message))
 
     # -- requests -------------------------------------------------------------------------
 
     def _serve(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         group = group_of(environ)
-        counted = self.switches.counted.take() if group not in (None, "login") else None
-        if counted is not None:
-            answer = self._respond(Plan(fault="rate_limit" if counted == 429 else "http_503",
-                                        config=self.planner.config))
-            assert answer is not None
-            return answer(environ, start_response)
-        late = None
-        if request.method in ("POST", "PUT", "DELETE") and in_api_call():
-            late = self.planner.late_commit()  # one draw per call: its writes commit together
-        token = LATE_BY.set(late or timedelta(0))
+        counted = (self.switches.counted_response(self._respond)
+                   if group not in (None, "login") else None)
+        if counted is not None:  # `throttle_next` / `fail_next`
+            return counted(environ, start_response)
         try:
-            status, body = self._route(request)
-            response = Response(json.dumps(self._render(body)), status=status,
-                                mimetype="application/json")
+            with late_commits(self.planner, request.method, WRITE_METHODS):
+                status, body = self._route(request)
+                response = Response(json.dumps(self._render(body)), status=status,
+                                    mimetype="application/json")
         except ApiError as exc:
             response = _error(exc.status, exc.code, exc.message)
-        finally:
-            LATE_BY.reset(token)
         return response(environ, start_response)
 
     def _route(self, request: Request) -> tuple[int, Any]:

@@ -12,7 +12,6 @@ answers a new pair in the same session and invalidates the refresh token used.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import secrets
 import sqlite3
@@ -22,12 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connectors.sandbox_kit.fault_wsgi import LATE_BY
 from connectors.sandbox_kit.state import SqliteState
-
-# How late the writes of the API call running on this thread commit (the kit's late
-# commits), drawn once per call so all of a call's writes share one stamp.
-LATE_BY: contextvars.ContextVar[timedelta] = contextvars.ContextVar(
-    "sugar_sandbox_late_by", default=timedelta(0))
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS record (
