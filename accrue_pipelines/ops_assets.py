@@ -4,9 +4,9 @@
 sync, lag, last day's records and changes, quarantine, quota stops, and the failure in
 words with the action to take; its `tenant_fresh` check is the per-tenant freshness
 (tenant_health.py says why it is not a Dagster FreshnessPolicy). `ops/fleet_health` is
-one table of every tenant, most lagging first (the UI's table view sorts it by any
-column). Both are refreshed by `tenant_health_sensor` (alerts.py) and read the warehouse
-only through its read APIs.
+one table of every tenant, most lagging first (never synced at the top). Both are
+refreshed by `tenant_health_sensor` (alerts.py) and read the warehouse only through its
+read APIs.
 """
 
 from datetime import UTC, datetime
