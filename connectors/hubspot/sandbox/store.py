@@ -185,12 +185,11 @@ class HubSpotStore(SqliteState):
         """Apply property changes to a live object and move its stamp forward (None: no
         such live object)."""
         with self.transaction() as db:
-            row = db.execute("SELECT body, modified_ms FROM object WHERE kind = ? AND id = ? "
-                             "AND archived_ms IS NULL", (kind, object_id)).fetchone()
-            if row is None:
+            live = _live(db, kind, object_id)
+            if live is None:
                 return None
-            record = json.loads(row[0])
-            stamp = self.write_ms(int(row[1]) + 1)
+            record, modified_ms = live
+            stamp = self.write_ms(modified_ms + 1)
             record["properties"] = {**record["properties"], **properties,
                                     modified_property: iso(stamp)}
             record["updatedAt"] = iso(stamp)
@@ -202,12 +201,11 @@ class HubSpotStore(SqliteState):
     def archive(self, kind: str, object_id: int) -> bool:
         """Archive (HubSpot's delete): `archived`, `archivedAt`; `updatedAt` unchanged."""
         with self.transaction() as db:
-            row = db.execute("SELECT body, modified_ms FROM object WHERE kind = ? AND id = ? "
-                             "AND archived_ms IS NULL", (kind, object_id)).fetchone()
-            if row is None:
+            live = _live(db, kind, object_id)
+            if live is None:
                 return False
-            record = json.loads(row[0])
-            stamp = self.write_ms(int(row[1]))
+            record, modified_ms = live
+            stamp = self.write_ms(modified_ms)
             record.update(archived=True, archivedAt=iso(stamp))
             db.execute("UPDATE object SET archived_ms = ?, body = ? WHERE kind = ? AND id = ?",
                        (stamp, json.dumps(record), kind, object_id))
@@ -247,3 +245,11 @@ class HubSpotStore(SqliteState):
     def owners(self, *, archived: bool) -> list[dict[str, Any]]:
         rows = self.query("SELECT body FROM owner ORDER BY id")
         return [o for o in (json.loads(r[0]) for r in rows) if bool(o["archived"]) == archived]
+
+
+def _live(db: sqlite3.Connection, kind: str, object_id: int) -> tuple[dict[str, Any], int] | None:
+    """A live object and its modification stamp (ms), read inside the writer's transaction;
+    None when there is no such object or it is archived."""
+    row = db.execute("SELECT body, modified_ms FROM object WHERE kind = ? AND id = ? "
+                     "AND archived_ms IS NULL", (kind, object_id)).fetchone()
+    return None if row is None else (json.loads(row[0]), int(row[1]))
