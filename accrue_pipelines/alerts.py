@@ -1,8 +1,9 @@
 """The on-call hears of a failing, stale or red-checked tenant once per incident, with a link.
 
 `tenant_health_sensor` computes every active tenant's health (tenant_health.py), then:
-1. requests a refresh of `ops/tenant_health` for each tenant whose status changed, and of
-   `ops/fleet_health` when any did or the table is older than FLEET_REFRESH_SECONDS;
+1. reports `ops/tenant_health` (materialization and `tenant_fresh` check) for each tenant
+   whose status changed, and `ops/fleet_health` when any did or the table is older than
+   FLEET_REFRESH_SECONDS, without a run: the figures are already computed here;
 2. opens an incident per (tenant, kind) — kinds: failed_sync, stale, failed_check — and
    alerts when one opens, by e-mail (the ACCRUE_SMTP_* settings, to ACCRUE_ONCALL_EMAIL)
    and Slack (dagster-slack, when ACCRUE_SLACK_TOKEN and ACCRUE_SLACK_CHANNEL are set);
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 import dagster as dg
 
 from accrue import onboarding_notify
-from accrue_pipelines import ops_assets
+from accrue_pipelines import ops_assets, ui_metadata
 from accrue_pipelines.partitions import tenant_partitions
 from accrue_pipelines.resources import WarehouseResource
 from accrue_pipelines.sync_assets import HEALTH_CHECK, sync_asset_keys
@@ -36,8 +38,8 @@ from accrue_pipelines.tenant_health import TenantHealth, fleet_health
 # A changed status refreshes its tenant's partition; the fleet table follows at least this
 # often so its lag column does not age on screen.
 FLEET_REFRESH_SECONDS = 600
-# Runs one tick may request: the first tick on a large fleet would otherwise queue one run
-# per tenant at once; the rest follow at the next ticks (their status still differs).
+# Tenants one tick reports (two instance writes each): the first tick on a large fleet
+# would otherwise write for every tenant at once; the rest follow at the next ticks.
 MAX_REFRESHES_PER_TICK = 50
 KINDS = ("failed_sync", "stale", "failed_check")
 
@@ -168,41 +170,58 @@ NotifierFactory = Callable[[], list[Notifier]]
 notifier_factory: NotifierFactory = notifiers_from_env  # tests replace it with fakes
 
 
+def report_health(instance: dg.DagsterInstance, changed: list[TenantHealth],
+                  fleet: list[TenantHealth] | None) -> None:
+    """The health assets' new state, reported without a run (the figures are computed)."""
+    for h in changed:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=ops_assets.TENANT_HEALTH_KEY, partition=h.tenant_id,
+            metadata=ops_assets.health_metadata(h)))
+        # A run id of its own per verdict: see ui_metadata.report_check_evaluation.
+        ui_metadata.report_check_evaluation(instance, dg.AssetCheckEvaluation(
+            asset_key=ops_assets.TENANT_HEALTH_KEY, check_name=ops_assets.FRESH_CHECK,
+            partition=h.tenant_id, **ops_assets.fresh_verdict(h)),
+            f"tenant-health-{uuid.uuid4().hex}")
+    if fleet is not None:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=ops_assets.FLEET_HEALTH_KEY, metadata=ops_assets.fleet_metadata(fleet)))
+
+
 @dg.sensor(
-    jobs=[ops_assets.ops_job, ops_assets.fleet_job],
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Refreshes ops/tenant_health and ops/fleet_health when a tenant's status "
-                "changes, and alerts the on-call once per incident (failed sync, stale, "
-                "failed check).",
+    description="Reports ops/tenant_health for each tenant whose status changed and "
+                "ops/fleet_health, and alerts the on-call once per incident (failed sync, "
+                "stale, failed check).",
 )
 def tenant_health_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult:
     now = ops_assets.now()
     state = json.loads(context.cursor) if context.cursor else {}
-    fleet = fleet_health(warehouse.warehouse(), now)
-    # Only tenants with a partition: a run cannot target a tenant not yet added.
+    # Only tenants with a partition: the health partitions are the tenants'.
     known = set(tenant_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
-    fleet = [h for h in fleet if h.tenant_id in known]
+    fleet = [h for h in fleet_health(warehouse.warehouse(), now) if h.tenant_id in known]
     red = red_checks_by_tenant(context.instance, [h.tenant_id for h in fleet])
-    statuses = {h.tenant_id: f"{h.status}|{h.stale}" for h in fleet}
-    changed = [t for t, s in statuses.items() if state.get("statuses", {}).get(t) != s]
-    requests = [dg.RunRequest(job_name=ops_assets.ops_job.name, partition_key=t)
-                for t in changed[:MAX_REFRESHES_PER_TICK]]
+    # What a person would see change (not the lag, which moves every tick).
+    statuses = {h.tenant_id: f"{h.status}|{h.stale}|{','.join(h.failing_objects)}|"
+                f"{h.quarantined}" for h in fleet}
+    changed = [h for h in fleet if state.get("statuses", {}).get(h.tenant_id)
+               != statuses[h.tenant_id]][:MAX_REFRESHES_PER_TICK]
     fleet_due = now.timestamp() - float(state.get("fleet_at", 0)) >= FLEET_REFRESH_SECONDS
-    if changed or fleet_due:
-        requests.append(dg.RunRequest(job_name=ops_assets.fleet_job.name))
+    report_health(context.instance, changed, fleet if changed or fleet_due else None)
     incidents, new = reconcile(state.get("incidents", {}),
                                current_incidents(fleet, red, now), now)
     notifiers = notifier_factory() if new else []
     for incident in new:
         sent = [notify(incident) for notify in notifiers]
         context.log.info(f"incident {incident.key}: alerted {sum(sent)}/{len(sent)} channel(s)")
-    # The refreshed statuses count as seen only for the tenants requested this tick.
-    seen = {**state.get("statuses", {}),
-            **{t: statuses[t] for t in changed[:MAX_REFRESHES_PER_TICK]}}
+    # A status counts as shown once reported; the rest are reported at the next ticks.
+    seen = {**state.get("statuses", {}), **{h.tenant_id: statuses[h.tenant_id] for h in changed}}
     cursor = {"statuses": {t: s for t, s in seen.items() if t in statuses},
               "incidents": incidents,
               "fleet_at": now.timestamp() if changed or fleet_due else state.get("fleet_at", 0)}
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason(f"{len(fleet)} tenant(s): {len(changed)} status change(s), "
+                                  f"{len(new)} new incident(s)"),
+        cursor=json.dumps(cursor, sort_keys=True))

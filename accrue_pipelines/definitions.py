@@ -12,7 +12,7 @@ from accrue_pipelines.analytics_assets import analytics_assets
 from accrue_pipelines.health import sync_failure_sensor
 from accrue_pipelines.jobs import analyze_tenant_job, sync_tenant_job
 from accrue_pipelines.notify_sensors import first_data_email_sensor
-from accrue_pipelines.ops_assets import fleet_job, ops_assets, ops_job
+from accrue_pipelines.ops_assets import ops_assets
 from accrue_pipelines.refresh_sensor import downstream_refresh_sensor
 from accrue_pipelines.resources import CrmResource, WarehouseResource
 from accrue_pipelines.sensors import tenant_sync_sensor
@@ -23,7 +23,7 @@ warehouse_resource = WarehouseResource()
 
 defs = dg.Definitions(
     assets=[*sync_assets, pipeline_summary, *analytics_assets, *ops_assets],
-    jobs=[sync_tenant_job, analyze_tenant_job, ops_job, fleet_job],
+    jobs=[sync_tenant_job, analyze_tenant_job],
     sensors=[
         tenant_sync_sensor, sync_failure_sensor, downstream_refresh_sensor,
         first_data_email_sensor, tenant_health_sensor,

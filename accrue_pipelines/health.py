@@ -10,6 +10,7 @@ successful sync turns it green again.
 
 import dagster as dg
 
+from accrue_pipelines import ui_metadata
 from accrue_pipelines.jobs import sync_tenant_job
 from accrue_pipelines.sync_assets import HEALTH_CHECK, sync_asset_keys
 from accrue_pipelines.tenant_health import ACTIONS
@@ -57,7 +58,8 @@ def sync_failure_sensor(context: dg.RunFailureSensorContext) -> None:
         return
     kind, message = classify(failures[-1].step_failure_data.error)
     for asset_key in unsynced_objects(context.instance, run):
-        context.instance.report_runless_asset_event(
+        ui_metadata.report_check_evaluation(  # under the failed run: one verdict per run
+            context.instance,
             dg.AssetCheckEvaluation(
                 asset_key=asset_key,
                 check_name=HEALTH_CHECK,
@@ -72,6 +74,7 @@ def sync_failure_sensor(context: dg.RunFailureSensorContext) -> None:
                     "action": ACTIONS[kind],
                     "run_id": run.run_id,
                 },
-            )
+            ),
+            run.run_id,
         )
         context.log.warning(f"{tenant_id} {asset_key.to_user_string()}: {kind}: {message}")

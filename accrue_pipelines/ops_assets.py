@@ -5,11 +5,13 @@ sync, lag, last day's records and changes, quarantine, quota stops, and the fail
 words with the action to take; its `tenant_fresh` check is the per-tenant freshness
 (tenant_health.py says why it is not a Dagster FreshnessPolicy). `ops/fleet_health` is
 one table of every tenant, most lagging first (never synced at the top). Both are
-refreshed by `tenant_health_sensor` (alerts.py) and read the warehouse only through its
-read APIs.
+refreshed by `tenant_health_sensor` (alerts.py), which reports their materializations
+without a run (a run per tenant would cost a process each), and read the warehouse only
+through its read APIs; materializing them from the UI gives the same figures.
 """
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -69,21 +71,38 @@ def health_metadata(health: TenantHealth) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
-def fresh_result(health: TenantHealth) -> dg.AssetCheckResult:
-    """Passes while a full sync succeeded within STALE_INTERVALS of the tenant's frequency."""
+def fresh_verdict(health: TenantHealth) -> dict[str, Any]:
+    """The `tenant_fresh` verdict: passes while a full sync succeeded within STALE_INTERVALS
+    of the tenant's frequency (the fields of a check result or of a reported evaluation)."""
     limit = STALE_INTERVALS * health.frequency_minutes
     lag = "never" if health.lag_minutes is None else f"{health.lag_minutes:,.0f} min ago"
-    return dg.AssetCheckResult(
-        check_name=FRESH_CHECK, passed=not health.stale,
-        severity=(dg.AssetCheckSeverity.ERROR if health.status == "failing"
-                  else dg.AssetCheckSeverity.WARN),
-        description=f"{health.tenant_id}: last full success {lag}, stale after {limit} min"
-                    + ("" if not health.stale else f"; {health.reason}. {health.action}"),
-        metadata={"tenant": dg.MetadataValue.text(health.tenant_id),
-                  "figures": dg.MetadataValue.json({
-                      "tenant": health.tenant_id, "lag_minutes": health.lag_minutes,
-                      "stale_after_minutes": limit})},
-    )
+    return {
+        "passed": not health.stale,
+        "severity": (dg.AssetCheckSeverity.ERROR if health.status == "failing"
+                     else dg.AssetCheckSeverity.WARN),
+        "description": f"{health.tenant_id}: last full success {lag}, stale after {limit} min"
+                       + ("" if not health.stale else f"; {health.reason}. {health.action}"),
+        "metadata": {"tenant": dg.MetadataValue.text(health.tenant_id),
+                     "figures": dg.MetadataValue.json({
+                         "tenant": health.tenant_id, "lag_minutes": health.lag_minutes,
+                         "stale_after_minutes": limit})},
+    }
+
+
+def fresh_result(health: TenantHealth) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(check_name=FRESH_CHECK, **fresh_verdict(health))
+
+
+def fleet_metadata(rows: list[TenantHealth]) -> dict[str, dg.MetadataValue]:
+    """The fleet's table, most lagging first, and the number of tenants in each status."""
+    counts = {status: sum(1 for r in rows if r.status == status)
+              for status in ("healthy", "stale", "failing", "never synced")}
+    return {
+        "tenants": dg.MetadataValue.table([dg.TableRecord(row.as_row()) for row in rows],
+                                          schema=FLEET_SCHEMA),
+        **{f"{status.replace(' ', '_')}_tenants": dg.MetadataValue.int(n)
+           for status, n in counts.items()},
+    }
 
 
 with ui_metadata.partitioned_checks_allowed():
@@ -114,21 +133,8 @@ def tenant_health_asset(
     description="Every active tenant's health in one table, most lagging first.",
 )
 def fleet_health_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    rows = fleet_health(warehouse.warehouse(), now())
-    records = [dg.TableRecord(row.as_row()) for row in rows]
-    counts = {status: sum(1 for r in rows if r.status == status)
-              for status in ("healthy", "stale", "failing", "never synced")}
-    return dg.MaterializeResult(metadata={
-        "tenants": dg.MetadataValue.table(records, schema=FLEET_SCHEMA),
-        **{f"{status.replace(' ', '_')}_tenants": dg.MetadataValue.int(n)
-           for status, n in counts.items()},
-    })
+    return dg.MaterializeResult(metadata=fleet_metadata(fleet_health(warehouse.warehouse(),
+                                                                      now())))
 
 
 ops_assets = [tenant_health_asset, fleet_health_asset]
-ops_job = dg.define_asset_job(
-    "ops_health", selection=[TENANT_HEALTH_KEY],
-    description="Refresh one tenant's health partition (requested by tenant_health_sensor).")
-fleet_job = dg.define_asset_job(
-    "fleet_health", selection=[FLEET_HEALTH_KEY],
-    description="Refresh the fleet's health table (requested by tenant_health_sensor).")

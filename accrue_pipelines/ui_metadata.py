@@ -100,3 +100,23 @@ def for_tenant(check: dg.AssetCheckResult, tenant_id: str) -> dg.AssetCheckResul
                   **({"figures": dg.MetadataValue.json({"tenant": tenant_id, **figures})}
                      if figures else {})},
     )
+
+
+def report_check_evaluation(instance: dg.DagsterInstance, evaluation: dg.AssetCheckEvaluation,
+                            run_id: str) -> None:
+    """Record a check's verdict computed outside the check's step (a sensor), under `run_id`.
+
+    Not `report_runless_asset_event`: Dagster 1.13 stores runless evaluations under the
+    run id "" and its unique index (check, run id, partition) then refuses a second one for
+    the same partition (the sensor's tick would fail at a tenant's second failure). Under
+    a run id, the evaluation updates that run's planned row for the partition (a failed
+    sync's check stops showing "in progress") or adds one.
+    """
+    from dagster._core.instance.utils import RUNLESS_JOB_NAME
+
+    instance.report_dagster_event(
+        run_id=run_id,
+        dagster_event=dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
+            event_specific_data=evaluation, job_name=RUNLESS_JOB_NAME),
+    )

@@ -106,6 +106,16 @@ class _FakeSlack:
         self.posts.append((channel, text))
 
 
+def _health_events(instance):
+    counts = {}
+    for key in (ops_assets.TENANT_HEALTH_KEY, ops_assets.FLEET_HEALTH_KEY):
+        records = instance.fetch_materializations(key, limit=100).records
+        for record in records:
+            partition = record.partition_key
+            counts[partition] = counts.get(partition, 0) + 1
+    return counts
+
+
 def _tick(instance, database_url, cursor):
     context = dg.build_sensor_context(instance=instance, cursor=cursor,
                                       resources={"warehouse": WarehouseResource(
@@ -127,11 +137,16 @@ def test_alerts_reach_slack_once_per_incident_with_a_link_to_the_run(
                     f"({len(tenants.require_tenant(warehouse.engine, failing).synced_objects())}"
                     " object(s))")]
     assert "http://dagster.example:3000/runs/run-of-failing" in slack.posts[0][1]
-    requested = {(r.job_name, r.partition_key) for r in first.run_requests}
-    assert {("ops_health", healthy), ("ops_health", failing), ("fleet_health", None)} == requested
-    # Still failing: no second alert, and no refresh (nothing changed; the table is fresh).
+    # Both tenants' health and the fleet's table are reported, without a run.
+    assert _health_events(instance) == {healthy: 1, failing: 1, None: 1}
+    assert not instance.get_runs()
+    fresh = instance.event_log_storage.get_asset_check_partition_info(
+        [dg.AssetCheckKey(ops_assets.TENANT_HEALTH_KEY, ops_assets.FRESH_CHECK)])
+    assert {i.partition_key: i.latest_execution_status.value for i in fresh} == {
+        healthy: "SUCCEEDED", failing: "FAILED"}
+    # Still failing: no second alert, and nothing reported again (no change; table fresh).
     second = _tick(instance, database_url, first.cursor)
-    assert len(slack.posts) == 1 and not second.run_requests
+    assert len(slack.posts) == 1 and _health_events(instance) == {healthy: 1, failing: 1, None: 1}
     # Healthy again clears the incident; the next failure is a new one, alerted again.
     _runs(warehouse, failing, "succeeded")
     cleared = _tick(instance, database_url, second.cursor)
