@@ -26,6 +26,15 @@ def crm_queue(crm_type: str) -> str:
     return f"crm-{crm_type}"
 
 
+def worker_queues() -> list[str]:
+    """Every queue a Celery worker fleet must serve: one per CRM and feed, then analytics."""
+    from accrue.sources import FEEDS
+    from connectors.registry import specs
+
+    return [crm_queue(key) for key in [spec.key for spec in specs()] + list(FEEDS)] + [
+        ANALYTICS_QUEUE]
+
+
 def sync_run_tags(
     tenant_id: str, crm_type: str, *, trigger: str, priority: int, reconcile: bool = False
 ) -> dict[str, str]:

@@ -151,6 +151,13 @@ def _assert_complete(warehouse_url: str, tenant_id: str, sandbox: object) -> Non
     engine.dispose()
 
 
+
+def test_the_readme_names_every_worker_queue() -> None:
+    """A worker started as the README says serves every CRM's and feed's sync runs."""
+    queues = ",".join(run_tags.worker_queues())
+    assert f"`{queues}`" in (REPO / "README.md").read_text()
+    assert {"crm-push", "crm-file", run_tags.ANALYTICS_QUEUE} <= set(queues.split(","))
+
 def test_instance_configs_keep_the_shared_rules(tmp_path: Path) -> None:
     """The production files repeat the local file's rules, except where they say they differ."""
     local = yaml.safe_load((REPO / "dagster.yaml").read_text())
