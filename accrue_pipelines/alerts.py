@@ -10,6 +10,10 @@
    an incident that stays open is not alerted again, and one that clears is forgotten,
    so the next failure is a new incident.
 
+Each tick reads every active tenant's sync ledger: 200 tenants (8 objects, a day of hourly
+runs each) took 1.0-1.7 s on SQLite on a busy 2-core machine, so 1,000 stay well inside a
+tick's 60 s.
+
 The open incidents (tenant|kind -> start) live in the sensor's cursor, written last: a
 tick that fails before returning alerts again at the next tick (at least once, never
 silently dropped). Secrets (SMTP password, Slack token) come from the environment and

@@ -101,8 +101,12 @@ def tenant_health(store: Warehouse, tenant: tenants.Tenant, now: datetime) -> Te
         kind = first["error_kind"] or "error"
         status, reason, action = ("failing", f"{kind}: {first['last_error'] or 'failed'}"
                                   f" ({len(failing)} object(s))", ACTIONS[kind])
-    elif not health:
+    elif not health and (now - (_utc(tenant.created_at) or now)
+                         <= STALE_INTERVALS * timedelta(minutes=tenant.sync_frequency_minutes)):
         status, reason, action = "never synced", "no sync has run yet", ACTIONS["never"]
+    elif not health:  # added two intervals ago and still no sync: as stale as any
+        status, reason, action = "stale", "no sync has run since the tenant was added", \
+            ACTIONS["never"]
     elif overdue:
         status = "stale"
         reason = ("not every object has synced yet" if lag is None else

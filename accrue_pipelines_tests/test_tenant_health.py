@@ -62,6 +62,17 @@ def test_a_60_minute_tenant_is_stale_after_two_intervals_without_success(
     assert daily.status == "healthy" and not daily.stale
 
 
+def test_a_tenant_never_synced_is_stale_two_intervals_after_it_was_added(
+        warehouse, engine, tenant_id):
+    tenants.add_tenant(engine, tenant_id, "Co", "salesforce", sync_frequency_minutes=15)
+    tenant = tenants.require_tenant(engine, tenant_id)
+    assert tenant_health(warehouse, tenant, datetime.now(UTC)).status == "never synced"
+    late = tenant_health(warehouse, tenant, datetime.now(UTC) + timedelta(minutes=31))
+    assert late.status == "stale" and late.stale and "daemon" in late.action
+    incidents = alerts.current_incidents([late], {}, datetime.now(UTC))
+    assert list(incidents) == [f"{tenant_id}|stale"]
+
+
 def test_the_health_view_shows_each_tenant_and_the_fleet(
         instance, database_url, two_tenants, monkeypatch):
     healthy, failing = two_tenants
