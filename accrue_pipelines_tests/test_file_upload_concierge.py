@@ -343,6 +343,7 @@ def test_the_status_page_reports_the_import_like_a_sync(app: Flask) -> None:
     status = _page(admin, "/status")
     assert "Opportunities" in status
     assert "Traceback" not in status
+    assert "imports each export within a minute" in status and "syncs every" not in status
 
 
 def test_only_objects_the_sync_reads_may_be_uploaded(app: Flask) -> None:

@@ -29,6 +29,9 @@ class Feed:
     blurb: str  # the card's second line: for which CRMs, and what the customer does
     setup_endpoint: str  # the page shown instead of Provide Details
     ready: Callable[[Engine, str], bool]  # its setup is done: the wizard may go on
+    # When its records reach Accrue (the status page's "Accrue ..."): a feed runs when it
+    # has input waiting, not on the sync frequency a CRM tenant chooses.
+    cadence: str = "applies what arrives within a minute"
     # The objects it can bring (the Review page's wording; every common object by default).
     objects: tuple[str, ...] = tuple(COMMON_OBJECTS)
 
@@ -43,11 +46,13 @@ FEEDS: tuple[Feed, ...] = (
     Feed(PUSH_CRM_TYPE, "Push API",
          "For C2CRM and any CRM no connector covers: your system sends its records to "
          "Accrue over HTTPS, signed with a secret you get on the next page.",
-         "onboarding.push_setup", _push_ready),
+         "onboarding.push_setup", _push_ready,
+         cadence="applies pushed records within a minute of their arrival"),
     Feed(FILE_CRM_TYPE, "File upload",
          "For any CRM that exports CSV files: upload an export (or a zip of them), check how "
          "its columns map, and Accrue imports it. Upload the next export whenever you like.",
-         "uploads.index", uploads.any_confirmed),
+         "uploads.index", uploads.any_confirmed,
+         cadence="imports each export within a minute of your confirming its upload"),
 )
 
 

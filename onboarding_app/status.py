@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response
 from accrue import onboarding_notify, sync_progress, tenants
 from accrue.schema import sync_run
 from accrue.warehouse import Warehouse
-from onboarding_app import crm, store
+from onboarding_app import crm, feeds, store
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import FREQUENCY_LABELS
 from onboarding_app.security import current_user, external_url, login_required
@@ -72,7 +72,8 @@ def page() -> str | Response:
     return render_template(
         "status/page.html", report=report, runs=runs, email_on=email_on(),
         crm_name=names.get(tenant.crm_type, tenant.crm_type),
-        frequency=frequency.removesuffix(" (recommended)").lower(),
+        cadence=(feed.cadence if (feed := feeds.get(tenant.crm_type))
+                 else f"syncs {frequency.removesuffix(' (recommended)').lower()}"),
         # Read again: the check above may have just sent the e-mail.
         emailed_at=store.load_wizard(warehouse.engine, tenant_id).first_data_notified_at,
     )
