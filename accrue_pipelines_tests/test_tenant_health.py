@@ -63,14 +63,20 @@ def test_a_60_minute_tenant_is_stale_after_two_intervals_without_success(
 
 
 def test_a_tenant_never_synced_is_stale_two_intervals_after_it_was_added(
-        warehouse, engine, tenant_id):
+        warehouse, engine, tenant_id, monkeypatch):
+    monkeypatch.delenv("ACCRUE_DAGSTER_URL", raising=False)
     tenants.add_tenant(engine, tenant_id, "Co", "salesforce", sync_frequency_minutes=15)
     tenant = tenants.require_tenant(engine, tenant_id)
     assert tenant_health(warehouse, tenant, datetime.now(UTC)).status == "never synced"
     late = tenant_health(warehouse, tenant, datetime.now(UTC) + timedelta(minutes=31))
     assert late.status == "stale" and late.stale and "daemon" in late.action
-    incidents = alerts.current_incidents([late], {}, datetime.now(UTC))
+    incidents = alerts.current_incidents([late], {})
     assert list(incidents) == [f"{tenant_id}|stale"]
+    assert incidents[f"{tenant_id}|stale"][3] is None  # no ACCRUE_DAGSTER_URL: no link
+    monkeypatch.setenv("ACCRUE_DAGSTER_URL", "https://dagster.example/")
+    link = alerts.current_incidents([late], {})[f"{tenant_id}|stale"][3]
+    assert link == ("https://dagster.example/assets/ops/tenant_health?view=partitions"
+                    f"&partition={tenant_id}")
 
 
 def test_the_health_view_shows_each_tenant_and_the_fleet(
