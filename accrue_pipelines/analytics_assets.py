@@ -66,10 +66,10 @@ def price_recommendations(
     written = store.replace_price_recommendations(engine, tenant_id, recs, version, lines=lines)
     top = recs.sort_values("expected_uplift", ascending=False, na_position="last").head(
         PREVIEW_ROWS)
-    preview = render.md_table(top, {
-        "opportunity_id": "", "method": "", "current_discount": ".0%",
-        "recommended_discount": ".0%", "win_probability_current": ".0%",
-        "win_probability_recommended": ".0%", "expected_uplift": ",.0f", "clamp": "",
+    preview = render.table(top, {
+        "opportunity_id": "", "method": "", "current_discount": "%",
+        "recommended_discount": "%", "win_probability_current": "%",
+        "win_probability_recommended": "%", "expected_uplift": "int", "clamp": "",
     })
     return dg.MaterializeResult(metadata={
         "recommendations": written,
@@ -84,7 +84,7 @@ def price_recommendations(
         "model_reused": fit.reused,
         "model_fit": fit.why,
         "model": dg.MetadataValue.md(model.explain()),
-        "top_recommendations": dg.MetadataValue.md(preview),
+        "top_recommendations": preview,
         "win_curve": dg.MetadataValue.md(render.curve_plot(model)),
     })
 
@@ -133,9 +133,9 @@ def revenue_opportunities(
         **{f"{kind}_count": int(counts.get(kind, 0)) for kind in
            ("cross_sell", "upsell", "win_back", "stalled")},
         "total_expected_value": float(items["expected_value"].sum()) if len(items) else 0.0,
-        "top_opportunities": dg.MetadataValue.md(render.md_table(top, {
-            "kind": "", "account_id": "", "opportunity_id": "", "expected_value": ",.0f",
-            "reason": ""})),
+        "top_opportunities": render.table(top, {
+            "kind": "", "account_id": "", "opportunity_id": "", "expected_value": "int",
+            "reason": ""}),
     })
 
 
@@ -196,10 +196,10 @@ def seller_metrics(
     if latest is not None:
         frame = metrics[latest]
         metadata["latest_month"] = latest
-        metadata["sellers_table"] = dg.MetadataValue.md(render.md_table(frame.head(25), {
-            "seller_name": "", "deals_closed": "", "win_rate": ".0%",
-            "win_rate_ci_low": ".0%", "win_rate_ci_high": ".0%", "win_rate_shrunk": ".0%",
-            "revenue_won": ",.0f", "avg_discount": ".0%", "flag": ""}))
+        metadata["sellers_table"] = render.table(frame.head(25), {
+            "seller_name": "", "deals_closed": "int", "win_rate": "%",
+            "win_rate_ci_low": "%", "win_rate_ci_high": "%", "win_rate_shrunk": "%",
+            "revenue_won": "int", "avg_discount": "%", "flag": ""})
         if (frame["deals_closed"].astype(int) > 0).any():
             metadata["comparison"] = dg.MetadataValue.md(render.seller_plot(frame, latest))
     return dg.MaterializeResult(metadata=metadata)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import base64
 import io
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 
@@ -37,18 +38,26 @@ def _figure() -> tuple[Any, Any]:
     return plt.subplots(figsize=(6, 3.5))
 
 
-def md_table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
-    """A small markdown table; `columns` maps column → format spec ('' for str)."""
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
-    lines = [head]
-    for row in frame.itertuples(index=False):
-        cells = []
-        for name, spec in columns.items():
-            value = getattr(row, name)
-            ok = value is not None and not (isinstance(value, float) and np.isnan(value))
-            cells.append(format(value, spec) if ok and spec else (str(value) if ok else "—"))
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    return "\n".join(lines)
+def table(frame: pd.DataFrame, columns: dict[str, str]) -> dg.TableMetadataValue:
+    """A small typed table for the UI; `columns` maps column -> kind of value: '' text,
+    '%' a fraction (shown as 0.42, to 3 places), 'int' a whole count or amount."""
+    kinds = {"": "string", "%": "float", "int": "int"}
+
+    def cell(value: Any, kind: str) -> str | int | float | None:
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            return None if kind else "—"
+        if kind == "%":
+            return round(float(value), 3)
+        if kind == "int":
+            return int(round(float(value)))
+        return str(value)
+
+    records = [dg.TableRecord({name: cell(getattr(row, name), kind)
+                               for name, kind in columns.items()})
+               for row in frame.itertuples(index=False)]
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kinds[kind])
+                                     for name, kind in columns.items()])
+    return dg.MetadataValue.table(records, schema=schema)
 
 
 def curve_plot(model: PriceModel) -> str:

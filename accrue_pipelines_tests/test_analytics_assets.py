@@ -82,6 +82,14 @@ def test_assets_materialize_for_a_tenant(instance, resources, synced_tenant, eng
     mat = result.asset_materializations_for_node("price_recommendations")[0]
     assert mat.metadata["recommendations"].value == len(recs)
     assert "data:image/png;base64," in mat.metadata["win_curve"].value
+    top = mat.metadata["top_recommendations"]  # a typed table, not markdown
+    assert isinstance(top, dg.TableMetadataValue) and top.records
+    types = {c.name: c.type for c in top.schema.columns}
+    assert types["current_discount"] == "float" and types["expected_uplift"] == "int"
+    for record in top.records:
+        assert record.data["expected_uplift"] is None or isinstance(
+            record.data["expected_uplift"], int)
+        assert isinstance(record.data["opportunity_id"], str) and record.data["opportunity_id"]
     items = store.read_rows(engine, revenue_opportunity, tenant_id)
     assert all(i["expected_value"] >= 0 and i["reason"] for i in items)
 
