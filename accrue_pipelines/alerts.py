@@ -66,43 +66,26 @@ class Notifier(Protocol):
     def __call__(self, incident: Incident) -> bool: ...
 
 
-def _dagster_url() -> str:
-    """The webserver's public address (ACCRUE_DAGSTER_URL); empty: alerts carry no link."""
-    return os.environ.get("ACCRUE_DAGSTER_URL", "").strip().rstrip("/")
-
-
-def run_link(run_id: str | None) -> str | None:
-    """The run's page in the Dagster UI."""
-    base = _dagster_url()
-    return f"{base}/runs/{run_id}" if base and run_id else None
-
-
-def tenant_link(tenant_id: str) -> str | None:
-    """The tenant's partition of ops/tenant_health: its roll-up and freshness verdict."""
-    base = _dagster_url()
-    return (f"{base}/assets/ops/tenant_health?view=partitions&partition={tenant_id}"
-            if base else None)
-
-
 def current_incidents(
     fleet: list[TenantHealth], red_checks: Mapping[str, list[str]]
 ) -> dict[str, tuple[str, str, str, str | None]]:
     """key -> (kind, summary, action, link) for every problem open now."""
     open_now: dict[str, tuple[str, str, str, str | None]] = {}
     for h in fleet:
+        health_page = ui_metadata.tenant_link(h.tenant_id)
         if h.status == "failing":
             open_now[f"{h.tenant_id}|failed_sync"] = (
                 "failed_sync", f"{h.tenant_id}: sync failed: {h.reason}", h.action,
-                run_link(h.failed_run_id) or tenant_link(h.tenant_id))
+                ui_metadata.run_link(h.failed_run_id) or health_page)
         if h.status == "stale":  # a failing tenant is stale too: one incident, not two
             open_now[f"{h.tenant_id}|stale"] = (
-                "stale", f"{h.tenant_id}: stale: {h.reason}", h.action, tenant_link(h.tenant_id))
+                "stale", f"{h.tenant_id}: stale: {h.reason}", h.action, health_page)
         if red_checks.get(h.tenant_id):
             checks = ", ".join(red_checks[h.tenant_id])
             open_now[f"{h.tenant_id}|failed_check"] = (
                 "failed_check", f"{h.tenant_id}: failed checks: {checks}",
                 "Open the asset's Checks tab, filter by the tenant's partition: each check's "
-                "description says what differs (docs/operations.md).", tenant_link(h.tenant_id))
+                "description says what differs (docs/operations.md).", health_page)
     return open_now
 
 

@@ -73,6 +73,8 @@ def sync_failure_sensor(context: dg.RunFailureSensorContext) -> None:
                     "error": message[:2000],
                     "action": ACTIONS[kind],
                     "run_id": run.run_id,
+                    **({"run": dg.MetadataValue.url(link)}
+                       if (link := ui_metadata.run_link(run.run_id)) else {}),
                 },
             ),
             run.run_id,

@@ -10,6 +10,7 @@ per partition.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -120,3 +121,21 @@ def report_check_evaluation(instance: dg.DagsterInstance, evaluation: dg.AssetCh
             event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
             event_specific_data=evaluation, job_name=RUNLESS_JOB_NAME),
     )
+
+
+def _dagster_url() -> str:
+    """The webserver's public address (ACCRUE_DAGSTER_URL); empty: alerts carry no link."""
+    return os.environ.get("ACCRUE_DAGSTER_URL", "").strip().rstrip("/")
+
+
+def run_link(run_id: str | None) -> str | None:
+    """The run's page in the Dagster UI."""
+    base = _dagster_url()
+    return f"{base}/runs/{run_id}" if base and run_id else None
+
+
+def tenant_link(tenant_id: str) -> str | None:
+    """The tenant's partition of ops/tenant_health: its roll-up and freshness verdict."""
+    base = _dagster_url()
+    return (f"{base}/assets/ops/tenant_health?view=partitions&partition={tenant_id}"
+            if base else None)

@@ -87,17 +87,22 @@ def test_each_tenant_has_its_own_check_status_on_the_same_asset(instance, two_te
     assert "not-the-password" not in repr(by_tenant[failing])  # S1
 
 
-def test_a_tenant_that_fails_again_gets_a_second_red_verdict(instance, resources, two_tenants):
+def test_a_tenant_that_fails_again_gets_a_second_red_verdict(instance, resources, two_tenants,
+                                                             monkeypatch):
     """Runless evaluations of one partition collide in Dagster 1.13's index: the failure
     sensor records each under its failed run, which also ends that run's planned check."""
     _, failing = two_tenants
     again = _sync(instance, resources, failing)
+    monkeypatch.setenv("ACCRUE_DAGSTER_URL", "https://dagster.example")
     _report_failure(instance, again)  # raised IntegrityError when reported runless
     key = dg.AssetCheckKey(sync_asset_key("account"), HEALTH_CHECK)
     history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
     runs = [r.run_id for r in history if r.status.value == "FAILED"]  # the failing tenant's
     assert again.run_id in runs and len(set(runs)) == 2
     assert not [r for r in history if r.run_id == again.run_id and r.status.value != "FAILED"]
+    latest = history[0].event.dagster_event.event_specific_data
+    assert latest.metadata["run"] == dg.MetadataValue.url(
+        f"https://dagster.example/runs/{again.run_id}")  # a link, typed as one
 
 
 def test_a_check_result_names_its_tenant_and_plots_no_figure():
