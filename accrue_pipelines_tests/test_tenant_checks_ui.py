@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
+import subprocess
 import sys
-import warnings
+from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_shared.utils.warnings import BetaWarning, PreviewWarning, SupersessionWarning
 
 from accrue import tenants
 from accrue.sync import SyncResult
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.summary_assets import pipeline_summary
 from accrue_pipelines.sync_assets import HEALTH_CHECK, sync_asset_key, sync_assets
 from accrue_pipelines.ui_metadata import for_tenant, sync_metadata
 
@@ -153,29 +153,34 @@ def test_a_materialization_carries_typed_metadata(instance, resources, engine, t
         assert isinstance(meta[count], dg.IntMetadataValue), count
     assert not [k for k, v in meta.items() if getattr(v, "value", v) in ("", None)]
     summary = dg.materialize(
-        [importlib.import_module("accrue_pipelines.summary_assets").pipeline_summary],
+        [pipeline_summary],
         instance=instance, partition_key=tenant_id, resources=resources)
     table = summary.get_asset_materialization_events()[0].materialization.metadata["summary"]
     assert isinstance(table, dg.TableMetadataValue) and table.schema.columns
     assert {r.data["object"] for r in table.records} >= {"account"}
 
 
+WARNINGS_AS_ERRORS = """
+import warnings
+from dagster_shared.utils.warnings import BetaWarning, PreviewWarning, SupersessionWarning
+for category in (SupersessionWarning, BetaWarning, PreviewWarning):
+    warnings.simplefilter("error", category)
+from accrue_pipelines.definitions import defs
+defs.resolve_asset_graph()
+defs.resolve_job_def("sync_tenant")
+"""
+
+
 def test_loading_the_definitions_warns_of_nothing_a_user_cannot_act_on():
-    for name in [m for m in sys.modules if m.startswith("accrue_pipelines")]:
-        del sys.modules[name]
-    with warnings.catch_warnings():
-        for category in (SupersessionWarning, BetaWarning, PreviewWarning):
-            warnings.simplefilter("error", category)
-        definitions = importlib.import_module("accrue_pipelines.definitions")
-        definitions.defs.resolve_asset_graph()
-        definitions.defs.resolve_job_def("sync_tenant")
+    """In a fresh interpreter (a module imported by another test would not warn again)."""
+    done = subprocess.run([sys.executable, "-c", WARNINGS_AS_ERRORS], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_no_instructions_start_the_superseded_dagster_dev():
     """`dagster dev` warns of its supersession and of the repo's dagster.yaml it ignores;
     the README and the demo start the webserver and the daemon with DAGSTER_HOME set."""
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parents[1]
     for name in ("README.md", "Makefile", "accrue/demo.py"):
         text = (repo / name).read_text()
