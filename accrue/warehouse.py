@@ -38,6 +38,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from accrue.bulk_write import BulkWriter, NotFastJson, dumps, fast_json_text
 from accrue.crypto import redact
 from accrue.db import dialect_insert
 from accrue.schema import (
@@ -208,6 +209,24 @@ def to_json(value: Any, path: str = "raw") -> Any:
         return _json(value)
     except _JsonProblem as exc:
         raise UnstorableValue(f"{path}{''.join(reversed(exc.where))}: {exc.problem}") from None
+
+
+def json_text(value: Any, path: str = "raw") -> str:
+    """`to_json`'s document as compact JSON text, encoded once (the row and the log share it).
+
+    The C encoder does the work; whatever it might spell otherwise than `to_json`
+    (non-string keys, NUL, lone surrogates, odd numbers) goes the careful way, which
+    stores the same or names the path of what cannot be stored.
+    """
+    try:
+        return fast_json_text(value)
+    except NotFastJson:
+        pass
+    document = to_json(value, path)
+    try:
+        return dumps(document)
+    except ValueError:  # a finite decimal beyond a float's range
+        raise UnstorableValue(f"{path}: a number beyond a float's range") from None
 
 
 def _raw_text(raw: Any) -> str:
@@ -488,7 +507,7 @@ class _Page:
             return
         values, problems = self.builder.fields(change.fields)
         try:
-            raw = to_json(change.raw)
+            raw = json_text(change.raw)
         except UnstorableValue as exc:
             problems.append(f"{self.object_name}.{exc}")
         deleted = change.is_deleted
@@ -518,7 +537,7 @@ class _Page:
         source_id: str,
         stamp: datetime,
         values: dict[str, Any] | None,
-        raw: Any,
+        raw: str | None,
         deleted: bool,
         *,
         resolves: bool = True,
@@ -568,7 +587,7 @@ class _Page:
             "source_id": source_id,
             "source_modified_at": stamp,
             "is_deleted": is_deleted,
-            "fields": _fields_json(values) if values is not None else {},
+            "fields": dumps(_fields_json(values)) if values is not None else "{}",
             "raw": raw if values is not None else None,
             "synced_at": self.now,
             "sync_run_id": self.sync_run_id,
@@ -667,10 +686,7 @@ class Warehouse:
         self.batch_rows = batch_rows
         self._insert = dialect_insert(engine.dialect)
         self._param_limit = _bind_parameter_limit(engine.dialect.name)
-        # psycopg2 runs a plain executemany row by row; with RETURNING, SQLAlchemy sends
-        # multi-row VALUES instead ("insertmanyvalues"), and the returned rows count the
-        # writes exactly. SQLite's executemany is a fast loop inside one transaction.
-        self._count_by_returning = engine.dialect.name == "postgresql"
+        self._bulk = BulkWriter(engine.dialect)
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -712,13 +728,13 @@ class Warehouse:
 
         with self.engine.begin() as conn:
             self._write_quarantine(conn, tenant_id, object_name, page.quarantine)
-            upsert = self._upsert_statement(table)
-            upserted = self._write(conn, upsert, live, table.c.source_id)
-            deleted = self._write(conn, upsert, soft_deleted, table.c.source_id)
-            deleted += self._write(
-                conn, self._delete_statement(table), tombstones, table.c.source_id
+            upsert = self._upsert_clause(table)
+            upserted = self._bulk_write(conn, table, upsert, "upsert", live)
+            deleted = self._bulk_write(conn, table, upsert, "upsert", soft_deleted)
+            deleted += self._bulk_write(
+                conn, table, self._delete_clause(table), "delete", tombstones
             )
-            self._write(conn, self._log_statement(), page.log_rows(), crm_change_log.c.id)
+            self._bulk_write(conn, crm_change_log, self._log_clause, "log", page.log_rows())
             reconciled: list[str] = []
             if page.live_ids is not None:
                 reconciled = self._reconcile(conn, table, page, page.live_ids)
@@ -747,31 +763,18 @@ class Warehouse:
         logger.debug("tenant %s %s: %s", tenant_id, object_name, stats)
         return stats
 
-    def _write(
-        self,
-        conn: Connection,
-        statement: Any,
-        rows: Sequence[dict[str, Any]],
-        returned: sa.ColumnElement[Any],
-    ) -> int:
-        """Run an INSERT over many rows in batches under the bind-parameter limit.
+    def _bulk_write(self, conn: Connection, table: sa.Table, clause: Callable[[Any], Any],
+                    key: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Rows (JSON columns as text) through the driver's bulk path; rows written."""
+        return self._bulk.write(conn, table, clause, key, rows, self._insert)
 
-        Returns how many rows it inserted or updated (ON CONFLICT ... WHERE and
-        DO NOTHING skip the others).
-        """
-        if not rows:
-            return 0
-        size = max(1, min(self.batch_rows, self._param_limit // len(rows[0])))
-        written = 0
-        for batch in _batches(rows, size):
-            if self._count_by_returning:
-                written += len(conn.execute(statement.returning(returned), batch).all())
-            else:
-                written += conn.execute(statement, batch).rowcount
-        return written
+    def _upsert_clause(self, table: sa.Table) -> Callable[[Any], Any]:
+        return lambda stmt: self._upsert_statement(table, stmt)
 
-    def _upsert_statement(self, table: sa.Table) -> Any:
-        stmt = self._insert(table)
+    def _delete_clause(self, table: sa.Table) -> Callable[[Any], Any]:
+        return lambda stmt: self._delete_statement(table, stmt)
+
+    def _upsert_statement(self, table: sa.Table, stmt: Any) -> Any:
         new = stmt.excluded
         updates: dict[str, Any] = {
             c.name: new[c.name] for c in table.c if c.name not in _KEY and c.name != "deleted_at"
@@ -790,9 +793,8 @@ class Warehouse:
             where=new.source_modified_at >= table.c.source_modified_at,
         )
 
-    def _delete_statement(self, table: sa.Table) -> Any:
+    def _delete_statement(self, table: sa.Table, stmt: Any) -> Any:
         """Soft-delete known rows (keeping their last values); insert a tombstone otherwise."""
-        stmt = self._insert(table)
         new = stmt.excluded
         return stmt.on_conflict_do_update(
             index_elements=list(_KEY),
@@ -805,9 +807,10 @@ class Warehouse:
             where=new.source_modified_at >= table.c.source_modified_at,
         )
 
-    def _log_statement(self) -> Any:
+    @staticmethod
+    def _log_clause(stmt: Any) -> Any:
         """A version already logged (replay, lookback overlap) is left as it is (F2)."""
-        return self._insert(crm_change_log).on_conflict_do_nothing(
+        return stmt.on_conflict_do_nothing(
             index_elements=[
                 "tenant_id",
                 "object_name",
@@ -939,14 +942,14 @@ class Warehouse:
                 "source_id": source_id,
                 "source_modified_at": stamp,
                 "is_deleted": True,
-                "fields": {},
+                "fields": "{}",
                 "raw": None,
                 "synced_at": page.now,
                 "sync_run_id": page.sync_run_id,
             }
             for source_id, stamp in gone
         ]
-        self._write(conn, self._log_statement(), log, crm_change_log.c.id)
+        self._bulk_write(conn, crm_change_log, self._log_clause, "log", log)
         return [source_id for source_id, _ in gone]
 
     def _resolve_superseded(self, conn: Connection, table: sa.Table, page: _Page) -> int:
