@@ -46,6 +46,7 @@ from accrue.schema import (
     OBJECT_TABLES,
     RUN_STATUSES,
     UtcDateTime,
+    change_log_raw,
     crm_change_log,
     crm_quarantine,
     file_upload,
@@ -473,6 +474,8 @@ class _Page:
         self.quarantine: list[dict[str, Any]] = []
         # Per record, the newest valid version seen: it resolves older quarantine rows.
         self.resolving: dict[str, datetime] = {}
+        # Per record, the logged version whose document the winning row carries.
+        self.carried: dict[str, tuple[str, datetime, bool]] = {}
         self.live_ids: LiveIds | None = None
 
     def add(self, change: PageChange) -> None:
@@ -560,25 +563,26 @@ class _Page:
         else:
             row.update(source_modified_at=stamp, is_deleted=True, deleted_at=stamp)
             row.update(synced_at=self.now)
+        key = (source_id, stamp, deleted if values is not None else True)
         previous = self.winners.get(source_id)
-        if previous is None:
+        if previous is None or (values is not None and stamp >= previous[0]):
             self.winners[source_id] = (stamp, row)
+            self._carry(source_id, key if values is not None else None)
         elif values is None and "raw" in previous[1]:
             # An id-only delete (the CRM's delete log) never replaces a version that
             # carries values: at a tie that version already says it is deleted; a later
-            # delete marks it deleted and keeps its values.
+            # delete marks it deleted and keeps its values (and carries that document).
             if stamp > previous[0]:
                 kept = dict(previous[1])
                 kept.update(is_deleted=True, deleted_at=stamp, source_modified_at=stamp)
                 self.winners[source_id] = (stamp, kept)
         elif stamp >= previous[0]:
             self.winners[source_id] = (stamp, row)
+            self._carry(source_id, None)
         if resolves:
             known = self.resolving.get(source_id)
             if known is None or stamp > known:
                 self.resolving[source_id] = stamp
-        is_deleted = bool(row["is_deleted"])
-        key = (source_id, stamp, is_deleted)
         if values is None and key in self.log:
             return  # an id-only delete adds nothing to a soft-deleted version's values
         self.log[key] = {
@@ -586,12 +590,19 @@ class _Page:
             "object_name": self.object_name,
             "source_id": source_id,
             "source_modified_at": stamp,
-            "is_deleted": is_deleted,
+            "is_deleted": key[2],
             "fields": dumps(_fields_json(values)) if values is not None else "{}",
             "raw": raw if values is not None else None,
             "synced_at": self.now,
             "sync_run_id": self.sync_run_id,
+            "raw_in_row": False,  # until `Warehouse._share_raw` knows the row takes it
         }
+
+    def _carry(self, source_id: str, key: tuple[str, datetime, bool] | None) -> None:
+        if key is None:
+            self.carried.pop(source_id, None)
+        else:
+            self.carried[source_id] = key
 
     def _add_quarantined(self, change: Quarantine) -> None:
         """A connector's own quarantine: what cannot be keyed or dated is noted, not refused."""
@@ -728,6 +739,7 @@ class Warehouse:
 
         with self.engine.begin() as conn:
             self._write_quarantine(conn, tenant_id, object_name, page.quarantine)
+            self._share_raw(conn, table, page)
             upsert = self._upsert_clause(table)
             upserted = self._bulk_write(conn, table, upsert, "upsert", live)
             deleted = self._bulk_write(conn, table, upsert, "upsert", soft_deleted)
@@ -762,6 +774,46 @@ class Warehouse:
         stats = WriteStats(upserted, deleted + len(reconciled), stale, quarantined)
         logger.debug("tenant %s %s: %s", tenant_id, object_name, stats)
         return stats
+
+    def _share_raw(self, conn: Connection, table: sa.Table, page: _Page) -> None:
+        """Store each document the rows take once: in the row, its log version pointing there.
+
+        A version the row takes (not older than the stored one, the upsert's own rule)
+        is logged with `raw_in_row` and no copy; the stored row's document, about to be
+        replaced, is first copied into the versions that pointed at it. A stale version
+        keeps its own copy. Rows are locked (FOR UPDATE) between the read and the upsert.
+        """
+        if not page.carried:
+            return
+        size = max(1, min(RECONCILE_BATCH_IDS, self._param_limit - 16))
+        stored: dict[str, datetime] = {}
+        for batch in _batches(sorted(page.carried), size):
+            stored.update(conn.execute(
+                sa.select(table.c.source_id, table.c.source_modified_at)
+                .where(table.c.tenant_id == page.tenant_id, table.c.source_id.in_(batch))
+                .with_for_update()
+            ).tuples().all())
+        replaced = []
+        for source_id, key in page.carried.items():
+            old = stored.get(source_id)
+            if old is not None and page.winners[source_id][0] < old:
+                continue  # stale: the row keeps its version and document
+            page.log[key].update(raw=None, raw_in_row=True)
+            if old is not None:
+                replaced.append(source_id)
+        log = crm_change_log
+        row_raw = (
+            sa.select(table.c.raw)
+            .where(table.c.tenant_id == log.c.tenant_id, table.c.source_id == log.c.source_id)
+            .scalar_subquery()
+        )
+        for batch in _batches(sorted(replaced), size):
+            conn.execute(
+                sa.update(log)
+                .where(log.c.tenant_id == page.tenant_id, log.c.object_name == page.object_name,
+                       log.c.raw_in_row, log.c.source_id.in_(batch))
+                .values(raw=row_raw, raw_in_row=False)
+            )
 
     def _bulk_write(self, conn: Connection, table: sa.Table, clause: Callable[[Any], Any],
                     key: str, rows: Sequence[dict[str, Any]]) -> int:
@@ -946,6 +998,7 @@ class Warehouse:
                 "raw": None,
                 "synced_at": page.now,
                 "sync_run_id": page.sync_run_id,
+                "raw_in_row": False,
             }
             for source_id, stamp in gone
         ]
@@ -1318,7 +1371,7 @@ class Warehouse:
                 log.c.source_modified_at,
                 log.c.is_deleted,
                 log.c.fields,
-                log.c.raw,
+                change_log_raw(log),
                 log.c.synced_at,
                 log.c.sync_run_id,
             )
