@@ -137,7 +137,11 @@ class BulkWriter:
             return 0
         columns = tuple(rows[0])
         if self.postgres:
-            return self._copy_then_insert(conn, table, statement, key, rows, columns, insert)
+            stage = f"accrue_stage_{next(_stage_names)}"
+            source: Any = sa.select(*(sa.column(name) for name in columns)).select_from(
+                sa.table(stage))
+            staged = statement(insert(table).from_select(list(columns), source))
+            return self._copy_then_insert(conn, table.name, stage, staged, rows, columns)
         sql = self._sql.get((table.name, key, columns))
         if sql is None:
             compiled = statement(insert(table)).compile(dialect=self.dialect,
@@ -165,17 +169,9 @@ class BulkWriter:
         # driver's executemany, with the engine's events still seeing the statement.
         return int(conn.exec_driver_sql(sql, params).rowcount)
 
-    def _copy_then_insert(
-        self,
-        conn: Connection,
-        table: sa.Table,
-        statement: Callable[[Any], Any],
-        key: str,
-        rows: Sequence[Mapping[str, Any]],
-        columns: tuple[str, ...],
-        insert: Callable[..., Any],
-    ) -> int:
-        stage = f"accrue_stage_{next(_stage_names)}"
+    def _copy_then_insert(self, conn: Connection, table_name: str, stage: str, staged: Any,
+                          rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...]) -> int:
+        """COPY the rows into `stage` (shaped like the table), then run `staged` from it."""
         quoted = ", ".join(f'"{name}"' for name in columns)
         buffer = io.StringIO()
         write = buffer.write
@@ -183,17 +179,13 @@ class BulkWriter:
             write("\t".join([_copy_field(row[name]) for name in columns]))
             write("\n")
         buffer.seek(0)
-        source: Any = sa.select(*(sa.column(name) for name in columns)).select_from(
-            sa.table(stage))
-        sql = str(statement(insert(table).from_select(list(columns), source)).compile(
-            dialect=self.dialect))
         conn.exec_driver_sql(f'CREATE TEMP TABLE {stage} ON COMMIT DROP AS '
-                             f'SELECT {quoted} FROM "{table.name}" WITH NO DATA')
+                             f'SELECT {quoted} FROM "{table_name}" WITH NO DATA')
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.copy_expert(f"COPY {stage} ({quoted}) FROM STDIN", buffer)
         finally:
             cursor.close()
-        written = int(conn.exec_driver_sql(sql).rowcount)
+        written = int(conn.exec_driver_sql(str(staged.compile(dialect=self.dialect))).rowcount)
         conn.exec_driver_sql(f"DROP TABLE {stage}")
         return written

@@ -20,6 +20,7 @@ Downgrade fills every such version back from its row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import import_module
 
 import sqlalchemy as sa
 from alembic import op
@@ -72,30 +73,6 @@ WINDOW w AS (
 )
 """
 
-OLD_RECORD_HISTORY_VIEW = """
-CREATE VIEW crm_record_history AS
-SELECT
-    id,
-    tenant_id,
-    object_name,
-    source_id,
-    ROW_NUMBER() OVER w AS version,
-    source_modified_at,
-    source_modified_at AS valid_from,
-    LEAD(source_modified_at) OVER w AS valid_to,
-    is_deleted,
-    fields,
-    raw,
-    synced_at,
-    sync_run_id
-FROM crm_change_log
-WINDOW w AS (
-    PARTITION BY tenant_id, object_name, source_id
-    ORDER BY source_modified_at, is_deleted
-)
-"""
-
-
 def upgrade() -> None:
     op.execute("DROP VIEW IF EXISTS crm_record_history")
     with op.batch_alter_table("crm_change_log") as batch:
@@ -125,4 +102,5 @@ def downgrade() -> None:
         )
     with op.batch_alter_table("crm_change_log") as batch:
         batch.drop_column("raw_in_row")
-    op.execute(OLD_RECORD_HISTORY_VIEW)
+    # The view as 0002 created it (migration modules start with a digit: imported by name).
+    op.execute(import_module("accrue.migrations.versions.0002_history_quarantine").RECORD_HISTORY_VIEW)
