@@ -214,10 +214,12 @@ crm_change_log = sa.Table(
     sa.Column("source_id", sa.String(ID_LENGTH), nullable=False),
     sa.Column("source_modified_at", UtcDateTime(), nullable=False),
     sa.Column("is_deleted", sa.Boolean(), nullable=False),
-    sa.Column("fields", json_type(), nullable=False),  # the coerced common-model values
-    # NULL for id-only deletes, and while `raw_in_row`: the version's document is the one
-    # its record's crm_* row holds (the current version's), so it is stored once; `apply`
-    # copies it here before a newer version replaces it in the row (issue 15).
+    # The coerced common-model values; NULL while `raw_in_row` (then they are the row's).
+    sa.Column("fields", json_type(), nullable=True),
+    # NULL for id-only deletes, and while `raw_in_row`: the version's document and values
+    # are the ones its record's crm_* row holds (the current version's), so they are
+    # stored once; `apply` copies them here before a newer version replaces the row
+    # (issue 15, accrue/shared_history.py).
     sa.Column("raw", json_type(), nullable=True),
     sa.Column("synced_at", UtcDateTime(), nullable=False),
     sa.Column("sync_run_id", sa.BigInteger(), nullable=True),

@@ -60,6 +60,7 @@ from accrue.schema import (
     sync_state,
     utcnow,
 )
+from accrue.shared_history import fields_json, fill_fields, row_fields
 from accrue.tenants import validate_tenant_id
 from connectors.base import Delete, LiveIds, Quarantine, Upsert
 from connectors.common_model import (
@@ -426,11 +427,6 @@ class _RowBuilder:
         return row, problems
 
 
-def _fields_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Coerced column values as JSON (dates and datetimes as ISO 8601)."""
-    return {k: v.isoformat() if isinstance(v, date) else v for k, v in row.items()}
-
-
 def _batches(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
@@ -591,7 +587,7 @@ class _Page:
             "source_id": source_id,
             "source_modified_at": stamp,
             "is_deleted": key[2],
-            "fields": dumps(_fields_json(values)) if values is not None else "{}",
+            "fields": dumps(fields_json(values)) if values is not None else "{}",
             "raw": raw if values is not None else None,
             "synced_at": self.now,
             "sync_run_id": self.sync_run_id,
@@ -796,24 +792,34 @@ class Warehouse:
         replaced = []
         for source_id, key in page.carried.items():
             old = stored.get(source_id)
-            if old is not None and page.winners[source_id][0] < old:
+            stamp, row = page.winners[source_id]
+            if old is not None and stamp < old:
                 continue  # stale: the row keeps its version and document
-            page.log[key].update(raw=None, raw_in_row=True)
             if old is not None:
                 replaced.append(source_id)
+            # The same version logged again in the page with another document: the log
+            # keeps that one (the row the first), so this version keeps its own copy.
+            if page.log[key]["raw"] is row["raw"]:
+                page.log[key].update(raw=None, fields=None, raw_in_row=True)
+        if not replaced:
+            return
         log = crm_change_log
         row_raw = (
             sa.select(table.c.raw)
             .where(table.c.tenant_id == log.c.tenant_id, table.c.source_id == log.c.source_id)
             .scalar_subquery()
         )
-        for batch in _batches(sorted(replaced), size):
-            conn.execute(
-                sa.update(log)
-                .where(log.c.tenant_id == page.tenant_id, log.c.object_name == page.object_name,
-                       log.c.raw_in_row, log.c.source_id.in_(batch))
-                .values(raw=row_raw, raw_in_row=False)
-            )
+        values = row_fields(conn, page.tenant_id, page.object_name, replaced)
+        # Versions converted by migration 0019 kept their own fields (COALESCE keeps them).
+        move = (
+            sa.update(log)
+            .where(log.c.tenant_id == page.tenant_id, log.c.object_name == page.object_name,
+                   log.c.raw_in_row, log.c.source_id == sa.bindparam("b_source_id"))
+            .values(raw=row_raw, raw_in_row=False, fields=sa.func.coalesce(
+                log.c.fields, sa.bindparam("b_fields", type_=log.c.fields.type)))
+        )
+        conn.execute(move, [{"b_source_id": sid, "b_fields": values.get(sid, {})}
+                            for sid in sorted(replaced)])
 
     def _bulk_write(self, conn: Connection, table: sa.Table, clause: Callable[[Any], Any],
                     key: str, rows: Sequence[dict[str, Any]]) -> int:
@@ -1334,7 +1340,9 @@ class Warehouse:
             .order_by(h.c.version)
         )
         with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            versions = [dict(row) for row in conn.execute(query).mappings()]
+            fill_fields(conn, tenant_id, versions, object_name)
+        return versions
 
     def as_of(self, tenant_id: str, object_name: str, at: datetime) -> dict[str, dict[str, Any]]:
         """The records live at instant `at`, by source id, as their version valid then.
@@ -1354,7 +1362,9 @@ class Warehouse:
             sa.not_(h.c.is_deleted),
         )
         with self.engine.connect() as conn:
-            return {row["source_id"]: dict(row) for row in conn.execute(query).mappings()}
+            found = {row["source_id"]: dict(row) for row in conn.execute(query).mappings()}
+            fill_fields(conn, tenant_id, found.values(), object_name)
+        return found
 
     def changes_since(
         self, tenant_id: str, object_name: str, since: datetime, *, limit: int | None = None
@@ -1385,7 +1395,9 @@ class Warehouse:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            versions = [dict(row) for row in conn.execute(query).mappings()]
+            fill_fields(conn, tenant_id, versions, object_name)
+        return versions
 
     def change_count(self, tenant_id: str, object_name: str) -> int:
         """How many versions of the tenant's object the change log holds."""

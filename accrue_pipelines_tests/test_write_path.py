@@ -22,7 +22,7 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
@@ -125,6 +125,11 @@ def _answers(warehouse: Warehouse, tenant_id: str) -> dict[str, Any]:
 
 @SETTINGS
 @given(pages=PAGES, replay=st.one_of(st.none(), st.integers(0, 10)))
+@example(pages=[[  # one version twice in a page with two documents, a delete between
+    Upsert("001A", T0 + timedelta(hours=1), {"name": "a"}, {"Id": "001A", "Name": None}),
+    Delete("001A", T0 + timedelta(hours=2)),
+    Upsert("001A", T0 + timedelta(hours=1), {"name": "a"}, {"Id": "001A", "Name": "a"}),
+]], replay=None)
 def test_fast_path_answers_like_the_reference(
     engine: Engine, make_tenant_id: Any, pages: list[list[Any]], replay: int | None
 ) -> None:

@@ -6,8 +6,10 @@ Create Date: 2026-11-30
 
 Until now every version's full raw document was stored in `crm_change_log` and the
 current one again in its crm_* row: 97 MB for 39,607 records. `crm_change_log.raw_in_row`
-says a version's document is the one its record's row holds (then `raw` is NULL); `apply`
-copies it into the log before a newer version replaces it in the row. The view
+says a version's document is the one its record's row holds (then `raw` is NULL; for
+versions written from now on `fields` too, so it becomes nullable: the values are the
+row's columns); `apply` copies both into the log before a newer version replaces the row.
+Readers fill a NULL `fields` from the row (accrue/shared_history.py). The view
 `crm_record_history` reads the document from the row for those versions, so `history`,
 `as_of` and `changes_since` answer as before.
 
@@ -24,6 +26,7 @@ from importlib import import_module
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0019"
 down_revision: str | None = "0018"
@@ -78,6 +81,7 @@ def upgrade() -> None:
     with op.batch_alter_table("crm_change_log") as batch:
         batch.add_column(sa.Column("raw_in_row", sa.Boolean(), nullable=False,
                                    server_default=sa.false()))
+        batch.alter_column("fields", existing_type=_json(), nullable=True)
     postgres = op.get_bind().dialect.name == "postgresql"
     for name, table in OBJECT_TABLES.items():
         # Same document: jsonb equality on PostgreSQL; on SQLite both copies are the text
@@ -91,8 +95,33 @@ def upgrade() -> None:
     op.execute(RECORD_HISTORY_VIEW)
 
 
+def _json() -> sa.types.TypeEngine:
+    return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+
+
+def _fill_fields_from_rows() -> None:
+    """Versions written since 0019 keep their values in the row: copy them back first."""
+    from accrue.shared_history import row_fields
+
+    conn = op.get_bind()
+    log = sa.table("crm_change_log", sa.column("id", sa.BigInteger()),
+                   sa.column("tenant_id", sa.String()), sa.column("object_name", sa.String()),
+                   sa.column("source_id", sa.String()), sa.column("fields", _json()))
+    waiting = conn.execute(sa.select(log.c.id, log.c.tenant_id, log.c.object_name,
+                                     log.c.source_id).where(log.c.fields.is_(None))).all()
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for row_id, tenant_id, object_name, source_id in waiting:
+        groups.setdefault((tenant_id, object_name), []).append((row_id, source_id))
+    for (tenant_id, object_name), rows in groups.items():
+        found = row_fields(conn, tenant_id, object_name, {sid for _, sid in rows})
+        for row_id, source_id in rows:
+            conn.execute(sa.update(log).where(log.c.id == row_id)
+                         .values(fields=found.get(source_id, {})))
+
+
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS crm_record_history")
+    _fill_fields_from_rows()
     for name, table in OBJECT_TABLES.items():
         op.execute(
             f"UPDATE crm_change_log SET raw = (SELECT r.raw FROM {table} r "
@@ -102,5 +131,6 @@ def downgrade() -> None:
         )
     with op.batch_alter_table("crm_change_log") as batch:
         batch.drop_column("raw_in_row")
+        batch.alter_column("fields", existing_type=_json(), nullable=False)
     # The view as 0002 created it (migration modules start with a digit: imported by name).
     op.execute(import_module("accrue.migrations.versions.0002_history_quarantine").RECORD_HISTORY_VIEW)
