@@ -690,6 +690,8 @@ class Warehouse:
         if batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
         self.engine = engine
+        # Kept for callers: the bulk path (accrue/bulk_write.py) sends a page's rows in one
+        # driver call (executemany, COPY), which no bind-parameter limit bounds.
         self.batch_rows = batch_rows
         self._insert = dialect_insert(engine.dialect)
         self._param_limit = _bind_parameter_limit(engine.dialect.name)
