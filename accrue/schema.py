@@ -214,10 +214,16 @@ crm_change_log = sa.Table(
     sa.Column("source_id", sa.String(ID_LENGTH), nullable=False),
     sa.Column("source_modified_at", UtcDateTime(), nullable=False),
     sa.Column("is_deleted", sa.Boolean(), nullable=False),
-    sa.Column("fields", json_type(), nullable=False),  # the coerced common-model values
-    sa.Column("raw", json_type(), nullable=True),  # NULL for id-only deletes
+    # The coerced common-model values; NULL while `raw_in_row` (then they are the row's).
+    sa.Column("fields", json_type(), nullable=True),
+    # NULL for id-only deletes, and while `raw_in_row`: the version's document and values
+    # are the ones its record's crm_* row holds (the current version's), so they are
+    # stored once; `apply` copies them here before a newer version replaces the row
+    # (issue 15, accrue/shared_history.py).
+    sa.Column("raw", json_type(), nullable=True),
     sa.Column("synced_at", UtcDateTime(), nullable=False),
     sa.Column("sync_run_id", sa.BigInteger(), nullable=True),
+    sa.Column("raw_in_row", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.UniqueConstraint(
         "tenant_id",
         "object_name",
@@ -710,6 +716,25 @@ record_history = sa.table(
     sa.column("synced_at", UtcDateTime()),
     sa.column("sync_run_id", sa.BigInteger()),
 )
+
+
+def change_log_raw(log: Any) -> sa.ColumnElement[Any]:
+    """A change-log version's document, wherever it is kept (`raw_in_row`: in its row).
+
+    The view `crm_record_history` (migration 0019) computes the same in SQL.
+    """
+    in_row = sa.case(
+        *(
+            (
+                log.c.object_name == name,
+                sa.select(table.c.raw)
+                .where(table.c.tenant_id == log.c.tenant_id, table.c.source_id == log.c.source_id)
+                .scalar_subquery(),
+            )
+            for name, table in OBJECT_TABLES.items()
+        ),
+    )
+    return sa.case((log.c.raw_in_row, in_row), else_=log.c.raw).label("raw")
 
 
 def column_type(column: Column) -> sa.types.TypeEngine[Any]:

@@ -38,6 +38,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from accrue.bulk_write import BulkWriter, NotFastJson, dumps, fast_json_text
 from accrue.crypto import redact
 from accrue.db import dialect_insert
 from accrue.schema import (
@@ -45,6 +46,7 @@ from accrue.schema import (
     OBJECT_TABLES,
     RUN_STATUSES,
     UtcDateTime,
+    change_log_raw,
     crm_change_log,
     crm_quarantine,
     file_upload,
@@ -58,6 +60,7 @@ from accrue.schema import (
     sync_state,
     utcnow,
 )
+from accrue.shared_history import fields_json, fill_fields, row_fields
 from accrue.tenants import validate_tenant_id
 from connectors.base import Delete, LiveIds, Quarantine, Upsert
 from connectors.common_model import (
@@ -208,6 +211,24 @@ def to_json(value: Any, path: str = "raw") -> Any:
         return _json(value)
     except _JsonProblem as exc:
         raise UnstorableValue(f"{path}{''.join(reversed(exc.where))}: {exc.problem}") from None
+
+
+def json_text(value: Any, path: str = "raw") -> str:
+    """`to_json`'s document as compact JSON text, encoded once (the row and the log share it).
+
+    The C encoder does the work; whatever it might spell otherwise than `to_json`
+    (non-string keys, NUL, lone surrogates, odd numbers) goes the careful way, which
+    stores the same or names the path of what cannot be stored.
+    """
+    try:
+        return fast_json_text(value)
+    except NotFastJson:
+        pass
+    document = to_json(value, path)
+    try:
+        return dumps(document)
+    except ValueError:  # a finite decimal beyond a float's range
+        raise UnstorableValue(f"{path}: a number beyond a float's range") from None
 
 
 def _raw_text(raw: Any) -> str:
@@ -406,11 +427,6 @@ class _RowBuilder:
         return row, problems
 
 
-def _fields_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Coerced column values as JSON (dates and datetimes as ISO 8601)."""
-    return {k: v.isoformat() if isinstance(v, date) else v for k, v in row.items()}
-
-
 def _batches(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
@@ -454,6 +470,8 @@ class _Page:
         self.quarantine: list[dict[str, Any]] = []
         # Per record, the newest valid version seen: it resolves older quarantine rows.
         self.resolving: dict[str, datetime] = {}
+        # Per record, the logged version whose document the winning row carries.
+        self.carried: dict[str, tuple[str, datetime, bool]] = {}
         self.live_ids: LiveIds | None = None
 
     def add(self, change: PageChange) -> None:
@@ -488,7 +506,7 @@ class _Page:
             return
         values, problems = self.builder.fields(change.fields)
         try:
-            raw = to_json(change.raw)
+            raw = json_text(change.raw)
         except UnstorableValue as exc:
             problems.append(f"{self.object_name}.{exc}")
         deleted = change.is_deleted
@@ -518,7 +536,7 @@ class _Page:
         source_id: str,
         stamp: datetime,
         values: dict[str, Any] | None,
-        raw: Any,
+        raw: str | None,
         deleted: bool,
         *,
         resolves: bool = True,
@@ -541,25 +559,26 @@ class _Page:
         else:
             row.update(source_modified_at=stamp, is_deleted=True, deleted_at=stamp)
             row.update(synced_at=self.now)
+        key = (source_id, stamp, deleted if values is not None else True)
         previous = self.winners.get(source_id)
-        if previous is None:
+        if previous is None or (values is not None and stamp >= previous[0]):
             self.winners[source_id] = (stamp, row)
+            self._carry(source_id, key if values is not None else None)
         elif values is None and "raw" in previous[1]:
             # An id-only delete (the CRM's delete log) never replaces a version that
             # carries values: at a tie that version already says it is deleted; a later
-            # delete marks it deleted and keeps its values.
+            # delete marks it deleted and keeps its values (and carries that document).
             if stamp > previous[0]:
                 kept = dict(previous[1])
                 kept.update(is_deleted=True, deleted_at=stamp, source_modified_at=stamp)
                 self.winners[source_id] = (stamp, kept)
         elif stamp >= previous[0]:
             self.winners[source_id] = (stamp, row)
+            self._carry(source_id, None)
         if resolves:
             known = self.resolving.get(source_id)
             if known is None or stamp > known:
                 self.resolving[source_id] = stamp
-        is_deleted = bool(row["is_deleted"])
-        key = (source_id, stamp, is_deleted)
         if values is None and key in self.log:
             return  # an id-only delete adds nothing to a soft-deleted version's values
         self.log[key] = {
@@ -567,12 +586,19 @@ class _Page:
             "object_name": self.object_name,
             "source_id": source_id,
             "source_modified_at": stamp,
-            "is_deleted": is_deleted,
-            "fields": _fields_json(values) if values is not None else {},
+            "is_deleted": key[2],
+            "fields": dumps(fields_json(values)) if values is not None else "{}",
             "raw": raw if values is not None else None,
             "synced_at": self.now,
             "sync_run_id": self.sync_run_id,
+            "raw_in_row": False,  # until `Warehouse._share_raw` knows the row takes it
         }
+
+    def _carry(self, source_id: str, key: tuple[str, datetime, bool] | None) -> None:
+        if key is None:
+            self.carried.pop(source_id, None)
+        else:
+            self.carried[source_id] = key
 
     def _add_quarantined(self, change: Quarantine) -> None:
         """A connector's own quarantine: what cannot be keyed or dated is noted, not refused."""
@@ -664,13 +690,12 @@ class Warehouse:
         if batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
         self.engine = engine
+        # Kept for callers: the bulk path (accrue/bulk_write.py) sends a page's rows in one
+        # driver call (executemany, COPY), which no bind-parameter limit bounds.
         self.batch_rows = batch_rows
         self._insert = dialect_insert(engine.dialect)
         self._param_limit = _bind_parameter_limit(engine.dialect.name)
-        # psycopg2 runs a plain executemany row by row; with RETURNING, SQLAlchemy sends
-        # multi-row VALUES instead ("insertmanyvalues"), and the returned rows count the
-        # writes exactly. SQLite's executemany is a fast loop inside one transaction.
-        self._count_by_returning = engine.dialect.name == "postgresql"
+        self._bulk = BulkWriter(engine.dialect)
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -712,13 +737,14 @@ class Warehouse:
 
         with self.engine.begin() as conn:
             self._write_quarantine(conn, tenant_id, object_name, page.quarantine)
-            upsert = self._upsert_statement(table)
-            upserted = self._write(conn, upsert, live, table.c.source_id)
-            deleted = self._write(conn, upsert, soft_deleted, table.c.source_id)
-            deleted += self._write(
-                conn, self._delete_statement(table), tombstones, table.c.source_id
+            self._share_raw(conn, table, page)
+            upsert = self._upsert_clause(table)
+            upserted = self._bulk_write(conn, table, upsert, "upsert", live)
+            deleted = self._bulk_write(conn, table, upsert, "upsert", soft_deleted)
+            deleted += self._bulk_write(
+                conn, table, self._delete_clause(table), "delete", tombstones
             )
-            self._write(conn, self._log_statement(), page.log_rows(), crm_change_log.c.id)
+            self._bulk_write(conn, crm_change_log, self._log_clause, "log", page.log_rows())
             reconciled: list[str] = []
             if page.live_ids is not None:
                 reconciled = self._reconcile(conn, table, page, page.live_ids)
@@ -747,31 +773,68 @@ class Warehouse:
         logger.debug("tenant %s %s: %s", tenant_id, object_name, stats)
         return stats
 
-    def _write(
-        self,
-        conn: Connection,
-        statement: Any,
-        rows: Sequence[dict[str, Any]],
-        returned: sa.ColumnElement[Any],
-    ) -> int:
-        """Run an INSERT over many rows in batches under the bind-parameter limit.
+    def _share_raw(self, conn: Connection, table: sa.Table, page: _Page) -> None:
+        """Store each document the rows take once: in the row, its log version pointing there.
 
-        Returns how many rows it inserted or updated (ON CONFLICT ... WHERE and
-        DO NOTHING skip the others).
+        A version the row takes (not older than the stored one, the upsert's own rule)
+        is logged with `raw_in_row` and no copy; the stored row's document, about to be
+        replaced, is first copied into the versions that pointed at it. A stale version
+        keeps its own copy. Rows are locked (FOR UPDATE) between the read and the upsert.
         """
-        if not rows:
-            return 0
-        size = max(1, min(self.batch_rows, self._param_limit // len(rows[0])))
-        written = 0
-        for batch in _batches(rows, size):
-            if self._count_by_returning:
-                written += len(conn.execute(statement.returning(returned), batch).all())
-            else:
-                written += conn.execute(statement, batch).rowcount
-        return written
+        if not page.carried:
+            return
+        size = max(1, min(RECONCILE_BATCH_IDS, self._param_limit - 16))
+        stored: dict[str, datetime] = {}
+        for batch in _batches(sorted(page.carried), size):
+            stored.update(conn.execute(
+                sa.select(table.c.source_id, table.c.source_modified_at)
+                .where(table.c.tenant_id == page.tenant_id, table.c.source_id.in_(batch))
+                .with_for_update()
+            ).tuples().all())
+        replaced = []
+        for source_id, key in page.carried.items():
+            old = stored.get(source_id)
+            stamp, row = page.winners[source_id]
+            if old is not None and stamp < old:
+                continue  # stale: the row keeps its version and document
+            if old is not None:
+                replaced.append(source_id)
+            # The same version logged again in the page with another document: the log
+            # keeps that one (the row the first), so this version keeps its own copy.
+            if page.log[key]["raw"] is row["raw"]:
+                page.log[key].update(raw=None, fields=None, raw_in_row=True)
+        if not replaced:
+            return
+        log = crm_change_log
+        row_raw = (
+            sa.select(table.c.raw)
+            .where(table.c.tenant_id == log.c.tenant_id, table.c.source_id == log.c.source_id)
+            .scalar_subquery()
+        )
+        values = row_fields(conn, page.tenant_id, page.object_name, replaced)
+        # Versions converted by migration 0019 kept their own fields (COALESCE keeps them).
+        move = (
+            sa.update(log)
+            .where(log.c.tenant_id == page.tenant_id, log.c.object_name == page.object_name,
+                   log.c.raw_in_row, log.c.source_id == sa.bindparam("b_source_id"))
+            .values(raw=row_raw, raw_in_row=False, fields=sa.func.coalesce(
+                log.c.fields, sa.bindparam("b_fields", type_=log.c.fields.type)))
+        )
+        conn.execute(move, [{"b_source_id": sid, "b_fields": values.get(sid, {})}
+                            for sid in sorted(replaced)])
 
-    def _upsert_statement(self, table: sa.Table) -> Any:
-        stmt = self._insert(table)
+    def _bulk_write(self, conn: Connection, table: sa.Table, clause: Callable[[Any], Any],
+                    key: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Rows (JSON columns as text) through the driver's bulk path; rows written."""
+        return self._bulk.write(conn, table, clause, key, rows, self._insert)
+
+    def _upsert_clause(self, table: sa.Table) -> Callable[[Any], Any]:
+        return lambda stmt: self._upsert_statement(table, stmt)
+
+    def _delete_clause(self, table: sa.Table) -> Callable[[Any], Any]:
+        return lambda stmt: self._delete_statement(table, stmt)
+
+    def _upsert_statement(self, table: sa.Table, stmt: Any) -> Any:
         new = stmt.excluded
         updates: dict[str, Any] = {
             c.name: new[c.name] for c in table.c if c.name not in _KEY and c.name != "deleted_at"
@@ -790,9 +853,8 @@ class Warehouse:
             where=new.source_modified_at >= table.c.source_modified_at,
         )
 
-    def _delete_statement(self, table: sa.Table) -> Any:
+    def _delete_statement(self, table: sa.Table, stmt: Any) -> Any:
         """Soft-delete known rows (keeping their last values); insert a tombstone otherwise."""
-        stmt = self._insert(table)
         new = stmt.excluded
         return stmt.on_conflict_do_update(
             index_elements=list(_KEY),
@@ -805,9 +867,10 @@ class Warehouse:
             where=new.source_modified_at >= table.c.source_modified_at,
         )
 
-    def _log_statement(self) -> Any:
+    @staticmethod
+    def _log_clause(stmt: Any) -> Any:
         """A version already logged (replay, lookback overlap) is left as it is (F2)."""
-        return self._insert(crm_change_log).on_conflict_do_nothing(
+        return stmt.on_conflict_do_nothing(
             index_elements=[
                 "tenant_id",
                 "object_name",
@@ -939,14 +1002,15 @@ class Warehouse:
                 "source_id": source_id,
                 "source_modified_at": stamp,
                 "is_deleted": True,
-                "fields": {},
+                "fields": "{}",
                 "raw": None,
                 "synced_at": page.now,
                 "sync_run_id": page.sync_run_id,
+                "raw_in_row": False,
             }
             for source_id, stamp in gone
         ]
-        self._write(conn, self._log_statement(), log, crm_change_log.c.id)
+        self._bulk_write(conn, crm_change_log, self._log_clause, "log", log)
         return [source_id for source_id, _ in gone]
 
     def _resolve_superseded(self, conn: Connection, table: sa.Table, page: _Page) -> int:
@@ -1278,7 +1342,9 @@ class Warehouse:
             .order_by(h.c.version)
         )
         with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            versions = [dict(row) for row in conn.execute(query).mappings()]
+            fill_fields(conn, tenant_id, versions, object_name)
+        return versions
 
     def as_of(self, tenant_id: str, object_name: str, at: datetime) -> dict[str, dict[str, Any]]:
         """The records live at instant `at`, by source id, as their version valid then.
@@ -1298,7 +1364,9 @@ class Warehouse:
             sa.not_(h.c.is_deleted),
         )
         with self.engine.connect() as conn:
-            return {row["source_id"]: dict(row) for row in conn.execute(query).mappings()}
+            found = {row["source_id"]: dict(row) for row in conn.execute(query).mappings()}
+            fill_fields(conn, tenant_id, found.values(), object_name)
+        return found
 
     def changes_since(
         self, tenant_id: str, object_name: str, since: datetime, *, limit: int | None = None
@@ -1315,7 +1383,7 @@ class Warehouse:
                 log.c.source_modified_at,
                 log.c.is_deleted,
                 log.c.fields,
-                log.c.raw,
+                change_log_raw(log),
                 log.c.synced_at,
                 log.c.sync_run_id,
             )
@@ -1329,7 +1397,9 @@ class Warehouse:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            versions = [dict(row) for row in conn.execute(query).mappings()]
+            fill_fields(conn, tenant_id, versions, object_name)
+        return versions
 
     def change_count(self, tenant_id: str, object_name: str) -> int:
         """How many versions of the tenant's object the change log holds."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -174,24 +174,29 @@ def test_state_is_committed_with_the_page(warehouse: Warehouse, tenant_id: str) 
 
 
 @pytest.fixture
-def fail_on_crm_insert(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, int], None]:
-    """Make the n-th INSERT into a table raise, as a crash or lost connection would."""
+def fail_on_crm_insert(engine: Engine) -> Iterator[Callable[[str, int], None]]:
+    """Make the n-th INSERT into a table raise, as a crash or lost connection would.
+
+    At the cursor (an engine event), so it fires whichever way the statement is sent:
+    SQLAlchemy's executemany, the driver's, or INSERT ... SELECT from a staging table.
+    """
+    armed: list[Callable[..., None]] = []
 
     def arm(table_name: str, nth: int) -> None:
-        original = sa.engine.Connection.execute
         seen = {"count": 0}
 
-        def execute(self: sa.engine.Connection, statement: Any, *args: Any, **kw: Any) -> Any:
-            table = getattr(statement, "table", None)
-            if getattr(table, "name", None) == table_name and statement.is_insert:
+        def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.lstrip().upper().startswith(f"INSERT INTO {table_name.upper()} "):
                 seen["count"] += 1
                 if seen["count"] == nth:
                     raise sa.exc.OperationalError("INSERT", {}, Exception("connection lost"))
-            return original(self, statement, *args, **kw)
 
-        monkeypatch.setattr(sa.engine.Connection, "execute", execute)
+        sa.event.listen(engine, "before_cursor_execute", before)
+        armed.append(before)
 
-    return arm
+    yield arm
+    for before in armed:
+        sa.event.remove(engine, "before_cursor_execute", before)
 
 
 def test_failure_mid_page_commits_neither_rows_nor_state(
@@ -202,7 +207,7 @@ def test_failure_mid_page_commits_neither_rows_nor_state(
     warehouse.apply(tenant_id, "account", account_page(T0, 3), {"cursor": "page-1"})
     before = all_rows(engine, tenant_id, "account")
 
-    fail_on_crm_insert("crm_account", 3)  # batches 1-2 of the next page succeed, batch 3 fails
+    fail_on_crm_insert("crm_change_log", 1)  # the page's rows are written, its history fails
     page2 = account_page(T0 + timedelta(hours=1), 6, industry="Retail")
     with pytest.raises(sa.exc.OperationalError):
         warehouse.apply(tenant_id, "account", page2, {"cursor": "page-2"})
@@ -233,7 +238,7 @@ def test_resuming_after_a_failure_completes_without_loss_or_duplicates(
     pages = [account_page(T0, 4, prefix=f"00{p}") for p in range(3)]
     warehouse = Warehouse(engine, batch_rows=3)
     warehouse.apply(tenant_id, "account", pages[0], {"page": 0})
-    fail_on_crm_insert("crm_account", 2)
+    fail_on_crm_insert("crm_change_log", 1)  # page 1's rows written, then a failure
     with pytest.raises(sa.exc.OperationalError):
         warehouse.apply(tenant_id, "account", pages[1], {"page": 1})
 

@@ -40,6 +40,7 @@ from accrue.schema import (
     seller_month_metric,
     utcnow,
 )
+from accrue.shared_history import fill_fields
 from accrue.tenants import validate_tenant_id
 
 # The asset whose incremental progress `analytics_watermark` records, and what it reads.
@@ -80,7 +81,9 @@ def _versions(engine: Engine, tenant_id: str, object_name: str) -> pd.DataFrame:
                       h.c.fields).where(h.c.tenant_id == tenant_id,
                                         h.c.object_name == object_name)
     with engine.connect() as conn:
-        return flatten_versions(dict(r) for r in conn.execute(query).mappings())
+        versions = [dict(r) for r in conn.execute(query).mappings()]
+        fill_fields(conn, tenant_id, versions, object_name)  # the current ones: in the row
+    return flatten_versions(versions)
 
 
 def load_tenant(engine: Engine, tenant_id: str, *, closed_lines_at_close: bool = True
@@ -367,7 +370,8 @@ def seller_changes(engine: Engine, tenant_id: str, after_id: int) -> SellerChang
         .order_by(log.c.id)
     )
     with engine.connect() as conn:
-        changes = conn.execute(query).mappings().all()
+        changes = [dict(c) for c in conn.execute(query).mappings()]
+        fill_fields(conn, tenant_id, changes)  # the current versions' values: in the row
         if not changes:
             return SellerChanges(frozenset(), False, after_id)
         opp_ids = {c["source_id"] for c in changes if c["object_name"] == "opportunity"}
@@ -378,7 +382,9 @@ def seller_changes(engine: Engine, tenant_id: str, after_id: int) -> SellerChang
             log.c.source_id.in_(sorted(opp_ids | line_opps)),
         )
         versions: dict[str, list[tuple[datetime, Any]]] = {}
-        for row in conn.execute(prev_q).mappings():
+        previous = [dict(row) for row in conn.execute(prev_q).mappings()]
+        fill_fields(conn, tenant_id, previous, "opportunity")
+        for row in previous:
             versions.setdefault(row["source_id"], []).append(
                 (row["source_modified_at"], (row["fields"] or {}).get("close_date")))
     for history in versions.values():
