@@ -45,10 +45,12 @@ eval: install
 	$(BIN)/python -m benchmarks.eval_pricing
 
 # Every registered CRM, 17 trials each per backend (about 50 per backend in total); then the
-# push path (agent, push API, processor SIGKILLed; 5 trials per backend); docs/chaos.md.
+# push path (agent, push API, processor SIGKILLed; 5 trials per backend) and the file import
+# (`accrue import` SIGKILLed; 5 trials per backend); docs/chaos.md.
 chaos: install
 	$(BIN)/python -m benchmarks.chaos --crm all --trials 17 $(CHAOS_ARGS)
 	$(BIN)/python -m benchmarks.chaos_push --trials 5 $(CHAOS_PUSH_ARGS)
+	$(BIN)/python -m benchmarks.chaos_import --trials 5 $(CHAOS_IMPORT_ARGS)
 
 clean:
 	rm -rf $(VENV) .accrue .pytest_cache .ruff_cache

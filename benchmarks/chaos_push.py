@@ -340,11 +340,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="python -m benchmarks.chaos_push",
         description="The push agent, the push API (gunicorn) and the processor SIGKILLed at "
         "random while a customer database changes; then the warehouse must equal it.")
-    parser.add_argument("--trials", type=int, default=3, help="trials per backend "
-                        "(default %(default)s)")
-    parser.add_argument("--backends", default="sqlite,postgresql",
-                        help="comma-separated: sqlite, postgresql (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=1, help="seed (default %(default)s)")
+    add_common_arguments(parser)
     parser.add_argument("--opportunities", type=int, default=300,
                         help="deals in the customer database (default %(default)s)")
     parser.add_argument("--batch", type=int, default=50,
@@ -352,12 +348,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(default %(default)s)")
     parser.add_argument("--trial-seconds", type=float, default=20.0,
                         help="how long changes and kills run per trial (default %(default)s)")
-    parser.add_argument("--postgres-url", default=os.environ.get(POSTGRES_ENV)
-                        or os.environ.get("ACCRUE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
     parser.add_argument("--redis-url", default=os.environ.get("ACCRUE_RATELIMIT_STORAGE_URI",
                                                               DEFAULT_REDIS_URL))
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--verbose", action="store_true", help="print every mismatch")
     parser.add_argument("--processor", nargs=2, metavar=("WAREHOUSE_URL", "TENANT"),
                         help=argparse.SUPPRESS)  # the processor child
     args = parser.parse_args(argv)
@@ -365,10 +357,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--trials >= 1, --opportunities >= 10 and --trial-seconds > 0")
     if not 1 <= args.batch <= 1000:
         parser.error("--batch is 1 to 1,000")
+    check_backends(parser, args)
+    return args
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every chaos run of a write path has (push here, import in chaos_import)."""
+    parser.add_argument("--trials", type=int, default=3, help="trials per backend "
+                        "(default %(default)s)")
+    parser.add_argument("--backends", default="sqlite,postgresql",
+                        help="comma-separated: sqlite, postgresql (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="seed (default %(default)s)")
+    parser.add_argument("--postgres-url", default=os.environ.get(POSTGRES_ENV)
+                        or os.environ.get("ACCRUE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--verbose", action="store_true", help="print every mismatch")
+
+
+def check_backends(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`--backends` as a list of sqlite and/or postgresql, or a usage error."""
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not args.backends or set(args.backends) - {"sqlite", "postgresql"}:
         parser.error("--backends: sqlite and/or postgresql")
-    return args
 
 
 def run(args: argparse.Namespace) -> list[PushTrial]:
