@@ -14,12 +14,10 @@ from accrue_pipelines.jobs import analyze_tenant_job, sync_tenant_job
 from accrue_pipelines.notify_sensors import first_data_email_sensor
 from accrue_pipelines.ops_assets import ops_assets
 from accrue_pipelines.refresh_sensor import downstream_refresh_sensor
-from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.resources import pipeline_resources
 from accrue_pipelines.sensors import tenant_sync_sensor
 from accrue_pipelines.summary_assets import pipeline_summary
 from accrue_pipelines.sync_assets import sync_assets
-
-warehouse_resource = WarehouseResource()
 
 defs = dg.Definitions(
     assets=[*sync_assets, pipeline_summary, *analytics_assets, *ops_assets],
@@ -28,10 +26,7 @@ defs = dg.Definitions(
         tenant_sync_sensor, sync_failure_sensor, downstream_refresh_sensor,
         first_data_email_sensor, tenant_health_sensor,
     ],
-    resources={
-        "warehouse": warehouse_resource,
-        "crm": CrmResource(warehouse=warehouse_resource),
-    },
+    resources=pipeline_resources(),  # the warehouse of ACCRUE_DATABASE_URL
     # Every run is one process: see accrue_pipelines.jobs.
     executor=dg.in_process_executor,
 )

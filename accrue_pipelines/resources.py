@@ -56,3 +56,10 @@ class CrmResource(dg.ConfigurableResource):
             return feed.open(engine, tenant_id)
         connection = tenants.load_connection(engine, tenant_id)
         return create_connector(connection.crm_type, connection.secrets, connection.config)
+
+
+def pipeline_resources(database_url: str | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources every Accrue asset and sensor uses, on one warehouse (the definitions'
+    own, and any test's or tool's that runs them on another database)."""
+    warehouse = WarehouseResource(database_url=database_url)
+    return {"warehouse": warehouse, "crm": CrmResource(warehouse=warehouse)}

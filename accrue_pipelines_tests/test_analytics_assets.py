@@ -16,14 +16,13 @@ from accrue_pipelines.analytics_assets import (
     seller_metrics,
 )
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.resources import pipeline_resources
 from accrue_pipelines.sync_assets import sync_assets
 
 
 @pytest.fixture
 def resources(database_url):
-    warehouse = WarehouseResource(database_url=database_url)
-    return {"warehouse": warehouse, "crm": CrmResource(warehouse=warehouse)}
+    return pipeline_resources(database_url)
 
 
 @pytest.fixture

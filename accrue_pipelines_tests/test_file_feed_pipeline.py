@@ -20,7 +20,7 @@ from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
 from accrue_pipelines import run_tags, sensors
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.resources import pipeline_resources
 from accrue_pipelines.sync_assets import MATCHES_CHECK, sync_asset_key, sync_assets
 
 EXPORTS = Path(__file__).parent / "file_import_exports"
@@ -52,8 +52,7 @@ def _runs(engine: Engine, tenant_id: str) -> list[tuple[str, str]]:
 
 def test_the_sensor_asks_for_a_run_only_once_an_upload_is_queued(
         instance, private_engine, tmp_path) -> None:
-    warehouse = WarehouseResource(database_url=private_engine.url.render_as_string(False))
-    resources = {"warehouse": warehouse, "crm": CrmResource(warehouse=warehouse)}
+    resources = pipeline_resources(private_engine.url.render_as_string(False))
     tenants.add_tenant(private_engine, "filed", "Filed", FILE_CRM_TYPE)
     tenants.set_status(private_engine, "filed", "active")
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["filed"])
@@ -103,10 +102,8 @@ def test_a_queued_upload_is_imported_by_a_dagster_run_of_the_sync_asset(
     upload_id = _queue(engine, tenant_id, EXPORTS / "salesforce_report.csv")
     other_id = _queue(engine, other, EXPORTS / "hubspot_deals.csv")
     assert file_feed.FILE_FEED.pending(engine, tenant_id)
-    warehouse = WarehouseResource(database_url=database_url)
     result = dg.materialize(sync_assets, instance=instance, partition_key=tenant_id,
-                            resources={"warehouse": warehouse,
-                                       "crm": CrmResource(warehouse=warehouse)})
+                            resources=pipeline_resources(database_url))
     assert result.success
     store = Warehouse(engine)
     assert store.count(tenant_id, "opportunity") == 4

@@ -15,7 +15,7 @@ from accrue_pipelines.launch import run_tenant_sync
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
 from accrue_pipelines.refresh_sensor import EVERYTHING, assets_to_refresh, downstream_refresh_sensor
 from accrue_pipelines.refresh_sensor import MAX_RUN_REQUESTS_PER_TICK as MAX_REFRESH_REQUESTS
-from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.resources import CrmResource, pipeline_resources
 from accrue_pipelines.sync_assets import sync_asset_key, sync_asset_keys, sync_assets
 from connectors.common_model import COMMON_OBJECTS
 
@@ -24,8 +24,7 @@ EVERYTHING_NAMES = [k.to_user_string() for k in EVERYTHING]
 
 @pytest.fixture
 def resources(database_url):
-    warehouse = WarehouseResource(database_url=database_url)
-    return {"warehouse": warehouse, "crm": CrmResource(warehouse=warehouse)}
+    return pipeline_resources(database_url)
 
 
 @pytest.fixture

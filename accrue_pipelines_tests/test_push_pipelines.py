@@ -22,7 +22,7 @@ from accrue.schema import object_table, sync_run
 from accrue.warehouse import Warehouse
 from accrue_pipelines import run_tags, sensors
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.resources import pipeline_resources
 from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
 from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     concierge_db_url_fixture,
@@ -50,8 +50,7 @@ def _tick(instance, resources):
 
 def test_the_sensor_requests_a_push_tenants_sync_only_when_batches_wait(
         instance, private_engine, monkeypatch):
-    warehouse = WarehouseResource(database_url=private_engine.url.render_as_string(False))
-    resources = {"warehouse": warehouse, "crm": CrmResource(warehouse=warehouse)}
+    resources = pipeline_resources(private_engine.url.render_as_string(False))
     for tenant_id in ("pushed-a", "pushed-b", "pushed-c"):
         tenants.add_tenant(private_engine, tenant_id, tenant_id, PUSH_CRM_TYPE)
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["pushed-a", "pushed-b",
@@ -86,10 +85,8 @@ def test_a_push_tenants_batches_reach_the_warehouse_through_a_dagster_run(
     _store(engine, tenant_id, record("account", "A1", name="Acme"),
            record("opportunity", "O1", name="Deal", account_id="A1", deal_value=1200.0))
     _store(engine, other, record("account", "X1", name="Not yours"))
-    warehouse = WarehouseResource(database_url=database_url)
     result = dg.materialize(sync_assets, instance=instance, partition_key=tenant_id,
-                            resources={"warehouse": warehouse,
-                                       "crm": CrmResource(warehouse=warehouse)})
+                            resources=pipeline_resources(database_url))
     assert result.success
     store = Warehouse(engine)
     assert store.count(tenant_id, "account") == 1 and store.count(tenant_id, "opportunity") == 1

@@ -31,7 +31,7 @@ from accrue_pipelines.analytics_assets import (
     seller_metrics,
 )
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.resources import pipeline_resources
 from accrue_pipelines.sync_assets import sync_assets
 from accrue_pipelines_tests.test_concierge_app import PASSWORD, make_app
 from accrue_pipelines_tests.test_concierge_browser import (  # noqa: F401 - fixture
@@ -68,8 +68,7 @@ class Tenant:
 
 def _materialize(database_url: str, tenant_id: str) -> None:
     """The real sync of every object, then the three analytics assets."""
-    warehouse = WarehouseResource(database_url=database_url)
-    resources = {"warehouse": warehouse, "crm": CrmResource(warehouse=warehouse)}
+    resources = pipeline_resources(database_url)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant_id])
         for assets in (sync_assets, [price_recommendations, revenue_opportunities,
