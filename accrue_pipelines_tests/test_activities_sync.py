@@ -17,7 +17,7 @@ from accrue.sync import sync_object
 from accrue_pipelines_tests.test_sync_engine import _connector
 from connectors.base import Checkpoint, LiveIds, Quarantine, Upsert
 from connectors.common_model import ACTIVITY_TYPES, COMMON_OBJECTS
-from connectors.salesforce import map_record
+from connectors.salesforce.mapping import map_record
 
 STAMP = "2024-05-01T10:00:00.000+0000"
 DEAL, ACCOUNT, CONTACT, LEAD = ("0065g0000000001AAA", "0015g0000000002AAA",

@@ -21,7 +21,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     concierge_db_url_fixture,
     location,
 )
-from connectors.salesforce import SalesforceConnector
+from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.sandbox import RunningSandbox
 
 REDIRECT = "https://app.example/callback"

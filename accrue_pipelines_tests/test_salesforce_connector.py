@@ -12,13 +12,8 @@ from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceRefus
 from connectors.base import Checkpoint, Upsert
 from connectors.common_model import COMMON_OBJECTS
 from connectors.registry import create_connector
-from connectors.salesforce import (
-    SalesforceConnector,
-    _is_transient,
-    map_record,
-    parse_sf_datetime,
-    soql_datetime,
-)
+from connectors.salesforce.connector import SalesforceConnector, _is_transient
+from connectors.salesforce.mapping import map_record, parse_sf_datetime, soql_datetime
 
 
 def _connector(sandbox, **config):

@@ -8,7 +8,7 @@ import requests
 from accrue.sync import sync_object
 from connectors.base import LiveIds, Quarantine
 from connectors.registry import create_connector
-from connectors.salesforce import map_record
+from connectors.salesforce.mapping import map_record
 
 
 def _connector(sandbox, **config):

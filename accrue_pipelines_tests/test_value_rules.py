@@ -23,8 +23,8 @@ from accrue.schema import OBJECT_TABLES
 from accrue.warehouse import Warehouse
 from connectors.base import Quarantine, Upsert
 from connectors.common_model import COMMON_OBJECTS
-from connectors.salesforce import OBJECT_MAP, map_record
 from connectors.salesforce.activity import DIRECT_FIELDS, MULTI_SOURCE
+from connectors.salesforce.mapping import OBJECT_MAP, map_record
 
 COLUMNS = [(obj, col.name, col.type) for obj, cols in COMMON_OBJECTS.items() for col in cols]
 STAMP = "2024-05-01T10:00:00.000+0000"

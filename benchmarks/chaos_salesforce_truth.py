@@ -19,7 +19,7 @@ from accrue.schema import object_table
 from accrue.warehouse import Warehouse
 from benchmarks.chaos_compare import Comparison, differences
 from benchmarks.chaos_worker import Connection, JournalKey, make_connector
-from connectors.salesforce import parse_sf_datetime, sources
+from connectors.salesforce.mapping import parse_sf_datetime, sources
 from connectors.sandbox_kit.harness import RunningCrmSandbox
 
 BATCH_HEADER = {"Sforce-Query-Options": "batchSize=2000"}

@@ -92,7 +92,7 @@ class HttpClock:
 def connector(spec: Mapping[str, Any], clock: HttpClock) -> Any:
     """The Salesforce adapter `create_connector("salesforce", ...)` builds, on a timed session
     (its default configuration: Bulk API 2.0 from 10,000 rows in a gap)."""
-    from connectors.salesforce import SalesforceConnector
+    from connectors.salesforce.connector import SalesforceConnector
     from connectors.salesforce.transport import sandbox_session
 
     secrets = {

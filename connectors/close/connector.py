@@ -93,7 +93,7 @@ WINDOW_FIELD = {"activity/call": "date_created", "activity/email": "date_created
                 "activity/meeting": "date_created", "task": "date_created"}
 
 
-class _Client(API):
+class _Client(API):  # type: ignore[misc]  # closeio_api ships no types
     """The official client, with its sleeps bounded.
 
     `closeio_api` sleeps before giving up even on its last attempt: the RateLimit reset on

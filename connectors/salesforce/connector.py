@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
     SalesforceError,
@@ -52,7 +52,7 @@ from connectors.base import (
 from connectors.parts import read_parts
 from connectors.salesforce.activity import MULTI_SOURCE
 from connectors.salesforce.bulk import BULK_DEFAULTS, BulkUnavailable, BulkWindow
-from connectors.salesforce.mapping import (  # re-exported: the adapter's public names
+from connectors.salesforce.mapping import (
     CURSOR_FIELD,
     OBJECT_MAP,
     map_record,
@@ -351,7 +351,8 @@ class SalesforceConnector(Connector):
         total = 0
         for sobject in sources(object_name):
             def count_of(soql: str = f"SELECT COUNT() FROM {sobject}") -> dict[str, Any]:
-                return self.sf.query(soql)
+                answer: dict[str, Any] = self.sf.query(soql)
+                return answer
 
             total += int(self._call(count_of)["totalSize"])
         return total
@@ -451,7 +452,8 @@ class SalesforceConnector(Connector):
         ids: set[str] = set()
         for sobject in sources(object_name):
             def first_ids(soql: str = f"SELECT Id FROM {sobject}") -> dict[str, Any]:
-                return self.sf.query(soql)
+                answer: dict[str, Any] = self.sf.query(soql)
+                return answer
 
             page = self._call(first_ids)
             while True:
@@ -460,7 +462,8 @@ class SalesforceConnector(Connector):
                     break
 
                 def more_ids(url: str = page["nextRecordsUrl"]) -> dict[str, Any]:
-                    return self.sf.query_more(url, identifier_is_url=True)
+                    answer: dict[str, Any] = self.sf.query_more(url, identifier_is_url=True)
+                    return answer
 
                 page = self._call(more_ids)
         return LiveIds(frozenset(ids), as_of)
@@ -477,7 +480,8 @@ class SalesforceConnector(Connector):
             if high - low < timedelta(minutes=1):  # the API's granularity
                 break
             def deleted(lo: datetime = low, hi: datetime = high) -> dict[str, Any]:
-                return getattr(self.sf, sobject).deleted(lo, hi)
+                answer: dict[str, Any] = getattr(self.sf, sobject).deleted(lo, hi)
+                return answer
 
             result = self._call(deleted)
             earliest = result.get("earliestDateAvailable")
@@ -555,7 +559,9 @@ class SalesforceConnector(Connector):
             self._check_quota()
             try:
                 def more_records(url: str = page["nextRecordsUrl"]) -> dict[str, Any]:
-                    return self.sf.query_more(url, identifier_is_url=True, headers=headers)
+                    answer: dict[str, Any] = self.sf.query_more(url, identifier_is_url=True,
+                                                                headers=headers)
+                    return answer
 
                 page = self._call(more_records)
             except SalesforceMalformedRequest as exc:

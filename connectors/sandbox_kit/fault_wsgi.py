@@ -13,7 +13,7 @@ import contextvars
 import json
 import socket
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -113,7 +113,7 @@ class FaultMiddleware:
     CRM's shape (None: let the request through, e.g. a session expiry the app itself then
     notices). Latency is slept, dropped connections cut the app's own response."""
 
-    def __init__(self, app: Callable[..., Any], planner: FaultPlanner,
+    def __init__(self, app: Callable[..., Iterable[bytes]], planner: FaultPlanner,
                  group_of: Callable[[dict[str, Any]], str | None],
                  respond: Respond = generic_response) -> None:
         self.app = app
@@ -121,7 +121,7 @@ class FaultMiddleware:
         self.group_of = group_of
         self.respond = respond
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         group = self.group_of(environ)
         plan = None if group is None else self.planner.plan(group)
         if plan is None:

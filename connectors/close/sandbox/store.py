@@ -98,7 +98,7 @@ class CloseStore(SqliteState):
 
     def is_empty(self) -> bool:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM object").fetchone()[0] == 0
+            return int(self._db.execute("SELECT COUNT(*) FROM object").fetchone()[0]) == 0
 
     def add_api_key(self, key: str) -> None:
         with self.transaction() as db:

@@ -90,7 +90,7 @@ class HubSpotStore(SqliteState):
         return value
 
     def is_empty(self) -> bool:
-        return self.query("SELECT COUNT(*) FROM object")[0][0] == 0
+        return int(self.query("SELECT COUNT(*) FROM object")[0][0]) == 0
 
     # -- tokens ---------------------------------------------------------------------
 

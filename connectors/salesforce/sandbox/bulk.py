@@ -73,7 +73,7 @@ class BulkJob:
     error_message: str | None = None
     header: str = ""
     body: IO[bytes] | None = None
-    offsets: array = field(default_factory=lambda: array("q"))
+    offsets: array[int] = field(default_factory=lambda: array("q"))
     lock: threading.Lock = field(default_factory=threading.Lock)
     rendered: threading.Event = field(default_factory=threading.Event)  # results are ready
     render_error: str | None = None

@@ -13,7 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -35,7 +35,7 @@ from .schema import (
 )
 from .soql import compile_query
 from .store import SandboxStore
-from .values import UTC, format_datetime, parse_datetime, truncate_to_minute, utc_now
+from .values import format_datetime, parse_datetime, truncate_to_minute, utc_now
 from .writes import RecordWriter, WriteContext
 
 # Org and integration user exist "since" this instant, so that two state files
@@ -584,7 +584,8 @@ class SalesforceSandbox:
 
     def truth(self) -> dict[str, Any] | None:
         with self.store.connection() as conn:
-            return self.store.meta_get(conn, "truth")
+            truth: dict[str, Any] | None = self.store.meta_get(conn, "truth")
+            return truth
 
     def set_truth(self, conn: Any, truth: Mapping[str, Any]) -> None:
         self.store.meta_set(conn, "truth", dict(truth))

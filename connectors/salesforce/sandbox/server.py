@@ -711,7 +711,7 @@ class RunningSandbox(BackgroundServer):
 
     def client(self, **kwargs: Any) -> Any:
         """A logged-in `simple_salesforce.Salesforce` (password + token login)."""
-        from simple_salesforce import Salesforce
+        from simple_salesforce.api import Salesforce
 
         options: dict[str, Any] = {"username": self.username, "password": self.password,
                                    "security_token": self.security_token,

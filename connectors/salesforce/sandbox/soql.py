@@ -19,13 +19,13 @@ import calendar
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from .errors import ApiError
 from .ids import normalize_id
 from .schema import NUMBER_TYPES, STRING_TYPES, FieldDef, ObjectDef
-from .values import UTC, format_date, format_datetime, format_datetime_precise, parse_datetime
+from .values import format_date, format_datetime, format_datetime_precise, parse_datetime
 
 MAX_OFFSET = 2000
 

@@ -24,7 +24,7 @@ from .activities import derive_event, derive_task
 from .errors import ApiError
 from .ids import normalize_id
 from .schema import NUMBER_TYPES, STAGES, STRING_TYPES, FieldDef, ObjectDef
-from .store import StoredRecord
+from .store import SandboxStore, StoredRecord
 from .values import format_date, format_datetime, parse_date, parse_datetime
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class RecordWriter:
         }
 
     @property
-    def store(self) -> Any:
+    def store(self) -> SandboxStore:
         return self.sandbox.store
 
     # -- lookups -------------------------------------------------------------
@@ -366,6 +366,7 @@ class RecordWriter:
             for child_id in self.store.child_ids(ctx.conn, child, ref, record["Id"],
                                                  deleted=False):
                 child_record = self.store.get(ctx.conn, child, child_id)
+                assert child_record is not None  # the store just listed its id
                 self._soft_delete(ctx, child, child_record.data, root=root or record["Id"])
 
     def _cascade_children(self, obj: ObjectDef) -> list[tuple[ObjectDef, str]]:
@@ -391,6 +392,7 @@ class RecordWriter:
         for child_obj in self.sandbox.schema.objects.values():
             for child_id in self.store.cascade_deleted_ids(ctx.conn, child_obj, normalized):
                 child = self.store.get(ctx.conn, child_obj, child_id)
+                assert child is not None  # the store just listed its id
                 self._restore(ctx, child_obj, child.data)
 
     def _restore(self, ctx: WriteContext, obj: ObjectDef, record: dict[str, Any]) -> None:

@@ -72,7 +72,7 @@ class SugarStore(SqliteState):
     # -- setup ------------------------------------------------------------------------
 
     def is_empty(self) -> bool:
-        return self.query("SELECT COUNT(*) FROM record")[0][0] == 0
+        return int(self.query("SELECT COUNT(*) FROM record")[0][0]) == 0
 
     def add_client(self, client_id: str, secret: str) -> None:
         with self.transaction() as db:
