@@ -15,11 +15,13 @@ from .config import (
     DEFAULT_USERNAME,
     SandboxConfig,
 )
+from .context import RequestContext
 from .errors import ApiError
 from .faults import FaultConfig, FaultConfigError, FaultInjector, parse_faults
 from .generator import SeedSummary, seed
+from .running import RunningSandbox, running_sandbox, serve
 from .sandbox import SalesforceSandbox
-from .server import RequestContext, RunningSandbox, SandboxApp, create_app, running_sandbox, serve
+from .server import SandboxApp, create_app
 
 __all__ = [
     "DEFAULT_PASSWORD",

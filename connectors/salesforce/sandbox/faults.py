@@ -32,8 +32,9 @@ from . import soap
 from .errors import ApiError, request_limit_exceeded, server_unavailable, unexpected_error
 
 if TYPE_CHECKING:
+    from .context import RequestContext
     from .sandbox import SalesforceSandbox
-    from .server import RequestContext, SandboxApp
+    from .server import SandboxApp
 
 __all__ = ["COUNTED_KINDS", "ERROR_STATUSES", "INJECTED_KINDS", "SCOPES", "DroppedResponse",
            "FaultConfig", "FaultConfigError", "FaultInjector", "as_fault_config",

@@ -18,8 +18,8 @@ from ...sandbox_kit.harness import CrmWriter, RunningCrmSandbox, SandboxHarness
 from ..activity import KEY_PREFIXES
 from ..mapping import OBJECT_MAP, sources
 from .config import DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN, DEFAULT_USERNAME
+from .running import RunningSandbox, running_sandbox, serve
 from .sandbox import SalesforceSandbox
-from .server import RunningSandbox, running_sandbox, serve
 from .values import format_datetime
 
 # Columns Salesforce computes itself: a writer never sends them.
