@@ -37,7 +37,7 @@ from benchmarks.chaos_mutator import MutatorBase
 from benchmarks.chaos_process import ChaosError
 from benchmarks.chaos_salesforce_truth import compare_org
 from benchmarks.chaos_worker import Connection
-from connectors.salesforce.sandbox.schema import INDUSTRIES, LEAD_SOURCES, STAGES
+from connectors.salesforce.sandbox.standard_objects import INDUSTRIES, LEAD_SOURCES, STAGES
 from connectors.salesforce.transport import sandbox_session, soap_undelete
 from connectors.sandbox_kit.harness import RunningCrmSandbox
 

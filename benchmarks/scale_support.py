@@ -685,7 +685,7 @@ def change_opportunities(sandbox: Sandbox, count: int, round_number: int,
     """Update `count` opportunities' stage and description through sObject Collections."""
     from simple_salesforce import Salesforce
 
-    from connectors.salesforce.sandbox.schema import STAGES
+    from connectors.salesforce.sandbox.standard_objects import STAGES
     from connectors.salesforce.transport import sandbox_session
 
     session = sandbox_session(sandbox.url)

@@ -472,7 +472,7 @@ def change_opportunities(
     """
     from simple_salesforce import Salesforce
 
-    from connectors.salesforce.sandbox.schema import STAGES
+    from connectors.salesforce.sandbox.standard_objects import STAGES
     from connectors.salesforce.transport import sandbox_session
 
     started = time.perf_counter()

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from .errors import ApiError
 from .ids import QUERY_LOCATOR_PREFIX, make_id
-from .schema import ADDRESS_KEYS, FieldDef, ObjectDef
+from .schema import FieldDef, ObjectDef
 from .soql import CompiledQuery
+from .standard_objects import ADDRESS_KEYS
 
 _MAX_PAIRS = 60  # json_object takes at most 127 arguments in stock SQLite builds
 

@@ -27,7 +27,7 @@ from .config import (
 from .errors import ApiError, request_limit_exceeded
 from .ids import PROFILE_PREFIX, make_id, normalize_id
 from .query import QueryEngine
-from .schema import (
+from .registry import (
     SchemaRegistry,
     custom_field_from_spec,
     custom_field_to_spec,

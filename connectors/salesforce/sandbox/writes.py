@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from .activities import derive_event, derive_task
 from .errors import ApiError
 from .ids import normalize_id
-from .schema import NUMBER_TYPES, STAGES, STRING_TYPES, FieldDef, ObjectDef
+from .schema import NUMBER_TYPES, STRING_TYPES, FieldDef, ObjectDef
+from .standard_objects import STAGES
 from .store import SandboxStore, StoredRecord
 from .values import format_date, format_datetime, parse_date, parse_datetime
 
