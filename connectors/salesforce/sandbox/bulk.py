@@ -39,7 +39,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .errors import ApiError, not_found
 from .ids import make_id
 from .schema import NUMBER_TYPES, FieldDef
-from .soql import compile_query
+from .soql_compiler import compile_query
 from .values import format_datetime
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .errors import ApiError
 from .ids import QUERY_LOCATOR_PREFIX, make_id
 from .schema import FieldDef, ObjectDef
-from .soql import CompiledQuery
+from .soql_compiler import CompiledQuery
 from .standard_objects import ADDRESS_KEYS
 
 _MAX_PAIRS = 60  # json_object takes at most 127 arguments in stock SQLite builds

@@ -33,7 +33,7 @@ from .registry import (
     custom_field_to_spec,
     describe_object,
 )
-from .soql import compile_query
+from .soql_compiler import compile_query
 from .store import SandboxStore
 from .values import format_datetime, parse_datetime, truncate_to_minute, utc_now
 from .writes import RecordWriter, WriteContext
