@@ -16,6 +16,9 @@ from .faults import FaultConfig
 DEFAULT_USERNAME = "admin@sandbox.accrue.local"
 DEFAULT_PASSWORD = "sandbox-password"
 DEFAULT_SECURITY_TOKEN = "SANDBOXTOKEN"
+# Org and integration user exist "since" this instant, so that two state files
+# built from the same seed are identical, audit fields included.
+ORG_EPOCH = "2020-01-06T09:00:00.000+0000"
 
 # name → (minimum, maximum) for the integer settings.
 _BOUNDS: dict[str, tuple[int, int]] = {

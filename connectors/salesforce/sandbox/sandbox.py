@@ -14,14 +14,15 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
+from . import replication, sobject_collections
 from .bulk import BulkJobs
 from .config import (
     DEFAULT_PASSWORD,
     DEFAULT_SECURITY_TOKEN,
     DEFAULT_USERNAME,
+    ORG_EPOCH,
     SandboxConfig,
 )
 from .errors import ApiError, request_limit_exceeded
@@ -35,24 +36,8 @@ from .registry import (
 )
 from .soql_compiler import compile_query
 from .store import SandboxStore
-from .values import format_datetime, parse_datetime, truncate_to_minute, utc_now
+from .values import format_datetime, utc_now
 from .writes import RecordWriter, WriteContext
-
-# Org and integration user exist "since" this instant, so that two state files
-# built from the same seed are identical, audit fields included.
-ORG_EPOCH = "2020-01-06T09:00:00.000+0000"
-MAX_COLLECTION_RECORDS = 200
-MAX_REPLICATION_WINDOW = timedelta(days=30)
-_ROLLED_BACK = {
-    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-    "message": "Record rolled back because not all records were valid and the request was "
-               "using AllOrNone header",
-    "fields": [],
-}
-
-
-class _RollBack(Exception):
-    """Unwinds an allOrNone collection call after its results are known."""
 
 
 class SalesforceSandbox:
@@ -363,165 +348,31 @@ class SalesforceSandbox:
 
     def undelete(self, ids: list[str], *, user_id: str | None = None) -> list[dict[str, Any]]:
         """SOAP-style results, one per id (undelete is never all-or-none here)."""
-        if len(ids) > MAX_COLLECTION_RECORDS:
-            raise ApiError(400, "EXCEEDED_ID_LIMIT",
-                           f"Maximum number of records exceeded. Limit is "
-                           f"{MAX_COLLECTION_RECORDS}")
-        results = []
-        with self.write(user_id) as ctx:
-            for index, record_id in enumerate(ids):
-                outcome = self._in_savepoint(ctx, index,
-                                             partial(self.writer.undelete, ctx, record_id))
-                normalized = normalize_id(record_id)
-                if isinstance(outcome, ApiError):
-                    results.append({"id": normalized, "success": False,
-                                    "errors": [outcome.as_result_error()]})
-                else:
-                    results.append({"id": normalized, "success": True, "errors": []})
-        return results
-
-    @staticmethod
-    def _in_savepoint(ctx: WriteContext, index: int, action: Callable[[], Any]) -> Any:
-        """Run one record's write so that its failure undoes only that record."""
-        name = f"rec{index}"
-        touched = set(ctx.touched_opportunities)
-        ctx.conn.execute(f"SAVEPOINT {name}")
-        try:
-            result = action()
-        except ApiError as error:
-            ctx.conn.execute(f"ROLLBACK TO {name}")
-            ctx.conn.execute(f"RELEASE {name}")
-            ctx.touched_opportunities = touched
-            return error
-        ctx.conn.execute(f"RELEASE {name}")
-        return result
-
-    def _collection(self, user_id: str | None, items: list[Any], all_or_none: bool,
-                    action: Callable[[WriteContext, Any], str]) -> list[dict[str, Any]]:
-        if len(items) > MAX_COLLECTION_RECORDS:
-            raise ApiError(400, "EXCEEDED_ID_LIMIT",
-                           f"Maximum number of records exceeded. Limit is "
-                           f"{MAX_COLLECTION_RECORDS}")
-        results: list[dict[str, Any]] = []
-        try:
-            with self.write(user_id) as ctx:
-                for index, item in enumerate(items):
-                    outcome = self._in_savepoint(ctx, index, partial(action, ctx, item))
-                    if isinstance(outcome, ApiError):
-                        failed: dict[str, Any] = {"success": False,
-                                                  "errors": [outcome.as_result_error()]}
-                        if isinstance(item, str):
-                            failed = {"id": item, **failed}
-                        results.append(failed)
-                    else:
-                        results.append({"id": outcome, "success": True, "errors": []})
-                if all_or_none and any(not r["success"] for r in results):
-                    raise _RollBack
-        except _RollBack:
-            results = [
-                r if not r["success"] else {"id": None, "success": False,
-                                            "errors": [dict(_ROLLED_BACK)]}
-                for r in results
-            ]
-        return results
-
-    @staticmethod
-    def _record_type(item: Any) -> str:
-        if not isinstance(item, Mapping):
-            raise ApiError(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
-        attributes = item.get("attributes")
-        type_ = attributes.get("type") if isinstance(attributes, Mapping) else None
-        if not isinstance(type_, str) or not type_:
-            raise ApiError(400, "INVALID_TYPE",
-                           "Each record must carry attributes.type with its sObject type")
-        return type_
+        return sobject_collections.undelete(self, ids, user_id=user_id)
 
     def collection_create(self, records: list[Any], *, all_or_none: bool = False,
                           user_id: str | None = None) -> list[dict[str, Any]]:
-        def create(ctx: WriteContext, item: Any) -> str:
-            return self.writer.create(ctx, self._record_type(item), item)
-        return self._collection(user_id, records, all_or_none, create)
+        return sobject_collections.create(self, records, all_or_none=all_or_none,
+                                          user_id=user_id)
 
     def collection_update(self, records: list[Any], *, all_or_none: bool = False,
                           user_id: str | None = None) -> list[dict[str, Any]]:
-        def update(ctx: WriteContext, item: Any) -> str:
-            type_ = self._record_type(item)
-            fields = {k: v for k, v in item.items() if k.lower() != "id"}
-            record_id = item.get("Id") or item.get("id")
-            if not isinstance(record_id, str):
-                raise ApiError(400, "MISSING_ARGUMENT", "Id not specified in an update call")
-            self.writer.update(ctx, type_, record_id, fields)
-            return normalize_id(record_id) or record_id
-        return self._collection(user_id, records, all_or_none, update)
+        return sobject_collections.update(self, records, all_or_none=all_or_none,
+                                          user_id=user_id)
 
     def collection_delete(self, ids: list[str], *, all_or_none: bool = False,
                           user_id: str | None = None) -> list[dict[str, Any]]:
-        def delete(ctx: WriteContext, record_id: str) -> str:
-            normalized = normalize_id(record_id)
-            obj = self.schema.by_prefix(normalized[:3]) if normalized else None
-            if normalized is None or obj is None:
-                raise ApiError(400, "MALFORMED_ID", f"malformed id {record_id}")
-            try:
-                self.writer.delete(ctx, obj.name, normalized)
-            except ApiError as error:
-                if error.code == "NOT_FOUND":
-                    raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY",
-                                   "invalid cross reference id") from None
-                raise
-            return normalized
-        return self._collection(user_id, ids, all_or_none, delete)
+        return sobject_collections.delete(self, ids, all_or_none=all_or_none, user_id=user_id)
 
     # -- replication ---------------------------------------------------------
 
-    def _window(self, start: str, end: str) -> tuple[datetime, datetime]:
-        try:
-            # An unencoded '+' arrives as a space.
-            low = truncate_to_minute(parse_datetime(start.replace(" ", "+")))
-            high = truncate_to_minute(parse_datetime(end.replace(" ", "+")))
-        except ValueError:
-            raise ApiError(400, "INVALID_REPLICATION_DATE",
-                           "start and end must be ISO-8601 datetimes with a time zone") from None
-        if high <= low:
-            raise ApiError(400, "INVALID_REPLICATION_DATE",
-                           "The end date must be after the start date")
-        if high - low > MAX_REPLICATION_WINDOW:
-            raise ApiError(400, "INVALID_REPLICATION_DATE",
-                           "The time span between start and end may not exceed 30 days")
-        return low, min(high, truncate_to_minute(self.now()))
-
-    def _replicated(self, sobject: str) -> Any:
-        obj = self.schema.require(sobject)
-        if not obj.replicateable:
-            raise ApiError(400, "INVALID_TYPE",
-                           f"sObject type '{obj.name}' does not support replication")
-        return obj
-
     def updated(self, sobject: str, start: str, end: str) -> dict[str, Any]:
         """`sobjects/{T}/updated`: live records whose SystemModstamp is in the window."""
-        obj = self._replicated(sobject)
-        low, latest = self._window(start, end)
-        with self.store.connection() as conn:
-            ids = [r[0] for r in conn.execute(
-                f'SELECT Id FROM "{obj.table}" WHERE SystemModstamp >= ? AND SystemModstamp < ? '
-                "AND IsDeleted = 0 ORDER BY Id",
-                (format_datetime(low), format_datetime(latest)))]
-        return {"ids": ids, "latestDateCovered": format_datetime(latest)}
+        return replication.updated(self, sobject, start, end)
 
     def deleted(self, sobject: str, start: str, end: str) -> dict[str, Any]:
         """`sobjects/{T}/deleted`: recycle-bin entries deleted in the window."""
-        obj = self._replicated(sobject)
-        low, latest = self._window(start, end)
-        with self.store.connection() as conn:
-            rows = conn.execute(
-                f'SELECT Id, DeletedDate FROM "{obj.table}" WHERE IsDeleted = 1 '
-                "AND DeletedDate >= ? AND DeletedDate < ? ORDER BY DeletedDate, Id",
-                (format_datetime(low), format_datetime(latest))).fetchall()
-            earliest = self.store.meta_get(conn, f"earliest_deleted:{obj.name}") or ORG_EPOCH
-        return {
-            "deletedRecords": [{"id": r[0], "deletedDate": r[1]} for r in rows],
-            "earliestDateAvailable": earliest,
-            "latestDateCovered": format_datetime(latest),
-        }
+        return replication.deleted(self, sobject, start, end)
 
     # -- admin ---------------------------------------------------------------
 
