@@ -32,13 +32,6 @@ from typing import Any, TypeVar
 
 import requests
 from closeio_api import API, APIError  # type: ignore[import-untyped]
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from connectors.base import (
     AuthenticationError,
@@ -65,6 +58,7 @@ from connectors.close.mapping import (
     parse_close_datetime,
 )
 from connectors.parts import read_parts
+from connectors.retry import retrying
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,12 +117,9 @@ def _is_transient(exc: BaseException) -> bool:
     return status is not None and (status == 429 or status >= 500)
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    status = _status(exc) if exc else None
-    log.warning("Close call failed (attempt %d): %s; retrying in %.1fs", state.attempt_number,
-                f"HTTP {status}" if status else type(exc).__name__, wait)
+def _describe(exc: BaseException) -> str:
+    status = _status(exc)
+    return f"HTTP {status}" if status else type(exc).__name__
 
 
 def _error_text(exc: APIError) -> str:
@@ -191,14 +182,11 @@ class CloseConnector(Connector):
         if not self._api_key:
             raise AuthenticationError("no Close API key is stored",
                                       hint="Enter the organization's API key.")
-        retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
-            wait=wait_exponential_jitter(initial=0.5,
-                                         max=float(self.config["max_backoff_seconds"])),
-            stop=stop_after_attempt(int(self.config["max_attempts"])),
-            before_sleep=_log_retry, reraise=True)
+        calls = retrying("Close", is_transient=_is_transient, describe=_describe,
+                         max_attempts=int(self.config["max_attempts"]),
+                         max_backoff=float(self.config["max_backoff_seconds"]))
         try:
-            return retrying(fn)
+            return calls(fn)
         except APIError as exc:
             status = _status(exc)
             if status == 401:

@@ -23,13 +23,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import requests
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from connectors.base import (
     AuthenticationError,
@@ -38,6 +31,7 @@ from connectors.base import (
     SourceUnavailable,
 )
 from connectors.hubspot.client import error_body, error_text, header, is_api_error, make_client
+from connectors.retry import retrying
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,12 +56,20 @@ def _is_transient(exc: BaseException) -> bool:
     return status is not None and ((status == 429 and not _is_daily(exc)) or status >= 500)
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    status = _status(exc) if exc else None
-    log.warning("HubSpot call failed (attempt %d): %s; retrying in %.1fs", state.attempt_number,
-                f"HTTP {status}" if status else type(exc).__name__, wait)
+def _describe(exc: BaseException) -> str:
+    status = _status(exc)
+    return f"HTTP {status}" if status else type(exc).__name__
+
+
+def _server_wait(exc: BaseException, backoff: float) -> float | None:
+    """Retry-After when HubSpot sends one with a 429; without it, at least INTERVAL_SHARE
+    (the ten-secondly limit's 429s name no wait)."""
+    if _status(exc) != 429:
+        return None
+    retry_after = header(exc, "Retry-After")
+    if retry_after and retry_after.isdigit():
+        return float(retry_after)
+    return max(backoff, INTERVAL_SHARE)
 
 
 class AuthMixin:
@@ -111,19 +113,6 @@ class AuthMixin:
     def close(self) -> None:
         self.session.close()
 
-    def _wait(self, state: RetryCallState) -> float:
-        """Retry-After when HubSpot sends one, else exponential backoff with jitter (at
-        least INTERVAL_SHARE after a 429)."""
-        cap = float(self.config["max_backoff_seconds"])
-        backoff = float(wait_exponential_jitter(initial=0.5, max=cap)(state))
-        exc = state.outcome.exception() if state.outcome else None
-        if exc is not None and _status(exc) == 429:
-            retry_after = header(exc, "Retry-After")
-            if retry_after and retry_after.isdigit():
-                return min(float(retry_after), cap)
-            return min(max(backoff, INTERVAL_SHARE), cap)
-        return backoff
-
     def _call(self, fn: Callable[[], T]) -> T:
         """One API call with backoff on transient failures and one token refresh on an
         expired OAuth token, then errors in our words."""
@@ -131,10 +120,10 @@ class AuthMixin:
             raise AuthenticationError("no HubSpot access token is stored",
                                       hint="Enter the private app's access token, or connect "
                                       "with HubSpot again.")
-        retrying = Retrying(
-            retry=retry_if_exception(_is_transient), wait=self._wait,
-            stop=stop_after_attempt(int(self.config["max_attempts"])),
-            before_sleep=_log_retry, reraise=True)
+        calls = retrying("HubSpot", is_transient=_is_transient, describe=_describe,
+                         server_wait=_server_wait,
+                         max_attempts=int(self.config["max_attempts"]),
+                         max_backoff=float(self.config["max_backoff_seconds"]))
 
         def attempt() -> T:
             self._wait_for_window()
@@ -142,12 +131,12 @@ class AuthMixin:
 
         try:
             try:
-                return retrying(attempt)
+                return calls(attempt)
             except Exception as exc:
                 if _status(exc) != 401 or not self._refresh_token:
                     raise
                 self.refresh()
-                return retrying(attempt)
+                return calls(attempt)
         except requests.exceptions.RequestException as exc:
             raise SourceUnavailable(f"HubSpot unreachable: {type(exc).__name__}") from None
         except Exception as exc:

@@ -24,13 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
 from requests_oauthlib import OAuth1
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+
+from connectors.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +179,10 @@ class NetSuiteClient:
                 return response
             raise AssertionError("unreachable")
 
-        retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
-            wait=_wait(self.max_backoff), stop=stop_after_attempt(self.max_attempts),
-            before_sleep=_log_retry, reraise=True)
-        return retrying(attempt)
+        calls = retrying("NetSuite", is_transient=_is_transient, describe=_describe,
+                         server_wait=_retry_after, max_attempts=self.max_attempts,
+                         max_backoff=self.max_backoff)
+        return calls(attempt)
 
     # -- SuiteQL -------------------------------------------------------------------
 
@@ -233,23 +227,12 @@ class NetSuiteClient:
         self.session.close()
 
 
-def _wait(max_backoff: float) -> Callable[[RetryCallState], float]:
-    backoff = wait_exponential_jitter(initial=0.5, max=max_backoff)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, NetSuiteError) and exc.retry_after is not None:
-            return min(exc.retry_after, max_backoff)
-        return float(backoff(state))
-
-    return wait
+def _retry_after(exc: BaseException, backoff: float) -> float | None:
+    return exc.retry_after if isinstance(exc, NetSuiteError) else None
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("NetSuite call failed (attempt %d): %s; retrying in %.1fs", state.attempt_number,
-                exc if isinstance(exc, NetSuiteError) else type(exc).__name__,
-                state.next_action.sleep if state.next_action else 0.0)
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, NetSuiteError) else type(exc).__name__
 
 
 def jwt_algorithm(key: Any) -> str:

@@ -26,13 +26,6 @@ from simple_salesforce.exceptions import (
     SalesforceMalformedRequest,
     SalesforceRefusedRequest,
 )
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from connectors.base import (
     AuthenticationError,
@@ -50,6 +43,7 @@ from connectors.base import (
     Upsert,
 )
 from connectors.parts import read_parts
+from connectors.retry import retrying
 from connectors.salesforce.activity import MULTI_SOURCE
 from connectors.salesforce.bulk import BULK_DEFAULTS, BulkUnavailable, BulkWindow
 from connectors.salesforce.mapping import (
@@ -154,15 +148,6 @@ def _is_daily_quota(exc: SalesforceError) -> bool:
     content = exc.content
     message = content[0].get("message", "") if isinstance(content, list) and content else ""
     return "TotalRequests" in str(message)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning(
-        "Salesforce call failed (attempt %d): %s; retrying in %.1fs",
-        state.attempt_number, _describe(exc), wait,
-    )
 
 
 def _describe(exc: BaseException | None) -> str:
@@ -288,17 +273,11 @@ class SalesforceConnector(Connector):
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run one API call with backoff on transient failures, then map errors."""
-        retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
-            wait=wait_exponential_jitter(
-                initial=0.5, max=float(self.config["max_backoff_seconds"])
-            ),
-            stop=stop_after_attempt(int(self.config["max_attempts"])),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
+        calls = retrying("Salesforce", is_transient=_is_transient, describe=_describe,
+                         max_attempts=int(self.config["max_attempts"]),
+                         max_backoff=float(self.config["max_backoff_seconds"]))
         try:
-            return retrying(fn)
+            return calls(fn)
         except SalesforceExpiredSession:
             raise AuthenticationError(
                 "Salesforce session expired and could not be renewed",

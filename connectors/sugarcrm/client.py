@@ -29,13 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+
+from connectors.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -202,18 +197,11 @@ class SugarClient:
                 return response.json() if response.content else None
             raise AssertionError("unreachable")
 
-        retrying = Retrying(retry=retry_if_exception(
-                                _is_transient if idempotent else _refused_before_work),
-                            wait=self._wait,
-                            stop=stop_after_attempt(self.max_attempts),
-                            before_sleep=_log_retry, reraise=True)
-        return retrying(attempt)
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, SugarError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_backoff)
-        return float(wait_exponential_jitter(initial=0.5, max=self.max_backoff)(state))
+        calls = retrying("SugarCRM",
+                         is_transient=_is_transient if idempotent else _refused_before_work,
+                         describe=_describe, server_wait=_retry_after,
+                         max_attempts=self.max_attempts, max_backoff=self.max_backoff)
+        return calls(attempt)
 
     def filter(self, module: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """`POST /<Module>/filter`: one page, `{"next_offset": n, "records": [...]}`."""
@@ -244,10 +232,9 @@ class SugarClient:
         self.session.close()
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("SugarCRM call failed (attempt %d): %s; retrying in %.1fs",
-                state.attempt_number,
-                f"HTTP {exc.status} {exc.code}" if isinstance(exc, SugarError)
-                else type(exc).__name__,
-                state.next_action.sleep if state.next_action else 0.0)
+def _retry_after(exc: BaseException, backoff: float) -> float | None:
+    return exc.retry_after if isinstance(exc, SugarError) else None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"HTTP {exc.status} {exc.code}" if isinstance(exc, SugarError) else type(exc).__name__
