@@ -12,7 +12,8 @@ from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceRefus
 from connectors.base import Checkpoint, Upsert
 from connectors.common_model import COMMON_OBJECTS
 from connectors.registry import create_connector
-from connectors.salesforce.connector import SalesforceConnector, _is_transient
+from connectors.salesforce.auth import _is_transient
+from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.mapping import map_record, parse_sf_datetime, soql_datetime
 
 

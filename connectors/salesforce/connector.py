@@ -5,26 +5,20 @@ windows on `SystemModstamp` with a lookback, so rows committed behind the
 cursor are still read; `queryAll`, so soft deletes arrive as `IsDeleted` rows;
 a checkpoint after every page, so a crash resumes mid-object. A large gap (an initial
 load, a long pause) is read through one Bulk API 2.0 job instead (`bulk.py`), with the
-same guarantees and REST as its fallback.
+same guarantees and REST as its fallback. Signing in and calling live in `auth.py`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
-    SalesforceAuthenticationFailed,
-    SalesforceError,
-    SalesforceExpiredSession,
-    SalesforceGeneralError,
     SalesforceMalformedRequest,
-    SalesforceRefusedRequest,
 )
 
 from connectors.base import (
@@ -39,12 +33,11 @@ from connectors.base import (
     ObjectInfo,
     Quarantine,
     QuotaExceeded,
-    SourceUnavailable,
     Upsert,
 )
 from connectors.parts import read_parts
-from connectors.retry import retrying
 from connectors.salesforce.activity import MULTI_SOURCE
+from connectors.salesforce.auth import AuthMixin, default_timeout, error_code
 from connectors.salesforce.bulk import BULK_DEFAULTS, BulkUnavailable, BulkWindow
 from connectors.salesforce.mapping import (
     CURSOR_FIELD,
@@ -57,7 +50,6 @@ from connectors.salesforce.mapping import (
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # Field types SOQL cannot select one by one over REST without special handling.
 UNSELECTABLE_TYPES = {"address", "location", "base64"}
@@ -87,83 +79,7 @@ def _state(cursor: datetime, fields: list[str], deletes_since: str | None,
     return state
 
 
-def _default_timeout(session: requests.Session, seconds: float) -> None:
-    """Give every call a timeout: simple-salesforce sets none, and a silent server would
-    otherwise hang a sync forever (a timeout is retried like any transient failure)."""
-    send = session.request
-
-    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", seconds)
-        return send(method, url, **kwargs)
-
-    # A deliberate monkeypatch: the wrapper forwards every keyword, so it is not
-    # signature-for-signature the method it replaces.
-    session.request = request  # type: ignore[method-assign,assignment]
-
-
-# OAuth token endpoint errors (RFC 6749 §5.2 and Salesforce's own) that mean the grant
-# itself is gone: only these ask a person to connect again.
-REFRESH_REVOKED = frozenset({
-    "invalid_grant", "invalid_client", "invalid_client_id", "invalid_client_credentials",
-    "unauthorized_client", "inactive_user", "inactive_org",
-})
-# ... and those that say "not now": retried like any outage.
-REFRESH_TRANSIENT = frozenset({"server_error", "temporarily_unavailable", "rate_limit_exceeded"})
-
-
-def _refresh_error(url: str, status: int, body: Mapping[str, Any]) -> Exception:
-    """What a failed refresh grant means: revoked (connect again), an outage, or neither."""
-    code = body.get("error")
-    if code in REFRESH_REVOKED:
-        return AuthenticationError(
-            f"Salesforce refused the refresh token ({code})",
-            hint="The access was revoked or expired: connect with Salesforce again.",
-        )
-    if status >= 500 or status == 429 or code in REFRESH_TRANSIENT or not code:
-        # Not a verdict on the credentials: `_call` retries it, then reports SourceUnavailable,
-        # so the run is retried instead of failing fast as revoked.
-        # simple-salesforce annotates `content` as bytes but itself passes the parsed JSON
-        # body (util.exception_handler), which `_error_code` reads: a list of error dicts.
-        return SalesforceGeneralError(url, status if status >= 500 else 503, "oauth2/token",
-                                      [{"errorCode": code or f"HTTP {status}",  # type: ignore[arg-type]
-                                        "message": body.get("error_description", "")}])
-    description = body.get("error_description")
-    return ConnectorError(f"Salesforce refused the token refresh ({code}"
-                          + (f": {description}" if description else "") + ")")
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, requests.exceptions.RequestException):
-        return True  # connection reset, timeout, body cut short
-    if isinstance(exc, SalesforceRefusedRequest):
-        # REQUEST_LIMIT_EXCEEDED is either the concurrency limit (passes in seconds) or
-        # the daily quota ("TotalRequests"), which no backoff will cure.
-        return _error_code(exc) == "REQUEST_LIMIT_EXCEEDED" and not _is_daily_quota(exc)
-    if isinstance(exc, SalesforceGeneralError):
-        return exc.status == 429 or exc.status >= 500
-    return isinstance(exc, SalesforceExpiredSession)
-
-
-def _is_daily_quota(exc: SalesforceError) -> bool:
-    content = exc.content
-    message = content[0].get("message", "") if isinstance(content, list) and content else ""
-    return "TotalRequests" in str(message)
-
-
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, SalesforceError):
-        return f"HTTP {exc.status} {_error_code(exc) or ''}".strip()
-    return type(exc).__name__ if exc else "unknown error"
-
-
-def _error_code(exc: SalesforceError) -> str | None:
-    content = exc.content
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        return content[0].get("errorCode")
-    return None
-
-
-class SalesforceConnector(Connector):
+class SalesforceConnector(AuthMixin, Connector):
     """Reads the common objects from one Salesforce org."""
 
     crm_type = "salesforce"
@@ -178,127 +94,9 @@ class SalesforceConnector(Connector):
         self._secrets = dict(secrets)
         self.config = {**DEFAULTS, **(config or {})}
         self._session = session or self._make_session()
-        _default_timeout(self._session, float(self.config["timeout_seconds"]))
+        default_timeout(self._session, float(self.config["timeout_seconds"]))
         self._sf: Salesforce | None = None
         self._describes: dict[str, dict[str, Any]] = {}
-
-    def _make_session(self) -> requests.Session:
-        sandbox_url = self.config.get("sandbox_url")
-        if sandbox_url:
-            from connectors.salesforce.transport import sandbox_session
-
-            return sandbox_session(sandbox_url)
-        return requests.Session()
-
-    # -- connection ---------------------------------------------------------
-
-    def _login(self) -> Salesforce:
-        s = self._secrets
-        try:
-            if s.get("access_token") or s.get("refresh_token"):
-                return self._oauth_login()
-            if s.get("session_id"):
-                return Salesforce(
-                    session_id=s["session_id"], instance_url=s["instance_url"],
-                    session=self._session, version=self.config["api_version"],
-                )
-            return Salesforce(
-                username=s["username"], password=s["password"],
-                security_token=s.get("security_token", ""), domain=self.config["domain"],
-                session=self._session, version=self.config["api_version"],
-            )
-        except SalesforceAuthenticationFailed as exc:
-            raise AuthenticationError(
-                f"Salesforce rejected the login ({exc.code})",
-                hint="Check the username and password; the security token changes "
-                "whenever the password is changed.",
-            ) from None
-        except KeyError as exc:
-            raise AuthenticationError(f"missing Salesforce credential {exc.args[0]!r}") from None
-
-    def _oauth_login(self) -> Salesforce:
-        """A client on an OAuth access token that renews itself from the refresh token.
-
-        simple-salesforce calls `_salesforce_login_partial` when a call gets
-        401 INVALID_SESSION_ID, then repeats the call: pointing it at the
-        refresh grant makes an expired access token invisible to the sync.
-        """
-        s = self._secrets
-        access_token, instance_url = s.get("access_token"), s.get("instance_url")
-        if not access_token or not instance_url:
-            access_token, instance_url = self._oauth_refresh()
-        sf = Salesforce(
-            session_id=access_token, instance_url=instance_url,
-            session=self._session, version=self.config["api_version"],
-        )
-        if s.get("refresh_token"):
-            # simple-salesforce types the hook as the partial it builds itself; it only calls it.
-            sf._salesforce_login_partial = self._oauth_refresh  # type: ignore[assignment]  # noqa: SLF001
-        return sf
-
-    def _oauth_refresh(self) -> tuple[str, str]:
-        """The refresh_token grant at /services/oauth2/token: (access token, instance host)."""
-        s = self._secrets
-        if not s.get("refresh_token"):
-            raise AuthenticationError(
-                "the Salesforce access token expired and no refresh token is stored",
-                hint="Connect with Salesforce again to grant offline access.",
-            )
-        base = s.get("instance_url") or f"https://{self.config['domain']}.salesforce.com"
-        form = {"grant_type": "refresh_token", "refresh_token": s["refresh_token"],
-                "client_id": self.config.get("client_id", "")}
-        if s.get("client_secret"):
-            form["client_secret"] = s["client_secret"]
-        url = f"{base.rstrip('/')}/services/oauth2/token"
-        response = self._session.post(
-            url, data=form, timeout=float(self.config["timeout_seconds"]), allow_redirects=False,
-        )
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:  # an HTML error page from a proxy or an outage
-            body = {}
-        body = body if isinstance(body, dict) else {}
-        if response.status_code != 200 or "access_token" not in body:
-            raise _refresh_error(url, response.status_code, body)
-        self._secrets["access_token"] = body["access_token"]
-        self._secrets["instance_url"] = body.get("instance_url", base)
-        host = urlsplit(self._secrets["instance_url"]).netloc
-        return body["access_token"], host
-
-    @property
-    def sf(self) -> Salesforce:
-        if self._sf is None:
-            self._sf = self._call(self._login)
-        return self._sf
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        """Run one API call with backoff on transient failures, then map errors."""
-        calls = retrying("Salesforce", is_transient=_is_transient, describe=_describe,
-                         max_attempts=int(self.config["max_attempts"]),
-                         max_backoff=float(self.config["max_backoff_seconds"]))
-        try:
-            return calls(fn)
-        except SalesforceExpiredSession:
-            raise AuthenticationError(
-                "Salesforce session expired and could not be renewed",
-                hint="Re-enter the Salesforce credentials.",
-            ) from None
-        except SalesforceRefusedRequest as exc:
-            if _error_code(exc) == "REQUEST_LIMIT_EXCEEDED" and _is_daily_quota(exc):
-                raise QuotaExceeded(
-                    "Salesforce daily API request limit exceeded",
-                    hint="The sync resumes from its checkpoint when the quota resets.",
-                ) from None
-            if _error_code(exc) == "REQUEST_LIMIT_EXCEEDED":
-                raise SourceUnavailable("Salesforce concurrent request limit exceeded") from None
-            raise ConnectorError(f"Salesforce refused the request: {_describe(exc)}") from None
-        except SalesforceGeneralError as exc:
-            raise SourceUnavailable(f"Salesforce unavailable: {_describe(exc)}") from None
-        except requests.exceptions.RequestException as exc:
-            raise SourceUnavailable(f"Salesforce unreachable: {type(exc).__name__}") from None
-
-    def close(self) -> None:
-        self._session.close()
 
     # -- Connector interface ------------------------------------------------
 
@@ -544,7 +342,7 @@ class SalesforceConnector(Connector):
 
                 page = self._call(more_records)
             except SalesforceMalformedRequest as exc:
-                if _error_code(exc) != "INVALID_QUERY_LOCATOR":
+                if error_code(exc) != "INVALID_QUERY_LOCATOR":
                     raise
                 # The cursor expired (a long pause): query again from the last checkpoint.
                 page = self._query_window(sobject, fields, position, end, headers)
