@@ -780,7 +780,7 @@ class Warehouse:
         if state is not None and not isinstance(state_doc, dict):
             raise TypeError("state must be a mapping")
 
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn, self._prepared(conn, table).begin():
             self._write_quarantine(conn, tenant_id, object_name, page.quarantine)
             self._share_raw(conn, table, page)
             upsert = self._upsert_clause(table)
@@ -867,6 +867,11 @@ class Warehouse:
         )
         conn.execute(move, [{"b_source_id": sid, "b_fields": values.get(sid, {})}
                             for sid in sorted(replaced)])
+
+    def _prepared(self, conn: Connection, table: sa.Table) -> Connection:
+        """The connection, ready for the bulk path to write `table` and the change log."""
+        self._bulk.prepare(conn, (table, crm_change_log))
+        return conn
 
     def _bulk_write(self, conn: Connection, table: sa.Table, clause: Callable[[Any], Any],
                     key: str, rows: Sequence[dict[str, Any]]) -> int:
