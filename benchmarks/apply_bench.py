@@ -8,7 +8,7 @@ only `apply` is timed.
 
 How it measures: for each backend and each round, a fresh database, then every page
 of every object through `apply` with its checkpoint state, as the sync engine does.
-`--baseline REV` also replays the same pages through `accrue/warehouse.py` as it was
+`--baseline REV` also replays the same pages through the write path as it was
 at git revision REV, in the same rounds (alternating), so before/after ratios come
 from one run on a shared, noisy machine. Figures are medians over `--repeat` rounds.
 Bytes per record: the SQLite file after a VACUUM, PostgreSQL's
@@ -21,6 +21,8 @@ Run `python -m benchmarks.apply_bench --help`.
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib
 import json
 import pickle
 import shutil
@@ -29,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -99,30 +100,36 @@ def capture_pages(opportunities: int, seed: int) -> list[Page]:
     return pages
 
 
-# The write path's modules at the baseline revision, loaded under private names so the
-# baseline runs its own helpers, not today's.
-_WRITE_PATH_MODULES = ("bulk_write", "shared_history", "warehouse")
-
-
 def baseline_warehouse(revision: str) -> type[Warehouse]:
-    """`Warehouse` as the write path (`accrue/warehouse.py` and its helpers) was at `revision`."""
-    modules: dict[str, types.ModuleType] = {}
-    for name in _WRITE_PATH_MODULES:
-        shown = subprocess.run(
-            ["git", "show", f"{revision}:accrue/{name}.py"],
-            cwd=REPO_ROOT, capture_output=True, text=True,
-        )
-        if shown.returncode != 0:
-            continue  # not there yet at that revision
-        source = shown.stdout
-        for loaded in modules:
-            source = source.replace(f"from accrue.{loaded} import",
-                                    f"from accrue._baseline_{loaded} import")
-        module = types.ModuleType(f"accrue._baseline_{name}")
-        sys.modules[module.__name__] = module
-        exec(compile(source, f"<accrue/{name}.py at {revision}>", "exec"), module.__dict__)
-        modules[name] = module
-    baseline: type[Warehouse] = modules["warehouse"].Warehouse
+    """`Warehouse` as the write path was at `revision`: the `accrue/warehouse/` package, or
+    before it `accrue/warehouse.py` with `bulk_write.py` and `shared_history.py`.
+
+    Its files are written under a private package name (their imports of each other
+    rewritten to it), so the baseline runs its own helpers, not today's.
+    """
+    listed = subprocess.run(
+        ["git", "ls-tree", "--name-only", revision, "accrue/warehouse/", "accrue/warehouse.py",
+         "accrue/bulk_write.py", "accrue/shared_history.py"],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+    ).stdout.split()
+    paths = [path for path in listed if path.endswith(".py")]
+    modules = [path.removeprefix("accrue/").removesuffix(".py").replace("/", ".")
+               for path in paths]
+    package = f"_baseline_{revision.replace('/', '_').replace('-', '_').replace('.', '_')}"
+    root = Path(tempfile.mkdtemp(prefix="accrue-apply-bench-baseline-"))
+    atexit.register(shutil.rmtree, root, True)
+    (root / package).mkdir()
+    (root / package / "__init__.py").write_text("")
+    for path, module in zip(paths, modules, strict=True):
+        source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=REPO_ROOT,
+                                check=True, capture_output=True, text=True).stdout
+        for name in sorted({m.split(".")[0] for m in modules}):
+            source = source.replace(f"from accrue.{name}", f"from {package}.{name}")
+        target = root / package / (module.replace(".", "/") + ".py")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source)
+    sys.path.insert(0, str(root))
+    baseline: type[Warehouse] = importlib.import_module(f"{package}.warehouse").Warehouse
     return baseline
 
 
