@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -12,6 +12,8 @@ from accrue.db import dialect_insert
 from accrue.warehouse.bulk_write import BulkWriter
 
 DEFAULT_BATCH_ROWS = 500
+# Told after each `apply` committed: (tenant id, object, the page's changes).
+CommitObserver = Callable[[str, str, Sequence[Any]], None]
 IDS_PER_STATEMENT = 5_000  # ids per IN list or batched UPDATE
 
 
@@ -31,7 +33,10 @@ def batches(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class WarehouseBase:
     """The engine and the statement helpers the warehouse's parts share."""
 
-    def __init__(self, engine: Engine, *, batch_rows: int = DEFAULT_BATCH_ROWS):
+    def __init__(self, engine: Engine, *, batch_rows: int = DEFAULT_BATCH_ROWS,
+                 on_committed: CommitObserver | None = None):
+        """`on_committed` hears of each page once its transaction committed (never of
+        one rolled back): e.g. a journal of what is durably stored."""
         if batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
         self.engine = engine
@@ -41,6 +46,7 @@ class WarehouseBase:
         self._insert = dialect_insert(engine.dialect)
         self._param_limit = _bind_parameter_limit(engine.dialect.name)
         self._bulk = BulkWriter(engine.dialect)
+        self._on_committed = on_committed
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)

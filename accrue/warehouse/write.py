@@ -105,6 +105,8 @@ class WritePath(WarehouseBase):
         validate_tenant_id(tenant_id)
         table = object_table(object_name)
         page = _Page(tenant_id, object_name, utcnow(), sync_run_id)
+        if self._on_committed is not None:
+            changes = list(changes)  # handed to the observer after the commit
         for change in changes:
             page.add(change)
         live, soft_deleted, tombstones = page.rows()
@@ -133,7 +135,9 @@ class WritePath(WarehouseBase):
                 self._write_state(conn, tenant_id, object_name, state_doc, page.now)
             if sync_run_id is not None and page.records + page.bare_deletes:
                 count_progress(conn, sync_run_id, records_read, upserted,
-                                     deleted + len(reconciled), len(page.quarantine))
+                               deleted + len(reconciled), len(page.quarantine))
+        if self._on_committed is not None:
+            self._on_committed(tenant_id, object_name, list(changes))
 
         quarantined = len(page.quarantine)
         if quarantined:
