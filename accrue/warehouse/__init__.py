@@ -1,4 +1,4 @@
-"""The one write path into the warehouse (requirements F2, F3, F4).
+"""The warehouse: the one write path into it, and its reads (requirements F2, F3, F4).
 
 Every sync writes through `Warehouse.apply`, which makes these promises:
 

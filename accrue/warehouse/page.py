@@ -22,9 +22,7 @@ from accrue.warehouse.values import (
     json_text,
 )
 from connectors.base import Delete, LiveIds, Quarantine, Upsert
-from connectors.common_model import (
-    ID_LENGTH,
-)
+from connectors.common_model import ID_LENGTH
 
 PageChange = Upsert | Delete | Quarantine | LiveIds  # what `apply` takes
 

@@ -12,11 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from accrue.schema import (
-    crm_quarantine,
-    object_table,
-    utcnow,
-)
+from accrue.schema import crm_quarantine, object_table, utcnow
 from accrue.tenants import validate_tenant_id
 from accrue.warehouse.base import WarehouseBase, batches
 

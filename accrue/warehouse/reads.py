@@ -25,10 +25,7 @@ from accrue.tenants import validate_tenant_id
 from accrue.warehouse.base import WarehouseBase
 from accrue.warehouse.shared_history import fill_fields
 from accrue.warehouse.values import _utc
-from connectors.common_model import (
-    OPTIONAL_REFERENCES,
-    REFERENCES,
-)
+from connectors.common_model import OPTIONAL_REFERENCES, REFERENCES
 
 _HISTORY_COLUMNS = tuple(
     record_history.c[name]

@@ -13,13 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from accrue.crypto import redact
-from accrue.schema import (
-    ERROR_KINDS,
-    RUN_STATUSES,
-    object_table,
-    sync_run,
-    utcnow,
-)
+from accrue.schema import ERROR_KINDS, RUN_STATUSES, object_table, sync_run, utcnow
 from accrue.tenants import validate_tenant_id
 from accrue.warehouse.base import WarehouseBase
 from accrue.warehouse.write import WriteStats

@@ -17,10 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from accrue.warehouse.bulk_write import NotFastJson, dumps, fast_json_text
-from connectors.common_model import (
-    COMMON_OBJECTS,
-    Column,
-)
+from connectors.common_model import COMMON_OBJECTS, Column
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_LIMIT = 1e15  # beyond this a CRM amount or ratio is a data error, not a value
