@@ -219,7 +219,7 @@ crm_change_log = sa.Table(
     # NULL for id-only deletes, and while `raw_in_row`: the version's document and values
     # are the ones its record's crm_* row holds (the current version's), so they are
     # stored once; `apply` copies them here before a newer version replaces the row
-    # (issue 15, accrue/shared_history.py).
+    # (issue 15, accrue/warehouse/shared_history.py).
     sa.Column("raw", json_type(), nullable=True),
     sa.Column("synced_at", UtcDateTime(), nullable=False),
     sa.Column("sync_run_id", sa.BigInteger(), nullable=True),

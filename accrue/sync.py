@@ -9,18 +9,28 @@ safe: upserts are idempotent (F2), so replaying them after a crash is harmless.
 A sync that reaches the CRM's API budget stops cleanly: what was read is kept,
 the run is recorded as `stopped` (never as complete) and the next sync resumes
 from the checkpoint.
+
+Reading and writing overlap (issue 15): the connector is read one page ahead of the
+writer, in a thread of its own (`ReadAhead`), so the next page's HTTP and parsing run
+while the database writes this one. The engine still sees exactly the connector's
+sequence of changes, commits them in that order and raises the connector's errors
+where they happened; at most one page waits in memory.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from types import TracebackType
 from typing import Any
 
 from accrue.warehouse import Warehouse
 from connectors.base import (
+    Change,
     Checkpoint,
     Connector,
     Delete,
@@ -103,26 +113,29 @@ def sync_object(
         buffer.clear()
         result.write_seconds += time.monotonic() - began
 
+    # A feed's read looks at what the warehouse committed: it must not run ahead of it.
+    ahead = 0 if getattr(connector, "reads_warehouse", False) else batch_size
     try:
         result.quarantine_resolved = _retry_quarantine(warehouse, connector, tenant_id, object_name)
-        for change in connector.read(object_name, state, reconcile=reconcile):
-            if isinstance(change, Checkpoint):
-                flush(change.state)
-                result.checkpoints += 1
-                result.state = change.state
-                now = time.monotonic()
-                if progress and now - last_report >= progress_every_seconds:
-                    last_report = now
-                    progress(_progress_line(result, now - started))
-                continue
-            if isinstance(change, LiveIds):
-                flush(None)  # reconcile against everything read so far
-                result.reconciled = True
-            else:
-                result.records_read += 1
-            buffer.append(change)
-            if len(buffer) >= batch_size:
-                flush(None)
+        with ReadAhead(connector.read(object_name, state, reconcile=reconcile), ahead) as changes:
+            for change in changes:
+                if isinstance(change, Checkpoint):
+                    flush(change.state)
+                    result.checkpoints += 1
+                    result.state = change.state
+                    now = time.monotonic()
+                    if progress and now - last_report >= progress_every_seconds:
+                        last_report = now
+                        progress(_progress_line(result, now - started))
+                    continue
+                if isinstance(change, LiveIds):
+                    flush(None)  # reconcile against everything read so far
+                    result.reconciled = True
+                else:
+                    result.records_read += 1
+                buffer.append(change)
+                if len(buffer) >= batch_size:
+                    flush(None)
         if buffer:
             flush(None)
     except QuotaExceeded as exc:
@@ -153,6 +166,74 @@ def sync_object(
     if progress:
         progress(_progress_line(result, result.duration_seconds, done=True))
     return result
+
+
+class ReadAhead:
+    """A connector's changes, read one page ahead of the writer in a thread of its own.
+
+    A page here ends at a checkpoint or after `page_size` changes. The thread reads page
+    N+1 while page N is consumed, then waits until N+1 is taken before reading on: memory
+    holds at most one page ahead. The consumer gets exactly the sequence the connector
+    yields, and an error the connector raised after the changes before it (the same
+    exception object, so its type, `kind` and `hint` are unchanged). `page_size` 0 reads
+    in the caller's thread, as plain iteration. Leaving the `with` stops the reader (the
+    connector's generator is closed in the thread that ran it) and waits for it.
+    """
+
+    def __init__(self, changes: Iterable[Change], page_size: int) -> None:
+        self._changes = changes
+        self._page_size = page_size
+        self._pages: queue.SimpleQueue[tuple[list[Change], BaseException | None, bool]] = (
+            queue.SimpleQueue())
+        self._turn = threading.Semaphore(1)  # one page may be read before it is taken
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Iterator[Change]:
+        if self._page_size <= 0:
+            return iter(self._changes)
+        self._thread = threading.Thread(target=self._read, name="accrue-read-ahead", daemon=True)
+        self._thread.start()
+        return self._consume()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._turn.release()  # wake a reader waiting for its turn, so it sees the stop
+            self._thread.join()
+
+    def _read(self) -> None:
+        changes = iter(self._changes)
+        page: list[Change] = []
+        try:
+            while self._turn.acquire() and not self._stop.is_set():
+                page = []
+                for change in changes:
+                    page.append(change)
+                    if (isinstance(change, Checkpoint) or len(page) >= self._page_size
+                            or self._stop.is_set()):
+                        break
+                else:
+                    self._pages.put((page, None, True))
+                    return
+                self._pages.put((page, None, False))
+        except BaseException as exc:  # raised to the consumer after the page read before it
+            self._pages.put((page, exc, True))
+        finally:
+            close = getattr(changes, "close", None)
+            if close is not None:
+                close()
+
+    def _consume(self) -> Iterator[Change]:
+        while True:
+            page, error, last = self._pages.get()
+            self._turn.release()  # the next page is read while this one is written
+            yield from page
+            if error is not None:
+                raise error
+            if last:
+                return
 
 
 def record_failed_attempt(

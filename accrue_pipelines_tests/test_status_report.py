@@ -31,6 +31,8 @@ NOW = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
 class LedgerWatcher:
     """Wraps a connector; at each checkpoint reads what the ledger says about the run."""
 
+    reads_warehouse = True  # so the engine reads no page ahead of its commits
+
     def __init__(self, connector: Any, warehouse: Warehouse, tenant_id: str) -> None:
         self.connector, self.warehouse, self.tenant_id = connector, warehouse, tenant_id
         self.seen: list[tuple[str, int]] = []

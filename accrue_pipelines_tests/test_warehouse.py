@@ -216,6 +216,23 @@ def test_failure_mid_page_commits_neither_rows_nor_state(
     assert warehouse.get_state(tenant_id, "account") == {"cursor": "page-1"}
 
 
+def test_the_commit_observer_hears_of_committed_pages_only(
+    engine: Engine, tenant_id: str, fail_on_crm_insert: Callable[[str, int], None]
+) -> None:
+    """`on_committed` (the chaos journal's hook) is told of a page after its commit, never
+    of one rolled back, with the page's changes as they were handed to `apply`."""
+    heard: list[tuple[str, str, list[str]]] = []
+    warehouse = Warehouse(engine, on_committed=lambda tenant, name, changes: heard.append(
+        (tenant, name, [change.source_id for change in changes])))
+    page1 = account_page(T0, 3)
+    warehouse.apply(tenant_id, "account", iter(page1), {"cursor": "page-1"})
+    fail_on_crm_insert("crm_change_log", 1)
+    with pytest.raises(sa.exc.OperationalError):
+        warehouse.apply(tenant_id, "account", account_page(T0 + timedelta(hours=1), 2),
+                        {"cursor": "page-2"})
+    assert heard == [(tenant_id, "account", [change.source_id for change in page1])]
+
+
 def test_failure_writing_state_rolls_back_the_rows(
     engine: Engine, tenant_id: str, fail_on_crm_insert: Callable[[str, int], None]
 ) -> None:

@@ -28,7 +28,8 @@ from sqlalchemy.engine import Engine
 
 from accrue import db
 from accrue.schema import crm_change_log, object_table
-from accrue.warehouse import UnstorableValue, Warehouse, _Page, json_text, to_json
+from accrue.warehouse import UnstorableValue, Warehouse, json_text, to_json
+from accrue.warehouse.page import _Page
 from connectors.base import Delete, Upsert
 from connectors.common_model import COMMON_OBJECTS
 

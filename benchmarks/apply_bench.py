@@ -8,7 +8,7 @@ only `apply` is timed.
 
 How it measures: for each backend and each round, a fresh database, then every page
 of every object through `apply` with its checkpoint state, as the sync engine does.
-`--baseline REV` also replays the same pages through `accrue/warehouse.py` as it was
+`--baseline REV` also replays the same pages through the write path as it was
 at git revision REV, in the same rounds (alternating), so before/after ratios come
 from one run on a shared, noisy machine. Figures are medians over `--repeat` rounds.
 Bytes per record: the SQLite file after a VACUUM, PostgreSQL's
@@ -21,7 +21,8 @@ Run `python -m benchmarks.apply_bench --help`.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import atexit
+import importlib
 import json
 import pickle
 import shutil
@@ -30,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -101,30 +101,53 @@ def capture_pages(opportunities: int, seed: int) -> list[Page]:
 
 
 def baseline_warehouse(revision: str) -> type[Warehouse]:
-    """`Warehouse` as `accrue/warehouse.py` was at `revision` (same schema, same imports)."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:accrue/warehouse.py"],
+    """`Warehouse` as the write path was at `revision`: the `accrue/warehouse/` package, or
+    before it `accrue/warehouse.py` with `bulk_write.py` and `shared_history.py`.
+
+    Its files are written under a private package name (their imports of each other
+    rewritten to it), so the baseline runs its own helpers, not today's.
+    """
+    listed = subprocess.run(
+        ["git", "ls-tree", "--name-only", revision, "accrue/warehouse/", "accrue/warehouse.py",
+         "accrue/bulk_write.py", "accrue/shared_history.py"],
         cwd=REPO_ROOT, check=True, capture_output=True, text=True,
-    ).stdout
-    spec = importlib.util.spec_from_loader("accrue._baseline_warehouse", loader=None)
-    assert spec is not None
-    module = types.ModuleType(spec.name)
-    sys.modules[spec.name] = module
-    exec(compile(source, f"<warehouse.py at {revision}>", "exec"), module.__dict__)
-    baseline: type[Warehouse] = module.Warehouse
+    ).stdout.split()
+    paths = [path for path in listed if path.endswith(".py")]
+    modules = [path.removeprefix("accrue/").removesuffix(".py").replace("/", ".")
+               for path in paths]
+    package = f"_baseline_{revision.replace('/', '_').replace('-', '_').replace('.', '_')}"
+    root = Path(tempfile.mkdtemp(prefix="accrue-apply-bench-baseline-"))
+    atexit.register(shutil.rmtree, root, True)
+    (root / package).mkdir()
+    (root / package / "__init__.py").write_text("")
+    for path, module in zip(paths, modules, strict=True):
+        source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=REPO_ROOT,
+                                check=True, capture_output=True, text=True).stdout
+        for name in sorted({m.split(".")[0] for m in modules}):
+            source = source.replace(f"from accrue.{name}", f"from {package}.{name}")
+        target = root / package / (module.replace(".", "/") + ".py")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source)
+    sys.path.insert(0, str(root))
+    baseline: type[Warehouse] = importlib.import_module(f"{package}.warehouse").Warehouse
     return baseline
 
 
-def replay(warehouse: Warehouse, pages: list[Page]) -> tuple[int, float]:
-    """Records applied and the seconds `apply` took over all pages."""
+def replay(warehouse: Warehouse, pages: list[Page]) -> tuple[int, float, float]:
+    """Records applied, and the wall and CPU seconds (this process) `apply` took.
+
+    The CPU time moves less than the wall time on a shared machine: on SQLite it is
+    all of the work; on PostgreSQL the server's share is left out.
+    """
     records = 0
-    seconds = 0.0
+    seconds = cpu = 0.0
     for object_name, changes, state in pages:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         warehouse.apply(TENANT, object_name, changes, state)
         seconds += time.perf_counter() - started
+        cpu += time.process_time() - started_cpu
         records += len(changes)
-    return records, seconds
+    return records, seconds, cpu
 
 
 def stored_bytes(engine: sa.Engine) -> int:
@@ -172,7 +195,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             number = 0
             for backend in backends:
                 figures: dict[str, dict[str, list[float]]] = {
-                    name: {"rate": [], "bytes_per_record": []} for name in variants
+                    name: {"rate": [], "cpu_rate": [], "bytes_per_record": []}
+                    for name in variants
                 }
                 for round_number in range(args.repeat):
                     for name, make in variants.items():
@@ -181,15 +205,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         engine = make_engine(url)
                         try:
                             upgrade(engine)
-                            applied, seconds = replay(make(engine), pages)
+                            applied, seconds, cpu = replay(make(engine), pages)
                             size = stored_bytes(engine)
                         finally:
                             engine.dispose()
                             backend.drop(url)
                         figures[name]["rate"].append(applied / seconds)
+                        figures[name]["cpu_rate"].append(applied / cpu)
                         figures[name]["bytes_per_record"].append(size / raw_bytes)
                         _log(f"[{backend.name} round {round_number + 1}] {name}: "
-                             f"{applied / seconds:,.0f} records/s, {size / 1e6:.1f} MB "
+                             f"{applied / seconds:,.0f} records/s "
+                             f"({applied / cpu:,.0f} per CPU second), {size / 1e6:.1f} MB "
                              f"({size / raw_bytes:.2f}x the JSON)")
                 results["backends"][backend.name] = {
                     name: {key: statistics.median(values) for key, values in f.items()}
@@ -203,11 +229,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(results: Mapping[str, Any]) -> str:
     lines = [f"{results['records']:,} records, {results['json_bytes'] / 1e6:.1f} MB of JSON",
-             "| backend | variant | records/s (median) | storage / JSON size |",
-             "|---|---|---:|---:|"]
+             "| backend | variant | records/s (median) | records per CPU s | storage / JSON |",
+             "|---|---|---:|---:|---:|"]
     for backend, variants in results["backends"].items():
         for name, figures in variants.items():
             lines.append(f"| {backend} | {name} | {figures['rate']:,.0f} | "
+                         f"{figures['cpu_rate']:,.0f} | "
                          f"{figures['bytes_per_record']:.2f}x |")
     return "\n".join(lines)
 

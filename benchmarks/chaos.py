@@ -80,7 +80,7 @@ from benchmarks.chaos_process import (
     run_worker_with_kills,
 )
 from benchmarks.chaos_report import HEADER, TrialResult, print_trial, summary
-from benchmarks.chaos_worker import Connection, JournalingWarehouse, make_connector, read_journal
+from benchmarks.chaos_worker import Connection, Journal, make_connector, read_journal
 from connectors import registry
 from connectors.sandbox_kit.harness import RunningCrmSandbox, SandboxHarness
 from connectors.spec import load
@@ -144,7 +144,8 @@ class Session:
     memory: dict[str, Any] = field(default_factory=dict)  # a richer mutator's, across trials
     readers: dict[str, EventReader] = field(default_factory=dict)
     logs: dict[str, TailReader] = field(default_factory=dict)
-    warehouses: dict[str, JournalingWarehouse] = field(default_factory=dict)
+    warehouses: dict[str, Warehouse] = field(default_factory=dict)
+    journals: dict[str, Journal] = field(default_factory=dict)
     servers: dict[str, ForkServer] = field(default_factory=dict)
 
 
@@ -230,9 +231,10 @@ def start_session(crm: str, targets: Sequence[Target], workdir: Path,
         session = Session(crm, org, connection, objects, factory, truth,
                           getattr(module, "compare_org", None))
         for target in targets:
-            session.warehouses[target.backend] = JournalingWarehouse(
-                prepare_engine(target.url, target.tenant, crm),
+            journal = session.journals[target.backend] = Journal(
                 target.journal.open("a", encoding="utf-8"))
+            session.warehouses[target.backend] = Warehouse(
+                prepare_engine(target.url, target.tenant, crm), on_committed=journal)
             session.readers[target.backend] = EventReader(target.events)
             session.logs[target.backend] = TailReader(target.log)
             session.servers[target.backend] = ForkServer(target, connection_file, objects)
@@ -248,8 +250,9 @@ def close_session(session: Session) -> None:
     with contextlib.suppress(Exception):
         session.org.set_faults({})
     session.org.stop()
+    for journal in session.journals.values():
+        journal.close()
     for warehouse in session.warehouses.values():
-        warehouse.journal.close()
         warehouse.engine.dispose()
     session.truth.engine.dispose()
 

@@ -13,9 +13,9 @@ run would, so it is the production adapter of whichever CRM is under test, and
 custom fields added meanwhile are selected. Connector errors are logged and the
 loop goes on, as run retries do.
 
-It journals every version it committed: `JournalingWarehouse.apply` appends one
-line per Upsert/Delete to the journal *after* `Warehouse.apply` returned (after
-the commit), flushed and fsync'ed. A kill between the commit and the journal
+It journals every version it committed: the warehouse's `on_committed` observer
+(`Journal`) appends one line per Upsert/Delete to the journal *after* the page's
+commit, flushed and fsync'ed. A kill between the commit and the journal
 write only makes the journal smaller, so "journal ⊆ change log" is a sound check.
 
 Run alone (`python -m benchmarks.chaos_worker --crm … --connection FILE --objects …
@@ -45,7 +45,7 @@ from typing import IO, Any
 
 from accrue.db import make_engine
 from accrue.sync import sync_object
-from accrue.warehouse import PageChange, Warehouse, WriteStats
+from accrue.warehouse import PageChange, Warehouse
 from connectors import registry
 from connectors.base import Connector, ConnectorError, Delete, Upsert
 
@@ -78,32 +78,22 @@ def journal_entries(object_name: str, changes: Iterable[PageChange]) -> list[Jou
     return entries
 
 
-class JournalingWarehouse(Warehouse):
-    """A Warehouse that records, after each commit, the versions that commit held."""
+class Journal:
+    """Records, after each commit, the versions that commit held (`Warehouse`'s
+    `on_committed` observer): one line per version, flushed and fsync'ed."""
 
-    def __init__(self, engine: Any, journal: IO[str]) -> None:
-        super().__init__(engine)
-        self.journal = journal
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
 
-    def apply(
-        self,
-        tenant_id: str,
-        object_name: str,
-        changes: Iterable[PageChange],
-        state: Mapping[str, Any] | None = None,
-        *,
-        sync_run_id: int | None = None,
-        records_read: int | None = None,
-    ) -> WriteStats:
-        page = list(changes)
-        stats = super().apply(tenant_id, object_name, page, state, sync_run_id=sync_run_id,
-                              records_read=records_read)
-        entries = journal_entries(object_name, page)
+    def __call__(self, tenant_id: str, object_name: str, changes: Sequence[PageChange]) -> None:
+        entries = journal_entries(object_name, changes)
         if entries:
-            self.journal.write("".join(json.dumps(entry) + "\n" for entry in entries))
-            self.journal.flush()
-            os.fsync(self.journal.fileno())
-        return stats
+            self.file.write("".join(json.dumps(entry) + "\n" for entry in entries))
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def read_journal(path: Path) -> set[JournalKey]:
@@ -181,7 +171,7 @@ def sync_loop(config: WorkerConfig, out: IO[str]) -> None:
     rng = random.Random(config.seed)
     engine = make_engine(config.database_url)
     with open(config.journal, "a", encoding="utf-8") as journal:
-        warehouse = JournalingWarehouse(engine, journal)
+        warehouse = Warehouse(engine, on_committed=Journal(journal))
         _emit(out, "started", pid=os.getpid())
         for done, object_name in enumerate(_rotation(rng, config.objects)):
             if config.passes is not None and done >= config.passes:

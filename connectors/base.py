@@ -113,6 +113,9 @@ class Connector(ABC):
     """A CRM adapter. Instances hold decrypted credentials: keep them short-lived."""
 
     crm_type: str
+    # Whether `read` looks at what the warehouse committed (a feed settles its input once
+    # its last page is in): the sync engine then never reads ahead of its own writes.
+    reads_warehouse: bool = False
 
     @abstractmethod
     def check(self) -> CheckResult:

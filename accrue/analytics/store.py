@@ -40,8 +40,8 @@ from accrue.schema import (
     seller_month_metric,
     utcnow,
 )
-from accrue.shared_history import fill_fields
 from accrue.tenants import validate_tenant_id
+from accrue.warehouse.shared_history import fill_fields
 
 # The asset whose incremental progress `analytics_watermark` records, and what it reads.
 SELLER_METRICS_ASSET = "seller_metrics"

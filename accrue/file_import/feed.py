@@ -50,6 +50,7 @@ class FileConnector(Connector):
     """A tenant's uploaded files, read as a connector. Holds no secret."""
 
     crm_type = FILE_CRM_TYPE
+    reads_warehouse = True  # settles its input by what the warehouse committed
 
     def __init__(self, engine: Engine, tenant_id: str) -> None:
         self.engine = engine

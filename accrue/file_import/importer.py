@@ -45,7 +45,8 @@ from accrue.file_import.reading import (
 from accrue.file_import.values import ValueProblem, comparable, convert, parse_datetime
 from accrue.schema import object_table
 from accrue.tenants import validate_tenant_id
-from accrue.warehouse import Warehouse, WriteStats, _RowBuilder
+from accrue.warehouse import Warehouse, WriteStats
+from accrue.warehouse.values import _RowBuilder
 from connectors.base import Change, Checkpoint, LiveIds, Quarantine, Upsert
 from connectors.common_model import COMMON_OBJECTS, ID_LENGTH
 

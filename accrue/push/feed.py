@@ -97,6 +97,7 @@ class PushConnector(Connector):
     """A push tenant's inbox as a connector (see the module docstring)."""
 
     crm_type = PUSH_CRM_TYPE
+    reads_warehouse = True  # settles its input by what the warehouse committed
 
     def __init__(self, engine: Engine, tenant_id: str, *, page_batches: int = PAGE_BATCHES):
         if page_batches < 1:

@@ -9,7 +9,7 @@ current one again in its crm_* row: 97 MB for 39,607 records. `crm_change_log.ra
 says a version's document is the one its record's row holds (then `raw` is NULL; for
 versions written from now on `fields` too, so it becomes nullable: the values are the
 row's columns); `apply` copies both into the log before a newer version replaces the row.
-Readers fill a NULL `fields` from the row (accrue/shared_history.py). The view
+Readers fill a NULL `fields` from the row (accrue/warehouse/shared_history.py). The view
 `crm_record_history` reads the document from the row for those versions, so `history`,
 `as_of` and `changes_since` answer as before.
 
@@ -101,7 +101,7 @@ def _json() -> sa.types.TypeEngine:
 
 def _fill_fields_from_rows() -> None:
     """Versions written since 0019 keep their values in the row: copy them back first."""
-    from accrue.shared_history import row_fields
+    from accrue.warehouse.shared_history import row_fields
 
     conn = op.get_bind()
     log = sa.table("crm_change_log", sa.column("id", sa.BigInteger()),

@@ -6,15 +6,17 @@ twice more for the change log, and running SQLAlchemy's bind processing on every
 of every row cost most of apply's time. Here each document is encoded once by the C
 encoder (and validated on its text), the same text goes to the row and the log, and
 the rows go to the driver in one call: `executemany` on SQLite, `COPY` into a staging
-table then one `INSERT ... SELECT ... ON CONFLICT` on PostgreSQL. The statements are the
+table then one `INSERT ... SELECT ... ON CONFLICT` on PostgreSQL (the staging tables are
+the session's own, made once by `prepare`: creating and dropping one per write cost two
+round trips and catalog writes, a third of a page's time on a busy server). The statements are the
 very ones `Warehouse` builds (same conflict targets, same "newest wins" conditions), so
 the guarantees of docs/sync-guarantees.md are unchanged; only the transport differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
@@ -25,7 +27,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-_stage_names = itertools.count(1)
+from accrue.schema import UtcDateTime
 
 
 class NotFastJson(Exception):
@@ -137,11 +139,7 @@ class BulkWriter:
             return 0
         columns = tuple(rows[0])
         if self.postgres:
-            stage = f"accrue_stage_{next(_stage_names)}"
-            source: Any = sa.select(*(sa.column(name) for name in columns)).select_from(
-                sa.table(stage))
-            staged = statement(insert(table).from_select(list(columns), source))
-            return self._copy_then_insert(conn, table.name, stage, staged, rows, columns)
+            return self._copy_then_insert(conn, table, statement, key, rows, columns, insert)
         sql = self._sql.get((table.name, key, columns))
         if sql is None:
             compiled = statement(insert(table)).compile(dialect=self.dialect,
@@ -157,35 +155,86 @@ class BulkWriter:
             processor = column.type.bind_processor(self.dialect)
             if processor is not None:
                 processors.append((index, processor))
+        # A page's rows share instants (`synced_at`, often the stamps): each is spelled once.
+        # Equal aware datetimes are one instant, which UtcDateTime spells one way.
+        memos: list[dict[Any, Any] | None] = [
+            {} if isinstance(table.c[columns[index]].type, UtcDateTime) else None
+            for index, _ in processors]
         params = []
         for row in rows:
             values = [row[name] for name in columns]
-            for index, process in processors:
+            for (index, process), memo in zip(processors, memos, strict=True):
                 value = values[index]
-                if value is not None:
+                if value is None:
+                    continue
+                if memo is None:
                     values[index] = process(value)
+                    continue
+                done = memo.get(value)
+                if done is None:
+                    done = memo[value] = process(value)
+                values[index] = done
             params.append(tuple(values))
         # Through the Connection (no compiled object, so no bind processing): the
         # driver's executemany, with the engine's events still seeing the statement.
         return int(conn.exec_driver_sql(sql, params).rowcount)
 
-    def _copy_then_insert(self, conn: Connection, table_name: str, stage: str, staged: Any,
-                          rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...]) -> int:
-        """COPY the rows into `stage` (shaped like the table), then run `staged` from it."""
+    def prepare(self, conn: Connection, tables: Sequence[sa.Table]) -> None:
+        """Called before each page's transaction. PostgreSQL: make the session's staging
+        tables for `tables`, committed on their own (made inside the page's transaction,
+        a rollback would take them away behind the session's back); once per connection."""
+        if not self.postgres:
+            return
+        info = conn.connection.info
+        info["accrue_stages_used"] = set()  # by the coming transaction
+        made: set[str] = info.setdefault("accrue_stages", set())
+        missing = [table for table in tables if _stage(table) not in made]
+        if not missing:
+            return
+        for table in missing:
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_stage(table)} "
+                                 f'ON COMMIT DELETE ROWS AS SELECT * FROM "{table.name}" '
+                                 "WITH NO DATA")
+        conn.commit()
+        made.update(_stage(table) for table in missing)
+
+    def _copy_then_insert(self, conn: Connection, table: sa.Table,
+                          statement: Callable[[Any], Any], key: str,
+                          rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...],
+                          insert: Callable[..., Any]) -> int:
+        """COPY the rows into the session's staging table, then INSERT ... SELECT from it.
+
+        The commit empties the stage (`ON COMMIT DELETE ROWS`), a rollback takes back the
+        COPY; a second write to the same table in one transaction empties it first.
+        """
+        stage = _stage(table)
         quoted = ", ".join(f'"{name}"' for name in columns)
+        sql = self._sql.get((table.name, key, columns))
+        if sql is None:
+            source: Any = sa.select(*(sa.column(name) for name in columns)).select_from(
+                sa.table(stage))
+            staged = statement(insert(table).from_select(list(columns), source))
+            sql = self._sql[(table.name, key, columns)] = str(staged.compile(dialect=self.dialect))
         buffer = io.StringIO()
         write = buffer.write
         for row in rows:
             write("\t".join([_copy_field(row[name]) for name in columns]))
             write("\n")
         buffer.seek(0)
-        conn.exec_driver_sql(f'CREATE TEMP TABLE {stage} ON COMMIT DROP AS '
-                             f'SELECT {quoted} FROM "{table_name}" WITH NO DATA')
+        used: set[str] = conn.connection.info.setdefault("accrue_stages_used", set())
+        if stage in used:
+            conn.exec_driver_sql(f"DELETE FROM {stage}")
+        used.add(stage)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.copy_expert(f"COPY {stage} ({quoted}) FROM STDIN", buffer)
         finally:
             cursor.close()
-        written = int(conn.exec_driver_sql(str(staged.compile(dialect=self.dialect))).rowcount)
-        conn.exec_driver_sql(f"DROP TABLE {stage}")
-        return written
+        return int(conn.exec_driver_sql(sql).rowcount)
+
+
+def _stage(table: sa.Table) -> str:
+    """The staging table of `table` in a session, named by the columns this code knows
+    (a process of another version, with other columns, stages elsewhere)."""
+    digest = hashlib.sha1(repr(tuple(table.c.keys())).encode()).hexdigest()[:10]
+    return f"accrue_stage_{table.name}_{digest}"
