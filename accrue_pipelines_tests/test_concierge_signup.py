@@ -21,7 +21,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     confirm_path,
     make_app,
 )
-from onboarding_app import email_links
+from onboarding_app.auth import email_links
 from onboarding_app.security import RedactingFilter
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import (
-    Blueprint,
     current_app,
     flash,
     g,
@@ -24,12 +23,13 @@ from werkzeug.wrappers import Response
 
 from accrue import tenants
 from connectors import registry
-from onboarding_app import audit, crm, feeds, store
+from onboarding_app import audit, store
+from onboarding_app.connection import crm, feeds
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
 from onboarding_app.security import current_user, get_logger, login_required, safe_next
+from onboarding_app.wizard import bp
 
-bp = Blueprint("onboarding", __name__, url_prefix="/onboarding")
 logger = get_logger(__name__)
 
 STEP_TITLES = {
@@ -113,7 +113,7 @@ def gate(step: str) -> tuple[store.Wizard, tenants.ConnectionInfo | None, Respon
 
 
 def step_endpoint(wizard: store.Wizard, step: str) -> str:
-    """A step's page: a feed (onboarding_app.feeds) has its own instead of Provide Details."""
+    """A step's page: a feed (`connection.feeds`) has its own instead of Provide Details."""
     feed = feeds.get(wizard.section("crm").get("key"))
     if step == "details" and feed is not None:
         return feed.setup_endpoint

@@ -14,12 +14,15 @@ from werkzeug.wrappers import Response
 
 from accrue import tenants
 from accrue.schema import utcnow
-from onboarding_app import audit, crm, feeds, imports, notify, store
+from onboarding_app import audit, notify, store
+from onboarding_app.connection import crm, feeds, imports
+from onboarding_app.connection.forms import FREQUENCY_LABELS
 from onboarding_app.extensions import limiter, warehouse
-from onboarding_app.forms import FREQUENCY_LABELS, ActionForm, ReviewForm, SelectCrmForm, TermsForm
-from onboarding_app.onboarding.details import run_test
-from onboarding_app.onboarding.flow import (
-    bp,
+from onboarding_app.forms import ActionForm
+from onboarding_app.security import current_user, external_url
+from onboarding_app.wizard import bp
+from onboarding_app.wizard.details import run_test
+from onboarding_app.wizard.flow import (
     current_wizard,
     form_action,
     gate,
@@ -31,7 +34,7 @@ from onboarding_app.onboarding.flow import (
     terms_version,
     wants_json,
 )
-from onboarding_app.security import current_user, external_url
+from onboarding_app.wizard.forms import ReviewForm, SelectCrmForm, TermsForm
 
 
 @bp.get("/")

@@ -19,8 +19,9 @@ from accrue.push.credentials import IssuedSecret
 from onboarding_app import audit, store
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
-from onboarding_app.onboarding.flow import (
-    bp,
+from onboarding_app.push.guide import guide
+from onboarding_app.wizard import bp
+from onboarding_app.wizard.flow import (
     form_action,
     gate,
     render,
@@ -28,7 +29,6 @@ from onboarding_app.onboarding.flow import (
     saved_for_later,
     step_endpoint,
 )
-from onboarding_app.push.guide import guide
 
 
 def _open() -> tuple[store.Wizard, Response | None]:
