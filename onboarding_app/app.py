@@ -31,7 +31,8 @@ from onboarding_app import (
     wizard,
 )
 from onboarding_app.extensions import csrf, limiter, warehouse
-from onboarding_app.security import install_log_redaction, load_current_user, refuse_outside_role
+from onboarding_app.logs import install_log_redaction
+from onboarding_app.security import load_current_user, refuse_outside_role
 
 
 class RowIdConverter(IntegerConverter):

@@ -8,7 +8,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from onboarding_app.security import get_logger
+from onboarding_app.logs import get_logger
 
 API_PREFIX = "/api/"  # every answer there is JSON, whatever the client accepts
 

@@ -27,12 +27,12 @@ from onboarding_app.auth import bp, email_links, login_guard
 from onboarding_app.auth.forms import AcceptInvitationForm, LoginForm, SignupForm
 from onboarding_app.extensions import limiter, warehouse
 from onboarding_app.forms import ActionForm
+from onboarding_app.logs import get_logger
 from onboarding_app.security import (
     LOGIN_FAILED,
     end_all_sessions,
     end_session,
     external_url,
-    get_logger,
     hash_password,
     safe_next,
     start_session,

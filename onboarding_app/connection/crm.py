@@ -23,7 +23,7 @@ from connectors import registry
 from connectors.base import CheckResult, ConnectorError
 from connectors.spec import ConnectorSpec
 from onboarding_app.connection import feeds
-from onboarding_app.security import get_logger
+from onboarding_app.logs import get_logger
 
 logger = get_logger(__name__)
 

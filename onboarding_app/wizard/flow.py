@@ -27,7 +27,8 @@ from onboarding_app import audit, store
 from onboarding_app.connection import crm, feeds
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
-from onboarding_app.security import current_user, get_logger, login_required, safe_next
+from onboarding_app.logs import get_logger
+from onboarding_app.security import current_user, login_required, safe_next
 from onboarding_app.wizard import bp
 
 logger = get_logger(__name__)
