@@ -125,6 +125,16 @@ def save(wizard: store.Wizard, step: str, **values: Any) -> None:
     store.save_wizard(warehouse.engine, wizard.tenant_id, step=step, data=wizard.data, **values)
 
 
+def back_or_save(wizard: store.Wizard, step: str, action: str, back_to: str,
+                 **values: Any) -> Response | None:
+    """**Back** and **Save and Continue Later**: save the step as it is, then the previous
+    page (`back_to`) or home; None for **Continue**, which each step handles itself."""
+    if action not in ("back", "save"):
+        return None
+    save(wizard, step, **values)
+    return redirect(back_to) if action == "back" else saved_for_later(step)
+
+
 def form_action() -> str:
     action = request.form.get("action", "continue")
     return action if action in ("back", "save", "continue", "test") else "continue"
