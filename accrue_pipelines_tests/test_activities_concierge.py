@@ -21,7 +21,8 @@ from accrue_pipelines_tests.test_concierge_integration import _audited, _engine,
 from accrue_pipelines_tests.test_concierge_status import _complete_setup
 from connectors.common_model import OPTIONAL_OBJECTS
 from connectors.salesforce.sandbox import RunningSandbox
-from onboarding_app import imports, store
+from onboarding_app import store
+from onboarding_app.connection import imports
 
 
 def _to_review(admin: Admin, sandbox: RunningSandbox) -> None:

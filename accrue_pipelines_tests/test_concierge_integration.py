@@ -35,7 +35,8 @@ from accrue_pipelines_tests.test_concierge_status import _complete_setup
 from connectors.registry import create_connector
 from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app import app as app_module
-from onboarding_app import crm, store
+from onboarding_app import store
+from onboarding_app.connection import crm
 
 POSTS = ("/integration/pause", "/integration/resume", "/integration/frequency",
          "/integration/sync-now", "/integration/credentials", "/integration/oauth",

@@ -29,7 +29,7 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
 )
 from connectors import registry
 from connectors.salesforce.sandbox import RunningSandbox
-from onboarding_app import crm
+from onboarding_app.connection import crm
 from onboarding_app.security import LOGIN_FAILED
 
 
@@ -88,7 +88,7 @@ def test_failed_logins_back_off_progressively_and_success_resets(
 ) -> None:
     import time
 
-    from onboarding_app.login_guard import FREE_FAILURES
+    from onboarding_app.auth.login_guard import FREE_FAILURES
 
     admin.signup()
     admin.logout()

@@ -21,8 +21,8 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     confirm_path,
     make_app,
 )
-from onboarding_app import email_links
-from onboarding_app.security import RedactingFilter
+from onboarding_app.auth import email_links
+from onboarding_app.logs import RedactingFilter
 
 
 def _accounts(app: Flask, email: str) -> int:

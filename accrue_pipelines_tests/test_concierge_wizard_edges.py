@@ -23,8 +23,8 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
 from connectors import registry
 from connectors.base import CheckResult
 from connectors.salesforce.sandbox import RunningSandbox
-from onboarding_app import crm
-from onboarding_app.onboarding import SETUP_MINUTES, STEP_TITLES
+from onboarding_app.connection import crm
+from onboarding_app.wizard import SETUP_MINUTES, STEP_TITLES
 
 FORMATTED_QUOTA = re.compile(r"Connected to Salesforce; \d{1,3}(,\d{3})+ API requests left today")
 

@@ -70,7 +70,7 @@ def test_connect_with_hubspot_end_to_end(concierge_db_url: str, portal: RunningH
 def test_production_sends_the_browser_to_app_hubspot_com(concierge_db_url: str) -> None:
     """Without a sandbox the consent page is HubSpot's (app.hubspot.com) while the token
     exchange goes to its API host: the spec says so, the concierge reads it."""
-    from onboarding_app import oauth
+    from onboarding_app.connection import oauth
 
     spec = registry.spec("hubspot")
     app = make_app(concierge_db_url)

@@ -35,9 +35,10 @@ from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
 from accrue_pipelines_tests.test_results_access import HIERARCHY, STAMP, _accept, _invite, _seed
 from connectors.base import Upsert
 from onboarding_app.api import tokens
+from onboarding_app.logs import get_logger
 from onboarding_app.results import queries
 from onboarding_app.results.scope import Scope
-from onboarding_app.security import get_logger, token_hash
+from onboarding_app.security import token_hash
 
 NEW_TOKEN = re.compile(r'<code class="token-value">(acr_[0-9A-Za-z]+)</code>')
 

@@ -23,7 +23,7 @@ from blinker import Namespace
 from flask import current_app, render_template
 
 from accrue.onboarding_notify import SmtpSettings, send_email
-from onboarding_app.security import get_logger
+from onboarding_app.logs import get_logger
 
 logger = get_logger(__name__)
 _signals = Namespace()

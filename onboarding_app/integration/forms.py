@@ -11,7 +11,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField
 from wtforms.validators import DataRequired
 
-from onboarding_app.forms import ReviewForm
+from onboarding_app.wizard.forms import ReviewForm
 
 
 class FrequencyForm(FlaskForm):

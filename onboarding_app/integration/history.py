@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from accrue.schema import app_user
 from accrue.warehouse import Warehouse
-from onboarding_app import audit, crm
+from onboarding_app import audit
+from onboarding_app.connection import crm
 from onboarding_app.extensions import warehouse
 
 # What each error kind means for the admin, and what to do (`{crm}`: the CRM's name).

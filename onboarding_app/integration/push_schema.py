@@ -18,7 +18,8 @@ from werkzeug.wrappers import Response
 
 from accrue.push import schema
 from connectors.common_model import COMMON_OBJECTS
-from onboarding_app import audit, crm
+from onboarding_app import audit
+from onboarding_app.connection import crm
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
 from onboarding_app.integration import bp

@@ -16,10 +16,12 @@ from werkzeug.wrappers import Response
 
 from accrue import sync_schedule, tenants
 from accrue.schema import utcnow
-from onboarding_app import audit, crm, imports, oauth, store
-from onboarding_app import credentials as credentials_rule
+from onboarding_app import audit, store
+from onboarding_app.connection import credentials as credentials_rule
+from onboarding_app.connection import crm, imports, oauth
+from onboarding_app.connection.forms import FREQUENCY_LABELS, DetailsForm, details_form
 from onboarding_app.extensions import limiter, warehouse
-from onboarding_app.forms import FREQUENCY_LABELS, ActionForm, DetailsForm, details_form
+from onboarding_app.forms import ActionForm
 from onboarding_app.integration import bp, history
 from onboarding_app.integration.disconnect import disconnect
 from onboarding_app.integration.forms import (

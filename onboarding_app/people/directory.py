@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accrue.schema import email_link, object_table, utcnow
-from onboarding_app import email_links, store
+from onboarding_app import store
+from onboarding_app.auth import email_links
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from onboarding_app import audit, email_links, notify, store
+from onboarding_app import audit, notify, store
+from onboarding_app.auth import email_links
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
 from onboarding_app.people import bp

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from accrue import recommendation_status
 from accrue.schema import price_recommendation, revenue_opportunity, seller_month_metric
 from accrue.sync_progress import clock
-from onboarding_app.crm import OBJECT_LABELS
+from onboarding_app.connection.crm import OBJECT_LABELS
 from onboarding_app.results import present, queries
 from onboarding_app.results.charts import RateBar
 from onboarding_app.results.scope import Scope

@@ -26,8 +26,9 @@ from sqlalchemy.engine import Engine
 from accrue import crypto
 from accrue.schema import oauth_flow, utcnow
 from connectors.spec import ConnectorSpec, OAuth2Flow
-from onboarding_app import crm
-from onboarding_app.security import CurrentUser, get_logger, token_hash
+from onboarding_app.connection import crm
+from onboarding_app.logs import get_logger
+from onboarding_app.security import CurrentUser, token_hash
 
 logger = get_logger(__name__)
 STATE_LIFETIME = timedelta(minutes=10)

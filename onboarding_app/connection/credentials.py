@@ -12,9 +12,9 @@ from typing import Any
 
 from accrue import crypto, tenants
 from connectors.spec import ConnectorSpec, SetupValueError, prepare_connection
-from onboarding_app import crm, oauth
+from onboarding_app.connection import crm, oauth
+from onboarding_app.connection.forms import DetailsForm
 from onboarding_app.extensions import warehouse
-from onboarding_app.forms import DetailsForm
 
 
 def stored_secrets(tenant_id: str) -> dict[str, Any]:

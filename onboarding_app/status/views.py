@@ -14,18 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, jsonify, render_template
+from flask import abort, current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
 from accrue import onboarding_notify, sync_progress, tenants
 from accrue.schema import sync_run
 from accrue.warehouse import Warehouse
-from onboarding_app import crm, feeds, store
+from onboarding_app import store
+from onboarding_app.connection import crm, feeds
+from onboarding_app.connection.forms import FREQUENCY_LABELS
 from onboarding_app.extensions import warehouse
-from onboarding_app.forms import FREQUENCY_LABELS
 from onboarding_app.security import current_user, external_url, login_required
-
-bp = Blueprint("status", __name__, url_prefix="/status")
+from onboarding_app.status import bp
 
 
 @bp.before_request

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, redirect, render_template, session, url_for
+from flask import g, jsonify, redirect, render_template, session, url_for
 from sqlalchemy import text
 from werkzeug.wrappers import Response
 
-from onboarding_app import crm, store
+from onboarding_app import store
+from onboarding_app.connection import crm
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
-from onboarding_app.onboarding import STEP_TITLES, STEPS
+from onboarding_app.main import bp
 from onboarding_app.results import summaries
 from onboarding_app.results.scope import scope_for
 from onboarding_app.security import current_user, login_required
-
-bp = Blueprint("main", __name__)
+from onboarding_app.wizard import STEP_TITLES, STEPS
 
 
 @bp.get("/")

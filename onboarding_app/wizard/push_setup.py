@@ -19,16 +19,16 @@ from accrue.push.credentials import IssuedSecret
 from onboarding_app import audit, store
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
-from onboarding_app.onboarding.flow import (
-    bp,
+from onboarding_app.push.guide import guide
+from onboarding_app.wizard import bp
+from onboarding_app.wizard.flow import (
+    back_or_save,
     form_action,
     gate,
     render,
     save,
-    saved_for_later,
     step_endpoint,
 )
-from onboarding_app.push.guide import guide
 
 
 def _open() -> tuple[store.Wizard, Response | None]:
@@ -80,13 +80,9 @@ def push_setup_post() -> ResponseReturnValue:
     wizard, blocked = _open()
     if blocked:
         return blocked
-    action = form_action()
-    if action == "back":
-        save(wizard, "details")
-        return redirect(url_for("onboarding.select_crm"))
-    if action == "save":
-        save(wizard, "details")
-        return saved_for_later("details")
+    left = back_or_save(wizard, "details", form_action(), url_for("onboarding.select_crm"))
+    if left:
+        return left
     save(wizard, "review")
     return redirect(url_for("onboarding.review"))
 

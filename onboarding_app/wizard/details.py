@@ -27,11 +27,13 @@ from werkzeug.wrappers import Response
 from accrue import crypto, tenants
 from accrue.schema import utcnow
 from connectors.spec import ConnectorSpec
-from onboarding_app import audit, credentials, crm, oauth, store
+from onboarding_app import audit, store
+from onboarding_app.connection import credentials, crm, oauth
+from onboarding_app.connection.forms import DetailsForm, details_form
 from onboarding_app.extensions import limiter, warehouse
-from onboarding_app.forms import DetailsForm, details_form
-from onboarding_app.onboarding.flow import (
-    bp,
+from onboarding_app.security import current_user, external_url
+from onboarding_app.wizard import bp
+from onboarding_app.wizard.flow import (
     connection_ok,
     current_connection,
     current_wizard,
@@ -44,7 +46,6 @@ from onboarding_app.onboarding.flow import (
     step_endpoint,
     wants_json,
 )
-from onboarding_app.security import current_user, external_url
 
 
 def chosen_spec(wizard: store.Wizard) -> ConnectorSpec:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import (
-    Blueprint,
     abort,
     current_app,
     flash,
@@ -42,11 +41,12 @@ from accrue.file_import.proposal import propose, remember_mapping
 from accrue.file_import.reading import FileImportError, csv_files
 from accrue.schema import UPLOAD_MODES
 from accrue.warehouse import Warehouse
-from onboarding_app import audit, crm, store
+from onboarding_app import audit, store
+from onboarding_app.connection import crm
 from onboarding_app.extensions import warehouse
 from onboarding_app.security import current_user, login_required
+from onboarding_app.uploads import bp
 
-bp = Blueprint("uploads", __name__, url_prefix="/uploads")
 TARGET_LABELS = {"source_id": "Record id", "modified_at": "Last modified"}
 
 

@@ -22,8 +22,8 @@ from flask import current_app
 from connectors import registry
 from connectors.base import CheckResult, ConnectorError
 from connectors.spec import ConnectorSpec
-from onboarding_app import feeds
-from onboarding_app.security import get_logger
+from onboarding_app.connection import feeds
+from onboarding_app.logs import get_logger
 
 logger = get_logger(__name__)
 
@@ -34,7 +34,7 @@ class CrmOption:
     name: str
     blurb: str
     supported: bool
-    feed: bool = False  # a way in for CRMs no connector reads (onboarding_app.feeds)
+    feed: bool = False  # a way in for CRMs no connector reads (onboarding_app.connection.feeds)
 
 
 def catalog() -> list[CrmOption]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import (
-    Blueprint,
     current_app,
     flash,
     g,
@@ -24,12 +23,14 @@ from werkzeug.wrappers import Response
 
 from accrue import tenants
 from connectors import registry
-from onboarding_app import audit, crm, feeds, store
+from onboarding_app import audit, store
+from onboarding_app.connection import crm, feeds
 from onboarding_app.extensions import warehouse
 from onboarding_app.forms import ActionForm
-from onboarding_app.security import current_user, get_logger, login_required, safe_next
+from onboarding_app.logs import get_logger
+from onboarding_app.security import current_user, login_required, safe_next
+from onboarding_app.wizard import bp
 
-bp = Blueprint("onboarding", __name__, url_prefix="/onboarding")
 logger = get_logger(__name__)
 
 STEP_TITLES = {
@@ -113,7 +114,7 @@ def gate(step: str) -> tuple[store.Wizard, tenants.ConnectionInfo | None, Respon
 
 
 def step_endpoint(wizard: store.Wizard, step: str) -> str:
-    """A step's page: a feed (onboarding_app.feeds) has its own instead of Provide Details."""
+    """A step's page: a feed (`connection.feeds`) has its own instead of Provide Details."""
     feed = feeds.get(wizard.section("crm").get("key"))
     if step == "details" and feed is not None:
         return feed.setup_endpoint
@@ -122,6 +123,16 @@ def step_endpoint(wizard: store.Wizard, step: str) -> str:
 
 def save(wizard: store.Wizard, step: str, **values: Any) -> None:
     store.save_wizard(warehouse.engine, wizard.tenant_id, step=step, data=wizard.data, **values)
+
+
+def back_or_save(wizard: store.Wizard, step: str, action: str, back_to: str,
+                 **values: Any) -> Response | None:
+    """**Back** and **Save and Continue Later**: save the step as it is, then the previous
+    page (`back_to`) or home; None for **Continue**, which each step handles itself."""
+    if action not in ("back", "save"):
+        return None
+    save(wizard, step, **values)
+    return redirect(back_to) if action == "back" else saved_for_later(step)
 
 
 def form_action() -> str:

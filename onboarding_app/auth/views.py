@@ -9,7 +9,6 @@ server-side session.
 from __future__ import annotations
 
 from flask import (
-    Blueprint,
     current_app,
     flash,
     g,
@@ -23,22 +22,24 @@ from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from accrue import tenants
-from onboarding_app import audit, email_links, login_guard, notify, onboarding, store
+from onboarding_app import audit, notify, store
+from onboarding_app.auth import bp, email_links, login_guard
+from onboarding_app.auth.forms import AcceptInvitationForm, LoginForm, SignupForm
 from onboarding_app.extensions import limiter, warehouse
-from onboarding_app.forms import AcceptInvitationForm, ActionForm, LoginForm, SignupForm
+from onboarding_app.forms import ActionForm
+from onboarding_app.logs import get_logger
 from onboarding_app.security import (
     LOGIN_FAILED,
     end_all_sessions,
     end_session,
     external_url,
-    get_logger,
     hash_password,
     safe_next,
     start_session,
     verify_password,
 )
+from onboarding_app.wizard import login_landing
 
-bp = Blueprint("auth", __name__, url_prefix="/auth")
 logger = get_logger(__name__)
 
 
@@ -50,7 +51,7 @@ def _after_login(tenant_id: str, role: str = "admin") -> str | None:
     """U1 and U5: arm the pop-up until setup is complete; the saved step to land on, if any.
 
     The pop-up shows on whichever page renders next: home (nothing saved yet)
-    or the saved step, as "Welcome back" (see onboarding._render). Setup is the
+    or the saved step, as "Welcome back" (see wizard.flow.render). Setup is the
     admin's: managers and sellers land on home.
     """
     if role != "admin":
@@ -59,7 +60,7 @@ def _after_login(tenant_id: str, role: str = "admin") -> str | None:
     if wizard.complete:
         return None
     session["concierge_popup"] = True
-    return onboarding.login_landing(tenant_id)
+    return login_landing(tenant_id)
 
 
 @bp.route("/signup", methods=["GET", "POST"])

@@ -14,24 +14,27 @@ from werkzeug.wrappers import Response
 
 from accrue import tenants
 from accrue.schema import utcnow
-from onboarding_app import audit, crm, feeds, imports, notify, store
+from onboarding_app import audit, notify, store
+from onboarding_app.connection import crm, feeds, imports
+from onboarding_app.connection.forms import FREQUENCY_LABELS
 from onboarding_app.extensions import limiter, warehouse
-from onboarding_app.forms import FREQUENCY_LABELS, ActionForm, ReviewForm, SelectCrmForm, TermsForm
-from onboarding_app.onboarding.details import run_test
-from onboarding_app.onboarding.flow import (
-    bp,
+from onboarding_app.forms import ActionForm
+from onboarding_app.security import current_user, external_url
+from onboarding_app.wizard import bp
+from onboarding_app.wizard.details import run_test
+from onboarding_app.wizard.flow import (
+    back_or_save,
     current_wizard,
     form_action,
     gate,
     render,
     save,
-    saved_for_later,
     saved_step,
     step_endpoint,
     terms_version,
     wants_json,
 )
-from onboarding_app.security import current_user, external_url
+from onboarding_app.wizard.forms import ReviewForm, SelectCrmForm, TermsForm
 
 
 @bp.get("/")
@@ -102,12 +105,9 @@ def select_crm() -> str | Response | tuple[str, int]:
         wizard.data["crm"] = {"key": form.crm.data}
         # A feed's key is its crm_type too (a push tenant is never scheduled for CRM syncs).
         tenants.set_crm_type(warehouse.engine, wizard.tenant_id, form.crm.data)
-    if action == "back":
-        save(wizard, "crm")
-        return redirect(url_for("onboarding.welcome"))
-    if action == "save":
-        save(wizard, "crm")
-        return saved_for_later("crm")
+    left = back_or_save(wizard, "crm", action, url_for("onboarding.welcome"))
+    if left:
+        return left
     if not form.crm.data:
         form.crm.errors = ["Choose your CRM to continue."]
         return render("onboarding/select_crm.html", "crm", wizard, 400, form=form,
@@ -149,12 +149,9 @@ def review() -> str | Response | tuple[str, int]:
     imports.save(warehouse.engine, wizard.tenant_id,
                  {k: bool(getattr(form, k).data) for k in imports.OPTIONAL_IMPORTS}, wizard)
     tenants.set_sync_frequency(warehouse.engine, wizard.tenant_id, frequency)
-    if action == "back":
-        save(wizard, "review")
-        return redirect(url_for(step_endpoint(wizard, "details")))
-    if action == "save":
-        save(wizard, "review")
-        return saved_for_later("review")
+    left = back_or_save(wizard, "review", action, url_for(step_endpoint(wizard, "details")))
+    if left:
+        return left
     save(wizard, "terms")
     audit.record(warehouse.engine, "onboarding.saved",
                  detail={"step": "review", "frequency": frequency,
@@ -199,12 +196,9 @@ def terms() -> str | Response | tuple[str, int]:
         audit.record(warehouse.engine, "terms.agreed", detail={"version": terms_version()})
     elif not form.agree.data and agreed:
         values = {"terms_version": None, "terms_agreed_at": None, "terms_agreed_by": None}
-    if action == "back":
-        save(wizard, "terms", **values)
-        return redirect(url_for("onboarding.review"))
-    if action == "save":
-        save(wizard, "terms", **values)
-        return saved_for_later("terms")
+    left = back_or_save(wizard, "terms", action, url_for("onboarding.review"), **values)
+    if left:
+        return left
     if not form.agree.data:
         form.agree.errors = ["Please agree to the Terms and Policies to finish the setup."]
         save(wizard, "terms", **values)
