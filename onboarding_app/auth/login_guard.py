@@ -23,6 +23,8 @@ from onboarding_app.extensions import limiter
 from onboarding_app.store import normalise_email
 
 FREE_FAILURES = 5
+# The first wait after the free failures; each further failure doubles it.
+FIRST_WAIT_SECONDS = 1
 MAX_WAIT_SECONDS = 15 * 60
 # Failures older than this are forgotten: a typo last week does not slow today's login.
 FAILURE_MEMORY_SECONDS = 60 * 60
@@ -47,7 +49,7 @@ def record_failure(email: str) -> int:
     failures = limiter.storage.incr(_key("fail", email), FAILURE_MEMORY_SECONDS)
     if failures < FREE_FAILURES:
         return 0
-    wait = min(2 ** (failures - FREE_FAILURES), MAX_WAIT_SECONDS)
+    wait = min(FIRST_WAIT_SECONDS * 2 ** (failures - FREE_FAILURES), MAX_WAIT_SECONDS)
     limiter.storage.incr(_key("wait", email), wait)
     return wait
 
