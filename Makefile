@@ -36,6 +36,8 @@ bench: install
 	$(BIN)/python -m benchmarks.results_pages
 	$(BIN)/python -m benchmarks.file_import_bench $(FILE_IMPORT_BENCH_ARGS)
 	$(BIN)/python -m benchmarks.push_bench $(PUSH_BENCH_ARGS)
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[dev,compare]'
+	$(BIN)/python -m benchmarks.loader_compare $(LOADER_COMPARE_ARGS)
 
 # The real daemon with 10, 100, 200 and 1,000 tenants (about 1.5-2 hours; not part of `test`).
 scale: install
