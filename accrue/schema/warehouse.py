@@ -331,8 +331,8 @@ def is_accrue_table(name: str) -> bool:
 # are written by its write path, the package accrue/warehouse.
 WAREHOUSE = "accrue/warehouse"
 WRITERS: dict[str, str] = {
-    "tenant": "accrue/tenants.py",
-    "crm_connection": "accrue/tenants.py",
+    "tenant": "accrue/tenants/registry.py",
+    "crm_connection": "accrue/tenants/vault.py",
     "tenant_sync_schedule": "accrue/sync_schedule.py",
     **{t.name: WAREHOUSE for t in (sync_state, sync_run, crm_change_log, crm_quarantine,
                                    pipeline_summary, *OBJECT_TABLES.values())},
