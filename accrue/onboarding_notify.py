@@ -35,7 +35,8 @@ import jinja2
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
-from accrue import recommendation_status, sync_progress, tenants
+from accrue import audit, recommendation_status, sync_progress, tenants
+from accrue import onboarding_state as saved_progress
 from accrue.schema import (
     app_user,
     audit_event,
@@ -280,24 +281,14 @@ def _claim(engine: Engine, tenant_id: str) -> datetime | None:
     """Mark the e-mail as sent; the timestamp only for the one caller that wins the mark."""
     now = utcnow()
     with engine.begin() as conn:
-        result = conn.execute(
-            sa.update(onboarding_state)
-            .where(onboarding_state.c.tenant_id == tenant_id,
-                   onboarding_state.c.first_data_notified_at.is_(None))
-            .values(first_data_notified_at=now)
-        )
-    return now if result.rowcount == 1 else None
+        won = saved_progress.swap_first_data_notified(conn, tenant_id, was=None, now=now)
+    return now if won else None
 
 
 def _release(engine: Engine, tenant_id: str, claimed_at: datetime) -> None:
     """Undo our own claim after a failed hand-over, so a later check retries."""
     with engine.begin() as conn:
-        conn.execute(
-            sa.update(onboarding_state)
-            .where(onboarding_state.c.tenant_id == tenant_id,
-                   onboarding_state.c.first_data_notified_at == claimed_at)
-            .values(first_data_notified_at=None)
-        )
+        saved_progress.swap_first_data_notified(conn, tenant_id, was=claimed_at, now=None)
 
 
 def _failed_recently(engine: Engine, tenant_id: str) -> bool:
@@ -318,10 +309,7 @@ def _admin(engine: Engine, tenant_id: str) -> RowMapping | None:
 
 def _audit(engine: Engine, tenant_id: str, outcome: str, actor: str) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.insert(audit_event).values(
-            tenant_id=tenant_id, actor=actor[:100], action=FIRST_DATA_ACTION, outcome=outcome,
-            detail=None, ip=None, created_at=utcnow(),
-        ))
+        audit.append(conn, FIRST_DATA_ACTION, outcome=outcome, actor=actor, tenant_id=tenant_id)
 
 
 def message_id(tenant_id: str, settings: SmtpSettings) -> str:

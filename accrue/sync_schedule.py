@@ -156,7 +156,8 @@ def lead(tenant_id: str, frequency: timedelta) -> timedelta:
 def backoff(tenant_id: str, failures: int, frequency: timedelta) -> timedelta:
     """Wait after `failures` failed syncs in a row: exponential, jittered ±25 %, capped."""
     base = min(frequency, BACKOFF_BASE * 2 ** min(max(failures - 1, 0), 16))
-    return min(frequency, base * (0.75 + 0.5 * _fraction(tenant_id, f"backoff{failures}")))
+    jittered: timedelta = base * (0.75 + 0.5 * _fraction(tenant_id, f"backoff{failures}"))
+    return min(frequency, jittered)
 
 
 def reconcile_slot(tenant_id: str, now: datetime) -> datetime:

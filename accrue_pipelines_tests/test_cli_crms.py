@@ -20,7 +20,7 @@ import requests
 from click.testing import CliRunner
 
 from accrue import config, db, tenants
-from accrue.cli import main
+from accrue_cli.commands import main
 from connectors import registry
 from connectors.sandbox_kit.harness import RunningCrmSandbox
 from connectors.spec import ConnectorSpec, load
@@ -87,7 +87,7 @@ def test_an_empty_salesforce_org_with_the_password_the_user_chose(tmp_path: Path
     Price Book); `--login` sets the integration user's password and token; a secret the
     sandbox cannot set is refused before anything starts."""
     port = _free_port()
-    base = [sys.executable, "-m", "accrue.cli", "sandbox", "salesforce", "--port", str(port),
+    base = [sys.executable, "-m", "accrue_cli", "sandbox", "salesforce", "--port", str(port),
             "--opportunities", "0", "--state", str(tmp_path / "empty.db")]
     refused = subprocess.run([*base, "--login", "api_key=x"], capture_output=True, text=True,
                              timeout=60, env={**os.environ, config.HOME_ENV: str(tmp_path)})

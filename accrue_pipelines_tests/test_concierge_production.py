@@ -117,7 +117,7 @@ def test_gunicorn_serves_the_concierge_in_production_and_refuses_a_bad_setup(
            "ACCRUE_RATELIMIT_STORAGE_URI": REDIS_LIMITS, "ACCRUE_APP_WORKERS": "2",
            "ACCRUE_SMTP_HOST": "127.0.0.1"}
     env.pop("ACCRUE_SALESFORCE_SANDBOX_URL", None)
-    server = subprocess.Popen([sys.executable, "-m", "accrue.cli", "app", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "accrue_cli", "app", "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:
@@ -137,7 +137,7 @@ def test_gunicorn_serves_the_concierge_in_production_and_refuses_a_bad_setup(
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output[-2000:]  # a graceful stop on SIGTERM
     del env["ACCRUE_APP_PUBLIC_URL"]
-    refused = subprocess.run([sys.executable, "-m", "accrue.cli", "app", "--port", str(port)],
+    refused = subprocess.run([sys.executable, "-m", "accrue_cli", "app", "--port", str(port)],
                              env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0
     assert "ACCRUE_APP_PUBLIC_URL" in refused.stdout + refused.stderr

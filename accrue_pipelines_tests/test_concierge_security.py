@@ -346,7 +346,7 @@ def test_undecryptable_credentials_can_be_removed_and_reentered(
 def test_key_rotation_is_audited_without_secrets(
     sf_sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from accrue.cli import main
+    from accrue_cli.commands import main
 
     database = f"sqlite:///{tmp_path / 'rotation.db'}"
     engine = db.make_engine(database)

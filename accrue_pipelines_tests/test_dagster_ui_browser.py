@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from accrue import tenants
-from accrue.demo import _code_loaded
 from accrue.warehouse import Warehouse
+from accrue_cli.demo import _code_loaded
 from accrue_pipelines import ops_assets
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.resources import WarehouseResource

@@ -25,7 +25,7 @@ import psutil
 import pytest
 import requests
 
-from accrue import demo, localstack
+from accrue_cli import demo_orgs, demo_signals, localstack
 
 REPO = Path(__file__).resolve().parents[1]
 PORT_ENVS = (
@@ -33,7 +33,7 @@ PORT_ENVS = (
     "ACCRUE_APP_PORT",
     "ACCRUE_MAIL_SMTP_PORT",
     "ACCRUE_MAIL_PORT",
-    *(f"ACCRUE_SANDBOX_PORT_{i}" for i in range(1, len(demo.ORGS) + 1)),
+    *(f"ACCRUE_SANDBOX_PORT_{i}" for i in range(1, len(demo_orgs.ORGS) + 1)),
 )
 START_TIMEOUT_S = 150
 EXIT_TIMEOUT_S = 60
@@ -162,10 +162,10 @@ def _running_demo(tmp_path: Path) -> Iterator[_DemoRun]:
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update({name: str(port) for name, port in ports.items()})
     env.update(ACCRUE_HOME=str(home), PYTHONUNBUFFERED="1")
-    env[demo.SCALE_ENV] = "0.02"
+    env[demo_orgs.SCALE_ENV] = "0.02"
     with open(output, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "accrue.cli", "demo"], cwd=REPO, env=env,
+            [sys.executable, "-m", "accrue_cli", "demo"], cwd=REPO, env=env,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             # As from a terminal, even when these tests run under nohup (SIGHUP inherited as
             # ignored, which the demo rightly honours as "survive a closed terminal").
@@ -340,11 +340,11 @@ def test_stop_all_finds_orphans_by_marker(tmp_path: Path) -> None:
 
 def test_stop_signals_hold_until_the_child_is_recorded_then_stop_once() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    signals = demo.StopSignals()
+    signals = demo_signals.StopSignals()
     signals.install()
     recorded = []
     try:
-        with pytest.raises(demo.DemoStopped) as stopped, signals.held():
+        with pytest.raises(demo_signals.DemoStopped) as stopped, signals.held():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # the handler has run by now, and must not have raised
             recorded.append("child")
@@ -359,11 +359,11 @@ def test_stop_signals_hold_until_the_child_is_recorded_then_stop_once() -> None:
 
 
 def test_scale_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(demo.SCALE_ENV, "0.1")
-    assert demo.opportunities_scale() == 0.1
-    monkeypatch.setenv(demo.SCALE_ENV, "-1")
-    with pytest.raises(SystemExit, match=demo.SCALE_ENV):
-        demo.opportunities_scale()
+    monkeypatch.setenv(demo_orgs.SCALE_ENV, "0.1")
+    assert demo_orgs.opportunities_scale() == 0.1
+    monkeypatch.setenv(demo_orgs.SCALE_ENV, "-1")
+    with pytest.raises(SystemExit, match=demo_orgs.SCALE_ENV):
+        demo_orgs.opportunities_scale()
 
 
 def test_demo_tenants_sync_every_fifteen_minutes(tmp_path: Path) -> None:
@@ -372,19 +372,19 @@ def test_demo_tenants_sync_every_fifteen_minutes(tmp_path: Path) -> None:
 
     engine = db.make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
     db.upgrade(engine)
-    ports = {t.tenant_id: t.port for t in demo.DEMO_TENANTS}
+    ports = {t.tenant_id: t.port for t in demo_orgs.DEMO_TENANTS}
     try:
-        demo.register_demo_tenants(engine, ports)
-        for t in demo.DEMO_TENANTS:
+        demo_orgs.register_demo_tenants(engine, ports)
+        for t in demo_orgs.DEMO_TENANTS:
             assert tenants.require_tenant(engine, t.tenant_id).sync_frequency_minutes == 15
-            assert demo.tenant_data(engine, t.tenant_id) is None
-            assert demo.recommendation_count(engine, t.tenant_id) == 0
-        acme = demo.DEMO_TENANTS[0].tenant_id
+            assert demo_orgs.tenant_data(engine, t.tenant_id) is None
+            assert demo_orgs.recommendation_count(engine, t.tenant_id) == 0
+        acme = demo_orgs.DEMO_TENANTS[0].tenant_id
         tenants.set_sync_frequency(engine, acme, 5)
-        demo.register_demo_tenants(engine, ports)
+        demo_orgs.register_demo_tenants(engine, ports)
         assert tenants.require_tenant(engine, acme).sync_frequency_minutes == 15
         tenants.set_sync_frequency(engine, acme, 60)  # an admin's own choice is kept
-        demo.register_demo_tenants(engine, ports)
+        demo_orgs.register_demo_tenants(engine, ports)
         assert tenants.require_tenant(engine, acme).sync_frequency_minutes == 60
     finally:
         engine.dispose()
@@ -408,8 +408,8 @@ def test_first_data_means_every_object_synced_successfully(tmp_path: Path) -> No
             store.finish_run(store.start_run("acme-demo", name), "succeeded")
         store.finish_run(store.start_run("acme-demo", last), "failed", error="boom")
         running = store.start_run("acme-demo", last)
-        assert demo.tenant_data(engine, "acme-demo") is None
+        assert demo_orgs.tenant_data(engine, "acme-demo") is None
         store.finish_run(running, "succeeded")
-        assert demo.tenant_data(engine, "acme-demo") == (len(synced), 0)
+        assert demo_orgs.tenant_data(engine, "acme-demo") == (len(synced), 0)
     finally:
         engine.dispose()

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 import yaml
 
 from accrue import db, tenants
-from accrue.localstack import LocalStack, wait_until
 from accrue.warehouse import Warehouse
+from accrue_cli.localstack import LocalStack, wait_until
 from accrue_pipelines import run_tags
 from accrue_pipelines_tests.fixtures_sandbox import start_sandbox
 from connectors.common_model import COMMON_OBJECTS

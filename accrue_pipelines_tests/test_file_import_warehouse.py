@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from accrue import config, tenants
-from accrue.cli import main
 from accrue.file_import import FileMapping, ValueFormat, import_file, propose
 from accrue.schema import crm_change_log, object_table
 from accrue.warehouse import Warehouse
+from accrue_cli.commands import main
 
 EXPORTS = Path(__file__).parent / "file_import_exports"
 

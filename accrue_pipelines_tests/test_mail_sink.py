@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from accrue.mail_sink import create_inbox_app, read_mails, start_smtp
 from accrue.onboarding_notify import SmtpSettings, send_email
+from accrue_cli.mail_sink import create_inbox_app, read_mails, start_smtp
 from accrue_pipelines_tests.test_concierge_status import _free_port
 
 

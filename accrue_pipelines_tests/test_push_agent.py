@@ -394,7 +394,8 @@ def test_a_short_chaos_run_with_sigkills_leaves_the_warehouse_equal_to_the_sourc
 
 def test_the_demo_tenant_is_prepared_once_and_its_agent_feeds_the_warehouse(
         app: Flask, engine: Engine, tmp_path: Path) -> None:
-    from accrue import demo_push, tenants
+    from accrue import tenants
+    from accrue_cli import demo_push
 
     if tenants.get_tenant(engine, demo_push.TENANT_ID) is not None:  # shared session database
         Warehouse(engine).delete_tenant_data(demo_push.TENANT_ID)

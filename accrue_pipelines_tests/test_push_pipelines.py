@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from flask import Flask
 
 from accrue import config, sync_schedule, tenants
-from accrue.cli import main
 from accrue.push import PUSH_CRM_TYPE, credentials, inbox
 from accrue.schema import object_table, sync_run
 from accrue.warehouse import Warehouse
+from accrue_cli.commands import main
 from accrue_pipelines import run_tags, sensors
 from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.resources import pipeline_resources

@@ -182,7 +182,7 @@ def test_no_instructions_start_the_superseded_dagster_dev():
     """`dagster dev` warns of its supersession and of the repo's dagster.yaml it ignores;
     the README and the demo start the webserver and the daemon with DAGSTER_HOME set."""
     repo = Path(__file__).resolve().parents[1]
-    for name in ("README.md", "Makefile", "accrue/demo.py"):
+    for name in ("README.md", "Makefile", "accrue_cli/demo.py"):
         text = (repo / name).read_text()
         assert "bin/dagster dev" not in text and "dagster dev -w" not in text, name
     assert "DAGSTER_HOME" in (repo / "README.md").read_text()

@@ -230,7 +230,7 @@ def import_until_done(warehouse_url: str, tenant: str, path: Path, snapshot: boo
     length `estimate` (a run that finished first is not killed), then run to completion;
     returns (kills, runs, runs that resumed a killed one's pages, the seconds of the last
     run that finished)."""
-    args = [sys.executable, "-m", "accrue.cli", "import", tenant, str(path), "--object",
+    args = [sys.executable, "-m", "accrue_cli", "import", tenant, str(path), "--object",
             OBJECT, "--yes", *(["--snapshot"] if snapshot else [])]
     # Unbuffered: a page's progress line reaches the log as it commits (a kill moment).
     env = {**os.environ, "ACCRUE_DATABASE_URL": warehouse_url, "PYTHONUNBUFFERED": "1"}

@@ -75,7 +75,7 @@ def complete_setup(page: Any, sandbox: Any, typist: Typist, method: str) -> floa
 
 def sign_up(page: Any, typist: Typist, inbox_url: str, shots: Path | None = None) -> str:
     """Sign up as a person does: the form, then the link in the e-mail (read in the demo
-    inbox, accrue.mail_sink), then "Confirm and continue"; screenshots into `shots`."""
+    inbox, accrue_cli.mail_sink), then "Confirm and continue"; screenshots into `shots`."""
 
     def shot(name: str) -> None:
         if shots is not None:
@@ -125,7 +125,7 @@ def run(opportunities: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from accrue import config, crypto, db
-    from accrue.mail_sink import create_inbox_app, start_smtp
+    from accrue_cli.mail_sink import create_inbox_app, start_smtp
     from benchmarks.scale_support import free_port
     from connectors.salesforce.sandbox import running_sandbox
     from onboarding_app import create_app

@@ -110,7 +110,7 @@ class Gunicorn:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "accrue.cli", "app", "--host", "127.0.0.1",
+                [sys.executable, "-m", "accrue_cli", "app", "--host", "127.0.0.1",
                  "--port", str(self.port), "--workers", str(self.workers),
                  "--threads", str(self.threads)],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,

@@ -201,7 +201,7 @@ def profile_cli(stack: DaemonStack, top: int) -> list[str]:
     out = stack.workdir / "cli.prof"
     env = {**stack.processes.env} if stack.processes else None
     wall, _ = timed_process([sys.executable, "-m", "cProfile", "-o", str(out), "-m",
-                             "accrue.cli", "sync", TENANT], env)
+                             "accrue_cli", "sync", TENANT], env)
     stats = pstats.Stats(str(out))
     rows = []
     for (path, line, name), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]

@@ -39,7 +39,7 @@ import psutil
 import sqlalchemy as sa
 
 from accrue import config, crypto, db, tenants
-from accrue.localstack import LocalStack, process_tree, terminate, wait_until
+from accrue_cli.localstack import LocalStack, process_tree, terminate, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -283,35 +283,31 @@ class DaemonStack:
 
     def register(self, tenant_id: str, sandbox: Sandbox, frequency_minutes: int = 60) -> None:
         """A pending tenant with its admin and wizard, and sealed credentials (not active yet)."""
-        from accrue.schema import app_user, onboarding_state, utcnow
+        from accrue import onboarding_state
+        from accrue.schema import utcnow
+        from onboarding_app import store
 
         assert self.engine is not None
         tenants.add_tenant(self.engine, tenant_id, tenant_id, "salesforce",
                            sync_frequency_minutes=frequency_minutes, status="pending")
-        now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(sa.insert(app_user).values(
-                tenant_id=tenant_id, email=f"admin@{tenant_id}.example", full_name="Admin",
-                password_hash="-", created_at=now, updated_at=now))
-            conn.execute(sa.insert(onboarding_state).values(
-                tenant_id=tenant_id, step="terms", data={}, started_at=now, created_at=now,
-                updated_at=now))
+            store.add_user(conn, tenant_id=tenant_id, email=f"admin@{tenant_id}.example",
+                           full_name="Admin", password_hash="-")
+            onboarding_state.start(conn, tenant_id, step="terms", started_at=utcnow())
         tenants.save_credentials(self.engine, tenant_id, "salesforce", SANDBOX_CREDENTIALS,
                                  {"domain": "login", "sandbox_url": sandbox.url})
 
     def activate(self, tenant_ids: Sequence[str]) -> float:
         """The wizard's "Finish": active tenant, completed wizard. Returns the time (epoch s)."""
-        from accrue.schema import onboarding_state, tenant, utcnow
+        from accrue import onboarding_state
+        from accrue.schema import utcnow
 
         assert self.engine is not None
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # the wizard completed before the tenant is active
             for chunk in _chunks(list(tenant_ids), 500):
-                conn.execute(sa.update(tenant).where(tenant.c.id.in_(chunk))
-                             .values(status="active", updated_at=now))
-                conn.execute(sa.update(onboarding_state)
-                             .where(onboarding_state.c.tenant_id.in_(chunk))
-                             .values(step="complete", completed_at=now, updated_at=now))
+                onboarding_state.save(conn, chunk, step="complete", completed_at=now)
+        tenants.set_statuses(self.engine, tenant_ids, "active")
         return now.timestamp()
 
     def set_status(self, tenant_id: str, status: str) -> None:

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from flask import g, has_request_context, request
 from sqlalchemy.engine import Engine
 
-from accrue.schema import audit_event, utcnow
+from accrue import audit
+from accrue.schema import audit_event
 
 _SECRETISH = re.compile(r"pass(word)?|secret|token|key|code|verifier|session", re.I)
 
@@ -43,10 +44,8 @@ def record(
         actor = f"user:{user.id}" if user is not None else "anonymous"
     ip = request.remote_addr if has_request_context() else None
     with engine.begin() as conn:
-        conn.execute(sa.insert(audit_event).values(
-            tenant_id=tenant_id, actor=actor[:100], action=action, outcome=outcome,
-            detail=_clean(detail), ip=ip, created_at=utcnow(),
-        ))
+        audit.append(conn, action, outcome=outcome, actor=actor, tenant_id=tenant_id,
+                     detail=_clean(detail), ip=ip)
 
 
 def events(engine: Engine, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import abort, current_app, g, redirect, request, session, url_for
 
 from accrue.schema import app_session, app_user, utcnow
+from onboarding_app import store
 from onboarding_app.extensions import warehouse
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,8 +75,7 @@ def start_session(user_id: int, tenant_id: str) -> None:
             token_hash=token_hash(token), user_id=user_id, tenant_id=tenant_id,
             created_at=now, last_seen_at=now, expires_at=now + timedelta(hours=hours),
         ))
-        conn.execute(sa.update(app_user).where(app_user.c.id == user_id)
-                     .values(last_login_at=now, updated_at=now))
+        store.record_login(conn, user_id, now)
     session["sid"] = token
     session.permanent = False
 
@@ -98,6 +98,12 @@ def end_all_sessions(user_id: int) -> int:
         ended = conn.execute(sa.delete(app_session).where(app_session.c.user_id == user_id))
     session.clear()
     return int(ended.rowcount or 0)
+
+
+def delete_sessions(conn: sa.Connection, user_id: int, tenant_id: str) -> None:
+    """End a removed person's sessions (app_session's one write path is this module)."""
+    conn.execute(sa.delete(app_session).where(app_session.c.user_id == user_id,
+                                              app_session.c.tenant_id == tenant_id))
 
 
 def load_current_user() -> None:

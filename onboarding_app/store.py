@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from accrue import onboarding_state as saved_progress
 from accrue import tenants
-from accrue.schema import ONBOARDING_STEPS, app_session, app_user, onboarding_state, utcnow
+from accrue.schema import ONBOARDING_STEPS, app_user, onboarding_state, utcnow
 from connectors import registry
 
 STEPS = ONBOARDING_STEPS
@@ -83,16 +84,11 @@ def create_account(
             continue
     else:  # pragma: no cover - six random collisions
         raise RuntimeError("could not allocate a tenant id")
-    now = utcnow()
     try:
         with engine.begin() as conn:
-            user_id = conn.execute(sa.insert(app_user).values(
-                tenant_id=tenant_id, email=email, full_name=full_name.strip(),
-                password_hash=password_hash, created_at=now, updated_at=now,
-            ).returning(app_user.c.id)).scalar_one()
-            conn.execute(sa.insert(onboarding_state).values(
-                tenant_id=tenant_id, step="welcome", data={}, created_at=now, updated_at=now,
-            ))
+            user_id = add_user(conn, tenant_id=tenant_id, email=email,
+                               full_name=full_name.strip(), password_hash=password_hash)
+            saved_progress.start(conn, tenant_id)
     except IntegrityError:
         tenants.set_status(engine, tenant_id, "deleted")
         raise EmailTaken(email) from None
@@ -104,18 +100,28 @@ def create_member(
     role: str, crm_user_id: str,
 ) -> int:
     """An invited manager or seller of an existing tenant, tied to their CRM user."""
-    now = utcnow()
     try:
         with engine.begin() as conn:
-            user_id = conn.execute(sa.insert(app_user).values(
-                tenant_id=tenant_id, email=normalise_email(email), full_name=full_name.strip(),
-                password_hash=password_hash, role=role, crm_user_id=crm_user_id,
-                created_at=now, updated_at=now,
-            ).returning(app_user.c.id)).scalar_one()
+            user_id = add_user(conn, tenant_id=tenant_id, email=normalise_email(email),
+                               full_name=full_name.strip(), password_hash=password_hash,
+                               role=role, crm_user_id=crm_user_id)
     except IntegrityError:
         # The address has an account, or this CRM user has one already.
         raise EmailTaken(email) from None
     return int(user_id)
+
+
+def add_user(conn: sa.Connection, **values: Any) -> int:
+    """Insert one person (app_user's one write path, with `record_login` and
+    `remove_member`) in the caller's transaction; their id."""
+    now = utcnow()
+    return int(conn.execute(sa.insert(app_user).values(**values, created_at=now, updated_at=now)
+                            .returning(app_user.c.id)).scalar_one())
+
+
+def record_login(conn: sa.Connection, user_id: int, now: datetime) -> None:
+    conn.execute(sa.update(app_user).where(app_user.c.id == user_id)
+                 .values(last_login_at=now, updated_at=now))
 
 
 def members(engine: Engine, tenant_id: str) -> list[sa.Row[Any]]:
@@ -130,9 +136,10 @@ def members(engine: Engine, tenant_id: str) -> list[sa.Row[Any]]:
 
 def remove_member(engine: Engine, tenant_id: str, user_id: int) -> bool:
     """Delete a manager's or seller's account and its sessions; admins are not removed here."""
+    from onboarding_app.security import delete_sessions  # it imports this module
+
     with engine.begin() as conn:
-        conn.execute(sa.delete(app_session).where(app_session.c.user_id == user_id,
-                                                  app_session.c.tenant_id == tenant_id))
+        delete_sessions(conn, user_id, tenant_id)
         removed = conn.execute(sa.delete(app_user).where(
             app_user.c.id == user_id, app_user.c.tenant_id == tenant_id,
             app_user.c.role != "admin")).rowcount
@@ -152,10 +159,8 @@ def load_wizard(engine: Engine, tenant_id: str) -> Wizard:
             sa.select(onboarding_state).where(onboarding_state.c.tenant_id == tenant_id)
         ).mappings().first()
     if row is None:  # a tenant registered with `accrue tenant add` has no wizard yet
-        now = utcnow()
         with engine.begin() as conn:
-            conn.execute(sa.insert(onboarding_state).values(
-                tenant_id=tenant_id, step="welcome", data={}, created_at=now, updated_at=now))
+            saved_progress.start(conn, tenant_id)
         return Wizard(tenant_id, "welcome")
     return Wizard(
         tenant_id=row["tenant_id"], step=row["step"], data=dict(row["data"] or {}),
@@ -171,8 +176,5 @@ def save_wizard(engine: Engine, tenant_id: str, **values: Any) -> None:
     if "step" in values and values["step"] not in STEPS:
         raise ValueError(f"unknown step {values['step']!r}")
     with engine.begin() as conn:
-        conn.execute(
-            sa.update(onboarding_state).where(onboarding_state.c.tenant_id == tenant_id)
-            .values(**values, updated_at=utcnow())
-        )
+        saved_progress.save(conn, tenant_id, **values)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -171,13 +172,14 @@ class FirstStage:
     def seller_dummies(self, deals: pd.DataFrame) -> np.ndarray:
         column = deals[self.instrument].astype(str).to_numpy() if self.instrument in deals \
             else np.full(len(deals), "")
-        return (column[:, None] == np.asarray(self.sellers)[None, :]).astype(float)
+        same = column[:, None] == np.asarray(self.sellers)[None, :]
+        return cast(np.ndarray, same.astype(float))
 
     def matrix(self, deals: pd.DataFrame) -> np.ndarray:
         return np.hstack([self.controls(deals), self.seller_dummies(deals)])
 
     def residual(self, deals: pd.DataFrame, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, float) - self.matrix(deals) @ self.coef
+        return cast(np.ndarray, np.asarray(x, float) - self.matrix(deals) @ self.coef)
 
 
 def _first_stage(closed: pd.DataFrame, x: np.ndarray, config: PricingConfig
@@ -238,7 +240,7 @@ def _generated_regressor_cov(X: np.ndarray, y: np.ndarray, theta: np.ndarray, H:
     specified given (x, v, segments). A Monte Carlo check is in docs/pricing-model.md.
     """
     J = _first_stage_jacobian(X, y, theta, H, W, offset)
-    return np.linalg.inv(H) + J @ cov_pi @ J.T
+    return cast(np.ndarray, np.linalg.inv(H) + J @ cov_pi @ J.T)
 
 
 def _log_marginal(f: float, H: np.ndarray, q: int, lam_a: float, lam_b: float) -> float:
@@ -246,7 +248,7 @@ def _log_marginal(f: float, H: np.ndarray, q: int, lam_a: float, lam_b: float) -
     sign, logdet = np.linalg.slogdet(H)
     if sign <= 0:
         return -math.inf
-    return -f + 0.5 * q * (math.log(lam_a) + math.log(lam_b)) - 0.5 * logdet
+    return cast(float, -f + 0.5 * q * (math.log(lam_a) + math.log(lam_b)) - 0.5 * logdet)
 
 
 def _empirical_bayes(

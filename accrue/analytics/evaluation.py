@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -152,7 +153,8 @@ def true_margin(tenant: SyntheticTenant, ratio: np.ndarray) -> np.ndarray:
     """Per fresh deal, L·(x − c)·P_true(win | x), the expected margin in currency."""
     f = tenant.fresh
     eta = f["true_a"] + f["true_b"] * ratio + tenant.gamma * f["u"]
-    return (f["list_total"] * (ratio - f["cost_ratio"]) * special.expit(-eta)).to_numpy()
+    return cast(np.ndarray,
+                (f["list_total"] * (ratio - f["cost_ratio"]) * special.expit(-eta)).to_numpy())
 
 
 def oracle_ratio(tenant: SyntheticTenant) -> np.ndarray:

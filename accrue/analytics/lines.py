@@ -18,6 +18,8 @@ total back.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
@@ -47,14 +49,14 @@ def _allocate(total: float, list_values: np.ndarray, floors: np.ndarray) -> np.n
     for _ in range(len(list_values)):
         below = ~fixed & (alloc < floors - 1e-9)
         if not below.any():
-            return alloc
+            return cast(np.ndarray, alloc)
         fixed |= below
         free = ~fixed
         rest = total - floors[fixed].sum()
         if not free.any() or rest < 0 or list_values[free].sum() <= 0:
-            return plain
+            return cast(np.ndarray, plain)
         alloc = np.where(fixed, floors, rest * list_values / list_values[free].sum())
-    return alloc
+    return cast(np.ndarray, alloc)
 
 
 def split_by_line(recs: pd.DataFrame, lines: pd.DataFrame,

@@ -7,6 +7,8 @@ from the fitting so the evaluation and the tests can use it without a model.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from scipy import optimize, special
 
@@ -40,13 +42,14 @@ def _lambertw_of_exp(log_z: np.ndarray) -> np.ndarray:
     w = np.maximum(t - np.log(np.maximum(t, 1.0)), 1.0)
     for _ in range(50):
         w = w - (w + np.log(w) - t) / (1.0 + 1.0 / w)
-    return w
+    return cast(np.ndarray, w)
 
 
 def win_probability(a: np.ndarray | float, b: np.ndarray | float, x: np.ndarray | float
                     ) -> np.ndarray:
     """P(win | x) = 1/(1 + exp(a + b·x)), computed without overflow."""
-    return special.expit(-(np.asarray(a, float) + np.asarray(b, float) * np.asarray(x, float)))
+    return cast(np.ndarray, special.expit(
+        -(np.asarray(a, float) + np.asarray(b, float) * np.asarray(x, float))))
 
 
 def numeric_optimum(a: float, b: float, c: float = 0.0, lo: float = 0.0, hi: float = 10.0

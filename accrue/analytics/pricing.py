@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -206,7 +207,7 @@ class PriceModel:
         prepared = self._prepare(deals)
         x = prepared["ratio"].to_numpy(float)
         v = self.first_stage.residual(prepared, x)
-        return special.expit(self.design.matrix(prepared, x, v) @ self.theta)
+        return cast(np.ndarray, special.expit(self.design.matrix(prepared, x, v) @ self.theta))
 
     # -- explanation ----------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -284,4 +284,5 @@ def describe_segments(model: PriceModel, dims: Sequence[str] = ("industry", "siz
 
 def _as_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-friendly rows (NaN → None) for writing to a warehouse table later."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return cast(list[dict[str, Any]],
+                frame.astype(object).where(frame.notna(), None).to_dict("records"))

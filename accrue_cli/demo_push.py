@@ -105,8 +105,8 @@ class PushDemo:
             self._poll(engine, say, elapsed)
 
     def _poll(self, engine: Engine, say: Callable[[str], None], elapsed: str) -> None:
-        from accrue.demo import recommendation_count
         from accrue.warehouse import Warehouse
+        from accrue_cli.demo_orgs import recommendation_count
 
         if not self.data:
             rows = Warehouse(engine).summary(TENANT_ID, ["opportunity"])

@@ -110,7 +110,7 @@ def mail_sink_command(smtp_port: int, http_port: int, host: str, maildir: str | 
     """A local SMTP server that keeps every mail, and a page to read them (the demo's)."""
     from pathlib import Path
 
-    from accrue.mail_sink import serve
+    from accrue_cli.mail_sink import serve
 
     path = Path(maildir) if maildir else config.accrue_home() / "mail"
     click.echo(f"Mail sink: SMTP on {host}:{smtp_port}, inbox on http://{host}:{http_port} "
@@ -149,21 +149,15 @@ def keys_generate() -> None:
 @keys.command("rotate")
 def keys_rotate() -> None:
     """Re-encrypt every stored credential under the primary (first) key (audited)."""
-    import sqlalchemy as sa
-
-    from accrue import crypto, db, tenants
-    from accrue.schema import audit_event, utcnow
+    from accrue import audit, crypto, db, tenants
 
     engine = db.make_engine()
     ring = crypto.Keyring.from_env()
     counts = tenants.rotate_keys(engine, keyring=ring)
     # The audit trail records who rotated, when, and the counts: key ids only, no key material.
     with engine.begin() as conn:
-        conn.execute(sa.insert(audit_event).values(
-            tenant_id=None, actor="cli", action="keys.rotated",
-            outcome="failed" if counts.get("failed") else "ok",
-            detail={**counts, "primary_key_id": ring.primary_kid}, created_at=utcnow(),
-        ))
+        audit.append(conn, "keys.rotated", outcome="failed" if counts.get("failed") else "ok",
+                     actor="cli", detail={**counts, "primary_key_id": ring.primary_kid})
     click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
     if counts.get("failed"):
         sys.exit(1)
@@ -377,7 +371,7 @@ def demo_command(check: bool, timeout: int) -> None:
     ACCRUE_APP_PORT, ACCRUE_SANDBOX_PORT_1..N (a demo tenant's org per CRM, then a sign-up
     org per CRM); smaller seeds: ACCRUE_DEMO_OPPORTUNITIES_SCALE.
     """
-    from accrue.demo import run_demo
+    from accrue_cli.demo import run_demo
 
     sys.exit(run_demo(check=check, timeout=timeout))
 
@@ -405,6 +399,3 @@ def _safe_url(url: object) -> str:
     render = getattr(url, "render_as_string", None)
     return render(hide_password=True) if render else "<database>"
 
-
-if __name__ == "__main__":
-    main()
