@@ -35,7 +35,11 @@ import sqlalchemy as sa
 
 from accrue import db
 from benchmarks.results_seed import SeededTenant, seed_tenant
-from benchmarks.support.databases import BENCH_POSTGRES_ENV, DEFAULT_POSTGRES_URL
+from benchmarks.support.databases import (
+    BENCH_POSTGRES_ENV,
+    ScratchPostgres,
+    default_postgres_url,
+)
 from benchmarks.support.measure import machine_line, median, percentile, say
 from benchmarks.support.processes import LoggedChild, free_port
 
@@ -282,12 +286,12 @@ def main() -> None:
             if backend == "sqlite":
                 rows += run_backend("sqlite", f"sqlite:///{home / 'warehouse.db'}", args, home)
             elif backend == "postgresql":
-                server = os.environ.get(BENCH_POSTGRES_ENV, DEFAULT_POSTGRES_URL)
-                url = db.create_database(server, "accrue_bench_results")
+                server = default_postgres_url(BENCH_POSTGRES_ENV)
+                scratch = ScratchPostgres(sa.make_url(server), "accrue_bench_results")
                 try:
-                    rows += run_backend("postgresql", url, args, home)
+                    rows += run_backend("postgresql", scratch.create(), args, home)
                 finally:
-                    db.drop_database(url)
+                    scratch.drop_all()
             else:
                 parser.error(f"unknown backend {backend!r}")
     misses = report(rows, args)
