@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.support import opportunity_changes
 from benchmarks.support.databases import (
     BENCH_POSTGRES_ENV,
     DEFAULT_POSTGRES_URL,
@@ -56,11 +57,6 @@ from benchmarks.support.databases import (
     work_dir,
 )
 from benchmarks.support.measure import bench_dir, log, machine_info, rate, write_results
-from benchmarks.support.opportunity_changes import (
-    change_opportunities,
-    opportunity_ids,
-    sandbox_client,
-)
 from benchmarks.support.processes import (
     REPO_ROOT,
     BenchError,
@@ -129,7 +125,7 @@ CHILD_ENTRIES: dict[str, Callable[[], None]] = {
 
 
 def _run_child(entry: str, spec: dict[str, Any], what: str) -> dict[str, Any]:
-    return run_child("benchmarks.sync_bench", entry, spec, what, PHASE_TIMEOUT_SECONDS)
+    return run_child("benchmarks.sync_bench", spec, what, PHASE_TIMEOUT_SECONDS, entry)
 
 
 # ============================================================ the sandbox
@@ -236,18 +232,18 @@ class SandboxProcess:
         close_and_reap(process)
 
 
-def change_sample(sandbox: SandboxProcess, fraction: float, seed: int, round_number: int,
-                  ) -> dict[str, Any]:
+def change_opportunities(sandbox: SandboxProcess, fraction: float, seed: int,
+                         round_number: int) -> dict[str, Any]:
     """Update a deterministic sample of opportunities through sObject Collections.
 
     The same sample every round, so repeated rounds re-read the same records.
     """
     started = time.perf_counter()
-    with sandbox_client(sandbox.url, sandbox.credentials) as sf:
-        ids = opportunity_ids(sf)
+    with opportunity_changes.sandbox_client(sandbox.url, sandbox.credentials) as sf:
+        ids = opportunity_changes.opportunity_ids(sf)
         count = max(1, round(len(ids) * fraction))
         sample = sorted(random.Random(seed).sample(ids, min(count, len(ids))))
-        failures = change_opportunities(
+        failures = opportunity_changes.change_opportunities(
             sf, sample, round_number, f"accrue benchmark change, round {round_number + 1}")
     if failures:
         raise BenchError(f"{len(failures)} opportunity updates failed, e.g. {failures[0]}")
@@ -322,7 +318,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for backend in backends:
                     phases[backend.name]["fetch"] = fetch
                 log(f"== changing {CHANGE_FRACTION:.0%} of the opportunities ({label}) ==")
-                change = change_sample(sandbox, CHANGE_FRACTION, args.seed, round_number)
+                change = change_opportunities(sandbox, CHANGE_FRACTION, args.seed, round_number)
                 for backend in backends:
                     phases[backend.name]["incremental"] = run_phase(
                         backend, "incremental", urls[backend.name], sandbox, label

@@ -40,11 +40,11 @@ def marked_result(line: str) -> dict[str, Any] | None:
     return dict(json.loads(line[len(RESULT_MARK):]))
 
 
-def run_child(module: str, entry: str, spec: Mapping[str, Any], what: str,
-              timeout: float) -> dict[str, Any]:
-    """Run `python -m module entry` to completion with `spec` as JSON on stdin and return
+def run_child(module: str, spec: Mapping[str, Any], what: str, timeout: float,
+              *args: str) -> dict[str, Any]:
+    """Run `python -m module args...` to completion with `spec` as JSON on stdin and return
     what it reported (its stderr passes through)."""
-    command = [sys.executable, "-m", module, entry]
+    command = [sys.executable, "-m", module, *args]
     try:
         completed = subprocess.run(command, input=json.dumps(spec), stdout=subprocess.PIPE,
                                    text=True, cwd=REPO_ROOT, timeout=timeout, check=False)
