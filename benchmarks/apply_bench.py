@@ -40,16 +40,9 @@ import sqlalchemy as sa
 from accrue.db import make_engine, upgrade
 from accrue.schema import OBJECT_TABLES, crm_change_log
 from accrue.warehouse import Warehouse
-from benchmarks.sync_bench import (
-    DEFAULT_POSTGRES_URL,
-    DEFAULT_SEED,
-    REPO_ROOT,
-    SandboxProcess,
-    _cache_path,
-    ensure_seeded,
-    postgres_backend,
-    sqlite_backend,
-)
+from benchmarks.support.databases import DEFAULT_POSTGRES_URL, postgres_backend, sqlite_backend
+from benchmarks.support.processes import REPO_ROOT
+from benchmarks.sync_bench import DEFAULT_SEED, SandboxProcess, _cache_path, ensure_seeded
 from benchmarks.sync_ceilings import TENANT, HttpClock
 from benchmarks.sync_ceilings import connector as make_connector
 from connectors.base import Checkpoint, LiveIds

@@ -41,14 +41,10 @@ import contextlib
 import faulthandler
 import importlib
 import importlib.util
-import os
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,10 +52,11 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 
-from accrue.db import create_database, drop_database, make_engine, upgrade
+from accrue.db import make_engine, upgrade
 from accrue.tenants import add_tenant, get_tenant
 from accrue.warehouse import Warehouse
 from benchmarks import chaos_mutator
+from benchmarks.chaos_cli import SCRATCH_PREFIX, add_common_arguments, check_backends, verdict
 from benchmarks.chaos_compare import (
     Comparison,
     check_journal,
@@ -81,6 +78,9 @@ from benchmarks.chaos_process import (
 )
 from benchmarks.chaos_report import HEADER, TrialResult, print_trial, summary
 from benchmarks.chaos_worker import Connection, Journal, make_connector, read_journal
+from benchmarks.support.databases import scratch_warehouses
+from benchmarks.support.measure import log
+from benchmarks.support.processes import interrupt_on_sigterm
 from connectors import registry
 from connectors.sandbox_kit.harness import RunningCrmSandbox, SandboxHarness
 from connectors.spec import load
@@ -91,18 +91,12 @@ DEFAULT_OPPORTUNITIES = 300
 DEFAULT_TRIAL_SECONDS = 5.0
 PAGE_SIZE = 50  # the org's query page: many pages, so many checkpoints to die between
 TRUTH_TENANT = "chaos-truth"
-POSTGRES_ENV = "ACCRUE_CHAOS_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # A trial that takes this much longer than its chaos phase is hung (a sandbox deadlock holds
 # the GIL, so no Python timeout can fire): the C-level watchdog prints every thread's stack
 # and ends the process, so a run fails loudly instead of hanging `make chaos` or the suite.
 WATCHDOG_SECONDS = 600.0
 MUTATOR_STOP_SECONDS = 120.0  # one write's client retries, each sleep capped (chaos_mutator)
 MutatorFactory = Callable[..., chaos_mutator.MutatorBase]
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def sandboxed_crms() -> list[str]:
@@ -284,73 +278,6 @@ def run_chaos(
     return results
 
 
-# ============================================================ backends
-
-
-@dataclass
-class PostgresDatabase:
-    """A uniquely named scratch database on a server, dropped at the end."""
-
-    server_url: str
-    name: str = ""
-    url: str = ""
-
-    def create(self) -> str:
-        self.url = create_database(self.server_url, "accrue_chaos")
-        self.name = sa.make_url(self.url).database or ""
-        return self.url
-
-    def drop(self) -> None:
-        if self.url:
-            drop_database(self.url)
-
-
-def postgres_reachable(url: str) -> str | None:
-    """None when the server answers, else why not (for the skip message)."""
-    engine = make_engine(url, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # any failure to connect means "skip", with the reason
-        text = str(exc).strip().splitlines()
-        return text[0] if text else type(exc).__name__
-    finally:
-        engine.dispose()
-    return None
-
-
-def backend_urls(backends: Sequence[str], postgres_url: str, workdir: Path,
-                 ) -> tuple[dict[str, str], PostgresDatabase | None]:
-    """The warehouse URL of each backend asked for: a SQLite file in `workdir`, a scratch
-    PostgreSQL database (the caller drops it); an unreachable server is skipped, saying so."""
-    urls: dict[str, str] = {}
-    postgres: PostgresDatabase | None = None
-    if "sqlite" in backends:
-        urls["sqlite"] = f"sqlite:///{workdir / 'warehouse.db'}"
-    if "postgresql" in backends:
-        shown = sa.make_url(postgres_url).render_as_string(hide_password=True)
-        problem = postgres_reachable(postgres_url)
-        if problem is not None:
-            print(f"PostgreSQL skipped: cannot connect to {shown} ({problem})", flush=True)
-        else:
-            postgres = PostgresDatabase(postgres_url)
-            urls["postgresql"] = postgres.create()
-            print(f"PostgreSQL: scratch database {postgres.name} on {shown}", flush=True)
-    return urls, postgres
-
-
-@contextlib.contextmanager
-def _workdir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="accrue-chaos-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            _log(f"work files kept in {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 # ============================================================ command line
 
 
@@ -363,12 +290,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--crm", default="all",
                         help="'all' (every registered CRM with a sandbox) or comma-separated "
                         f"keys of {', '.join(sandboxed_crms())} (default %(default)s)")
-    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
-                        help="trials per CRM and backend (default %(default)s)")
-    parser.add_argument("--backends", default="sqlite,postgresql",
-                        help="comma-separated: sqlite, postgresql (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help="seed of the orgs; trial n uses seed+n-1 (default %(default)s)")
+    add_common_arguments(parser, trials=DEFAULT_TRIALS, trials_help="trials per CRM and backend",
+                         seed=DEFAULT_SEED, seed_help="seed of the orgs; trial n uses seed+n-1")
     parser.add_argument("--opportunities", type=int, default=DEFAULT_OPPORTUNITIES,
                         help="opportunities seeded in each org (default %(default)s)")
     parser.add_argument("--trial-seconds", type=float, default=DEFAULT_TRIAL_SECONDS,
@@ -376,15 +299,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(default %(default)s)")
     parser.add_argument("--no-purge", action="store_true",
                         help="never empty a recycle bin (where a richer mutator can)")
-    parser.add_argument("--postgres-url",
-                        default=os.environ.get(POSTGRES_ENV)
-                        or os.environ.get("ACCRUE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL,
-                        help=f"server to create the scratch database on (default ${POSTGRES_ENV}"
-                        f", $ACCRUE_TEST_POSTGRES_URL or {DEFAULT_POSTGRES_URL})")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the work directory (orgs, SQLite files, journals, logs)")
-    parser.add_argument("--verbose", action="store_true",
-                        help="faults, mutations and syncs by kind, and every mismatch")
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
@@ -398,29 +312,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown_crms = sorted(set(args.crms) - set(known))
     if unknown_crms or not args.crms:
         parser.error(f"unknown CRM(s) {unknown_crms}: use 'all' or some of {', '.join(known)}")
-    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = sorted(set(args.backends) - {"sqlite", "postgresql"})
-    if unknown or not args.backends:
-        parser.error(f"unknown backend(s) {unknown}: use sqlite and/or postgresql")
+    check_backends(parser, args)
     return args
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM ends the run as Ctrl-C does: sandboxes stopped, scratch database dropped."""
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, _interrupt)
     options = ChaosOptions(trials=args.trials, seed=args.seed, opportunities=args.opportunities,
                            trial_seconds=args.trial_seconds, purge=not args.no_purge,
                            verbose=args.verbose)
-    postgres: PostgresDatabase | None = None
     began = time.monotonic()
     results: list[TrialResult] = []
-    with _workdir(args.keep) as workdir:
-        urls, postgres = backend_urls(args.backends, args.postgres_url, workdir)
+    # SIGTERM ends the run as Ctrl-C does: sandboxes stopped, scratch database dropped.
+    with interrupt_on_sigterm(), scratch_warehouses(args.backends, args.postgres_url,
+                                                    SCRATCH_PREFIX, args.keep) as (workdir, urls):
         if not urls:
             print("no backend to run on", file=sys.stderr)
             return 2
@@ -435,23 +340,14 @@ def main(argv: list[str] | None = None) -> int:
                            for backend, url in urls.items()]
                 results += run_chaos(options, crm, targets, workdir)
         except KeyboardInterrupt:
-            _log("interrupted; the sandboxes and the scratch database are cleaned up")
+            log("interrupted; the sandboxes and the scratch database are cleaned up")
             return 130
         except ChaosError as exc:
-            _log(f"chaos run failed (a harness problem, not a finding): {exc}")
+            log(f"chaos run failed (a harness problem, not a finding): {exc}")
             return 2
-        finally:
-            if postgres is not None:
-                try:
-                    postgres.drop()
-                except sa.exc.SQLAlchemyError as exc:
-                    _log(f"could not drop {postgres.name}: {exc}; drop it by hand")
     print(file=sys.stdout)
     print(summary(results), flush=True)
-    total = sum(len(r.mismatches) for r in results)
-    print(f"{'FAILED' if total else 'OK'}: {total} mismatch(es) in {len(results)} trial runs, "
-          f"{time.monotonic() - began:.0f} s", flush=True)
-    return 1 if total else 0
+    return verdict(sum(len(r.mismatches) for r in results), len(results), began)
 
 
 if __name__ == "__main__":

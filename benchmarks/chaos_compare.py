@@ -122,6 +122,14 @@ def change_log_versions(warehouse: Warehouse, tenant: str) -> set[JournalKey]:
         }
 
 
+def check_duplicates(warehouse: Warehouse, tenant: str, object_name: str,
+                     comparison: Comparison) -> None:
+    """A source id stored twice for one tenant and object is a mismatch of its own."""
+    duplicates = warehouse.duplicate_keys(tenant, object_name)
+    if duplicates:
+        comparison.add("duplicate_key", object_name, None, f"{duplicates} duplicated source ids")
+
+
 def rows_of(warehouse: Warehouse, tenant: str, object_name: str) -> dict[str, dict[str, Any]]:
     table = object_table(object_name)
     with warehouse.engine.connect() as conn:
@@ -148,10 +156,7 @@ def compare_with_truth(
     for object_name in objects:
         ours = rows_of(warehouse, tenant, object_name)
         theirs = rows_of(truth, truth_tenant, object_name)
-        duplicates = warehouse.duplicate_keys(tenant, object_name)
-        if duplicates:
-            comparison.add("duplicate_key", object_name, None,
-                           f"{duplicates} duplicated source ids")
+        check_duplicates(warehouse, tenant, object_name, comparison)
         live = {i for i, r in ours.items() if not r["is_deleted"]}
         truly_live = {i for i, r in theirs.items() if not r["is_deleted"]}
         org_count = org.live_count(object_name)

@@ -40,11 +40,17 @@ from accrue import tenants
 from accrue.db import make_engine, upgrade
 from accrue.schema import crm_change_log
 from accrue.warehouse import Warehouse
-from benchmarks.chaos import _workdir, backend_urls
-from benchmarks.chaos_compare import Comparison, differences, rows_of
+from benchmarks.chaos_cli import (
+    SCRATCH_PREFIX,
+    add_common_arguments,
+    check_backends,
+    print_mismatches,
+    verdict,
+)
+from benchmarks.chaos_compare import Comparison, check_duplicates, differences, rows_of
 from benchmarks.chaos_process import ChaosError
-from benchmarks.chaos_push import add_common_arguments, check_backends
-from benchmarks.push_bench import REPO_ROOT
+from benchmarks.support.databases import scratch_warehouses
+from benchmarks.support.processes import LoggedChild
 
 OBJECT = "opportunity"
 HEADERS = ["Opportunity ID", "Opportunity Name", "Amount", "Stage", "Close Date",
@@ -140,9 +146,7 @@ def compare_with_crm(warehouse: Warehouse, tenant: str, crm: Crm) -> Comparison:
     comparison = Comparison()
     ours = rows_of(warehouse, tenant, OBJECT)
     logged = version_counts(warehouse.engine, tenant)
-    duplicates = warehouse.duplicate_keys(tenant, OBJECT)
-    if duplicates:
-        comparison.add("duplicate_key", OBJECT, None, f"{duplicates} duplicated source ids")
+    check_duplicates(warehouse, tenant, OBJECT, comparison)
     for source_id, record in crm.records.items():
         comparison.rows += 1
         row = ours.get(source_id)
@@ -235,25 +239,24 @@ def import_until_done(warehouse_url: str, tenant: str, path: Path, snapshot: boo
     # Unbuffered: a page's progress line reaches the log as it commits (a kill moment).
     env = {**os.environ, "ACCRUE_DATABASE_URL": warehouse_url, "PYTHONUNBUFFERED": "1"}
     killed = runs = resumed = 0
-    with log.open("ab") as out:
-        for attempt in range(kills + 1):
-            runs += 1
-            began, offset = time.monotonic(), log.stat().st_size
-            child = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=REPO_ROOT)
-            if attempt < kills and _alive_at_kill_moment(child, log, rng, estimate):
-                child.kill()
-                child.wait()
-                killed += 1
-                resumed += _resumed(log, offset)
-                continue
-            child.wait(timeout=600)
-            estimate = time.monotonic() - began
-            if child.returncode != 0:
-                tail = log.read_text(errors="replace")[-1500:]
-                raise ChaosError(f"accrue import exited {child.returncode}; its log ends:\n"
-                                 f"{tail}")
+    child = LoggedChild("accrue import", args, env, log)
+    log.touch()
+    for attempt in range(kills + 1):
+        runs += 1
+        began, offset = time.monotonic(), log.stat().st_size
+        child.start()
+        assert child.process is not None
+        if attempt < kills and _alive_at_kill_moment(child.process, log, rng, estimate):
+            child.kill()
+            killed += 1
             resumed += _resumed(log, offset)
+            continue
+        code = child.process.wait(timeout=600)
+        estimate = time.monotonic() - began
+        if code != 0:
+            raise ChaosError(f"accrue import exited {code}; its log ends:\n"
+                             f"{child.log_tail(1500)}")
+        resumed += _resumed(log, offset)
     return killed, runs, resumed, estimate
 
 
@@ -328,25 +331,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> list[ImportTrial]:
     """Every trial on every backend reachable; ChaosError on a harness problem."""
     results: list[ImportTrial] = []
-    with _workdir(args.keep) as workdir:
-        urls, postgres = backend_urls(args.backends, args.postgres_url, workdir)
+    with scratch_warehouses(args.backends, args.postgres_url, SCRATCH_PREFIX,
+                            args.keep) as (workdir, urls):
         print(f"chaos import: {args.trials} trial(s) x {len(urls)} backend(s), "
               f"{args.opportunities} deals, up to {args.kills} SIGKILLs of `accrue import` "
               f"per trial, seed {args.seed}", flush=True)
         print(HEADER_LINE, flush=True)
-        try:
-            for backend, url in urls.items():
-                prepare(url, f"chaos-import-{backend}")
-                crm = Crm(random.Random(f"{args.seed}/{backend}"))
-                for trial in range(1, args.trials + 1):
-                    result = run_trial(backend, url, workdir, crm, trial, args)
-                    results.append(result)
-                    print(line(result), flush=True)
-                    for mismatch in result.mismatches[:None if args.verbose else 5]:
-                        print(f"    {mismatch}", flush=True)
-        finally:
-            if postgres is not None:
-                postgres.drop()
+        for backend, url in urls.items():
+            prepare(url, f"chaos-import-{backend}")
+            crm = Crm(random.Random(f"{args.seed}/{backend}"))
+            for trial in range(1, args.trials + 1):
+                result = run_trial(backend, url, workdir, crm, trial, args)
+                results.append(result)
+                print(line(result), flush=True)
+                print_mismatches(result.mismatches, args.verbose)
     return results
 
 
@@ -360,12 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    total = sum(len(r.mismatches) for r in results)
-    print(f"{'FAILED' if total else 'OK'}: {total} mismatch(es) in {len(results)} trial runs, "
-          f"{sum(r.kills for r in results)} SIGKILLs, {sum(r.resumed for r in results)} "
-          f"resumed runs, {sum(r.rows for r in results):,} "
-          f"records compared, {time.monotonic() - began:.0f} s", flush=True)
-    return 1 if total else 0
+    return verdict(sum(len(r.mismatches) for r in results), len(results), began,
+                   f"{sum(r.kills for r in results)} SIGKILLs",
+                   f"{sum(r.resumed for r in results)} resumed runs",
+                   f"{sum(r.rows for r in results):,} records compared")
 
 
 if __name__ == "__main__":

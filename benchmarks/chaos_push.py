@@ -44,19 +44,19 @@ from accrue.db import make_engine, upgrade
 from accrue.push.process import process_inbox
 from accrue.schema import crm_change_log, push_inbox
 from accrue.warehouse import Warehouse
-from benchmarks.chaos import DEFAULT_POSTGRES_URL, POSTGRES_ENV, _workdir, backend_urls
-from benchmarks.chaos_compare import Comparison, differences, rows_of
-from benchmarks.chaos_process import ChaosError
-from benchmarks.push_bench import (
-    DEFAULT_REDIS_URL,
-    REPO_ROOT,
-    Gunicorn,
-    _check_redis,
-    _free_port,
-    push_tenant,
-    server_env,
+from benchmarks.chaos_cli import (
+    SCRATCH_PREFIX,
+    add_common_arguments,
+    check_backends,
+    print_mismatches,
+    verdict,
 )
-from benchmarks.sync_bench import BenchError
+from benchmarks.chaos_compare import Comparison, check_duplicates, differences, rows_of
+from benchmarks.chaos_process import ChaosError
+from benchmarks.push_bench import DEFAULT_REDIS_URL, push_tenant
+from benchmarks.push_bench_server import Gunicorn, check_redis, server_env
+from benchmarks.support.databases import scratch_warehouses
+from benchmarks.support.processes import REPO_ROOT, BenchError, LoggedChild, free_port
 from connectors.sandbox_kit import agent_db
 
 SECRET_ENV = "ACCRUE_CHAOS_PUSH_SECRET"
@@ -79,10 +79,7 @@ def compare_with_source(warehouse: Warehouse, tenant: str, source: sa.Engine) ->
     comparison = Comparison()
     for object_name, truth in agent_db.expected(source).items():
         ours = rows_of(warehouse, tenant, object_name)
-        duplicates = warehouse.duplicate_keys(tenant, object_name)
-        if duplicates:
-            comparison.add("duplicate_key", object_name, None,
-                           f"{duplicates} duplicated source ids")
+        check_duplicates(warehouse, tenant, object_name, comparison)
         for source_id, wanted in truth.items():
             comparison.rows += 1
             row = ours.get(source_id)
@@ -116,33 +113,12 @@ def compare_with_source(warehouse: Warehouse, tenant: str, source: sa.Engine) ->
 # ============================================================ the SIGKILL run
 
 
-@dataclass
-class Child:
-    """A restartable child process (the agent loop or the processor loop)."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    kills: int = 0
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(self.args, env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def check(self) -> None:
-        """A child that exited by itself is a harness problem, shown with its log."""
-        if self.process is not None and self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-1500:]
-            raise ChaosError(f"{self.name} exited ({self.process.returncode}); its log "
-                             f"ends:\n{tail}")
+def check_alive(child: LoggedChild) -> None:
+    """A child that exited by itself is a harness problem, shown with its log."""
+    code = child.exit_code()
+    if code is not None:
+        raise ChaosError(f"{child.name} exited ({code}); its log ends:\n"
+                         f"{child.log_tail(1500)}")
 
 
 @dataclass
@@ -195,7 +171,7 @@ def prepare(backend: str, warehouse_url: str, workdir: Path, options: argparse.N
         engine.dispose()
     source_url = f"sqlite:///{workdir / f'c2crm-{backend}.db'}"
     agent_db.build(source_url, options.opportunities, seed=options.seed).dispose()
-    server = Gunicorn(_free_port(), server_env(warehouse_url, options.redis_url, keys, workdir),
+    server = Gunicorn(free_port(), server_env(warehouse_url, options.redis_url, keys, workdir),
                       workers=2, threads=4, log=workdir / f"gunicorn-{backend}.log")
     config = workdir / f"agent-{backend}.toml"
     config.write_text(agent_db.mapping_toml(
@@ -211,12 +187,12 @@ def run_trial(setup: Setup, trial: int, options: argparse.Namespace) -> PushTria
     rng = random.Random(f"{options.seed}/{setup.backend}/{trial}")
     result = PushTrial(setup.backend, trial)
     python = sys.executable
-    agent = Child("agent", [python, "-m", "accrue.agent.cli", "run", "--config",
+    agent = LoggedChild("agent", [python, "-m", "accrue.agent.cli", "run", "--config",
                             str(setup.config), "--every", "1"], setup.env,
-                  setup.workdir / f"agent-{setup.backend}.log")
-    processor = Child("processor", [python, "-m", "benchmarks.chaos_push", "--processor",
+                        setup.workdir / f"agent-{setup.backend}.log")
+    processor = LoggedChild("processor", [python, "-m", "benchmarks.chaos_push", "--processor",
                                     setup.warehouse_url, setup.tenant], setup.env,
-                      setup.workdir / f"processor-{setup.backend}.log")
+                            setup.workdir / f"processor-{setup.backend}.log")
     source = sa.create_engine(setup.source_url)
     mutator = agent_db.Mutator(source, seed=rng.randrange(1 << 30))
     stop = threading.Event()
@@ -245,8 +221,8 @@ def run_trial(setup: Setup, trial: int, options: argparse.Namespace) -> PushTria
         deadline = time.monotonic() + options.trial_seconds
         while time.monotonic() < deadline:
             time.sleep(rng.uniform(0.5, 3.0))
-            agent.check()
-            processor.check()
+            check_alive(agent)
+            check_alive(processor)
             # The agent twice as often: its crash windows (between acknowledgment, checkpoint
             # and the next read) are the subtle ones, and it restarts fastest.
             victim = rng.choices(("server", "agent", "processor"), weights=(1, 2, 1))[0]
@@ -361,55 +337,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every chaos run of a write path has (push here, import in chaos_import)."""
-    parser.add_argument("--trials", type=int, default=3, help="trials per backend "
-                        "(default %(default)s)")
-    parser.add_argument("--backends", default="sqlite,postgresql",
-                        help="comma-separated: sqlite, postgresql (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=1, help="seed (default %(default)s)")
-    parser.add_argument("--postgres-url", default=os.environ.get(POSTGRES_ENV)
-                        or os.environ.get("ACCRUE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--verbose", action="store_true", help="print every mismatch")
-
-
-def check_backends(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """`--backends` as a list of sqlite and/or postgresql, or a usage error."""
-    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if not args.backends or set(args.backends) - {"sqlite", "postgresql"}:
-        parser.error("--backends: sqlite and/or postgresql")
-
-
 def run(args: argparse.Namespace) -> list[PushTrial]:
     """Every trial on every backend reachable; ChaosError on a harness problem."""
-    _check_redis(args.redis_url)
+    check_redis(args.redis_url)
     keys = crypto.generate_key()
     results: list[PushTrial] = []
-    with _workdir(args.keep) as workdir:
-        urls, postgres = backend_urls(args.backends, args.postgres_url, workdir)
+    with scratch_warehouses(args.backends, args.postgres_url, SCRATCH_PREFIX,
+                            args.keep) as (workdir, urls):
         print(f"chaos push: {args.trials} trial(s) x {len(urls)} backend(s), "
               f"{args.opportunities} deals, batches of {args.batch}, {args.trial_seconds:g} s "
               f"of changes and SIGKILLs (server/agent/processor) per trial, seed {args.seed}",
               flush=True)
         print(HEADER_LINE, flush=True)
-        try:
-            for backend, url in urls.items():
-                setup = prepare(backend, url, workdir, args, keys)
-                try:
-                    for trial in range(1, args.trials + 1):
-                        result = run_trial(setup, trial, args)
-                        results.append(result)
-                        print(line(result), flush=True)
-                        for mismatch in result.mismatches[:None if args.verbose else 5]:
-                            print(f"    {mismatch}", flush=True)
-                        for detail in result.details:
-                            print(detail, flush=True)
-                finally:
-                    setup.server.stop()
-        finally:
-            if postgres is not None:
-                postgres.drop()
+        for backend, url in urls.items():
+            setup = prepare(backend, url, workdir, args, keys)
+            try:
+                for trial in range(1, args.trials + 1):
+                    result = run_trial(setup, trial, args)
+                    results.append(result)
+                    print(line(result), flush=True)
+                    print_mismatches(result.mismatches, args.verbose)
+                    for detail in result.details:
+                        print(detail, flush=True)
+            finally:
+                setup.server.stop()
     return results
 
 
@@ -426,12 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    total = sum(len(r.mismatches) for r in results)
-    kills = sum(sum(r.kills.values()) for r in results)
-    print(f"{'FAILED' if total else 'OK'}: {total} mismatch(es) in {len(results)} trial runs, "
-          f"{kills} SIGKILLs, {sum(r.rows for r in results):,} records compared, "
-          f"{time.monotonic() - began:.0f} s", flush=True)
-    return 1 if total else 0
+    return verdict(sum(len(r.mismatches) for r in results), len(results), began,
+                   f"{sum(sum(r.kills.values()) for r in results)} SIGKILLs",
+                   f"{sum(r.rows for r in results):,} records compared")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def run(opportunities: int) -> dict[str, Any]:
 
     from accrue import config, crypto, db
     from accrue_cli.mail_sink import create_inbox_app, start_smtp
-    from benchmarks.scale_support import free_port
+    from benchmarks.support.processes import free_port
     from connectors.salesforce.sandbox import running_sandbox
     from onboarding_app import create_app
 

@@ -31,6 +31,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from dataclasses import asdict  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -46,13 +47,13 @@ VARIANTS = ("clean", "confounded")
 LEARNING_SIZES = (300, 600, 1200)
 
 
-def _seed_job(args: tuple[int, str, int]) -> dict[str, object]:
+def _seed_job(args: tuple[int, str, int]) -> dict[str, Any]:
     seed, variant, n_history = args
     result = ev.evaluate_seed(seed, confounded=variant == "confounded", n_history=n_history)
     return {"seed": seed, "variant": variant, "n_history": n_history, **asdict(result)}
 
 
-def _calibration_job(args: tuple[int, str]) -> dict[str, object]:
+def _calibration_job(args: tuple[int, str]) -> dict[str, Any]:
     seed, variant = args
     tenant = ev.simulate_tenant(seed, confounded=variant == "confounded")
     h = tenant.history.sort_values("close_date")
@@ -60,7 +61,7 @@ def _calibration_job(args: tuple[int, str]) -> dict[str, object]:
     test = h.iloc[cut:]
     truth = special.expit(-(test["true_a"] + test["true_b"] * test["ratio"]
                             + tenant.gamma * test["u"])).to_numpy()
-    out: dict[str, object] = {"seed": seed, "variant": variant, "y": test["is_won"].to_numpy(float),
+    out: dict[str, Any] = {"seed": seed, "variant": variant, "y": test["is_won"].to_numpy(float),
                               "truth": truth}
     for name, config in ((OURS, PricingConfig()),
                          ("pooled logistic",
@@ -71,7 +72,7 @@ def _calibration_job(args: tuple[int, str]) -> dict[str, object]:
     return out
 
 
-def regret_table(rows: list[dict[str, object]], variant: str, rng: np.random.Generator
+def regret_table(rows: list[dict[str, Any]], variant: str, rng: np.random.Generator
                  ) -> pd.DataFrame:
     """Mean relative regret per policy, its bootstrap CI and how often ours beats it."""
     chosen = [r for r in rows if r["variant"] == variant]
@@ -96,21 +97,22 @@ def regret_table(rows: list[dict[str, object]], variant: str, rng: np.random.Gen
     return pd.DataFrame(table)
 
 
-def _calibration_section(cal: list[dict[str, object]], variant: str) -> tuple[str, dict]:
+def _calibration_section(cal: list[dict[str, Any]], variant: str) -> tuple[str, dict]:
     chosen = [c for c in cal if c["variant"] == variant]
-    lines, summary = [], {}
+    lines: list[str] = []
+    summary: dict[str, dict[str, Any]] = {}
     for name in (OURS, "pooled logistic"):
-        usable = [c for c in chosen if len(c[name]) > 0]  # type: ignore[arg-type]
+        usable = [c for c in chosen if len(c[name]) > 0]
         lines.append(f"  {name}: a curve on {len(usable)} of {len(chosen)} seeds "
                      "(no curve = no probability claimed; deals get the segment band)")
         if not usable:
             continue
-        p = np.concatenate([c[name] for c in usable])  # type: ignore[misc]
-        y = np.concatenate([c["y"] for c in usable])  # type: ignore[misc]
-        truth = np.concatenate([c["truth"] for c in usable])  # type: ignore[misc]
-        base = np.concatenate([np.full(len(c["y"]), c["base_rate"]) for c in usable])  # type: ignore[arg-type]
+        p = np.concatenate([c[name] for c in usable])
+        y = np.concatenate([c["y"] for c in usable])
+        truth = np.concatenate([c["truth"] for c in usable])
+        base = np.concatenate([np.full(len(c["y"]), c["base_rate"]) for c in usable])
         metrics = ev.calibration_metrics(p, y)
-        per_seed = [ev.calibration_metrics(c[name], c["y"])["brier"] for c in usable]  # type: ignore[arg-type]
+        per_seed = [ev.calibration_metrics(c[name], c["y"])["brier"] for c in usable]
         summary[name] = {**metrics, "deals": int(len(y)),
                          "brier_base_rate": float(np.mean((base - y) ** 2)),
                          "brier_true_probability": float(np.mean((truth - y) ** 2)),
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         cal = list(pool.map(_calibration_job, [(s, v) for v in VARIANTS for s in seeds]))
         scenario_results, flag_results = list(scenarios), list(flags)
     rng = np.random.default_rng(0)
-    report: dict[str, object] = {"seeds": args.seeds}
+    report: dict[str, Any] = {"seeds": args.seeds}
     main_rows = [r for r in rows if r["n_history"] == 2000]
     for variant in VARIANTS:
         chosen = [r for r in main_rows if r["variant"] == variant]

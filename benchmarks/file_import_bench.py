@@ -16,10 +16,11 @@ import codecs
 import json
 import multiprocessing
 import random
-import resource
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.support.measure import peak_rss_mb
 
 HEADER = ('"Opportunity ID","Opportunity Name","Account ID","Amount","Stage","Close Date",'
           '"Probability (%)","Created Date","Description"\r\n')
@@ -42,16 +43,6 @@ def write_export(path: Path, rows: int, seed: int = 7) -> None:
                       f'"{month}/{day}/2024","{note}"\r\n')
 
 
-def _peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _child(database_url: str, path: str, snapshot: bool, queue: multiprocessing.Queue) -> None:
     from accrue import db, tenants
     from accrue.file_import import import_file, propose
@@ -72,7 +63,7 @@ def _child(database_url: str, path: str, snapshot: bool, queue: multiprocessing.
     imported = time.perf_counter() - began
     queue.put({"rows": result.rows, "upserted": result.upserted,
                "quarantined": result.quarantined, "propose_seconds": proposed,
-               "import_seconds": imported, "peak_rss_mb": _peak_rss_mb()})
+               "import_seconds": imported, "peak_rss_mb": peak_rss_mb()})
     engine.dispose()
 
 

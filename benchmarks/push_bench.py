@@ -28,31 +28,26 @@ pace), the CPU of server, clients, PostgreSQL and everything else, and the load 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
 import os
 import random
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from standardwebhooks.webhooks import Webhook
 
-from accrue import config, crypto, tenants
+from accrue import crypto, tenants
 from accrue.db import make_engine, upgrade
 from accrue.push import PUSH_CRM_TYPE, credentials, inbox
 from accrue.schema import push_inbox
@@ -63,153 +58,23 @@ from benchmarks.push_bench_report import (
     report,
     summary,
 )
-from benchmarks.sync_bench import (
-    DEFAULT_POSTGRES_URL,
-    POSTGRES_ENV,
-    BenchError,
-    machine_info,
+from benchmarks.push_bench_server import (
+    BenchSkipped,
+    CpuMeter,
+    Gunicorn,
+    check_redis,
+    server_env,
+)
+from benchmarks.support.databases import (
+    BENCH_POSTGRES_ENV,
+    default_postgres_url,
     postgres_backend,
 )
+from benchmarks.support.measure import log, machine_info, write_results
+from benchmarks.support.processes import REPO_ROOT, BenchError, free_port
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-# Far above any rate this machine reaches: still counted in Redis on every push.
-BENCH_RATE_LIMIT = "1000000 per minute"
-START_TIMEOUT_SECONDS = 60.0
 REFERENCE_TABLE = "push_bench_reference"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class BenchSkipped(BenchError):
-    """A service the benchmark needs is not there: skipped with the reason, like sync_bench
-    skips PostgreSQL, so `make bench` still runs the others."""
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Gunicorn:
-    """`accrue app` (gunicorn) in its own process group, so one signal reaches the master
-    and every worker at once."""
-
-    port: int
-    env: dict[str, str]
-    workers: int
-    threads: int
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "accrue_cli", "app", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", str(self.workers),
-                 "--threads", str(self.threads)],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                start_new_session=True)
-        self.starts += 1
-
-    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise BenchError(f"gunicorn exited while starting; its log ends:\n{tail}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-            time.sleep(0.05)
-        raise BenchError(f"gunicorn did not answer /healthz within {timeout:.0f} s")
-
-    def signal_group(self, signum: int) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signum)
-
-    def kill(self) -> None:
-        """SIGKILL the master and all its workers (no graceful anything), and reap."""
-        self.signal_group(signal.SIGKILL)
-        if self.process is not None:
-            self.process.wait()
-
-    def stop(self) -> None:
-        self.signal_group(signal.SIGTERM)
-        if self.process is not None:
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def cpu_seconds(self) -> float:
-        if self.process is None:
-            return 0.0
-        return _tree_cpu(psutil.Process(self.process.pid))
-
-
-def _tree_cpu(proc: psutil.Process) -> float:
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            times = p.cpu_times()
-            total += times.user + times.system
-    return total
-
-
-def _backend_cpu(engine: Engine) -> dict[int, float]:
-    """CPU of the PostgreSQL backends serving the benchmark's database, by pid (the
-    server's own processes and other databases' backends are not ours)."""
-    with engine.connect() as conn:
-        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity "
-                                    "WHERE datname = current_database()")).scalars().all()
-    found = {}
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            times = psutil.Process(pid).cpu_times()
-            found[pid] = times.user + times.system
-    return found
-
-
-@dataclass
-class CpuMeter:
-    """Machine CPU over a round, split into server, clients, PostgreSQL and the rest."""
-
-    server: Gunicorn
-    engine: Engine
-    began: dict[str, float] = field(default_factory=dict)
-    backends: dict[int, float] = field(default_factory=dict)
-
-    def _now(self) -> dict[str, float]:
-        machine = psutil.cpu_times()
-        backends = _backend_cpu(self.engine)
-        postgres = sum(cpu - self.backends.get(pid, 0.0) for pid, cpu in backends.items())
-        self.backends = backends
-        return {"wall": time.time(), "busy": sum(machine) - machine.idle - machine.iowait,
-                "server": self.server.cpu_seconds(), "postgres": postgres,
-                "bench": sum(psutil.Process().cpu_times()[:2])}
-
-    def start(self) -> None:
-        self.began = self._now()
-
-    def stop(self, clients_cpu: float) -> dict[str, float]:
-        end = self._now()
-        d = {k: end[k] - self.began[k] for k in end}
-        d["postgres"] = end["postgres"]  # the backends' CPU since start()
-        cores = os.cpu_count() or 1
-        own = d["server"] + d["postgres"] + d["bench"] + clients_cpu
-        return {"busy_percent": 100 * d["busy"] / (d["wall"] * cores),
-                "server_cpu": d["server"], "clients_cpu": clients_cpu,
-                "postgres_cpu": d["postgres"], "other_cpu": max(0.0, d["busy"] - own),
-                "wall": d["wall"], "load_avg": os.getloadavg()[0]}
 
 
 # ============================================================ one round
@@ -400,31 +265,6 @@ def reference(engine: Engine, bodies: Sequence[bytes], secret: str) -> dict[str,
 # ============================================================ orchestration
 
 
-def server_env(database_url: str, redis_url: str, keys: str, home: Path) -> dict[str, str]:
-    """Production settings (the app refuses to start otherwise), no CRM sandbox."""
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("ACCRUE_") and k.endswith("_SANDBOX_URL"))}
-    env.update({
-        "ACCRUE_ENV": "production", "ACCRUE_APP_ENV": "production",
-        "ACCRUE_HOME": str(home), "ACCRUE_DATABASE_URL": database_url,
-        "ACCRUE_SECRET_KEYS": keys, "ACCRUE_APP_SECRET_KEY": secrets.token_urlsafe(48),
-        "ACCRUE_APP_PUBLIC_URL": "https://push-bench.invalid",
-        "ACCRUE_RATELIMIT_STORAGE_URI": redis_url, "ACCRUE_SMTP_HOST": "127.0.0.1",
-        "ACCRUE_PUSH_RATE_LIMIT": BENCH_RATE_LIMIT,
-    })
-    return env
-
-
-def _check_redis(url: str) -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_timeout=3).ping()
-    except redis.RedisError as exc:
-        raise BenchSkipped(f"Redis at {url} does not answer ({exc}): production counts rate "
-                         "limits there; start it or pass --redis-url") from None
-
-
 def loads(args: argparse.Namespace) -> list[Load]:
     every = [Load(f"paced {n + 1}", args.clients, args.batch, args.seconds, rate=args.rate)
              for n in range(args.rounds)]
@@ -442,32 +282,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if backend is None or pg is None:
         raise BenchSkipped(f"{message}: the push benchmark needs PostgreSQL "
                            "(--postgres-url)")
-    _check_redis(args.redis_url)
+    check_redis(args.redis_url)
     keys = crypto.generate_key()
     keyring = crypto.Keyring.parse(keys)
     tag = secrets.token_hex(3)
     rounds: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="accrue-push-bench-") as scratch:
-        url = pg.create(0)
+        url = pg.create()
         engine = make_engine(url)
-        server = Gunicorn(_free_port(), server_env(url, args.redis_url, keys, Path(scratch)),
+        server = Gunicorn(free_port(), server_env(url, args.redis_url, keys, Path(scratch)),
                           args.workers, args.threads, Path(scratch) / "gunicorn.log")
         try:
             upgrade(engine)
             server.start()
             server.wait_ready()
-            _log(f"gunicorn: {args.workers} workers x {args.threads} threads on port "
+            log(f"gunicorn: {args.workers} workers x {args.threads} threads on port "
                  f"{server.port}; {message}")
             if args.warmup:
                 run_load(Load("warm-up", args.clients, args.batch, args.warmup), server,
                          engine, keyring, f"pb-{tag}-warmup")
             for n, load in enumerate(loads(args)):
                 length = f"{load.kills} kills" if load.kills else f"{load.seconds:.0f} s"
-                _log(f"== {load.label}: {load.clients} clients, {length}, load average "
+                log(f"== {load.label}: {load.clients} clients, {length}, load average "
                      f"{os.getloadavg()[0]:.2f} ==")
                 result = run_load(load, server, engine, keyring, f"pb-{tag}-{n}", seed=n)
-                _log(f"   {result['records_per_second']:,.0f} records/s, p99 "
+                log(f"   {result['records_per_second']:,.0f} records/s, p99 "
                      f"{result['p99_ms']:.0f} ms, check {result['check']}")
                 rounds.append(result)
             bodies = [batch_body(ClientSpec("", 0, "ref", "", "", 0, args.batch, 0), n)
@@ -503,8 +343,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, default=6, help="SIGKILLs in the crash round "
                         "(0: none)")
     parser.add_argument("--reference-batches", type=int, default=100)
-    parser.add_argument("--postgres-url", default=os.environ.get(POSTGRES_ENV,
-                                                                 DEFAULT_POSTGRES_URL))
+    parser.add_argument("--postgres-url", default=default_postgres_url(BENCH_POSTGRES_ENV))
     parser.add_argument("--redis-url", default=os.environ.get("ACCRUE_RATELIMIT_STORAGE_URI",
                                                               DEFAULT_REDIS_URL))
     parser.add_argument("--output", type=Path, default=None,
@@ -525,14 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"push benchmark skipped: {exc}")
         return 0
     except BenchError as exc:
-        _log(f"benchmark failed: {exc}")
+        log(f"benchmark failed: {exc}")
         return 1
     results["summary"] = summary(results)
-    output = args.output or config.accrue_home() / "bench" / "push.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2, default=str))
+    output = write_results(results, args.output, "push.json")
     print(report(results))
-    _log(f"results written to {output}")
+    log(f"results written to {output}")
     return 1 if results["summary"]["check_failures"] else 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import resource
 import sys
 import threading
 import time
@@ -23,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook
+
+from benchmarks.support.measure import cpu_seconds
 
 STAGES = ("Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won")
 RETRY_PAUSE_SECONDS = 0.05  # a refused connection while the server restarts: try again soon
@@ -127,11 +128,6 @@ class Sender:
         return 0
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_client(spec: ClientSpec, start: float,
                stop: threading.Event | None = None) -> dict[str, Any]:
     """Send until `start + seconds` (or `stop`), then finish (retry) what was sent; the
@@ -139,7 +135,7 @@ def run_client(spec: ClientSpec, start: float,
     sender = Sender(spec)
     end = start + spec.seconds
     stop = stop or threading.Event()
-    cpu = _cpu_seconds()
+    cpu = cpu_seconds()
     batches: list[dict[str, Any]] = []
     batch = 0
     while True:
@@ -159,7 +155,7 @@ def run_client(spec: ClientSpec, start: float,
                         "latency": acked - sent, "status": status,
                         "retries": sender.retries - retries_before})
         batch += 1
-    return {"client": spec.client, "batches": batches, "cpu_seconds": _cpu_seconds() - cpu,
+    return {"client": spec.client, "batches": batches, "cpu_seconds": cpu_seconds() - cpu,
             "failures": sender.failures}
 
 

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.sync_bench import _table
+from benchmarks.support.measure import text_table
 
 TARGET_RECORDS_PER_SECOND = 3000  # issue 13: sustained, batches of 500 ...
 TARGET_P99_MS = 250.0  # ... with p99 acknowledge latency under this
@@ -68,7 +68,7 @@ def report(results: dict[str, Any]) -> str:
         rows.append([f"median {kind}", f"{m['records_per_second']:,.0f}", f"{m['p50_ms']:.0f}",
                      f"{m['p95_ms']:.0f}", f"{m['p99_ms']:.0f}", "", "", "", "", "", "", "",
                      "", ""])
-    table = _table(["round", "records/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "s",
+    table = text_table(["round", "records/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "s",
                     "load", "CPU busy", "CPU s srv/cli/pg/other", "sent", "stored", "lost",
                     "dup"], rows)
     kill = next((r for r in results["rounds"] if r["kills"]), None)

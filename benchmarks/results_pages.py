@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,15 +35,13 @@ import sqlalchemy as sa
 
 from accrue import db
 from benchmarks.results_seed import SeededTenant, seed_tenant
-from benchmarks.scale_support import (
-    DEFAULT_POSTGRES_URL,
-    POSTGRES_ENV,
-    free_port,
-    machine_line,
-    median,
-    percentile,
-    say,
+from benchmarks.support.databases import (
+    BENCH_POSTGRES_ENV,
+    ScratchPostgres,
+    default_postgres_url,
 )
+from benchmarks.support.measure import machine_line, median, percentile, say
+from benchmarks.support.processes import LoggedChild, free_port
 
 TARGET_MS = 200.0
 PASSWORD = "bench password that is long enough 7"
@@ -177,10 +174,11 @@ def _gunicorn(url: str, home: Path) -> Iterator[str]:
     env = {**os.environ, "ACCRUE_APP_ENV": "development", "ACCRUE_DATABASE_URL": url,
            "ACCRUE_APP_SECRET_KEY": "bench", "ACCRUE_HOME": str(home),
            "ACCRUE_API_RATE_LIMIT": "1000000 per minute"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "onboarding_app.wsgi:app",
-         "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2",
-         "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL)
+    server = LoggedChild("gunicorn", [
+        str(Path(sys.executable).parent / "gunicorn"), "onboarding_app.wsgi:app",
+        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2",
+        "--log-level", "warning"], env, home / "gunicorn.log")
+    server.start()
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -188,13 +186,12 @@ def _gunicorn(url: str, home: Path) -> Iterator[str]:
             with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if requests.get(f"{base}/auth/login", timeout=30).status_code == 200:
                     break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("gunicorn did not start")
+            if time.monotonic() > deadline or not server.running():
+                raise RuntimeError(f"gunicorn did not start; its log ends:\n{server.log_tail()}")
             time.sleep(0.3)
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop(timeout=30)
 
 
 def measure_gunicorn(url: str, seeded: SeededTenant, people: dict[str, dict[str, Any]],
@@ -289,12 +286,12 @@ def main() -> None:
             if backend == "sqlite":
                 rows += run_backend("sqlite", f"sqlite:///{home / 'warehouse.db'}", args, home)
             elif backend == "postgresql":
-                server = os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
-                url = db.create_database(server, "accrue_bench_results")
+                server = default_postgres_url(BENCH_POSTGRES_ENV)
+                scratch = ScratchPostgres(sa.make_url(server), "accrue_bench_results")
                 try:
-                    rows += run_backend("postgresql", url, args, home)
+                    rows += run_backend("postgresql", scratch.create(), args, home)
                 finally:
-                    db.drop_database(url)
+                    scratch.drop_all()
             else:
                 parser.error(f"unknown backend {backend!r}")
     misses = report(rows, args)

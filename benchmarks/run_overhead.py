@@ -42,20 +42,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scale_support import (
-    BIN,
-    REPO,
-    SYNC_JOB,
-    DaemonStack,
-    RunTiming,
-    accrue_home_dir,
-    change_opportunities,
-    fmt,
-    interrupt_on_sigterm,
-    machine_line,
-    median,
-    say,
-)
+from benchmarks.scale_metrics import RunTiming
+from benchmarks.scale_stack import BIN, REPO, SYNC_JOB, DaemonStack, change_sample
+from benchmarks.support.measure import bench_dir, fmt, machine_line, md_table, median, say
+from benchmarks.support.processes import interrupt_on_sigterm
 
 TENANT = "overhead-co"
 OPPORTUNITIES = 2000
@@ -170,7 +160,7 @@ class Overhead:
         return timing
 
     def cli_sync(self, round_number: int) -> dict[str, Any]:
-        changed = change_opportunities(self.stack.sandboxes["big"], SMALL_CHANGE,
+        changed = change_sample(self.stack.sandboxes["big"], SMALL_CHANGE,
                                        1000 + round_number)
         env = {**self.stack.processes.env} if self.stack.processes else None
         started = time.time()
@@ -197,7 +187,7 @@ def profile_cli(stack: DaemonStack, top: int) -> list[str]:
     """`accrue sync TENANT` under cProfile: where a small sync's time goes, by function."""
     import pstats
 
-    changed = change_opportunities(stack.sandboxes["big"], SMALL_CHANGE, 2000)
+    changed = change_sample(stack.sandboxes["big"], SMALL_CHANGE, 2000)
     out = stack.workdir / "cli.prof"
     env = {**stack.processes.env} if stack.processes else None
     wall, _ = timed_process([sys.executable, "-m", "cProfile", "-o", str(out), "-m",
@@ -241,11 +231,6 @@ def step_table(timing: RunTiming) -> list[str]:
     return lines
 
 
-def md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|",
-            *("| " + " | ".join(r) + " |" for r in rows)]
-
-
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -262,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     machine = machine_line()
     say(f"run overhead: {machine}")
-    results_dir = accrue_home_dir("bench")
+    results_dir = bench_dir()
     output = args.output or results_dir / "run-overhead.json"
     log_dir = results_dir / "run-overhead-logs"
     shutil.rmtree(log_dir, ignore_errors=True)
@@ -289,9 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"# Run overhead — {machine}", ""]
     lines.append("## Code location load (fresh processes, seconds)")
     lines.append("")
-    lines += md_table(["what", "median", "min", "max"], [
+    lines += [md_table(["what", "median", "min", "max"], [
         [name, fmt(r["median_s"], ".2f"), fmt(r["min_s"], ".2f"), fmt(r["max_s"], ".2f")]
-        for name, r in load.items()])
+        for name, r in load.items()])]
     lines.append("")
     lines.append("## Sync runs through the daemon (medians, seconds)")
     lines.append("")
@@ -299,12 +284,12 @@ def main(argv: list[str] | None = None) -> None:
                  "start → end; engine = connect_seconds + Σ duration_seconds of crm/*; overhead = "
                  "wall − engine.")
     lines.append("")
-    lines += md_table(
+    lines += [md_table(
         ["run", "runs", "launch", "wall", "engine", "overhead", "overhead share",
          "share incl. launch"],
         [run_row(f"first sync, {OPPORTUNITIES:,} opportunities ({first.records_read:,} "
                  "records)", [first]),
-         run_row("incremental, nothing changed", no_change)])
+         run_row("incremental, nothing changed", no_change)])]
     lines.append("")
     lines.append("Where the no-change sync's run time goes (the median run by wall):")
     lines.append("")
@@ -316,20 +301,20 @@ def main(argv: list[str] | None = None) -> None:
     lines.append("")
     cli_wall = median(c["cli_wall_s"] for c in cli)
     cli_engine = median(c["timing"].engine_s for c in cli)
-    lines += md_table(
+    lines += [md_table(
         ["runs", "command wall", "before the run starts", "run wall", "engine",
          "after the run ends", "wall − engine", "engine share"],
         [[str(len(cli)), fmt(cli_wall), fmt(median(c["before_run_s"] for c in cli)),
           fmt(median(c["timing"].wall_s for c in cli)), fmt(cli_engine),
           fmt(median(c["after_run_s"] for c in cli)),
           fmt(median(c["cli_wall_s"] - c["timing"].engine_s for c in cli)),
-          fmt(cli_engine / cli_wall if cli_wall else None, ".0%")]])
+          fmt(cli_engine / cli_wall if cli_wall else None, ".0%")]])]
     lines.append("")
     load_s = load["import accrue_pipelines.definitions"]["median_s"]
     no_change_overhead = median(t.overhead_s for t in no_change if t.overhead_s is not None)
     lines.append("## Targets")
     lines.append("")
-    lines += md_table(["what", "target", "measured", ""], [
+    lines += [md_table(["what", "target", "measured", ""], [
         ["code location load (import, fresh process)", "≤ 5 s", f"{load_s:.2f} s",
          verdict(load_s <= LOAD_TARGET_S)],
         [f"run overhead, {OPPORTUNITIES:,}-opportunity first sync", "≤ 20 % of wall",
@@ -339,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
          f"{fmt(no_change_overhead)} s", verdict((no_change_overhead or 99) <= NO_CHANGE_TARGET_S)],
         ["`accrue sync`, small change: wall − engine", "(issue: 20-30 s for 1-4 s)",
          f"{fmt(median(c['cli_wall_s'] - c['timing'].engine_s for c in cli))} s", "—"],
-    ])
+    ])]
     if profile:
         lines += ["", "## Profile", "", *profile]
     print("\n".join(lines), flush=True)

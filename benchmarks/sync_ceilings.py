@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import sqlite3
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,24 +28,13 @@ import sqlalchemy as sa
 
 from accrue.db import make_engine
 from accrue.schema import OBJECT_TABLES
+from benchmarks.support.measure import cpu_seconds, log
 from connectors.base import Checkpoint, LiveIds
 from connectors.common_model import COMMON_OBJECTS
 
 SCRATCH_PREFIX = "bench_raw_"
 TENANT = "bench"
 READ_CHUNK_ROWS = 5_000  # rows read back, and written, per driver call
-
-
-def log(message: str) -> None:
-    """Progress goes to stderr, so stdout holds only the result tables."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class HttpClock:
