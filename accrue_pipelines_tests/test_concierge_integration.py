@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import Flask, g
 from sqlalchemy.engine import Engine
 
-from accrue import schema, tenants
+from accrue import erasure, schema, tenants
 from accrue import sync_schedule as ss
 from accrue.analytics import store as analytics_store
 from accrue.schema import audit_event, crm_connection, utcnow
@@ -407,8 +407,7 @@ def _counts(engine: Engine, tenant_id: str) -> dict[str, int]:
 
 
 def test_every_tenant_table_is_deleted_by_its_owner_or_kept_on_purpose() -> None:
-    deleted = {t.name for t in (*Warehouse.TENANT_TABLES, *analytics_store.TENANT_TABLES)}
-    deleted.add(schema.tenant_sync_schedule.name)
+    deleted = erasure.erased_tables()
     assert not deleted & KEPT
     assert {t.name for t in _tenant_tables()} - KEPT == deleted
 

@@ -394,11 +394,11 @@ def test_a_short_chaos_run_with_sigkills_leaves_the_warehouse_equal_to_the_sourc
 
 def test_the_demo_tenant_is_prepared_once_and_its_agent_feeds_the_warehouse(
         app: Flask, engine: Engine, tmp_path: Path) -> None:
-    from accrue import tenants
+    from accrue import erasure, tenants
     from accrue_cli import demo_push
 
     if tenants.get_tenant(engine, demo_push.TENANT_ID) is not None:  # shared session database
-        Warehouse(engine).delete_tenant_data(demo_push.TENANT_ID)
+        erasure.erase_synced_data(engine, demo_push.TENANT_ID)
     push = demo_push.PushDemo(tmp_path / "home", 0.02)
     said = push.prepare(engine, "http://concierge.test")
     assert demo_push.TENANT_ID in said and "accrue-agent" in said

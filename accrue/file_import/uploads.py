@@ -158,6 +158,17 @@ def discard(engine: Engine, tenant_id: str, upload_id: int) -> bool:
             file_upload.c.status == "draft")).rowcount)
 
 
+def delete_tenant(engine: Engine, tenant_id: str) -> dict[str, int]:
+    """Erasure: the uploaded exports are the tenant's data (chunks first, then uploads)."""
+    validate_tenant_id(tenant_id)
+    with engine.begin() as conn:
+        chunks = conn.execute(sa.delete(file_upload_chunk)
+                              .where(file_upload_chunk.c.tenant_id == tenant_id))
+        uploads = conn.execute(sa.delete(file_upload).where(file_upload.c.tenant_id == tenant_id))
+    return {file_upload_chunk.name: int(chunks.rowcount or 0),
+            file_upload.name: int(uploads.rowcount or 0)}
+
+
 def any_confirmed(engine: Engine, tenant_id: str) -> bool:
     """Whether the tenant has confirmed an upload (the wizard's file setup is then done)."""
     with engine.connect() as conn:

@@ -278,6 +278,13 @@ def delete_expired(engine: Engine, tenant_id: str, processed_before: datetime) -
         ).rowcount
 
 
+def delete_tenant(engine: Engine, tenant_id: str) -> dict[str, int]:
+    """Erasure: every batch the tenant pushed (raw bodies are its data), applied or not."""
+    with engine.begin() as conn:
+        deleted = conn.execute(sa.delete(push_inbox).where(push_inbox.c.tenant_id == tenant_id))
+    return {push_inbox.name: int(deleted.rowcount or 0)}
+
+
 def pending_count(engine: Engine, tenant_id: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(

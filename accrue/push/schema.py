@@ -180,6 +180,15 @@ def load(engine: Engine, tenant_id: str) -> dict[str, ObjectSchema]:
     return {row["object_name"]: _from_row(dict(row)) for row in rows}
 
 
+def delete_tenant(engine: Engine, tenant_id: str) -> dict[str, int]:
+    """Erasure: the schemas hold sample values, so they go with the data; the next push
+    fixes them again."""
+    validate_tenant_id(tenant_id)
+    with engine.begin() as conn:
+        deleted = conn.execute(sa.delete(push_schema).where(push_schema.c.tenant_id == tenant_id))
+    return {push_schema.name: int(deleted.rowcount or 0)}
+
+
 def get(engine: Engine, tenant_id: str, object_name: str) -> ObjectSchema | None:
     _check_object(tenant_id, object_name)
     with engine.connect() as conn:

@@ -11,12 +11,8 @@ from accrue.schema import (
     OBJECT_TABLES,
     crm_change_log,
     crm_quarantine,
-    file_upload,
-    file_upload_chunk,
     object_table,
     pipeline_summary,
-    push_inbox,
-    push_schema,
     sync_run,
     sync_state,
 )
@@ -51,19 +47,19 @@ class TenantData(WarehouseBase):
         with self.engine.begin() as conn:
             return conn.execute(query).rowcount
 
-    # Every table this module writes that holds a tenant's rows (`delete_tenant_data`).
+    # Every warehouse table that holds a tenant's rows (`delete_tenant_data`); the tables
+    # of other owners go through accrue.erasure.
     TENANT_TABLES: tuple[sa.Table, ...] = (
         crm_change_log, crm_quarantine, *OBJECT_TABLES.values(), sync_state, sync_run,
-        pipeline_summary, push_inbox,  # pushed batches are the tenant's data too (raw bodies)
-        push_schema,  # pushed objects' schemas hold sample values: data; the next push refixes
-        file_upload_chunk, file_upload,  # uploaded exports: the tenant's data (bytes first)
+        pipeline_summary,
     )
 
     def delete_tenant_data(self, tenant_id: str) -> dict[str, int]:
         """Delete everything synced for the tenant, and the cursors and run ledger with it
         (a cursor kept would make a later sync skip what was deleted); one transaction.
 
-        The admin's "delete the synced data" when disconnecting. Rows deleted per table.
+        The warehouse's part of the admin's "delete the synced data" (accrue.erasure).
+        Rows deleted per table.
         """
         validate_tenant_id(tenant_id)
         deleted: dict[str, int] = {}

@@ -1,20 +1,17 @@
 """Disconnecting: the credentials are forgotten at once, nothing syncs, and the synced
 data is kept or deleted, as the admin chose on the confirmation page.
 
-Deleting goes through the module that owns each table, scoped to the tenant: the
-warehouse (records, change log, quarantine, cursors, run ledger, summaries), the
-analytics store (results) and the scheduler (its memory of the tenant). The tenant,
-its accounts, its concierge answers and the audit trail stay: the admin can still log
-in, reconnect, and see what was done.
+Deleting is accrue.erasure: each table deleted by the module that owns it, scoped to
+the tenant. The tenant, its accounts, its concierge answers and the audit trail stay:
+the admin can still log in, reconnect, and see what was done.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accrue import sync_schedule, tenants
+from accrue import erasure, sync_schedule, tenants
 from accrue.schema import utcnow
-from accrue.warehouse import Warehouse
 from onboarding_app import audit
 from onboarding_app.extensions import warehouse
 from onboarding_app.integration.history import running_since
@@ -28,12 +25,7 @@ class Outcome:
 
 def delete_synced_data(tenant_id: str) -> dict[str, int]:
     """Delete what Accrue synced or computed for the tenant; rows deleted per table."""
-    from accrue.analytics import store as analytics_store  # pandas: loaded only to delete
-
-    rows = Warehouse(warehouse.engine).delete_tenant_data(tenant_id)
-    rows.update(analytics_store.delete_tenant(warehouse.engine, tenant_id))
-    rows["tenant_sync_schedule"] = sync_schedule.forget(warehouse.engine, tenant_id)
-    return rows
+    return erasure.erase_synced_data(warehouse.engine, tenant_id)
 
 
 def disconnect(tenant: tenants.Tenant, info: tenants.ConnectionInfo | None, crm_name: str,
