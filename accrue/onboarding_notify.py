@@ -1,7 +1,7 @@
 """The "first data is ready" milestone and its e-mail, shared by the concierge and the pipelines.
 
 Imports neither Flask nor Dagster, so the status page (`onboarding_app.status`)
-and the Dagster sensor (`accrue_pipelines.notify_sensors`) use this one
+and the Dagster sensor (`accrue_pipelines.onboarding.sensors`) use this one
 implementation: "first data is in" means the same thing to both, and the
 e-mail goes out once, whoever notices the milestone first.
 

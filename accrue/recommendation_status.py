@@ -27,7 +27,7 @@ from accrue.schema import object_table, price_recommendation, sync_run
 from accrue.sync_progress import clock
 
 # The objects price_recommendations reads: its Dagster asset's deps
-# (accrue_pipelines.analytics_assets.DEAL_OBJECTS, which a test holds this equal to).
+# (accrue_pipelines.analytics.assets.DEAL_OBJECTS, which a test holds this equal to).
 PRICED_FROM = ("account", "opportunity", "opportunity_line", "product")
 # Past this, a computation still owed is called slow (the sensor requests it in seconds).
 SLOW_AFTER = timedelta(minutes=30)

@@ -308,7 +308,7 @@ main.add_command(_push_group)
 )
 def sync_command(tenant_id: str, object_names: tuple[str, ...]) -> None:
     """Materialize TENANT's sync assets now; the run shows in the Dagster UI."""
-    from accrue_pipelines.launch import run_tenant_sync
+    from accrue_pipelines.platform.launch import run_tenant_sync
 
     ok = run_tenant_sync(tenant_id, list(object_names), echo=click.echo)
     if not ok:
@@ -345,7 +345,7 @@ def import_command(tenant_id: str, file: str, object_name: str, snapshot: bool,
 def analyze_command(tenant_id: str) -> None:
     """Compute TENANT's summary and analytics now (price recommendations, revenue
     opportunities, seller metrics) from its synced data; the run shows in the Dagster UI."""
-    from accrue_pipelines.launch import run_tenant_analytics
+    from accrue_pipelines.platform.launch import run_tenant_analytics
 
     if not run_tenant_analytics(tenant_id, echo=click.echo):
         sys.exit(1)

@@ -230,7 +230,7 @@ class Demo:
 
     def configure(self) -> dict[str, str]:
         """Ports (each checked free) and the children's environment; the sandboxes' URLs."""
-        from accrue_pipelines.launch import ensure_dagster_home
+        from accrue_pipelines.platform.launch import ensure_dagster_home
         from connectors import registry
 
         wanted = [("dagster", "ACCRUE_DAGSTER_PORT", 3000, "Dagster"),

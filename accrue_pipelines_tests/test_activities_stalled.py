@@ -16,9 +16,9 @@ from accrue import tenants
 from accrue.analytics import store
 from accrue.analytics.opportunities import last_activity, stalled
 from accrue.schema import revenue_opportunity
-from accrue_pipelines.analytics_assets import revenue_opportunities
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.sync_assets import sync_assets
+from accrue_pipelines.analytics.assets import revenue_opportunities
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.sync.assets import sync_assets
 from accrue_pipelines_tests import test_pipelines
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from accrue import onboarding_notify, tenants
 from accrue.schema import onboarding_state, utcnow
 from accrue.warehouse import Warehouse
-from accrue_pipelines.health import unsynced_objects
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.refresh_sensor import READERS
-from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
+from accrue_pipelines.analytics.sensors import READERS
+from accrue_pipelines.constants import sync_asset_key
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.sync.assets import sync_assets
+from accrue_pipelines.sync.failure_sensor import unsynced_objects
 from accrue_pipelines_tests import test_pipelines
 from connectors.common_model import COMMON_OBJECTS, OPTIONAL_OBJECTS
 from connectors.salesforce.sandbox import RequestContext, RunningSandbox

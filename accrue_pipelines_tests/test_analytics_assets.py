@@ -10,14 +10,14 @@ import pytest
 from accrue import tenants
 from accrue.analytics import store
 from accrue.schema import price_recommendation, revenue_opportunity, seller_month_metric
-from accrue_pipelines.analytics_assets import (
+from accrue_pipelines.analytics.assets import (
     price_recommendations,
     revenue_opportunities,
     seller_metrics,
 )
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import pipeline_resources
-from accrue_pipelines.sync_assets import sync_assets
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import pipeline_resources
+from accrue_pipelines.sync.assets import sync_assets
 
 
 @pytest.fixture

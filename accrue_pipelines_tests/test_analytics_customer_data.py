@@ -23,9 +23,9 @@ from accrue.analytics import fit_price_model, optimal_ratio, recommend, store
 from accrue.analytics.opportunities import upsell
 from accrue.schema import price_recommendation, seller_month_metric
 from accrue.warehouse import Warehouse
-from accrue_pipelines.analytics_assets import price_recommendations, seller_metrics
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import WarehouseResource
+from accrue_pipelines.analytics.assets import price_recommendations, seller_metrics
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import WarehouseResource
 from connectors.base import Upsert
 
 SYNCED_AT = datetime(2026, 11, 1, tzinfo=UTC)

@@ -22,7 +22,7 @@ from accrue.analytics.lines import split_by_line
 from accrue.analytics.pricing import PriceModel, PricingConfig, fit_price_model, recommend
 from accrue.schema import price_recommendation, price_recommendation_line
 from accrue.warehouse import Warehouse
-from accrue_pipelines.analytics_assets import price_recommendations, revenue_opportunities
+from accrue_pipelines.analytics.assets import price_recommendations, revenue_opportunities
 from accrue_pipelines_tests.test_analytics_customer_data import (
     LIST_PRICES,
     SELLERS,

@@ -18,9 +18,9 @@ import requests
 from accrue import tenants
 from accrue.warehouse import Warehouse
 from accrue_cli.demo import _code_loaded
-from accrue_pipelines import ops_assets
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import WarehouseResource
+from accrue_pipelines.ops import assets as ops_assets
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import WarehouseResource
 from accrue_pipelines_tests.test_concierge_browser import browser  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ import yaml
 from accrue import db, tenants
 from accrue.warehouse import Warehouse
 from accrue_cli.localstack import LocalStack, wait_until
-from accrue_pipelines import run_tags
+from accrue_pipelines.platform import run_tags
 from accrue_pipelines_tests.fixtures_sandbox import start_sandbox
 from connectors.common_model import COMMON_OBJECTS
 
@@ -231,14 +231,14 @@ def celery_services() -> Iterator[None]:
 def _purge(env: dict[str, str], queues: str) -> None:
     import subprocess
 
-    subprocess.run([str(BIN / "celery"), "-A", "accrue_pipelines.celery_app", "purge", "-f",
-                    "-Q", queues], env=env, cwd=REPO, check=False, capture_output=True,
+    subprocess.run([str(BIN / "celery"), "-A", "accrue_pipelines.platform.celery_app", "purge",
+                    "-f", "-Q", queues], env=env, cwd=REPO, check=False, capture_output=True,
                    timeout=60)
 
 
 def _celery_pool_pid(env: dict[str, str], task_id: str) -> int | None:
     """The pool process executing a Celery task (from the workers' own report)."""
-    from accrue_pipelines.celery_app import app
+    from accrue_pipelines.platform.celery_app import app
 
     active = app.control.inspect(timeout=2).active() or {}
     for tasks in active.values():
@@ -262,7 +262,7 @@ def test_celery_workers_sync_two_tenants_and_resume_a_killed_run(
     try:
         for n in (1, 2):
             stack.processes.start(f"worker{n}", [
-                str(BIN / "celery"), "-A", "accrue_pipelines.celery_app", "worker",
+                str(BIN / "celery"), "-A", "accrue_pipelines.platform.celery_app", "worker",
                 "-Q", queues, "-n", f"accrue-w{n}@%h", "-c", "1", "-l", "info"])
         _register(warehouse_url, "celery-quick", quick)
         _register(warehouse_url, "celery-slow", slow)
@@ -295,7 +295,7 @@ def test_celery_workers_sync_two_tenants_and_resume_a_killed_run(
         for tenant_id, sandbox in (("celery-quick", quick), ("celery-slow", slow)):
             _assert_complete(warehouse_url, tenant_id, sandbox)
 
-        from accrue_pipelines.celery_app import app
+        from accrue_pipelines.platform.celery_app import app
 
         workers = set()
         for run in stack.runs(**{run_tags.TRIGGER: "first-sync"}):

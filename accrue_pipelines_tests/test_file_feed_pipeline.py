@@ -18,10 +18,12 @@ from accrue.file_import.feed import FILE_CRM_TYPE, FileConnector
 from accrue.schema import crm_change_log, file_upload_chunk, object_table, sync_run
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
-from accrue_pipelines import run_tags, sensors
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import pipeline_resources
-from accrue_pipelines.sync_assets import MATCHES_CHECK, sync_asset_key, sync_assets
+from accrue_pipelines.constants import MATCHES_CHECK, sync_asset_key
+from accrue_pipelines.platform import run_tags
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import pipeline_resources
+from accrue_pipelines.sync import sensors
+from accrue_pipelines.sync.assets import sync_assets
 
 EXPORTS = Path(__file__).parent / "file_import_exports"
 

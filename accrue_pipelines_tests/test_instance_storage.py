@@ -61,7 +61,7 @@ def test_pooled_storage_reuses_one_connection_where_dagster_opens_one_per_query(
     database = sa.make_url(instance_db_url).database or ""
     config = {"postgres_url": instance_db_url}
     pooled = _connections_while_storing_events(
-        {"custom": {"module": "accrue_pipelines.instance_storage",
+        {"custom": {"module": "accrue_pipelines.platform.instance_storage",
                     "class": "PooledPostgresStorage", "config": config}}, database, "pooled")
     stock = _connections_while_storing_events({"postgres": config}, database, "stock")
     assert stock >= EVENTS  # the measure sees Dagster's connection per query

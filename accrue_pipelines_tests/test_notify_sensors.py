@@ -19,8 +19,8 @@ from accrue.schema import app_user, audit_event, onboarding_state, sync_run, utc
 from accrue.schema import tenant as tenant_table
 from accrue.sync import sync_object
 from accrue.warehouse import Warehouse
-from accrue_pipelines.notify_sensors import first_data_email_sensor
-from accrue_pipelines.resources import WarehouseResource
+from accrue_pipelines.onboarding.sensors import first_data_email_sensor
+from accrue_pipelines.platform.resources import WarehouseResource
 from accrue_pipelines_tests.test_concierge_status import Inbox, smtp  # noqa: F401 - fixture
 from connectors.registry import create_connector
 from connectors.salesforce.sandbox import RunningSandbox

@@ -10,13 +10,18 @@ import pytest
 import sqlalchemy as sa
 
 from accrue import tenants
+from accrue_pipelines.analytics.sensors import (
+    EVERYTHING,
+    assets_to_refresh,
+    downstream_refresh_sensor,
+)
+from accrue_pipelines.analytics.sensors import MAX_RUN_REQUESTS_PER_TICK as MAX_REFRESH_REQUESTS
+from accrue_pipelines.constants import SYNC_ASSET_KEYS, sync_asset_key
 from accrue_pipelines.definitions import defs
-from accrue_pipelines.launch import run_tenant_sync
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
-from accrue_pipelines.refresh_sensor import EVERYTHING, assets_to_refresh, downstream_refresh_sensor
-from accrue_pipelines.refresh_sensor import MAX_RUN_REQUESTS_PER_TICK as MAX_REFRESH_REQUESTS
-from accrue_pipelines.resources import CrmResource, pipeline_resources
-from accrue_pipelines.sync_assets import sync_asset_key, sync_asset_keys, sync_assets
+from accrue_pipelines.platform.launch import run_tenant_sync
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
+from accrue_pipelines.platform.resources import CrmResource, pipeline_resources
+from accrue_pipelines.sync.assets import sync_assets
 from connectors.common_model import COMMON_OBJECTS
 
 EVERYTHING_NAMES = [k.to_user_string() for k in EVERYTHING]
@@ -66,8 +71,8 @@ def test_crm_assets_have_no_lineage_among_themselves():
     """Parents sync first inside the one step; as deps, Dagster would read another tenant's
     latest materialization for provenance ("data version mismatch" warnings in every run)."""
     graph = defs.resolve_asset_graph()
-    for key in sync_asset_keys:
-        assert not set(graph.get(key).parent_keys) & set(sync_asset_keys), key
+    for key in SYNC_ASSET_KEYS:
+        assert not set(graph.get(key).parent_keys) & set(SYNC_ASSET_KEYS), key
 
 
 class _Store:
@@ -84,7 +89,7 @@ class _Store:
 
 
 def test_the_matches_check_says_what_differs_and_fails_hard_only_on_duplicates():
-    from accrue_pipelines.sync_assets import _matches_result
+    from accrue_pipelines.sync.checks import _matches_result
 
     both = _matches_result(_Store(2, {"account_id": 3}), "t", "opportunity", 10, 12)
     assert not both.passed and both.severity == dg.AssetCheckSeverity.ERROR
@@ -101,7 +106,7 @@ def test_the_matches_check_says_what_differs_and_fails_hard_only_on_duplicates()
 
 def test_a_sync_stopped_at_the_quota_warns_on_sync_healthy_with_the_reason():
     from accrue.sync import SyncResult
-    from accrue_pipelines.sync_assets import _health_result
+    from accrue_pipelines.sync.checks import _health_result
 
     key = sync_asset_key("opportunity")
     stopped = _health_result(key, SyncResult("t", "opportunity", complete=False,
@@ -123,7 +128,7 @@ def test_tenant_partition_materializes_with_checks(
     assert len(checks) == sum(len(a.check_specs_by_output_name) for a in sync_assets)
     assert {c.check_name for c in checks} == {"sync_healthy", "warehouse_matches_crm",
                                               "quarantine_empty"}
-    assert len(checks) == 3 * len(sync_asset_keys)  # three per object (see sync_assets)
+    assert len(checks) == 3 * len(SYNC_ASSET_KEYS)  # three per object (see sync_assets)
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
     opp_matches = next(c for c in checks if c.asset_key == sync_asset_key("opportunity")
                        and c.check_name == "warehouse_matches_crm")
@@ -255,7 +260,7 @@ def test_cli_analyze_computes_the_tenants_analytics_on_demand(
 ):
     """`accrue analyze TENANT`: the summary and analytics now, through Dagster (issue 10.5)."""
     from accrue.schema import price_recommendation
-    from accrue_pipelines.launch import run_tenant_analytics
+    from accrue_pipelines.platform.launch import run_tenant_analytics
 
     monkeypatch.setenv("ACCRUE_DATABASE_URL", database_url)
     assert run_tenant_sync(registered_tenant, [], echo=lambda _: None, instance=instance)
@@ -278,7 +283,7 @@ def test_failing_tenant_shows_why_on_its_sync_healthy_check(
     instance, resources, engine, tenant_id, sf_sandbox
 ):
     """Bad credentials fail fast (no pointless retries) and the check says what to do."""
-    from accrue_pipelines.health import sync_failure_sensor
+    from accrue_pipelines.sync.failure_sensor import sync_failure_sensor
 
     tenants.add_tenant(engine, tenant_id, "Broken Co", "salesforce")
     tenants.save_credentials(
@@ -332,7 +337,7 @@ def test_sync_steps_take_turns_in_their_crm_api_pool(resources, registered_tenan
     """Per-CRM API limit: a full `crm_api_salesforce` pool holds the sync until a slot frees."""
     import threading
 
-    from accrue_pipelines.pools import crm_pool
+    from accrue_pipelines.platform.pools import crm_pool
 
     pool = crm_pool("salesforce")
     overrides = {"concurrency": {"pools": {"default_limit": 1}}}
@@ -403,7 +408,7 @@ def test_one_step_syncs_every_object_and_one_failure_does_not_stop_the_others(
 ):
     """One login per attempt; an object that fails is named and retried, the others are
     synced anyway in the same attempt."""
-    from accrue_pipelines.sync_assets import sync_order
+    from accrue_pipelines.sync.assets import sync_order
 
     assert set(sync_order()) == set(COMMON_OBJECTS)
     assert sync_order().index("product") < sync_order().index("opportunity_line")  # parents first
@@ -432,8 +437,8 @@ def test_one_step_syncs_every_object_and_one_failure_does_not_stop_the_others(
 def test_credentials_refused_midway_mark_only_the_unsynced_objects_red(
     instance, resources, registered_tenant
 ):
-    from accrue_pipelines.health import sync_failure_sensor
-    from accrue_pipelines.sync_assets import sync_order
+    from accrue_pipelines.sync.assets import sync_order
+    from accrue_pipelines.sync.failure_sensor import sync_failure_sensor
 
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
     crm = FlakyCrm(warehouse=resources["warehouse"], failing_object="opportunity",

@@ -20,10 +20,12 @@ from accrue.push import PUSH_CRM_TYPE, credentials, inbox
 from accrue.schema import object_table, sync_run
 from accrue.warehouse import Warehouse
 from accrue_cli.commands import main
-from accrue_pipelines import run_tags, sensors
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import pipeline_resources
-from accrue_pipelines.sync_assets import sync_asset_key, sync_assets
+from accrue_pipelines.constants import sync_asset_key
+from accrue_pipelines.platform import run_tags
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import pipeline_resources
+from accrue_pipelines.sync import sensors
+from accrue_pipelines.sync.assets import sync_assets
 from accrue_pipelines_tests.test_concierge_app import (  # noqa: F401 - fixtures
     concierge_db_url_fixture,
     make_app,

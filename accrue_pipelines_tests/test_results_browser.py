@@ -25,14 +25,14 @@ import sqlalchemy as sa
 
 from accrue import config, crypto, db, tenants
 from accrue.schema import object_table, price_recommendation, utcnow
-from accrue_pipelines.analytics_assets import (
+from accrue_pipelines.analytics.assets import (
     price_recommendations,
     revenue_opportunities,
     seller_metrics,
 )
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import pipeline_resources
-from accrue_pipelines.sync_assets import sync_assets
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import pipeline_resources
+from accrue_pipelines.sync.assets import sync_assets
 from accrue_pipelines_tests.test_concierge_app import PASSWORD, make_app
 from accrue_pipelines_tests.test_concierge_browser import (  # noqa: F401 - fixture
     LiveServer,

@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from accrue import sync_schedule as ss
 from accrue import tenants
 from accrue.schema import onboarding_state
-from accrue_pipelines import run_tags, sensors
+from accrue_pipelines.constants import SYNC_JOB_NAME
 from accrue_pipelines.definitions import defs
-from accrue_pipelines.jobs import SYNC_JOB_NAME
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.platform import run_tags
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import CrmResource, WarehouseResource
+from accrue_pipelines.sync import sensors
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # noon: outside the reconciliation window
 HOUR = 60

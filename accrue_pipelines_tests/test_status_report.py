@@ -255,7 +255,7 @@ def test_a_failed_deal_sync_is_not_the_first_data_of_the_deals(engine: Engine, t
 
 
 def test_priced_from_is_what_the_price_asset_reads() -> None:
-    from accrue_pipelines.analytics_assets import DEAL_OBJECTS
+    from accrue_pipelines.analytics.assets import DEAL_OBJECTS
 
     assert set(recommendation_status.PRICED_FROM) == set(DEAL_OBJECTS)
 

@@ -11,11 +11,12 @@ import pytest
 
 from accrue import tenants
 from accrue.sync import SyncResult
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import CrmResource, WarehouseResource
-from accrue_pipelines.summary_assets import pipeline_summary
-from accrue_pipelines.sync_assets import HEALTH_CHECK, sync_asset_key, sync_assets
-from accrue_pipelines.ui_metadata import for_tenant, sync_metadata
+from accrue_pipelines.analytics.summary_assets import pipeline_summary
+from accrue_pipelines.constants import HEALTH_CHECK, sync_asset_key
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import CrmResource, WarehouseResource
+from accrue_pipelines.platform.ui_metadata import for_tenant, sync_metadata
+from accrue_pipelines.sync.assets import sync_assets
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def _sync(instance, resources, tenant_id):
 
 
 def _report_failure(instance, result):
-    from accrue_pipelines.health import sync_failure_sensor
+    from accrue_pipelines.sync.failure_sensor import sync_failure_sensor
 
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
@@ -106,7 +107,7 @@ def test_a_tenant_that_fails_again_gets_a_second_red_verdict(instance, resources
 
 
 def test_a_check_result_names_its_tenant_and_plots_no_figure():
-    from accrue_pipelines.sync_assets import _matches_result
+    from accrue_pipelines.sync.checks import _matches_result
 
     class Store:
         def duplicate_keys(self, *_):

@@ -9,10 +9,13 @@ import dagster as dg
 import pytest
 
 from accrue import tenants
-from accrue_pipelines import alerts, ops_assets
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.resources import WarehouseResource
-from accrue_pipelines.tenant_health import tenant_health
+from accrue_pipelines.constants import FLEET_HEALTH_KEY, TENANT_HEALTH_KEY
+from accrue_pipelines.ops import assets as ops_assets
+from accrue_pipelines.ops import checks as ops_checks
+from accrue_pipelines.ops import sensors as alerts
+from accrue_pipelines.ops.health import tenant_health
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+from accrue_pipelines.platform.resources import WarehouseResource
 
 
 @pytest.fixture
@@ -49,10 +52,10 @@ def test_a_60_minute_tenant_is_stale_after_two_intervals_without_success(
     now = datetime.now(UTC)
     fresh = tenant_health(warehouse, tenant, now + timedelta(minutes=30))
     assert fresh.status == "healthy" and not fresh.stale
-    assert ops_assets.fresh_result(fresh).passed
+    assert ops_checks.fresh_result(fresh).passed
     late = tenant_health(warehouse, tenant, now + timedelta(hours=3))
     assert late.status == "stale" and late.stale and 179 <= (late.lag_minutes or 0) <= 181
-    check = ops_assets.fresh_result(late)
+    check = ops_checks.fresh_result(late)
     assert not check.passed and check.description.startswith(tenant_id)
     assert "stale after 120 min" in check.description
     # The same three hours on a daily tenant is fresh: the frequency is the tenant's own.
@@ -125,7 +128,7 @@ class _FakeSlack:
 
 def _health_events(instance):
     counts = {}
-    for key in (ops_assets.TENANT_HEALTH_KEY, ops_assets.FLEET_HEALTH_KEY):
+    for key in (TENANT_HEALTH_KEY, FLEET_HEALTH_KEY):
         records = instance.fetch_materializations(key, limit=100).records
         for record in records:
             partition = record.partition_key
@@ -158,7 +161,7 @@ def test_alerts_reach_slack_once_per_incident_with_a_link_to_the_run(
     assert _health_events(instance) == {healthy: 1, failing: 1, None: 1}
     assert not instance.get_runs()
     fresh = instance.event_log_storage.get_asset_check_partition_info(
-        [dg.AssetCheckKey(ops_assets.TENANT_HEALTH_KEY, ops_assets.FRESH_CHECK)])
+        [dg.AssetCheckKey(TENANT_HEALTH_KEY, ops_checks.FRESH_CHECK)])
     assert {i.partition_key: i.latest_execution_status.value for i in fresh} == {
         healthy: "SUCCEEDED", failing: "FAILED"}
     # Still failing: no second alert, and nothing reported again (no change; table fresh).

@@ -23,10 +23,10 @@ def measure(n_opportunities: int = DEMO_OPPORTUNITIES) -> dict[str, float]:
     from accrue import crypto, db, tenants
     from accrue.analytics import store
     from accrue.schema import price_recommendation
-    from accrue_pipelines.analytics_assets import price_recommendations
-    from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-    from accrue_pipelines.resources import CrmResource, WarehouseResource
-    from accrue_pipelines.sync_assets import sync_assets
+    from accrue_pipelines.analytics.assets import price_recommendations
+    from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
+    from accrue_pipelines.platform.resources import CrmResource, WarehouseResource
+    from accrue_pipelines.sync.assets import sync_assets
     from connectors.salesforce.sandbox import running_sandbox
 
     with tempfile.TemporaryDirectory() as tmp:

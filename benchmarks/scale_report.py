@@ -324,7 +324,7 @@ def estimate(phases: list[Phase], meta: dict[str, Any]) -> list[str]:
     out.append(f"* Partitions: {ASSETS_PER_TENANT} tenant-partitioned assets "
                f"(8 crm/* + {ANALYTICS_ASSETS} downstream) → {ASSETS_PER_TENANT * 10_000:,} asset "
                "partitions, one dynamic-partition key per tenant.")
-    from accrue_pipelines.sensors import MAX_RUN_REQUESTS_PER_TICK as cap
+    from accrue_pipelines.sync.sensors import MAX_RUN_REQUESTS_PER_TICK as cap
 
     out.append(f"* Runs: 10,000 tenants every {FREQUENCY_MINUTES} min need {needed:.0f} sync "
                f"runs/min (plus one analytics run per sync that brings changes). The sensor "

@@ -10,10 +10,10 @@ from pathlib import Path
 import dagster as dg
 
 from accrue import config
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME
-from accrue_pipelines.sync_assets import sync_asset_key
+from accrue_pipelines.constants import ANALYZE_JOB_NAME, SYNC_JOB_NAME, sync_asset_key
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
 
-REPO_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 def ensure_dagster_home() -> Path:
@@ -39,8 +39,6 @@ def run_tenant_sync(
     instance: dg.DagsterInstance | None = None,
 ) -> bool:
     """Run the tenant's sync job in this process, recorded in the shared instance."""
-    from accrue_pipelines.jobs import SYNC_JOB_NAME
-
     selection = [sync_asset_key(name) for name in object_names] or None
     result = _run_for_tenant(SYNC_JOB_NAME, tenant_id, selection, "cli", instance)
     for event in result.get_asset_materialization_events():
@@ -62,8 +60,6 @@ def run_tenant_analytics(
     instance: dg.DagsterInstance | None = None,
 ) -> bool:
     """Compute the tenant's summary and analytics now, from the data synced so far."""
-    from accrue_pipelines.jobs import ANALYZE_JOB_NAME
-
     result = _run_for_tenant(ANALYZE_JOB_NAME, tenant_id, None, "cli-analyze", instance)
     for event in result.get_asset_materialization_events():
         mat = event.step_materialization_data.materialization

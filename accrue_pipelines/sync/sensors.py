@@ -20,10 +20,11 @@ import dagster as dg
 from sqlalchemy.engine import Engine
 
 from accrue import sources, sync_schedule, tenants
-from accrue_pipelines import run_tags
-from accrue_pipelines.jobs import SYNC_JOB_NAME, covers_every_object, sync_tenant_job
-from accrue_pipelines.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
-from accrue_pipelines.resources import WarehouseResource
+from accrue_pipelines.constants import FINISHED, IN_FLIGHT, SYNC_JOB_NAME
+from accrue_pipelines.platform import run_tags
+from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
+from accrue_pipelines.platform.resources import WarehouseResource
+from accrue_pipelines.sync.jobs import covers_every_object, sync_tenant_job
 
 # Tenants that keep a partition: their data stays visible while they are paused.
 PARTITIONED_STATUSES = ("active", "paused")
@@ -44,14 +45,6 @@ OUTCOME_OVERLAP = timedelta(minutes=2)
 MAX_OUTCOMES_PER_TICK = 2000
 # Without a cursor (first tick, or a reset), outcomes of the last day are read again.
 COLD_START_LOOKBACK = timedelta(days=1)
-
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
-FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
-            dg.DagsterRunStatus.CANCELED]
 
 
 def _now() -> datetime:

@@ -7,7 +7,7 @@ upstream asset on each evaluation, so a tick grew with the number of tenants
 happened since its last tick instead: it reads the sync runs that finished since
 then (one query), asks the warehouse's run ledger which objects each of them wrote
 (one query), and requests one `analyze_tenant` run per tenant for the downstream
-assets that read those objects. Like the scheduler (`sensors.py`), it computes
+assets that read those objects. Like the scheduler (sync/sensors.py), it computes
 first and returns its cursor last, caps its requests per tick, and carries what it
 could not request yet in the cursor, so no change is ever dropped.
 """
@@ -21,18 +21,20 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from accrue_pipelines import run_tags
-from accrue_pipelines.analytics_assets import analytics_assets
-from accrue_pipelines.jobs import (
+from accrue_pipelines.analytics.assets import analytics_assets
+from accrue_pipelines.analytics.jobs import analyze_tenant_job
+from accrue_pipelines.analytics.summary_assets import pipeline_summary
+from accrue_pipelines.constants import (
     ANALYZE_JOB_NAME,
+    FINISHED,
+    IN_FLIGHT,
+    SYNC_ASSET_KEYS,
     SYNC_JOB_NAME,
-    analyze_tenant_job,
-    covers_every_object,
+    object_of,
 )
-from accrue_pipelines.resources import WarehouseResource
-from accrue_pipelines.sensors import FINISHED, IN_FLIGHT
-from accrue_pipelines.summary_assets import pipeline_summary
-from accrue_pipelines.sync_assets import object_of, sync_asset_keys
+from accrue_pipelines.platform import run_tags
+from accrue_pipelines.platform.resources import WarehouseResource
+from accrue_pipelines.sync.jobs import covers_every_object
 
 # Analytics after a sync: above routine syncs (a new customer's first recommendations
 # should not wait behind other tenants' hourly syncs), below first syncs.
@@ -52,7 +54,7 @@ DOWNSTREAM = [pipeline_summary, *analytics_assets]
 # Which downstream assets read each CRM object, from the assets' own dependencies.
 READERS: dict[str, list[dg.AssetKey]] = {
     object_of(sync_key): [a.key for a in DOWNSTREAM if sync_key in a.dependency_keys]
-    for sync_key in sync_asset_keys
+    for sync_key in SYNC_ASSET_KEYS
 }
 EVERYTHING = [a.key for a in DOWNSTREAM]
 

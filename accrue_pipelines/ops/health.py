@@ -18,27 +18,11 @@ from typing import Any
 
 from accrue import tenants
 from accrue.warehouse import Warehouse
+from accrue_pipelines.constants import ACTIONS
 
 # Two intervals: one late sync is noise (a queue, a slow CRM); two missed in a row is not.
 STALE_INTERVALS = 2
 DAY = timedelta(days=1)
-
-ACTIONS = {
-    "credentials": "The CRM rejected the stored credentials: ask the tenant's admin to "
-                   "re-enter them in the concierge.",
-    "quota": "The CRM's API quota is spent: the sync resumes from its checkpoint once it "
-             "resets; raise the quota or lower the sync frequency if this repeats.",
-    "outage": "The CRM did not answer after retries: nothing to do unless it persists; "
-              "check the CRM's status page.",
-    "error": "Unexpected error: read the run's logs.",
-    "stale": "No successful sync for two intervals: check that the daemon and the "
-             "tenant_sync_sensor are running and that the tenant's runs are not queued "
-             "behind others (Runs page, filter by the tenant).",
-    "never": "Not synced yet: the first sync is queued by tenant_sync_sensor; if it does "
-             "not start, check that the daemon is running.",
-    "quarantine": "Records wait in quarantine (none is lost): see the quarantine_empty "
-                  "check for the reasons; most need a field fixed in the CRM.",
-}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ which keep the code location loaded from one run to the next.
 Start a worker (same DAGSTER_HOME, ACCRUE_DATABASE_URL and ACCRUE_SECRET_KEYS as the
 daemon):
 
-    celery -A accrue_pipelines.celery_app worker -Q crm-salesforce,analytics -c 2
+    celery -A accrue_pipelines.platform.celery_app worker -Q crm-salesforce,analytics -c 2
 
 Broker and result backend come from ACCRUE_CELERY_BROKER_URL (RabbitMQ) and
 ACCRUE_CELERY_RESULT_BACKEND (Redis); the daemon's launcher reads the same variables.
@@ -22,7 +22,7 @@ import os
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
-from accrue_pipelines import run_tags
+from accrue_pipelines.platform import run_tags
 
 BROKER_ENV = "ACCRUE_CELERY_BROKER_URL"
 BACKEND_ENV = "ACCRUE_CELERY_RESULT_BACKEND"

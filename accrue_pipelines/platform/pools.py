@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 
 import dagster as dg
 
-from accrue_pipelines import run_tags
+from accrue_pipelines.platform import run_tags
 
 POOL_PREFIX = "crm_api_"
 # How often a waiting step asks for a slot again: slots free in seconds (one object's sync).

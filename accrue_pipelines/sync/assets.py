@@ -30,37 +30,19 @@ import dagster as dg
 from accrue import tenants
 from accrue.sync import SyncResult, record_failed_attempt, sync_object
 from accrue.warehouse import Warehouse
-from accrue_pipelines import run_tags, ui_metadata
-from accrue_pipelines.partitions import tenant_partitions
-from accrue_pipelines.pools import crm_api_slot
-from accrue_pipelines.resources import CrmResource, WarehouseResource
+from accrue_pipelines.constants import SYNC_GROUP, object_of, sync_asset_key
+from accrue_pipelines.platform import run_tags, ui_metadata
+from accrue_pipelines.platform.partitions import tenant_partitions
+from accrue_pipelines.platform.pools import crm_api_slot
+from accrue_pipelines.platform.resources import CrmResource, WarehouseResource
+from accrue_pipelines.sync import checks
 from connectors.base import AuthenticationError, Connector
 from connectors.common_model import COMMON_OBJECTS, REFERENCES, table_name
 
-SYNC_GROUP = "crm_sync"
 SYNC_STEP = "crm_sync"
 SYNC_RETRY = dg.RetryPolicy(
     max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-RECONCILE_TAG = run_tags.RECONCILE
-
-# Three checks per object, one per question an on-call engineer asks and per action it
-# calls for. Each check costs a run about six instance writes and reads (planned event and
-# row at submission, output, evaluation, its row, the lookup of the materialization it
-# judges), at every sync of every tenant: the sensor's submission time and a run's
-# overhead grow with their number, so related facts share a check and sit in its metadata.
-HEALTH_CHECK = "sync_healthy"  # did the last sync succeed and read everything? (else: why)
-MATCHES_CHECK = "warehouse_matches_crm"  # no duplicate ids, same live count, no orphans
-QUARANTINE_CHECK = "quarantine_empty"  # records whose values we could not store exactly
-
-
-def sync_asset_key(object_name: str) -> dg.AssetKey:
-    return dg.AssetKey(["crm", object_name])
-
-
-def object_of(key: dg.AssetKey) -> str:
-    """The common object a crm/* asset key stands for."""
-    return key.path[-1]
 
 
 def parents(object_name: str) -> list[str]:
@@ -77,27 +59,6 @@ def sync_order() -> list[str]:
         ordered.append(ready)
         pending.remove(ready)
     return ordered
-
-
-def _check_specs(object_name: str) -> list[dg.AssetCheckSpec]:
-    key = sync_asset_key(object_name)
-    references = ", no reference to a missing row" if object_name in REFERENCES else ""
-    with ui_metadata.partitioned_checks_allowed():  # one status per tenant: see ui_metadata
-        return _tenant_check_specs(key, references)
-
-
-def _tenant_check_specs(key: dg.AssetKey, references: str) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(HEALTH_CHECK, asset=key, partitions_def=tenant_partitions,
-                          description="The tenant's last sync succeeded and read everything; "
-                          "otherwise says why (credentials, quota, CRM outage) and what to do."),
-        dg.AssetCheckSpec(MATCHES_CHECK, asset=key, partitions_def=tenant_partitions,
-                          description="The warehouse holds what the CRM holds: no CRM id twice "
-                          f"(F2, an error), as many live rows as the CRM{references} "
-                          "(warnings)."),
-        dg.AssetCheckSpec(QUARANTINE_CHECK, asset=key, partitions_def=tenant_partitions,
-                          description="No record waits in quarantine (warning: none is lost)."),
-    ]
 
 
 def _asset_spec(object_name: str) -> dg.AssetSpec:
@@ -131,7 +92,7 @@ class ObjectsFailed(Exception):
 @dg.multi_asset(
     name=SYNC_STEP,
     specs=[_asset_spec(name) for name in COMMON_OBJECTS],
-    check_specs=[spec for name in COMMON_OBJECTS for spec in _check_specs(name)],
+    check_specs=[spec for name in COMMON_OBJECTS for spec in checks.check_specs(name)],
     partitions_def=tenant_partitions,
     can_subset=True,
     retry_policy=SYNC_RETRY,
@@ -216,12 +177,12 @@ def _selected_checks(
     """The result with only the check results this run selected (a subset may leave some
     out), and the step's own figures when it is the step's first."""
     selected = context.selected_asset_check_keys
-    checks = [ui_metadata.for_tenant(c, context.partition_key)
-              for c in result.check_results or []
-              if dg.AssetCheckKey(result.asset_key, c.check_name) in selected]  # type: ignore[arg-type]
+    kept = [ui_metadata.for_tenant(c, context.partition_key)
+            for c in result.check_results or []
+            if dg.AssetCheckKey(result.asset_key, c.check_name) in selected]  # type: ignore[arg-type]
     return dg.MaterializeResult(asset_key=result.asset_key,
                                 metadata={**(result.metadata or {}), **extra_metadata},
-                                data_version=result.data_version, check_results=checks)
+                                data_version=result.data_version, check_results=kept)
 
 
 def _sync_one(
@@ -230,7 +191,7 @@ def _sync_one(
     tenant_id = context.partition_key
     result = sync_object(
         store, connector, tenant_id, object_name,
-        reconcile=context.run.tags.get(RECONCILE_TAG) == "true",
+        reconcile=context.run.tags.get(run_tags.RECONCILE) == "true",
         progress=context.log.info, run_id=context.run_id,
     )
     source_count = connector.count(object_name) if result.complete else None
@@ -249,14 +210,6 @@ def _materialize_result(
     key = sync_asset_key(object_name)
     summary = store.summary(tenant_id, [object_name])[0]  # counts and freshness, one query
     live, deleted = summary["live_rows"], summary["deleted_rows"]
-    quarantined = store.quarantine_count(tenant_id, object_name)
-    checks = [
-        _health_result(key, result),
-        _matches_result(store, tenant_id, object_name, live, source_count),
-        dg.AssetCheckResult(asset_key=key, check_name=QUARANTINE_CHECK, passed=quarantined == 0,
-                            severity=dg.AssetCheckSeverity.WARN,
-                            metadata={"quarantined_records": quarantined}),
-    ]
     metadata: dict[str, Any] = ui_metadata.sync_metadata(result)  # typed, rounded, non-empty
     return dg.MaterializeResult(
         asset_key=key,
@@ -267,48 +220,8 @@ def _materialize_result(
             **({"source_live_count": source_count} if source_count is not None else {}),
         },
         data_version=dg.DataVersion(f"{live}:{deleted}:{summary.get('last_modified_at')}"),
-        check_results=checks,
-    )
-
-
-def _health_result(key: dg.AssetKey, result: SyncResult) -> dg.AssetCheckResult:
-    """Success; a sync stopped early (API quota) warns, as it resumes at the next run."""
-    if result.complete:
-        return dg.AssetCheckResult(asset_key=key, check_name=HEALTH_CHECK, passed=True,
-                                   metadata={"last_sync_run": result.sync_run_id or 0})
-    return dg.AssetCheckResult(
-        asset_key=key, check_name=HEALTH_CHECK, passed=False,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"Stopped early ({result.stop_reason}): the next sync resumes from the "
-                    "checkpoint.",
-        metadata={"last_sync_run": result.sync_run_id or 0,
-                  "stop_reason": result.stop_reason or ""},
-    )
-
-
-def _matches_result(store: Warehouse, tenant_id: str, object_name: str, live: int,
-                    source_count: int | None) -> dg.AssetCheckResult:
-    """Duplicates fail as an error (F2 is a guarantee); counts and orphans warn."""
-    key = sync_asset_key(object_name)
-    duplicates = store.duplicate_keys(tenant_id, object_name)
-    orphans = store.orphans(tenant_id, object_name) if object_name in REFERENCES else {}
-    metadata: dict[str, Any] = {"duplicate_keys": duplicates, "warehouse_live": live,
-                                **{f"orphan_{k}": v for k, v in orphans.items()}}
-    problems = []
-    if duplicates:
-        problems.append(f"{duplicates} CRM ids stored twice")
-    if source_count is None:  # stopped early: comparing counts now would only mislead
-        metadata["counts"] = "not compared: the sync stopped early"
-    else:
-        metadata.update(source_live=source_count, difference=live - source_count)
-        if live != source_count:
-            problems.append(f"{live:,} live rows, the CRM has {source_count:,}")
-    problems += [f"{n:,} {name} references point to no row"
-                 for name, n in orphans.items() if n]
-    return dg.AssetCheckResult(
-        asset_key=key, check_name=MATCHES_CHECK, passed=not problems,
-        severity=dg.AssetCheckSeverity.ERROR if duplicates else dg.AssetCheckSeverity.WARN,
-        description="; ".join(problems) or None, metadata=metadata,
+        check_results=checks.sync_results(store, tenant_id, object_name, result, live,
+                                          source_count),
     )
 
 
@@ -320,9 +233,7 @@ def _skipped_result(object_name: str, version: str, flag: dict[str, bool],
         asset_key=key,
         metadata={**flag, **({"skipped": why} if why else {})},
         data_version=dg.DataVersion(version),
-        check_results=[dg.AssetCheckResult(asset_key=key, check_name=spec.name, passed=True,
-                                           description=why)
-                       for spec in _check_specs(object_name)],
+        check_results=checks.passed_results(object_name, why),
     )
 
 
@@ -338,4 +249,3 @@ def _not_chosen_result(object_name: str) -> dg.MaterializeResult:
 
 
 sync_assets = [crm_sync]
-sync_asset_keys = [sync_asset_key(name) for name in COMMON_OBJECTS]

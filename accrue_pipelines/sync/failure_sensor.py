@@ -10,10 +10,9 @@ successful sync turns it green again.
 
 import dagster as dg
 
-from accrue_pipelines import ui_metadata
-from accrue_pipelines.jobs import sync_tenant_job
-from accrue_pipelines.sync_assets import HEALTH_CHECK, sync_asset_keys
-from accrue_pipelines.tenant_health import ACTIONS
+from accrue_pipelines.constants import ACTIONS, HEALTH_CHECK, SYNC_ASSET_KEYS
+from accrue_pipelines.platform import ui_metadata
+from accrue_pipelines.sync.jobs import sync_tenant_job
 
 ERROR_KINDS = {
     "AuthenticationError": "credentials",
@@ -35,7 +34,7 @@ def classify(error: "dg.SerializableErrorInfo | None") -> tuple[str, str]:
 
 def unsynced_objects(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.AssetKey]:
     """The crm/* assets the run was meant to materialize and did not (in any attempt)."""
-    meant = [k for k in sync_asset_keys if not run.asset_selection or k in run.asset_selection]
+    meant = [k for k in SYNC_ASSET_KEYS if not run.asset_selection or k in run.asset_selection]
     records = instance.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1000
     ).records

@@ -18,7 +18,7 @@ from collections import Counter
 import dagster as dg
 
 from accrue import onboarding_notify
-from accrue_pipelines.resources import WarehouseResource
+from accrue_pipelines.platform.resources import WarehouseResource
 
 ACTOR = "dagster:first_data_email_sensor"
 # Bounds one tick's work (each tenant costs a few small queries, one e-mail at most); the

@@ -1,7 +1,7 @@
 """Analytics assets: price recommendations, revenue opportunities and seller metrics (F5).
 
 All three are partitioned by tenant only and re-run when a sync wrote rows of an
-object they read (`refresh_sensor.py`, from the assets' own dependencies).
+object they read (`sensors.py`, from the assets' own dependencies).
 Price recommendations and revenue opportunities are computed for the tenant as a
 whole on one price model per version of its closed deals: whichever runs first fits
 and stores it (table `price_model`), the other reuses it (metadata `model_fit`
@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from accrue_pipelines.partitions import tenant_partitions
-from accrue_pipelines.resources import WarehouseResource
-from accrue_pipelines.sync_assets import sync_asset_key
+from accrue_pipelines.constants import ANALYTICS_GROUP, sync_asset_key
+from accrue_pipelines.platform.partitions import tenant_partitions
+from accrue_pipelines.platform.resources import WarehouseResource
 
-ANALYTICS_GROUP = "analytics"
 # Price-book entries are not read: an entry is a list price (the lines carry it), not a floor.
 DEAL_OBJECTS = ("account", "opportunity", "opportunity_line", "product")
 # Revenue opportunities also read activities (the stalled rule), when the tenant imports them.
@@ -50,7 +49,7 @@ def price_recommendations(
 ) -> dg.MaterializeResult:
     from accrue.analytics import recommend, store
     from accrue.analytics.lines import split_by_line
-    from accrue_pipelines import analytics_render as render
+    from accrue_pipelines.analytics import render
 
     tenant_id = context.partition_key
     engine = warehouse.engine()
@@ -105,7 +104,7 @@ def revenue_opportunities(
     from accrue import tenants
     from accrue.analytics import opportunities as opps_lib
     from accrue.analytics import store
-    from accrue_pipelines import analytics_render as render
+    from accrue_pipelines.analytics import render
 
     tenant_id = context.partition_key
     engine = warehouse.engine()
@@ -161,7 +160,7 @@ def seller_metrics(
 ) -> dg.MaterializeResult:
     from accrue.analytics import sellers as sellers_lib
     from accrue.analytics import store
-    from accrue_pipelines import analytics_render as render
+    from accrue_pipelines.analytics import render
 
     tenant_id = context.partition_key
     engine = warehouse.engine()

@@ -2,34 +2,25 @@
 
 `ops/tenant_health` (one partition per tenant) rolls up the tenant's last successful
 sync, lag, last day's records and changes, quarantine, quota stops, and the failure in
-words with the action to take; its `tenant_fresh` check is the per-tenant freshness
-(tenant_health.py says why it is not a Dagster FreshnessPolicy). `ops/fleet_health` is
+words with the action to take; its `tenant_fresh` check (checks.py) is the per-tenant
+freshness (health.py says why it is not a Dagster FreshnessPolicy). `ops/fleet_health` is
 one table of every tenant, most lagging first (never synced at the top). Both are
-refreshed by `tenant_health_sensor` (alerts.py), which reports their materializations
+refreshed by `tenant_health_sensor` (sensors.py), which reports their materializations
 without a run (a run per tenant would cost a process each), and read the warehouse only
 through its read APIs; materializing them from the UI gives the same figures.
 """
 
 from datetime import UTC, datetime
-from typing import Any
 
 import dagster as dg
 
 from accrue import tenants
-from accrue_pipelines import ui_metadata
-from accrue_pipelines.partitions import tenant_partitions
-from accrue_pipelines.resources import WarehouseResource
-from accrue_pipelines.tenant_health import (
-    STALE_INTERVALS,
-    TenantHealth,
-    fleet_health,
-    tenant_health,
-)
-
-OPS_GROUP = "ops"
-TENANT_HEALTH_KEY = dg.AssetKey(["ops", "tenant_health"])
-FLEET_HEALTH_KEY = dg.AssetKey(["ops", "fleet_health"])
-FRESH_CHECK = "tenant_fresh"
+from accrue_pipelines.constants import FLEET_HEALTH_KEY, OPS_GROUP, TENANT_HEALTH_KEY
+from accrue_pipelines.ops.checks import FRESH_SPEC, fresh_result
+from accrue_pipelines.ops.health import TenantHealth, fleet_health, tenant_health
+from accrue_pipelines.platform import ui_metadata
+from accrue_pipelines.platform.partitions import tenant_partitions
+from accrue_pipelines.platform.resources import WarehouseResource
 
 FLEET_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("tenant_id", "string"),
@@ -71,28 +62,6 @@ def health_metadata(health: TenantHealth) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
-def fresh_verdict(health: TenantHealth) -> dict[str, Any]:
-    """The `tenant_fresh` verdict: passes while a full sync succeeded within STALE_INTERVALS
-    of the tenant's frequency (the fields of a check result or of a reported evaluation)."""
-    limit = STALE_INTERVALS * health.frequency_minutes
-    lag = "never" if health.lag_minutes is None else f"{health.lag_minutes:,.0f} min ago"
-    return {
-        "passed": not health.stale,
-        "severity": (dg.AssetCheckSeverity.ERROR if health.status == "failing"
-                     else dg.AssetCheckSeverity.WARN),
-        "description": f"{health.tenant_id}: last full success {lag}, stale after {limit} min"
-                       + ("" if not health.stale else f"; {health.reason}. {health.action}"),
-        "metadata": {"tenant": dg.MetadataValue.text(health.tenant_id),
-                     "figures": dg.MetadataValue.json({
-                         "tenant": health.tenant_id, "lag_minutes": health.lag_minutes,
-                         "stale_after_minutes": limit})},
-    }
-
-
-def fresh_result(health: TenantHealth) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(check_name=FRESH_CHECK, **fresh_verdict(health))
-
-
 def fleet_metadata(rows: list[TenantHealth]) -> dict[str, dg.MetadataValue]:
     """The fleet's table, most lagging first, and the number of tenants in each status."""
     counts = {status: sum(1 for r in rows if r.status == status)
@@ -105,16 +74,9 @@ def fleet_metadata(rows: list[TenantHealth]) -> dict[str, dg.MetadataValue]:
     }
 
 
-with ui_metadata.partitioned_checks_allowed():
-    _FRESH_SPEC = dg.AssetCheckSpec(
-        FRESH_CHECK, asset=TENANT_HEALTH_KEY, partitions_def=tenant_partitions,
-        description=f"A full sync of the tenant succeeded within {STALE_INTERVALS} intervals "
-                    "of its own sync frequency; otherwise why and what to do.")
-
-
 @dg.asset(
     key=TENANT_HEALTH_KEY, partitions_def=tenant_partitions, group_name=OPS_GROUP,
-    check_specs=[_FRESH_SPEC], kinds={"python"},
+    check_specs=[FRESH_SPEC], kinds={"python"},
     description="One tenant's health: last successful sync, lag, last day's records and "
                 "changes, quarantine, quota stops, failure reason and the action to take.",
 )

@@ -1,13 +1,12 @@
 """Downstream of the syncs: a per-tenant pipeline summary, refreshed when data changes
-(`refresh_sensor.py` requests it)."""
+(analytics/sensors.py requests it)."""
 
 import dagster as dg
 
-from accrue_pipelines.partitions import tenant_partitions
-from accrue_pipelines.resources import WarehouseResource
-from accrue_pipelines.sync_assets import sync_asset_keys
+from accrue_pipelines.constants import SUMMARY_GROUP, SYNC_ASSET_KEYS
+from accrue_pipelines.platform.partitions import tenant_partitions
+from accrue_pipelines.platform.resources import WarehouseResource
 
-SUMMARY_GROUP = "tenant_overview"
 SUMMARY_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("object", "string"),
     dg.TableColumn("live", "int", description="live rows"),
@@ -19,7 +18,7 @@ SUMMARY_SCHEMA = dg.TableSchema(columns=[
 
 @dg.asset(
     partitions_def=tenant_partitions,
-    deps=sync_asset_keys,
+    deps=SYNC_ASSET_KEYS,
     group_name=SUMMARY_GROUP,
     kinds={"sql"},
     metadata={"dagster/table_name": "pipeline_summary"},

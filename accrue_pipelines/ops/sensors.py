@@ -1,6 +1,6 @@
 """The on-call hears of a failing, stale or red-checked tenant once per incident, with a link.
 
-`tenant_health_sensor` computes every active tenant's health (tenant_health.py), then:
+`tenant_health_sensor` computes every active tenant's health (ops/health.py), then:
 1. reports `ops/tenant_health` (materialization and `tenant_fresh` check) for each tenant
    whose status changed, and `ops/fleet_health` when any did or the table is older than
    FLEET_REFRESH_SECONDS, without a run: the figures are already computed here;
@@ -33,11 +33,20 @@ from typing import Any, Protocol
 import dagster as dg
 
 from accrue import onboarding_notify
-from accrue_pipelines import ops_assets, ui_metadata
-from accrue_pipelines.partitions import tenant_partitions
-from accrue_pipelines.resources import WarehouseResource
-from accrue_pipelines.sync_assets import HEALTH_CHECK, sync_asset_keys
-from accrue_pipelines.tenant_health import TenantHealth, fleet_health
+from accrue_pipelines.constants import (
+    FLEET_HEALTH_KEY,
+    HEALTH_CHECK,
+    MATCHES_CHECK,
+    QUARANTINE_CHECK,
+    SYNC_ASSET_KEYS,
+    TENANT_HEALTH_KEY,
+)
+from accrue_pipelines.ops import assets as ops_assets
+from accrue_pipelines.ops.checks import FRESH_CHECK, fresh_verdict
+from accrue_pipelines.ops.health import TenantHealth, fleet_health
+from accrue_pipelines.platform import ui_metadata
+from accrue_pipelines.platform.partitions import tenant_partitions
+from accrue_pipelines.platform.resources import WarehouseResource
 
 # A changed status refreshes its tenant's partition; the fleet table follows at least this
 # often so its lag column does not age on screen.
@@ -151,8 +160,8 @@ def red_checks_by_tenant(
     instance: dg.DagsterInstance, tenant_ids: list[str]
 ) -> dict[str, list[str]]:
     """Failed crm/* checks per tenant, except sync_healthy (that is a failed_sync)."""
-    keys = [dg.AssetCheckKey(asset, name) for asset in sync_asset_keys
-            for name in ("warehouse_matches_crm", "quarantine_empty")]
+    keys = [dg.AssetCheckKey(asset, name) for asset in SYNC_ASSET_KEYS
+            for name in (MATCHES_CHECK, QUARANTINE_CHECK)]
     red: dict[str, list[str]] = {}
     for info in instance.event_log_storage.get_asset_check_partition_info(
             keys, partition_keys=tenant_ids):
@@ -172,16 +181,16 @@ def report_health(instance: dg.DagsterInstance, changed: list[TenantHealth],
     """The health assets' new state, reported without a run (the figures are computed)."""
     for h in changed:
         instance.report_runless_asset_event(dg.AssetMaterialization(
-            asset_key=ops_assets.TENANT_HEALTH_KEY, partition=h.tenant_id,
+            asset_key=TENANT_HEALTH_KEY, partition=h.tenant_id,
             metadata=ops_assets.health_metadata(h)))
         # A run id of its own per verdict: see ui_metadata.report_check_evaluation.
         ui_metadata.report_check_evaluation(instance, dg.AssetCheckEvaluation(
-            asset_key=ops_assets.TENANT_HEALTH_KEY, check_name=ops_assets.FRESH_CHECK,
-            partition=h.tenant_id, **ops_assets.fresh_verdict(h)),
+            asset_key=TENANT_HEALTH_KEY, check_name=FRESH_CHECK,
+            partition=h.tenant_id, **fresh_verdict(h)),
             f"tenant-health-{uuid.uuid4().hex}")
     if fleet is not None:
         instance.report_runless_asset_event(dg.AssetMaterialization(
-            asset_key=ops_assets.FLEET_HEALTH_KEY, metadata=ops_assets.fleet_metadata(fleet)))
+            asset_key=FLEET_HEALTH_KEY, metadata=ops_assets.fleet_metadata(fleet)))
 
 
 @dg.sensor(

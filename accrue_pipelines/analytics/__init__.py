@@ -1,0 +1,1 @@
+"""The analytics domain: what is computed from a tenant's synced data."""

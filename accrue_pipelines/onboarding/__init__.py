@@ -1,0 +1,1 @@
+"""The onboarding domain: milestones told to a new tenant's admin."""

@@ -1,0 +1,1 @@
+"""What every domain runs on: resources, partitions, run tags, pools, launching, deployment."""
