@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from accrue.analytics import store as analytics_store
 from accrue.warehouse import Warehouse
-from accrue_pipelines_tests.test_results_access import HIERARCHY, STAMP
+from accrue_pipelines_tests.concierge.test_results_access import HIERARCHY, STAMP
 from connectors.base import Upsert
 
 MONTH = "2026-10"

@@ -327,7 +327,7 @@ def is_accrue_table(name: str) -> bool:
 
 
 # Who writes each table declared here (docs/architecture.md, "Where each table is written";
-# accrue_pipelines_tests/test_table_writers.py holds the code to it). The warehouse's tables
+# accrue_pipelines_tests/core/test_architecture.py holds the code to it). The warehouse's tables
 # are written by its write path, the package accrue/warehouse.
 WAREHOUSE = "accrue/warehouse"
 WRITERS: dict[str, str] = {

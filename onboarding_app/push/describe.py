@@ -2,7 +2,7 @@
 writing a sender (it holds no tenant data).
 
 The one source is `openapi.yaml` beside this module (docs/openapi/push.yaml links to it);
-accrue_pipelines_tests/test_push_openapi.py holds it to the implementation.
+accrue_pipelines_tests/concierge/test_push_openapi.py holds it to the implementation.
 """
 
 from __future__ import annotations
