@@ -12,6 +12,7 @@ faults, follows its clock in `Date` and closes its state file the same way.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 import threading
@@ -22,6 +23,7 @@ from email.utils import format_datetime
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request
 
 from .faults import FaultPlanner
 from .state import SqliteState
@@ -103,6 +105,19 @@ class BackgroundServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def json_object_body(request: Request, refuse: Callable[[str], Exception], *,
+                     invalid: str, not_object: str) -> dict[str, Any]:
+    """The request's body as a JSON object (empty: {}); anything else is refused with the
+    CRM's own 400 (`refuse`) and its own wording, as clients match on it."""
+    try:
+        body = json.loads(request.get_data(as_text=True) or "{}")
+    except ValueError:
+        raise refuse(invalid) from None
+    if not isinstance(body, dict):
+        raise refuse(not_object)
+    return body
 
 
 def follow_clock(server: BaseWSGIServer, clock: Callable[[], datetime]) -> None:

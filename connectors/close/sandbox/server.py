@@ -36,6 +36,7 @@ from connectors.close.sandbox.writes import Writes
 from connectors.sandbox_kit import faults as kit
 from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, late_commits
 from connectors.sandbox_kit.faults import FaultPlanner, Plan
+from connectors.sandbox_kit.server import json_object_body
 
 API_PREFIX = "/api/v1/"
 # The kinds of activity this sandbox keeps: endpoint name -> Close's `_type`.
@@ -391,11 +392,6 @@ def _order(text: str | None) -> tuple[tuple[str, bool], ...]:
 
 
 def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(request.get_data(as_text=True) or "{}")
-    except ValueError:
-        raise bad_request("Invalid JSON.") from None
-    if not isinstance(body, dict):
-        raise bad_request("Expected a JSON object.")
-    return body
+    return json_object_body(request, bad_request, invalid="Invalid JSON.",
+                            not_object="Expected a JSON object.")
 

@@ -32,6 +32,7 @@ from connectors.hubspot.sandbox.store import OBJECT_TYPES, HubSpotStore
 from connectors.sandbox_kit import faults as kit
 from connectors.sandbox_kit.fault_wsgi import FaultMiddleware, FaultSwitches, late_commits
 from connectors.sandbox_kit.faults import FaultPlanner, Plan
+from connectors.sandbox_kit.server import json_object_body
 
 ACCESS_TOKEN_SECONDS = 1800  # HubSpot's OAuth access tokens live 30 minutes
 INTERVAL_MS = 10_000
@@ -282,10 +283,5 @@ class HubSpotApp:
 
 
 def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(request.get_data(as_text=True) or "{}")
-    except ValueError:
-        raise bad_request("Invalid input JSON on line 1") from None
-    if not isinstance(body, dict):
-        raise bad_request("Expected a JSON object")
-    return body
+    return json_object_body(request, bad_request, invalid="Invalid input JSON on line 1",
+                            not_object="Expected a JSON object")
