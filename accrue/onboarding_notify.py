@@ -42,11 +42,11 @@ from accrue.schema import (
     audit_event,
     onboarding_state,
     price_recommendation,
-    sync_run,
     utcnow,
 )
 from accrue.schema import tenant as tenant_table
 from accrue.warehouse import Warehouse
+from accrue.warehouse.runs import succeeded_sync_exists
 
 FIRST_DATA_SUBJECT = "Your first Accrue data is ready"
 FIRST_DATA_ACTION = "email.first_data"
@@ -258,8 +258,7 @@ def awaiting_first_data_email(engine: Engine, limit: int = 200, after: str = "")
     tick took 6-8 s computing progress that could only say "not yet" (`make scale`).
     """
     has_admin = sa.exists().where(app_user.c.tenant_id == onboarding_state.c.tenant_id)
-    synced_something = sa.exists().where(sync_run.c.tenant_id == onboarding_state.c.tenant_id,
-                                         sync_run.c.status == "succeeded")
+    synced_something = succeeded_sync_exists(onboarding_state.c.tenant_id)
     waiting = (
         sa.select(onboarding_state.c.tenant_id)
         .join(tenant_table, tenant_table.c.id == onboarding_state.c.tenant_id)

@@ -23,8 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from accrue.schema import object_table, price_recommendation, sync_run
+from accrue.schema import object_table, price_recommendation
 from accrue.sync_progress import clock
+from accrue.warehouse import Warehouse
 
 # The objects price_recommendations reads: its Dagster asset's deps
 # (accrue_pipelines.analytics.assets.DEAL_OBJECTS, which a test holds this equal to).
@@ -45,22 +46,14 @@ class Facts:
 
 def facts(engine: Engine, tenant_id: str) -> Facts:
     """Two queries: the recommendations, and the ledger of the objects they are made from."""
-    p, r = price_recommendation, sync_run
+    p = price_recommendation
     recs = sa.select(sa.func.count().filter(p.c.method != "excluded"), sa.func.count(),
                      sa.func.max(p.c.computed_at)).where(p.c.tenant_id == tenant_id)
-    finished = r.c.status != "running"
-    ledger = sa.select(
-        sa.func.max(r.c.finished_at).filter(
-            finished, (r.c.records_upserted + r.c.records_deleted) > 0),
-        sa.func.count().filter(r.c.status == "running"),
-        sa.func.count().filter(finished, r.c.object_name == "opportunity",
-                               r.c.status != "failed"),
-    ).where(r.c.tenant_id == tenant_id, r.c.object_name.in_(PRICED_FROM))
     with engine.connect() as conn:
         priced, rows, computed_at = conn.execute(recs).one()
-        changed_at, running, opportunity_runs = conn.execute(ledger).one()
-    return Facts(int(priced), int(rows), computed_at, changed_at,
-                 bool(running), bool(opportunity_runs))
+    ledger = Warehouse(engine).objects_activity(tenant_id, PRICED_FROM)
+    return Facts(int(priced), int(rows), computed_at, ledger.changed_at,
+                 ledger.syncing, "opportunity" in ledger.completed)
 
 
 def open_deals(engine: Engine, tenant_id: str) -> int:

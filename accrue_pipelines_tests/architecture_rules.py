@@ -1,4 +1,4 @@
-"""The two structural rules docs/architecture.md states, as checkers over a source tree.
+"""The structural rules docs/architecture.md states, as checkers over a source tree.
 
 - Import direction: each top-level package imports only the packages below it
   (`LAYERS`). Every import counts, module-level or inside a function (the pipelines
@@ -10,6 +10,9 @@
   `INSERT INTO` / `UPDATE` / `DELETE FROM <table>` in a string. Tables created from data
   (the crm_* object tables, reached as `object_table(name)`) are the warehouse's, which
   is their only caller; migrations are exempt (they create and backfill every table).
+- Reads of the warehouse's own tables go through the warehouse (issue 16): outside
+  `accrue/warehouse`, no module names its ledgers and logs (`WAREHOUSE_TABLES`) or
+  `change_log_raw`, nor reads them in raw SQL (`FROM` / `JOIN <table>`).
 
 Both walk files with `ast`, so a checker can be tried on a small fake tree (the tests do).
 """
@@ -212,6 +215,87 @@ def _under(rel: str, owner: str) -> bool:
     return rel == f"{owner}.py" or rel.startswith(f"{owner}/")
 
 
+# -- reads of the warehouse's tables through the warehouse --------------------------------
+
+WAREHOUSE = "accrue/warehouse"
+# The warehouse's ledgers, logs and view: their name in accrue.schema → their name in SQL.
+# The crm_<object> tables are not here: they are the synced data itself, which analytics
+# and the pages read as such (`object_table(name)`); what the warehouse keeps about the
+# data (runs, checkpoints, versions, quarantine, summary) has its read API in the package.
+WAREHOUSE_TABLES: dict[str, str] = {
+    "sync_run": "sync_run",
+    "sync_state": "sync_state",
+    "crm_change_log": "crm_change_log",
+    "crm_quarantine": "crm_quarantine",
+    "pipeline_summary": "pipeline_summary",
+    "record_history": "crm_record_history",
+}
+# How the change log's documents are found (a clause over the log): the warehouse's too.
+WAREHOUSE_HELPERS = frozenset({"change_log_raw"})
+# Benchmarks compare what the warehouse stored with the truth they generated, so they read
+# its tables directly on purpose; tests, migrations and accrue/schema are not scanned.
+READS_SCANNED = tuple(p for p in LAYERS if p != "benchmarks")
+_RAW_READ = re.compile(r"\b(?:FROM|JOIN)\s+\"?([a-z_][a-z0-9_]*)")
+
+
+def _imported_tables(tree: ast.AST, names: frozenset[str]) -> dict[str, str]:
+    """Names bound by `from accrue.schema import <table> [as x]`. Not `q = <table>` as the
+    writer check follows: the assignment itself uses the imported name, and a later `q`
+    in another function may be anything."""
+    return {alias.asname or alias.name: alias.name for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("accrue.schema")
+            for alias in node.names if alias.name in names}
+
+
+def _schema_modules(tree: ast.AST) -> set[str]:
+    """Names bound to accrue.schema or one of its modules (`from accrue import schema`)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in ("accrue", "accrue.schema"):
+            names.update(alias.asname or alias.name for alias in node.names
+                         if node.module == "accrue.schema" or alias.name == "schema")
+        elif isinstance(node, ast.Import):
+            names.update(alias.asname for alias in node.names
+                         if alias.asname and alias.name.startswith("accrue.schema"))
+    return names
+
+
+def table_reads(path: Path, names: frozenset[str], sql_names: frozenset[str],
+                ) -> Iterator[tuple[int, str]]:
+    """(line, name) of every use of a named table or helper in one file, and of every raw
+    SQL read of one. Any use counts: a query names a table to select, join or test it."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    aliases = _imported_tables(tree, names)
+    modules = _schema_modules(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in aliases:
+            yield node.lineno, aliases[node.id]
+        elif (isinstance(node, ast.Attribute) and node.attr in names
+              and isinstance(node.value, ast.Name) and node.value.id in modules):
+            yield node.lineno, node.attr
+    for const in _strings(tree):
+        for match in _RAW_READ.finditer(const.value):
+            if match.group(1) in sql_names:
+                yield const.lineno, match.group(1)
+
+
+def reader_violations(root: Path, owner: str = WAREHOUSE,
+                      tables: Mapping[str, str] = WAREHOUSE_TABLES,
+                      helpers: frozenset[str] = WAREHOUSE_HELPERS,
+                      scanned: tuple[str, ...] = READS_SCANNED) -> list[Violation]:
+    """Every read of the owner's tables from outside it: others use its read API."""
+    names = frozenset({*tables, *helpers})
+    found = []
+    for path in python_files(root):
+        rel = _relative(root, path)
+        if (rel.partition("/")[0] not in scanned or "/migrations/" in f"/{rel}"
+                or _under(rel, owner) or _under(rel, "accrue/schema")):
+            continue
+        for line, name in table_reads(path, names, frozenset(tables.values())):
+            found.append(Violation(rel, line, f"reads {name}: use {owner}'s read API"))
+    return sorted(set(found), key=lambda v: (v.path, v.line, v.message))
+
+
 # -- docs/architecture.md's generated sections ------------------------------------------
 
 DOC = REPO / "docs" / "architecture.md"
@@ -237,6 +321,13 @@ def writers_markdown(writers: Mapping[str, str]) -> str:
             ["crm_<object> (one per common object)"] if objects else [])
         rows.append(f"| `{owner}` | {', '.join(f'`{t}`' for t in shown)} |")
     return "\n".join(["| Writer | Tables |", "| --- | --- |", *rows])
+
+
+def warehouse_reads_markdown(tables: Mapping[str, str] = WAREHOUSE_TABLES,
+                             helpers: frozenset[str] = WAREHOUSE_HELPERS) -> str:
+    """The tables (in SQL) and helpers only the warehouse reads, one list."""
+    shown = [*sorted(tables.values()), *(f"{h}()" for h in sorted(helpers))]
+    return f"Read only in `{WAREHOUSE}`: {', '.join(f'`{t}`' for t in shown)}."
 
 
 _NAMED_CRM_TABLES = frozenset({"crm_connection", "crm_change_log", "crm_quarantine"})

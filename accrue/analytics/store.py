@@ -35,13 +35,12 @@ from accrue.schema import (
     price_model,
     price_recommendation,
     price_recommendation_line,
-    record_history,
     revenue_opportunity,
     seller_month_metric,
     utcnow,
 )
 from accrue.tenants import validate_tenant_id
-from accrue.warehouse.shared_history import fill_fields
+from accrue.warehouse import Warehouse
 
 # The asset whose incremental progress `analytics_watermark` records, and what it reads.
 SELLER_METRICS_ASSET = "seller_metrics"
@@ -76,14 +75,7 @@ def read_table(engine: Engine, tenant_id: str, object_name: str) -> pd.DataFrame
 
 
 def _versions(engine: Engine, tenant_id: str, object_name: str) -> pd.DataFrame:
-    h = record_history
-    query = sa.select(h.c.source_id, h.c.valid_from, h.c.valid_to, h.c.is_deleted,
-                      h.c.fields).where(h.c.tenant_id == tenant_id,
-                                        h.c.object_name == object_name)
-    with engine.connect() as conn:
-        versions = [dict(r) for r in conn.execute(query).mappings()]
-        fill_fields(conn, tenant_id, versions, object_name)  # the current ones: in the row
-    return flatten_versions(versions)
+    return flatten_versions(Warehouse(engine).all_versions(tenant_id, object_name))
 
 
 def load_tenant(engine: Engine, tenant_id: str, *, closed_lines_at_close: bool = True
@@ -359,34 +351,18 @@ def seller_changes(engine: Engine, tenant_id: str, after_id: int) -> SellerChang
     opportunity's current close month. A changed user (seller) is reported apart:
     it changes the seller's rows in every month.
     """
-    from accrue.schema import crm_change_log as log
-
     validate_tenant_id(tenant_id)
-    query = (
-        sa.select(log.c.id, log.c.object_name, log.c.source_id, log.c.source_modified_at,
-                  log.c.fields)
-        .where(log.c.tenant_id == tenant_id, log.c.id > after_id,
-               log.c.object_name.in_(SELLER_INPUT_OBJECTS))
-        .order_by(log.c.id)
-    )
-    with engine.connect() as conn:
-        changes = [dict(c) for c in conn.execute(query).mappings()]
-        fill_fields(conn, tenant_id, changes)  # the current versions' values: in the row
-        if not changes:
-            return SellerChanges(frozenset(), False, after_id)
-        opp_ids = {c["source_id"] for c in changes if c["object_name"] == "opportunity"}
-        line_opps = {(c["fields"] or {}).get("opportunity_id") for c in changes
-                     if c["object_name"] == "opportunity_line"} - {None}
-        prev_q = sa.select(log.c.source_id, log.c.source_modified_at, log.c.fields).where(
-            log.c.tenant_id == tenant_id, log.c.object_name == "opportunity",
-            log.c.source_id.in_(sorted(opp_ids | line_opps)),
-        )
-        versions: dict[str, list[tuple[datetime, Any]]] = {}
-        previous = [dict(row) for row in conn.execute(prev_q).mappings()]
-        fill_fields(conn, tenant_id, previous, "opportunity")
-        for row in previous:
-            versions.setdefault(row["source_id"], []).append(
-                (row["source_modified_at"], (row["fields"] or {}).get("close_date")))
+    warehouse = Warehouse(engine)
+    changes = warehouse.log_after(tenant_id, after_id, SELLER_INPUT_OBJECTS)
+    if not changes:
+        return SellerChanges(frozenset(), False, after_id)
+    opp_ids = {c["source_id"] for c in changes if c["object_name"] == "opportunity"}
+    line_opps = {opp for c in changes if c["object_name"] == "opportunity_line"
+                 and (opp := (c["fields"] or {}).get("opportunity_id")) is not None}
+    versions: dict[str, list[tuple[datetime, Any]]] = {}
+    for row in warehouse.versions_of(tenant_id, "opportunity", opp_ids | line_opps):
+        versions.setdefault(row["source_id"], []).append(
+            (row["source_modified_at"], (row["fields"] or {}).get("close_date")))
     for history in versions.values():
         history.sort(key=lambda v: v[0])
     months: set[str] = set()

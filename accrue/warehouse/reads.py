@@ -1,7 +1,9 @@
 """Reads of the warehouse: counts, summaries, references, and history (F3).
 
 `history`, `as_of` and `changes_since` read the change log and `crm_record_history`;
-a version kept in its row (`shared_history.py`) gets its values from there.
+a version kept in its row (`shared_history.py`) gets its values from there. Others read
+the log and the view only through here (issue 16): `all_versions`, `log_after` and
+`versions_of` are the analytics' reads of them.
 """
 
 from __future__ import annotations
@@ -323,6 +325,59 @@ class Reads(WarehouseBase):
         )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+    def all_versions(self, tenant_id: str, object_name: str) -> list[dict[str, Any]]:
+        """Every version of every record of an object, with its validity interval: source_id,
+        valid_from, valid_to, is_deleted and fields (analytics prices a closed deal with
+        the lines it closed with)."""
+        validate_tenant_id(tenant_id)
+        object_table(object_name)
+        h = record_history
+        query = sa.select(h.c.source_id, h.c.valid_from, h.c.valid_to, h.c.is_deleted,
+                          h.c.fields).where(h.c.tenant_id == tenant_id,
+                                            h.c.object_name == object_name)
+        with self.engine.connect() as conn:
+            versions = [dict(row) for row in conn.execute(query).mappings()]
+            fill_fields(conn, tenant_id, versions, object_name)
+        return versions
+
+    def log_after(
+        self, tenant_id: str, after_id: int, object_names: Collection[str]
+    ) -> list[dict[str, Any]]:
+        """Change-log versions of the objects with id > `after_id`, in id order: id,
+        object_name, source_id, source_modified_at, fields. The log's id is a watermark
+        an incremental computation can keep (seller metrics)."""
+        validate_tenant_id(tenant_id)
+        log = crm_change_log
+        query = (
+            sa.select(log.c.id, log.c.object_name, log.c.source_id, log.c.source_modified_at,
+                      log.c.fields)
+            .where(log.c.tenant_id == tenant_id, log.c.id > after_id,
+                   log.c.object_name.in_(sorted(object_names)))
+            .order_by(log.c.id)
+        )
+        with self.engine.connect() as conn:
+            changes = [dict(row) for row in conn.execute(query).mappings()]
+            fill_fields(conn, tenant_id, changes)
+        return changes
+
+    def versions_of(
+        self, tenant_id: str, object_name: str, source_ids: Collection[str]
+    ) -> list[dict[str, Any]]:
+        """Every logged version of the named records, unordered: source_id,
+        source_modified_at, fields (what a record was before a change)."""
+        validate_tenant_id(tenant_id)
+        object_table(object_name)
+        log = crm_change_log
+        query = sa.select(log.c.source_id, log.c.source_modified_at, log.c.fields).where(
+            log.c.tenant_id == tenant_id, log.c.object_name == object_name,
+            log.c.source_id.in_(sorted(source_ids)),
+        )
+        with self.engine.connect() as conn:
+            versions = [dict(row) for row in conn.execute(query).mappings()]
+            fill_fields(conn, tenant_id, versions, object_name)
+        return versions
 
 
 def _as_utc(value: datetime | str | None) -> datetime | None:

@@ -2,12 +2,16 @@
 
 The status page, `sync_health` and the failure sensors read it; `apply` moves a running
 sync's counts with each page (`write.count_progress`, in the page's transaction).
+Others read it only through here (issue 16): the methods below, and
+`succeeded_sync_exists` for a query that needs the ledger as a clause.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +26,24 @@ logger = logging.getLogger(__name__)
 
 ERROR_MAX_CHARS = 8_000
 ABANDONED_ERROR = "abandoned: the process died before finishing"
+
+
+def succeeded_sync_exists(tenant_id: sa.ColumnElement[Any]) -> sa.Exists:
+    """EXISTS a succeeded sync of the tenant in `tenant_id` (a column of the caller's query).
+
+    A clause, not a method: the first-data e-mail asks it of hundreds of tenants in one
+    query, one indexed probe each, where a call per tenant would be a round trip each.
+    """
+    return sa.exists().where(sync_run.c.tenant_id == tenant_id, sync_run.c.status == "succeeded")
+
+
+@dataclass(frozen=True)
+class ObjectsActivity:
+    """What the ledger says of a few objects taken together (see `objects_activity`)."""
+
+    changed_at: datetime | None  # the last finished sync that wrote or deleted rows of one
+    syncing: bool  # a sync of one of them is running now
+    completed: frozenset[str]  # those with a finished sync that did not fail
 
 
 class RunLedger(WarehouseBase):
@@ -239,3 +261,58 @@ class RunLedger(WarehouseBase):
         query = query.order_by(sync_run.c.started_at.desc(), sync_run.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+
+    def run(self, tenant_id: str, run_id: int) -> dict[str, Any] | None:
+        """One sync_run row, or None when it is not the tenant's (another tenant's id is
+        as unknown as a missing one)."""
+        validate_tenant_id(tenant_id)
+        query = sa.select(sync_run).where(sync_run.c.id == run_id,
+                                          sync_run.c.tenant_id == tenant_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row is not None else None
+
+    def last_finished_run(self, tenant_id: str) -> dict[str, Any] | None:
+        """The tenant's most recently finished run: its object_name, status and finished_at
+        (the results pages say when the last sync did not finish)."""
+        validate_tenant_id(tenant_id)
+        r = sync_run
+        query = (sa.select(r.c.object_name, r.c.status, r.c.finished_at)
+                 .where(r.c.tenant_id == tenant_id, r.c.finished_at.is_not(None))
+                 .order_by(r.c.finished_at.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row is not None else None
+
+    def last_success_at(self, tenant_id: str) -> datetime | None:
+        """When the tenant's last succeeded sync (of any object) finished: its data's age."""
+        validate_tenant_id(tenant_id)
+        query = sa.select(sa.func.max(sync_run.c.finished_at)).where(
+            sync_run.c.tenant_id == tenant_id, sync_run.c.status == "succeeded")
+        with self.engine.connect() as conn:
+            found: datetime | None = conn.execute(query).scalar()
+        return found
+
+    def objects_activity(self, tenant_id: str, object_names: Collection[str]) -> ObjectsActivity:
+        """In one query, for the objects something is computed from (the price model's
+        inputs): when a finished sync last changed their rows, whether one is syncing, and
+        which have had a sync end without failing (succeeded or stopped)."""
+        validate_tenant_id(tenant_id)
+        r = sync_run
+        finished = r.c.status != "running"
+        query = sa.select(
+            r.c.object_name,
+            sa.func.max(r.c.finished_at).filter(
+                finished, (r.c.records_upserted + r.c.records_deleted) > 0),
+            sa.func.count().filter(r.c.status == "running"),
+            sa.func.count().filter(finished, r.c.status != "failed"),
+        ).where(r.c.tenant_id == tenant_id, r.c.object_name.in_(sorted(object_names))
+                ).group_by(r.c.object_name)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).tuples().all()
+        changed = [at for _, at, _, _ in rows if at is not None]
+        return ObjectsActivity(
+            changed_at=max(changed, default=None),
+            syncing=any(running for _, _, running, _ in rows),
+            completed=frozenset(name for name, _, _, ended in rows if ended),
+        )

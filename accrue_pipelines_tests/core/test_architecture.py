@@ -1,5 +1,6 @@
 """The structure docs/architecture.md states holds: imports run down the layers, each table
-has one writer, and the document's tables of both are the ones the code declares."""
+has one writer, others read the warehouse's tables through it, and the document's tables
+of the first two are the ones the code declares."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from accrue import schema
 from accrue.schema import metadata, writers
 from accrue_pipelines_tests import architecture_rules as rules
 
@@ -92,10 +94,55 @@ def test_the_writer_check_catches_every_kind_of_write(tmp_path: Path) -> None:
                      ("accrue/warehouse_extra.py", 2)}
 
 
-@pytest.mark.parametrize("section", ["layers", "writers"])
+def test_the_warehouse_tables_the_read_check_guards_are_the_warehouses() -> None:
+    declared = writers()
+    for name, table in rules.WAREHOUSE_TABLES.items():
+        assert hasattr(schema, name), f"accrue.schema has no {name}"
+        if table in metadata.tables:  # crm_record_history is a view
+            assert declared[table] == rules.WAREHOUSE, table
+    assert all(hasattr(schema, name) for name in rules.WAREHOUSE_HELPERS)
+
+
+def test_others_read_the_warehouse_tables_through_the_warehouse() -> None:
+    found = rules.reader_violations(rules.REPO)
+    assert not found, ("warehouse tables read outside accrue/warehouse (add a read to its "
+                       "API instead):\n" + "\n".join(map(str, found)))
+
+
+def test_the_reader_check_catches_every_kind_of_read(tmp_path: Path) -> None:
+    imports = "import sqlalchemy as sa\nfrom accrue.schema import sync_run, record_history\n"
+    root = _tree(tmp_path, {
+        "accrue/warehouse/runs.py": imports + "sa.select(sync_run)\n",
+        "accrue/schema/warehouse.py": "sync_run = sa.Table('sync_run')\nsa.select(sync_run)\n",
+        "accrue/select.py": imports + "sa.select(sync_run.c.id)\n",
+        "accrue/exists.py": imports + "sa.exists().where(sync_run.c.status == 'succeeded')\n",
+        "accrue/join.py": imports + "q = sa.select(t).join(record_history, t.c.id == 1)\n",
+        "accrue/aliased.py": "from accrue.schema import crm_change_log as log\n"
+                             "def f():\n    return sa.select(log.c.id)\n",
+        "accrue/module.py": "from accrue import schema\nschema.crm_quarantine.c.id\n",
+        "accrue/helper.py": "from accrue.schema import change_log_raw\nchange_log_raw(t)\n",
+        "onboarding_app/raw.py": 'SQL = "SELECT id FROM sync_state WHERE x = 1"\n',
+        "accrue_pipelines/raw_join.py": 'SQL = "SELECT 1 FROM t JOIN crm_record_history h"\n',
+        "accrue/prose.py": '"""Reads nothing FROM sync_run itself."""\nx = "sync_run"\n',
+        "accrue/other_name.py": "from accrue_pipelines.summary import pipeline_summary\n"
+                                "pipeline_summary()\n",
+        "benchmarks/truth.py": imports + "sa.select(sync_run)\n",
+        "accrue/migrations/versions/0001_x.py": 'op.execute("SELECT 1 FROM sync_run")\n',
+        "accrue_pipelines_tests/t.py": imports + "sa.select(sync_run)\n",
+    })
+    found = {(v.path, v.line) for v in rules.reader_violations(root)}
+    assert found == {("accrue/select.py", 3), ("accrue/exists.py", 3), ("accrue/join.py", 3),
+                     ("accrue/aliased.py", 3), ("accrue/module.py", 2), ("accrue/helper.py", 2),
+                     ("onboarding_app/raw.py", 1), ("accrue_pipelines/raw_join.py", 1)}
+    assert "accrue/select.py:3: reads sync_run: use accrue/warehouse's read API" in {
+        str(v) for v in rules.reader_violations(root)}
+
+
+@pytest.mark.parametrize("section", ["layers", "writers", "warehouse-reads"])
 def test_architecture_doc_shows_the_declared_rules(section: str) -> None:
     """docs/architecture.md's tables are generated: paste the expected text to update."""
-    expected = (rules.layers_markdown() if section == "layers"
-                else rules.writers_markdown(writers()))
+    expected = {"layers": rules.layers_markdown,
+                "writers": lambda: rules.writers_markdown(writers()),
+                "warehouse-reads": rules.warehouse_reads_markdown}[section]()
     shown = rules.generated_section(rules.DOC.read_text(), section)
     assert shown == expected, f"replace the {section} section of {rules.DOC} with:\n{expected}"

@@ -21,8 +21,8 @@ from accrue.schema import (
     price_recommendation_line,
     revenue_opportunity,
     seller_month_metric,
-    sync_run,
 )
+from accrue.warehouse import Warehouse
 from onboarding_app.results.scope import Scope
 
 
@@ -273,9 +273,8 @@ def team_metrics(engine: Engine, scope: Scope, *, month: str | None = None,
 
 def freshness(engine: Engine, tenant_id: str) -> dict[str, datetime | None]:
     """When the tenant's data was last synced and its results last computed."""
+    synced = Warehouse(engine).last_success_at(tenant_id)
     with engine.connect() as conn:
-        synced = conn.execute(sa.select(sa.func.max(sync_run.c.finished_at)).where(
-            sync_run.c.tenant_id == tenant_id, sync_run.c.status == "succeeded")).scalar()
         computed = conn.execute(sa.select(sa.func.max(price_recommendation.c.computed_at))
                                 .where(price_recommendation.c.tenant_id == tenant_id)).scalar()
         metrics = conn.execute(sa.select(sa.func.max(seller_month_metric.c.computed_at))
@@ -332,17 +331,6 @@ def closed_won(engine: Engine, scope: Scope, *, months: list[str] | None = None,
     with engine.connect() as conn:
         return {month: (int(closed or 0), int(won or 0))
                 for month, closed, won in conn.execute(query)}
-
-
-def last_sync(engine: Engine, tenant_id: str) -> dict[str, Any] | None:
-    """The tenant's most recent finished sync run (its object, status and end)."""
-    r = sync_run
-    query = (sa.select(r.c.object_name, r.c.status, r.c.finished_at)
-             .where(r.c.tenant_id == tenant_id, r.c.finished_at.is_not(None))
-             .order_by(r.c.finished_at.desc()).limit(1))
-    with engine.connect() as conn:
-        row = conn.execute(query).mappings().first()
-    return dict(row) if row is not None else None
 
 
 def computed_at(engine: Engine, tenant_id: str, table: sa.Table) -> datetime | None:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from accrue import recommendation_status
 from accrue.schema import price_recommendation, revenue_opportunity, seller_month_metric
 from accrue.sync_progress import clock
+from accrue.warehouse import Warehouse
 from onboarding_app.connection.crm import OBJECT_LABELS
 from onboarding_app.results import present, queries
 from onboarding_app.results.charts import RateBar
@@ -56,7 +57,7 @@ def freshness(engine: Engine, scope: Scope, page: str) -> dict[str, Any]:
     still to come, in words (the status page, which says more, is the admin's)."""
     tenant_id = scope.tenant_id
     now = datetime.now(UTC)
-    last = queries.last_sync(engine, tenant_id)
+    last = Warehouse(engine).last_finished_run(tenant_id)
     pending: list[str] = []
     status = recommendation_status.recommendations(engine, tenant_id, now)
     if status["phase"] != "ready":

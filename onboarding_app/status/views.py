@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import abort, current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
 from accrue import onboarding_notify, sync_progress, tenants
-from accrue.schema import sync_run
 from accrue.warehouse import Warehouse
 from onboarding_app import store
 from onboarding_app.connection import crm, feeds
@@ -90,10 +88,7 @@ def report_json() -> Response:
 @bp.get("/runs/<row_id:run_id>")
 def run_detail(run_id: int) -> str:
     """One sync run of the admin's tenant; another tenant's run id is a 404."""
-    query = sa.select(sync_run).where(
-        sync_run.c.id == run_id, sync_run.c.tenant_id == current_user().tenant_id)
-    with warehouse.engine.connect() as conn:
-        run = conn.execute(query).mappings().first()
+    run = Warehouse(warehouse.engine).run(current_user().tenant_id, run_id)
     if run is None:
         abort(404)
     failed = run["status"] in ("failed", "stopped")
