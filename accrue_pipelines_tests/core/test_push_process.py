@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.engine import Engine
 
+from accrue import erasure
 from accrue.push import inbox, process
 from accrue.schema import crm_change_log, crm_quarantine, object_table, push_inbox
 from accrue.warehouse import Warehouse
@@ -253,7 +254,7 @@ def test_deleting_the_tenants_data_deletes_its_pushed_batches(
     push(pusher, record("account", "A1", name="Acme"))
     process.process_inbox(engine, pusher.tenant_id)
     push(pusher, record("account", "A2", name="Pending"))
-    deleted = warehouse.delete_tenant_data(pusher.tenant_id)
+    deleted = erasure.erase_synced_data(engine, pusher.tenant_id)
     assert deleted["push_inbox"] == 2 and deleted["crm_account"] == 1
     assert inbox.pending_count(engine, pusher.tenant_id) == 0
     assert warehouse.get_state(pusher.tenant_id, "account") is None
