@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -39,8 +39,9 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
 
 DATASET = "salesforce"
+Disposition = Literal["replace", "merge"]
 # (dlt table, sObject, write disposition, incremental cursor), as the verified source has them.
-RESOURCES: tuple[tuple[str, str, str, str | None], ...] = (
+RESOURCES: tuple[tuple[str, str, Disposition, str | None], ...] = (
     ("sf_user", "User", "replace", None),
     ("account", "Account", "merge", "LastModifiedDate"),
     ("contact", "Contact", "replace", None),
@@ -85,8 +86,10 @@ def _records(sf: Any, sobject: str, cursor: str | None, last_value: str | None,
             record.pop("attributes", None)
             for name in datetimes:
                 if record.get(name):
-                    record[name] = pendulum.parse(record[name]).strftime(
-                        "%Y-%m-%dT%H:%M:%S.%fZ")
+                    moment = pendulum.parse(record[name])
+                    if not isinstance(moment, pendulum.DateTime):
+                        raise TypeError(f"{sobject}.{name} is no datetime: {record[name]!r}")
+                    record[name] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             counter.records += 1
             yield record
         if page["done"]:
@@ -94,7 +97,7 @@ def _records(sf: Any, sobject: str, cursor: str | None, last_value: str | None,
         page = sf.query_more(page["nextRecordsUrl"], identifier_is_url=True)
 
 
-def _resource(sf: Any, table: str, sobject: str, disposition: str, cursor: str | None,
+def _resource(sf: Any, table: str, sobject: str, disposition: Disposition, cursor: str | None,
               counter: Counter) -> Any:
     import dlt
 
@@ -104,9 +107,9 @@ def _resource(sf: Any, table: str, sobject: str, disposition: str, cursor: str |
 
         return dlt.resource(every_row, name=table, write_disposition=disposition)
 
-    since = dlt.sources.incremental(cursor, initial_value=None)
+    since: dlt.sources.incremental[str] = dlt.sources.incremental(cursor, initial_value=None)
 
-    def rows_since(updated: Any = since) -> Iterator[dict[str, Any]]:
+    def rows_since(updated: dlt.sources.incremental[str] = since) -> Iterator[dict[str, Any]]:
         yield from _records(sf, sobject, cursor, updated.last_value, counter)
 
     return dlt.resource(rows_since, name=table, write_disposition=disposition)
