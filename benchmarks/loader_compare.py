@@ -28,10 +28,7 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -40,19 +37,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from accrue import config
 from accrue.db import make_engine
 from accrue.schema import OBJECT_TABLES
 from benchmarks import sync_bench
-from benchmarks.sync_bench import (
+from benchmarks.support.databases import (
+    BENCH_POSTGRES_ENV,
     Backend,
-    BenchError,
-    SandboxProcess,
-    _log,
-    _median_of,
-    _rate,
-    _table,
+    ScratchPostgres,
+    default_postgres_url,
+    postgres_backend,
+    sqlite_backend,
+    work_dir,
 )
+from benchmarks.support.measure import log, median, rate, text_table, write_results
+from benchmarks.support.opportunity_changes import COLLECTION_SIZE, sandbox_client
+from benchmarks.support.processes import BenchError, interrupt_on_sigterm, run_child
+from benchmarks.sync_bench import SandboxProcess
+from benchmarks.sync_bench_phases import PHASE_TIMEOUT_SECONDS
 from benchmarks.sync_ceilings import TENANT
 from connectors.common_model import COMMON_OBJECTS
 from connectors.salesforce.mapping import sources
@@ -69,27 +70,18 @@ Hook = Callable[[str, str, str, str], None]
 # ============================================================ the source and the checks
 
 
-def _client(sandbox: SandboxProcess) -> Any:
-    from simple_salesforce import Salesforce
-
-    from connectors.salesforce.transport import sandbox_session
-
-    return Salesforce(session=sandbox_session(sandbox.url), **sandbox.credentials)
-
-
 def source_truth(sandbox: SandboxProcess) -> dict[str, dict[str, set[str]]]:
     """Per common object: the ids of the source's live records and of its deleted ones."""
-    sf = _client(sandbox)
     truth: dict[str, dict[str, set[str]]] = {}
-    for name in COMMON_OBJECTS:
-        live: set[str] = set()
-        deleted: set[str] = set()
-        for sobject in sources(name):
-            live.update(r["Id"] for r in sf.query_all_iter(f"SELECT Id FROM {sobject}"))
-            deleted.update(r["Id"] for r in sf.query_all_iter(
-                f"SELECT Id FROM {sobject}", include_deleted=True))
-        truth[name] = {"live": live, "deleted": deleted - live}
-    sf.session.close()
+    with sandbox_client(sandbox.url, sandbox.credentials) as sf:
+        for name in COMMON_OBJECTS:
+            live: set[str] = set()
+            deleted: set[str] = set()
+            for sobject in sources(name):
+                live.update(r["Id"] for r in sf.query_all_iter(f"SELECT Id FROM {sobject}"))
+                deleted.update(r["Id"] for r in sf.query_all_iter(
+                    f"SELECT Id FROM {sobject}", include_deleted=True))
+            truth[name] = {"live": live, "deleted": deleted - live}
     return truth
 
 
@@ -144,40 +136,25 @@ def change_source(sandbox: SandboxProcess, seed: int, round_number: int) -> dict
     opportunities, through sObject Collections."""
     change = sync_bench.change_opportunities(sandbox, sync_bench.CHANGE_FRACTION, seed,
                                              round_number)
-    sf = _client(sandbox)
     deleted: dict[str, int] = {}
     rng = random.Random(seed + 1)
-    for sobject in ("Contact", "Opportunity"):
-        ids = sorted(r["Id"] for r in sf.query_all_iter(f"SELECT Id FROM {sobject}"))
-        sample = rng.sample(ids, max(1, round(len(ids) * DELETE_FRACTION)))
-        for start in range(0, len(sample), sync_bench.COLLECTION_SIZE):
-            chunk = sample[start:start + sync_bench.COLLECTION_SIZE]
-            results = sf.restful("composite/sobjects", method="DELETE",
-                                 params={"ids": ",".join(chunk), "allOrNone": "false"})
-            failed = [r for r in results if not r.get("success")]
-            if failed:
-                raise BenchError(f"{len(failed)} {sobject} deletes failed, e.g. {failed[0]}")
-        deleted[sobject] = len(sample)
-    sf.session.close()
+    with sandbox_client(sandbox.url, sandbox.credentials) as sf:
+        for sobject in ("Contact", "Opportunity"):
+            ids = sorted(r["Id"] for r in sf.query_all_iter(f"SELECT Id FROM {sobject}"))
+            sample = rng.sample(ids, max(1, round(len(ids) * DELETE_FRACTION)))
+            for start in range(0, len(sample), COLLECTION_SIZE):
+                chunk = sample[start:start + COLLECTION_SIZE]
+                results = sf.restful("composite/sobjects", method="DELETE",
+                                     params={"ids": ",".join(chunk), "allOrNone": "false"})
+                failed = [r for r in results if not r.get("success")]
+                if failed:
+                    raise BenchError(
+                        f"{len(failed)} {sobject} deletes failed, e.g. {failed[0]}")
+            deleted[sobject] = len(sample)
     return {"updated_opportunities": change["changed"], "deleted": deleted}
 
 
 # ============================================================ running the loaders
-
-
-def _run_dlt(spec: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """The dlt runner in its own process; what it reported."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.loader_compare_dlt"], input=json.dumps(spec),
-        stdout=subprocess.PIPE, text=True, cwd=sync_bench.REPO_ROOT,
-        timeout=sync_bench.PHASE_TIMEOUT_SECONDS, check=False)
-    if completed.returncode != 0:
-        raise BenchError(f"{what} failed (exit code {completed.returncode}); its traceback "
-                         "is above")
-    for line in reversed(completed.stdout.splitlines()):
-        if line.startswith(sync_bench.RESULT_MARK):
-            return dict(json.loads(line[len(sync_bench.RESULT_MARK):]))
-    raise BenchError(f"{what} exited without reporting a result")
 
 
 def run_loader(loader: str, stage: str, backend: Backend, url: str, sandbox: SandboxProcess,
@@ -186,16 +163,17 @@ def run_loader(loader: str, stage: str, backend: Backend, url: str, sandbox: San
     if loader == "accrue":
         result = sync_bench.run_phase(backend, stage, url, sandbox, label)
         return result, {}
-    _log(f"== {backend.name}: dlt {stage} ({label}) ==")
+    log(f"== {backend.name}: dlt {stage} ({label}) ==")
     ids_path = workdir / f"dlt-ids-{backend.name}.json"
     spec = {"backend": backend.name, "destination_url": url, "sandbox_url": sandbox.url,
             "pipelines_dir": str(workdir / f"dlt-pipelines-{url.rsplit('/', 1)[-1]}"),
             "ids_path": str(ids_path), **sandbox.credentials}
     cpu_before = sandbox.cpu_seconds()
-    result = _run_dlt(spec, f"dlt {stage} on {backend.name}")
+    result = run_child("benchmarks.loader_compare_dlt", spec, f"dlt {stage} on {backend.name}",
+                       PHASE_TIMEOUT_SECONDS)
     result["sandbox_cpu_seconds"] = sandbox.cpu_seconds() - cpu_before
-    result["records_per_second"] = _rate(result["records"], result["wall_seconds"])
-    _log(f"   {result['records']:,} records in {result['wall_seconds']:.1f}s "
+    result["records_per_second"] = rate(result["records"], result["wall_seconds"])
+    log(f"   {result['records']:,} records in {result['wall_seconds']:.1f}s "
          f"({result['records_per_second']:,.0f}/s), peak RSS {result['peak_rss_mb']:.0f} MB")
     return result, json.loads(ids_path.read_text())
 
@@ -267,7 +245,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         for backend, stages in per_backend.items():
             for stage in stages:
                 runs = [r["loaders"][loader][backend][stage] for r in rounds]
-                figures = {k: _median_of([run[k] for run in runs])
+                figures = {k: median([run[k] for run in runs])
                            for k in runs[0] if k != "checks"}
                 checks = {}
                 for name in runs[0]["checks"]:
@@ -279,10 +257,10 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                         (c["examples"] for c in each if c["examples"]), {})
                 summary.setdefault(loader, {}).setdefault(backend, {})[stage] = {
                     **figures, "checks": checks}
-    ceilings = {k: _median_of([r["ceilings"].get(k) for r in rounds])
+    ceilings = {k: median([r["ceilings"].get(k) for r in rounds])
                 for k in rounds[0]["ceilings"]}
     return {"loaders": summary, "ceilings": ceilings, "ratios": {
-        backend: _median_of([_round_ratio(r, backend) for r in rounds])
+        backend: median([_round_ratio(r, backend) for r in rounds])
         for backend in summary["accrue"]}}
 
 
@@ -326,7 +304,7 @@ def report(results: Mapping[str, Any]) -> str:
                 rows.append([f"{backend} {loader} {stage}", _n(f["records"]),
                              f"{f['wall_seconds']:.2f}", _n(f["records_per_second"]),
                              _n(f["peak_rss_mb"]), _exact(f["checks"])])
-    lines.append(_table(headers, rows))
+    lines.append(text_table(headers, rows))
     headers = ["backend", "accrue rec/s", "best other", "its rec/s", "accrue ÷ best",
                f"target ≥ {TARGET_RATIO:g}×", "fetch ceiling", "write ceiling"]
     rows = []
@@ -342,7 +320,7 @@ def report(results: Mapping[str, Any]) -> str:
                      "-" if ratio is None else ("met" if ratio >= TARGET_RATIO else "not met"),
                      _n(ceilings.get("fetch")), _n(ceilings.get(f"write {backend}"))])
     lines += ["", "initial load, records/s (records ÷ wall s); accrue ÷ best: the median of "
-              "each round's ratio", _table(headers, rows)]
+              "each round's ratio", text_table(headers, rows)]
     lines += ["", "row checks (worst round) where a load differs from the source:"]
     found = False
     for loader, per_backend in loaders.items():
@@ -368,27 +346,26 @@ def report(results: Mapping[str, Any]) -> str:
 def run(args: argparse.Namespace, hook: Hook | None = None) -> dict[str, Any]:
     """Seed (or reuse) the org and run every round; `hook` may plant errors (the tests)."""
     cache, seeding = sync_bench.ensure_seeded(args.opportunities, args.seed, args.activities)
-    workdir = Path(tempfile.mkdtemp(prefix="accrue-loaders-"))
-    server: sync_bench.PostgresServer | None = None
-    try:
-        backends: list[dict[str, Backend]] = []
-        if "sqlite" in args.backends:  # a folder per loader: the files are named by round
-            backends.append({loader: sync_bench.sqlite_backend(workdir / loader)
-                             for loader in args.loaders})
-            for loader in args.loaders:
-                (workdir / loader).mkdir()
-        if "postgresql" in args.backends:
-            backend, server, message = sync_bench.postgres_backend(args.postgres_url)
-            _log(message)
-            if backend is None:
-                raise BenchError(message)
-            backends.append(dict.fromkeys(args.loaders, backend))
-        rounds = [run_round(r, args, cache, workdir, backends, hook)
-                  for r in range(args.repeat)]
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if server is not None:
-            server.drop_all()
+    server: ScratchPostgres | None = None
+    with work_dir("accrue-loaders-") as workdir:
+        try:
+            backends: list[dict[str, Backend]] = []
+            if "sqlite" in args.backends:  # a folder per loader: the files are named by round
+                backends.append({loader: sqlite_backend(workdir / loader)
+                                 for loader in args.loaders})
+                for loader in args.loaders:
+                    (workdir / loader).mkdir()
+            if "postgresql" in args.backends:
+                backend, server, message = postgres_backend(args.postgres_url)
+                log(message)
+                if backend is None:
+                    raise BenchError(message)
+                backends.append(dict.fromkeys(args.loaders, backend))
+            rounds = [run_round(r, args, cache, workdir, backends, hook)
+                      for r in range(args.repeat)]
+        finally:
+            if server is not None:
+                server.drop_all()
     from importlib.metadata import version
 
     return {
@@ -413,8 +390,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--loaders", default=",".join(LOADERS),
                         help="comma-separated, of %(default)s")
-    parser.add_argument("--postgres-url", default=os.environ.get(
-        sync_bench.POSTGRES_ENV, sync_bench.DEFAULT_POSTGRES_URL))
+    parser.add_argument("--postgres-url", default=default_postgres_url(BENCH_POSTGRES_ENV))
     parser.add_argument("--no-ceilings", dest="ceilings", action="store_false",
                         help="skip the fetch and write ceilings")
     parser.add_argument("--output", type=Path, default=None)
@@ -432,21 +408,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, sync_bench._interrupt)
     started = time.perf_counter()
     try:
-        results = run(args)
+        with interrupt_on_sigterm():
+            results = run(args)
     except BenchError as exc:
-        _log(f"benchmark failed: {exc}")
+        log(f"benchmark failed: {exc}")
         return 1
     except KeyboardInterrupt:
-        _log("benchmark interrupted; the sandbox and scratch databases were cleaned up")
+        log("benchmark interrupted; the sandbox and scratch databases were cleaned up")
         return 130
-    output = args.output or config.accrue_home() / "bench" / "loaders.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2, default=str))
+    output = write_results(results, args.output, "loaders.json")
     print(report(results))
-    _log(f"results written to {output} ({time.perf_counter() - started:.0f}s)")
+    log(f"results written to {output} ({time.perf_counter() - started:.0f}s)")
     return 0
 
 

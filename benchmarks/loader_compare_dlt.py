@@ -26,18 +26,22 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
+
+from benchmarks.support.measure import peak_rss_mb
+from benchmarks.support.opportunity_changes import sandbox_client
+from benchmarks.support.processes import report_result
 
 # Before dlt is imported: no telemetry (no network here) and no progress chatter.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
 
-RESULT_MARK = "BENCH-RESULT "
 DATASET = "salesforce"
+Disposition = Literal["replace", "merge"]
 # (dlt table, sObject, write disposition, incremental cursor), as the verified source has them.
-RESOURCES: tuple[tuple[str, str, str, str | None], ...] = (
+RESOURCES: tuple[tuple[str, str, Disposition, str | None], ...] = (
     ("sf_user", "User", "replace", None),
     ("account", "Account", "merge", "LastModifiedDate"),
     ("contact", "Contact", "replace", None),
@@ -82,8 +86,10 @@ def _records(sf: Any, sobject: str, cursor: str | None, last_value: str | None,
             record.pop("attributes", None)
             for name in datetimes:
                 if record.get(name):
-                    record[name] = pendulum.parse(record[name]).strftime(
-                        "%Y-%m-%dT%H:%M:%S.%fZ")
+                    moment = pendulum.parse(record[name])
+                    if not isinstance(moment, pendulum.DateTime):
+                        raise TypeError(f"{sobject}.{name} is no datetime: {record[name]!r}")
+                    record[name] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             counter.records += 1
             yield record
         if page["done"]:
@@ -91,19 +97,22 @@ def _records(sf: Any, sobject: str, cursor: str | None, last_value: str | None,
         page = sf.query_more(page["nextRecordsUrl"], identifier_is_url=True)
 
 
-def _resource(sf: Any, table: str, sobject: str, disposition: str, cursor: str | None,
+def _resource(sf: Any, table: str, sobject: str, disposition: Disposition, cursor: str | None,
               counter: Counter) -> Any:
     import dlt
 
     if cursor is None:
-        def rows() -> Iterator[dict[str, Any]]:
+        def every_row() -> Iterator[dict[str, Any]]:
             yield from _records(sf, sobject, None, None, counter)
-    else:
-        since = dlt.sources.incremental(cursor, initial_value=None)
 
-        def rows(updated: Any = since) -> Iterator[dict[str, Any]]:
-            yield from _records(sf, sobject, cursor, updated.last_value, counter)
-    return dlt.resource(rows, name=table, write_disposition=disposition)
+        return dlt.resource(every_row, name=table, write_disposition=disposition)
+
+    since: dlt.sources.incremental[str] = dlt.sources.incremental(cursor, initial_value=None)
+
+    def rows_since(updated: dlt.sources.incremental[str] = since) -> Iterator[dict[str, Any]]:
+        yield from _records(sf, sobject, cursor, updated.last_value, counter)
+
+    return dlt.resource(rows_since, name=table, write_disposition=disposition)
 
 
 def _destination(backend: str, url: str) -> Any:
@@ -137,38 +146,31 @@ def _loaded_ids(pipeline: Any) -> dict[str, list[str]]:
 def run(spec: Mapping[str, Any]) -> dict[str, Any]:
     """One dlt run (the first is the initial load), timed from login to the end of the load."""
     import dlt
-    from simple_salesforce import Salesforce
-
-    from benchmarks.sync_bench import _peak_rss_mb
-    from connectors.salesforce.transport import sandbox_session
 
     counter = Counter()
     started = time.perf_counter()
-    session = sandbox_session(spec["sandbox_url"])
-    sf = Salesforce(username=spec["username"], password=spec["password"],
-                    security_token=spec["security_token"], session=session)
+    with sandbox_client(spec["sandbox_url"], spec) as sf:
 
-    @dlt.source(name="salesforce")
-    def salesforce() -> Any:
-        return [_resource(sf, *entry, counter) for entry in RESOURCES]
+        @dlt.source(name="salesforce")
+        def salesforce() -> Any:
+            return [_resource(sf, *entry, counter) for entry in RESOURCES]
 
-    pipeline = dlt.pipeline(
-        pipeline_name=f"bench_{spec['backend']}",
-        pipelines_dir=spec["pipelines_dir"],
-        destination=_destination(spec["backend"], spec["destination_url"]),
-        dataset_name=DATASET,
-    )
-    pipeline.run(salesforce())
-    wall = time.perf_counter() - started
-    peak = _peak_rss_mb()
-    session.close()
+        pipeline = dlt.pipeline(
+            pipeline_name=f"bench_{spec['backend']}",
+            pipelines_dir=spec["pipelines_dir"],
+            destination=_destination(spec["backend"], spec["destination_url"]),
+            dataset_name=DATASET,
+        )
+        pipeline.run(salesforce())
+        wall = time.perf_counter() - started
+        peak = peak_rss_mb()
     Path(spec["ids_path"]).write_text(json.dumps(_loaded_ids(pipeline)))
     return {"records": counter.records, "wall_seconds": wall, "peak_rss_mb": peak}
 
 
 def main() -> None:
     spec = json.loads(sys.stdin.read())
-    print(RESULT_MARK + json.dumps(run(spec)), flush=True)
+    report_result(run(spec))
 
 
 if __name__ == "__main__":
