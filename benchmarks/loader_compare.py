@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,9 +48,9 @@ from benchmarks.support.databases import (
     sqlite_backend,
     work_dir,
 )
-from benchmarks.support.measure import log, median, rate, text_table, write_results
+from benchmarks.support.measure import log, median, rate, text_table
 from benchmarks.support.opportunity_changes import COLLECTION_SIZE, sandbox_client
-from benchmarks.support.processes import BenchError, interrupt_on_sigterm, run_child
+from benchmarks.support.processes import BenchError, finish_benchmark, run_child
 from benchmarks.sync_bench import SandboxProcess
 from benchmarks.sync_bench_phases import PHASE_TIMEOUT_SECONDS
 from benchmarks.sync_ceilings import TENANT
@@ -408,20 +407,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    started = time.perf_counter()
-    try:
-        with interrupt_on_sigterm():
-            results = run(args)
-    except BenchError as exc:
-        log(f"benchmark failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("benchmark interrupted; the sandbox and scratch databases were cleaned up")
-        return 130
-    output = write_results(results, args.output, "loaders.json")
-    print(report(results))
-    log(f"results written to {output} ({time.perf_counter() - started:.0f}s)")
-    return 0
+    return finish_benchmark(lambda: run(args), report, args.output, "loaders.json")
 
 
 if __name__ == "__main__":

@@ -56,12 +56,12 @@ from benchmarks.support.databases import (
     sqlite_backend,
     work_dir,
 )
-from benchmarks.support.measure import bench_dir, log, machine_info, rate, write_results
+from benchmarks.support.measure import bench_dir, log, machine_info, rate
 from benchmarks.support.processes import (
     REPO_ROOT,
     BenchError,
     close_and_reap,
-    interrupt_on_sigterm,
+    finish_benchmark,
     marked_result,
     read_first_line,
     report_result,
@@ -408,19 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         CHILD_ENTRIES[argv[0]]()
         return 0
     args = parse_args(argv)
-    try:
-        with interrupt_on_sigterm():
-            results = run(args)
-    except BenchError as exc:
-        log(f"benchmark failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("benchmark interrupted; the sandbox and scratch databases were cleaned up")
-        return 130
-    output = write_results(results, args.output, "results.json")
-    print(report(results))
-    log(f"results written to {output}")
-    return 0
+    return finish_benchmark(lambda: run(args), report, args.output, "results.json")
 
 
 if __name__ == "__main__":

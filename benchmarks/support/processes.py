@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,3 +166,25 @@ def interrupt_on_sigterm() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def finish_benchmark(run: Callable[[], Any], report: Callable[[Any], str],
+                     output: Path | None, default_name: str) -> int:
+    """The benchmarks' common ending, as an exit status: run with signals unwinding like
+    Ctrl-C; a BenchError is 1 and an interruption 130 (both after cleaning up); otherwise
+    the results are written and the report printed."""
+    from benchmarks.support.measure import log, write_results
+
+    try:
+        with interrupt_on_sigterm():
+            results = run()
+    except BenchError as exc:
+        log(f"benchmark failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("benchmark interrupted; the sandbox and scratch databases were cleaned up")
+        return 130
+    written = write_results(results, output, default_name)
+    print(report(results))
+    log(f"results written to {written}")
+    return 0
