@@ -25,6 +25,7 @@ from accrue_pipelines_tests.concierge.test_concierge_app import (  # noqa: F401 
     confirm_path,
     make_app,
 )
+from benchmarks.support.wizard import finish_from_step_3
 from connectors.salesforce.sandbox import RunningSandbox
 from onboarding_app.notify import Email, email_composed
 
@@ -151,18 +152,6 @@ def finish_from_details(page: Any, sandbox: RunningSandbox) -> None:
     """From Provide Details to the status page: legacy credentials, defaults, agree, finish."""
     legacy_details(page, sandbox)
     finish_from_step_3(page)
-
-
-def finish_from_step_3(page: Any) -> None:
-    """Continue on step 3 (Provide Details, or a feed's setup page), then the defaults of
-    Review, agree to the terms, and Finish and Close."""
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.wait_for_url("**/onboarding/review")
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.get_by_label("I have read and agree").check()
-    page.get_by_role("button", name="Continue", exact=True).click()
-    page.get_by_role("button", name="Finish and Close").click()
-    page.wait_for_url("**/status")
 
 
 def test_full_flow_from_sign_up_to_finish_and_close(page: Any, live: LiveServer,

@@ -17,7 +17,6 @@ from accrue_pipelines_tests.concierge.test_concierge_browser import (  # noqa: F
     LiveServer,
     browser,
     concierge_db_url_fixture,
-    finish_from_step_3,
     live,
     new_email,
     page,
@@ -27,6 +26,7 @@ from accrue_pipelines_tests.concierge.test_concierge_browser import (  # noqa: F
 )
 from accrue_pipelines_tests.concierge.test_concierge_push import parse_curl
 from accrue_pipelines_tests.concierge.test_results_browser import shoot
+from benchmarks.support.wizard import finish_from_step_3
 
 
 def test_select_crm_push_api_shows_a_working_curl_example(
