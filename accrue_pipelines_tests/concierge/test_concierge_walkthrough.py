@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from accrue.warehouse import Warehouse, WriteStats
-from accrue_pipelines_tests import test_concierge_browser as browser_tests
+from accrue_pipelines_tests.concierge import test_concierge_browser as browser_tests
 from accrue_pipelines_tests.concierge.test_concierge_browser import (  # noqa: F401 - fixtures
     LiveServer,
     concierge_db_url_fixture,

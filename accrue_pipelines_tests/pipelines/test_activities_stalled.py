@@ -19,7 +19,7 @@ from accrue.schema import revenue_opportunity
 from accrue_pipelines.analytics.assets import revenue_opportunities
 from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.sync.assets import sync_assets
-from accrue_pipelines_tests import test_pipelines
+from accrue_pipelines_tests.pipelines import test_pipelines
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 resources = test_pipelines.resources  # the warehouse and CRM resources, as the pipelines use

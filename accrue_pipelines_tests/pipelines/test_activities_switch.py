@@ -21,7 +21,7 @@ from accrue_pipelines.constants import sync_asset_key
 from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.sync.assets import sync_assets
 from accrue_pipelines.sync.failure_sensor import unsynced_objects
-from accrue_pipelines_tests import test_pipelines
+from accrue_pipelines_tests.pipelines import test_pipelines
 from connectors.common_model import COMMON_OBJECTS, OPTIONAL_OBJECTS
 from connectors.salesforce.sandbox import RequestContext, RunningSandbox
 
