@@ -158,6 +158,10 @@ def discard(engine: Engine, tenant_id: str, upload_id: int) -> bool:
             file_upload.c.status == "draft")).rowcount)
 
 
+# What erasure empties here (accrue.erasure), chunks first.
+TENANT_TABLES: tuple[sa.Table, ...] = (file_upload_chunk, file_upload)
+
+
 def delete_tenant(engine: Engine, tenant_id: str) -> dict[str, int]:
     """Erasure: the uploaded exports are the tenant's data (chunks first, then uploads)."""
     validate_tenant_id(tenant_id)

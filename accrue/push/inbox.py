@@ -278,6 +278,10 @@ def delete_expired(engine: Engine, tenant_id: str, processed_before: datetime) -
         ).rowcount
 
 
+# What erasure empties here (accrue.erasure).
+TENANT_TABLES: tuple[sa.Table, ...] = (push_inbox,)
+
+
 def delete_tenant(engine: Engine, tenant_id: str) -> dict[str, int]:
     """Erasure: every batch the tenant pushed (raw bodies are its data), applied or not."""
     with engine.begin() as conn:

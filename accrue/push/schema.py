@@ -180,6 +180,10 @@ def load(engine: Engine, tenant_id: str) -> dict[str, ObjectSchema]:
     return {row["object_name"]: _from_row(dict(row)) for row in rows}
 
 
+# What erasure empties here (accrue.erasure).
+TENANT_TABLES: tuple[sa.Table, ...] = (push_schema,)
+
+
 def delete_tenant(engine: Engine, tenant_id: str) -> dict[str, int]:
     """Erasure: the schemas hold sample values, so they go with the data; the next push
     fixes them again."""

@@ -255,6 +255,7 @@ def test_deleting_the_tenants_data_deletes_its_pushed_batches(
     process.process_inbox(engine, pusher.tenant_id)
     push(pusher, record("account", "A2", name="Pending"))
     deleted = erasure.erase_synced_data(engine, pusher.tenant_id)
+    assert set(deleted) == erasure.erased_tables()  # each owner deletes what it declares
     assert deleted["push_inbox"] == 2 and deleted["crm_account"] == 1
     assert inbox.pending_count(engine, pusher.tenant_id) == 0
     assert warehouse.get_state(pusher.tenant_id, "account") is None
