@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -88,27 +88,54 @@ def dumps(value: Any) -> str:
 # --------------------------------------------------------------------------- transport
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+Column = list[Any]  # one column's values over a page's rows
+Spell = Callable[[Column], Column]  # a column's values as the driver (or COPY) takes them
 
 
-def _copy_field(value: Any) -> str:
-    """One value in COPY's text format (the staging table's column types parse it)."""
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
+def _copy_text(values: Column) -> Column:
+    """Text in COPY's text format: only backslash, tab, newline and carriage return escaped
+    (`isprintable` is False for each of the last three, so most values skip the translate)."""
+    return ["\\N" if v is None else v if v.isprintable() and "\\" not in v
+            else v.translate(_COPY_ESCAPES) for v in values]
 
 
-def _is_json(column: sa.Column[Any]) -> bool:
-    return isinstance(column.type, sa.JSON)
+def _copy_bool(values: Column) -> Column:
+    return ["\\N" if v is None else "t" if v else "f" for v in values]
+
+
+def _copy_other(values: Column) -> Column:
+    """Numbers, instants and dates: the text their column type parses (repr keeps a
+    float's every digit; an aware datetime's ISO text keeps its instant)."""
+    return ["\\N" if v is None else repr(v) if type(v) is float
+            else v.isoformat() if isinstance(v, datetime | date) else str(v) for v in values]
+
+
+def _sqlite_instant(value: datetime) -> str:
+    """An instant as SQLAlchemy's SQLite dialect spells `UtcDateTime` (one text format, so
+    the upsert's "newer wins" and every range read compare instants as text correctly)."""
+    if value.tzinfo is not UTC:
+        value = _UTC_BIND(value, None)  # refuses a naive value, as every other write does
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+_UTC_BIND = UtcDateTime().process_bind_param
+
+
+def _isoformat(value: date) -> str:
+    return value.isoformat()
+
+
+def _memoized(spell: Callable[[Any], Any], null: str | None = None) -> Spell:
+    """A page's rows share instants (`synced_at`, often the stamps): each spelled once."""
+    def column(values: Column) -> Column:
+        spelled = {v: spell(v) for v in set(values) if v is not None}
+        spelled[None] = null
+        return list(map(spelled.__getitem__, values))
+    return column
+
+
+def _each(process: Callable[[Any], Any]) -> Spell:
+    return lambda values: [None if v is None else process(v) for v in values]
 
 
 class BulkWriter:
@@ -117,13 +144,16 @@ class BulkWriter:
     Rows carry JSON columns as text (`fast_json_text`); every other value as the
     table's type takes it. `statement(base)` builds the ON CONFLICT statement on an
     INSERT `base` (plain on SQLite, INSERT ... SELECT from the staging table on
-    PostgreSQL), so both backends run the same conflict rule.
+    PostgreSQL), so both backends run the same conflict rule. Values are spelled a
+    column at a time (one comprehension per column, not a call per value), with the
+    dialect's own bind processing: the text stored is the text SQLAlchemy would store.
     """
 
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect
         self.postgres = dialect.name == "postgresql"
         self._sql: dict[tuple[str, str, tuple[str, ...]], str] = {}
+        self._spells: dict[tuple[str, str], Spell | None] = {}
 
     def write(
         self,
@@ -147,37 +177,46 @@ class BulkWriter:
             if list(compiled.positiontup or ()) != list(columns):
                 raise AssertionError(f"unexpected parameter order for {table.name}")
             sql = self._sql[(table.name, key, columns)] = str(compiled)
-        processors: list[tuple[int, Callable[[Any], Any]]] = []
-        for index, name in enumerate(columns):
-            column = table.c[name]
-            if _is_json(column):
-                continue  # already JSON text
-            processor = column.type.bind_processor(self.dialect)
-            if processor is not None:
-                processors.append((index, processor))
-        # A page's rows share instants (`synced_at`, often the stamps): each is spelled once.
-        # Equal aware datetimes are one instant, which UtcDateTime spells one way.
-        memos: list[dict[Any, Any] | None] = [
-            {} if isinstance(table.c[columns[index]].type, UtcDateTime) else None
-            for index, _ in processors]
-        params = []
-        for row in rows:
-            values = [row[name] for name in columns]
-            for (index, process), memo in zip(processors, memos, strict=True):
-                value = values[index]
-                if value is None:
-                    continue
-                if memo is None:
-                    values[index] = process(value)
-                    continue
-                done = memo.get(value)
-                if done is None:
-                    done = memo[value] = process(value)
-                values[index] = done
-            params.append(tuple(values))
+        params = list(zip(*self._columns(table, columns, rows), strict=True))
         # Through the Connection (no compiled object, so no bind processing): the
         # driver's executemany, with the engine's events still seeing the statement.
         return int(conn.exec_driver_sql(sql, params).rowcount)
+
+    def _columns(self, table: sa.Table, columns: tuple[str, ...],
+                 rows: Sequence[Mapping[str, Any]]) -> list[Column]:
+        """Each column's values over `rows`, spelled for the driver (or for COPY)."""
+        spelled = []
+        for name in columns:
+            values = [row[name] for row in rows]
+            spell = self._spell(table, name)
+            spelled.append(values if spell is None else spell(values))
+        return spelled
+
+    def _spell(self, table: sa.Table, name: str) -> Spell | None:
+        """How `table.name`'s values go to the driver; None: as they are."""
+        key = (table.name, name)
+        if key in self._spells:
+            return self._spells[key]
+        column = table.c[name]
+        spell: Spell | None
+        if self.postgres:
+            if isinstance(column.type, sa.String | sa.JSON):
+                spell = _copy_text  # JSON columns already hold their text
+            elif isinstance(column.type, sa.Boolean):
+                spell = _copy_bool
+            elif isinstance(column.type, UtcDateTime | sa.DateTime | sa.Date):
+                spell = _memoized(_isoformat, "\\N")
+            else:
+                spell = _copy_other
+        elif isinstance(column.type, sa.JSON):
+            spell = None  # already JSON text
+        elif isinstance(column.type, UtcDateTime):
+            spell = _memoized(_sqlite_instant)
+        else:
+            process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
+            spell = None if process is None else _each(process)
+        self._spells[key] = spell
+        return spell
 
     def prepare(self, conn: Connection, tables: Sequence[sa.Table]) -> None:
         """Called before each page's transaction. PostgreSQL: make the session's staging
@@ -215,12 +254,8 @@ class BulkWriter:
                 sa.table(stage))
             staged = statement(insert(table).from_select(list(columns), source))
             sql = self._sql[(table.name, key, columns)] = str(staged.compile(dialect=self.dialect))
-        buffer = io.StringIO()
-        write = buffer.write
-        for row in rows:
-            write("\t".join([_copy_field(row[name]) for name in columns]))
-            write("\n")
-        buffer.seek(0)
+        lines = map("\t".join, zip(*self._columns(table, columns, rows), strict=True))
+        buffer = io.StringIO("\n".join(lines) + "\n")
         used: set[str] = conn.connection.info.setdefault("accrue_stages_used", set())
         if stage in used:
             conn.exec_driver_sql(f"DELETE FROM {stage}")

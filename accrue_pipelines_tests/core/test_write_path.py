@@ -105,6 +105,17 @@ def _rows(engine: Engine, tenant_id: str) -> dict[str, dict[str, Any]]:
                 for r in found}
 
 
+def _stored_text(engine: Engine, tenant_id: str) -> dict[str, tuple[Any, ...]]:
+    """Each row's values as the database holds them (text), so the fast path must spell
+    instants, flags and numbers as SQLAlchemy does (SQLite compares instants as text)."""
+    table = object_table(OBJECT)
+    columns = [c for c in table.c if c.name not in ("tenant_id", "synced_at", "raw")]
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(table.c.source_id, *(sa.cast(c, sa.Text) for c in columns))
+                             .where(table.c.tenant_id == tenant_id)).all()
+    return {row[0]: tuple(row[1:]) for row in found}
+
+
 def _answers(warehouse: Warehouse, tenant_id: str) -> dict[str, Any]:
     def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{k: v for k, v in r.items() if k not in ("id", "synced_at", "sync_run_id")}
@@ -113,6 +124,7 @@ def _answers(warehouse: Warehouse, tenant_id: str) -> dict[str, Any]:
     changes = strip(warehouse.changes_since(tenant_id, OBJECT, T0 - timedelta(days=1)))
     return {
         "rows": _rows(warehouse.engine, tenant_id),
+        "stored_text": _stored_text(warehouse.engine, tenant_id),
         "history": {sid: strip(warehouse.history(tenant_id, OBJECT, sid)) for sid in IDS},
         "as_of": {
             hours: {sid: strip([v])[0] for sid, v in warehouse.as_of(
@@ -140,6 +152,22 @@ def test_fast_path_answers_like_the_reference(
         warehouse.apply(fast, OBJECT, page)
         reference_apply(warehouse, reference, page)
     assert _answers(warehouse, fast) == _answers(warehouse, reference)
+
+
+def test_instants_stored_as_sqlalchemy_spells_them(warehouse: Warehouse, tenant_id: str) -> None:
+    """A stamp without microseconds, written by the bulk path, equals the same instant bound
+    by SQLAlchemy: on SQLite both are the same text (a "+00:00" suffix or a missing
+    fraction would order equal instants apart in every range read)."""
+    table = object_table(OBJECT)
+    warehouse.apply(tenant_id, OBJECT, [Upsert("001A", T0, {"name": "a"}, {"Id": "001A"})])
+    with warehouse.engine.connect() as conn:
+        same = conn.execute(sa.select(sa.func.count()).where(
+            table.c.tenant_id == tenant_id, table.c.source_modified_at == T0,
+            table.c.source_modified_at >= T0, table.c.source_modified_at <= T0)).scalar_one()
+        logged = conn.execute(sa.select(sa.func.count()).where(
+            crm_change_log.c.tenant_id == tenant_id,
+            crm_change_log.c.source_modified_at == T0)).scalar_one()
+    assert (same, logged) == (1, 1)
 
 
 def test_a_replaced_document_moves_into_the_log(warehouse: Warehouse, tenant_id: str) -> None:
@@ -257,5 +285,34 @@ def test_migration_0019_keeps_each_current_document_once(scratch_url: str) -> No
         with engine.connect() as conn:
             assert [r for (r,) in conn.execute(sa.select(old_log.c.raw).order_by(
                 old_log.c.source_modified_at))] == [raw for _, raw in versions]
+    finally:
+        engine.dispose()
+
+
+def test_migration_0020_respells_the_bulk_paths_instants(tmp_path: Path) -> None:
+    """Instants stored with sqlite3's default spelling ("+00:00", no zero fraction) become
+    SQLAlchemy's, so the equal instant bound by SQLAlchemy finds them again."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        db.upgrade(engine, "0019")
+        with engine.begin() as conn:
+            for source_id, stamp in (("001A", "2026-01-01 00:00:00+00:00"),
+                                     ("001B", "2026-01-01 00:00:00.250000+00:00"),
+                                     ("001C", "2026-01-01 00:00:00.500000")):
+                conn.exec_driver_sql(
+                    "INSERT INTO crm_account (tenant_id, source_id, source_modified_at, "
+                    "is_deleted, synced_at, raw) VALUES ('t-old', ?, ?, 0, ?, '{}')",
+                    (source_id, stamp, stamp))
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql(
+                "SELECT source_modified_at, synced_at FROM crm_account ORDER BY source_id").all()
+            table = object_table(OBJECT)
+            found = conn.execute(sa.select(table.c.source_id).where(
+                table.c.source_modified_at == T0 + timedelta(milliseconds=250))).scalars().all()
+        assert [tuple(row) for row in stored] == [
+            ("2026-01-01 00:00:00.000000",) * 2, ("2026-01-01 00:00:00.250000",) * 2,
+            ("2026-01-01 00:00:00.500000",) * 2]
+        assert found == ["001B"]
     finally:
         engine.dispose()
