@@ -114,11 +114,10 @@ def _sqlite_instant(value: datetime) -> str:
     """An instant as SQLAlchemy's SQLite dialect spells `UtcDateTime` (one text format, so
     the upsert's "newer wins" and every range read compare instants as text correctly)."""
     if value.tzinfo is not UTC:
-        value = _UTC_BIND(value, None)  # refuses a naive value, as every other write does
+        if value.tzinfo is None or value.utcoffset() is None:  # as UtcDateTime refuses it
+            raise ValueError("naive datetime refused: pass a timezone-aware (UTC) value")
+        value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]
-
-
-_UTC_BIND = UtcDateTime().process_bind_param
 
 
 def _isoformat(value: date) -> str:
