@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from enum import Enum
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -217,10 +220,29 @@ def test_json_encoded_once_is_the_careful_document(value: Any) -> None:
     assert json.loads(json_text(value)) == expected
 
 
+class Colour(Enum):
+    RED = "red"
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Ratio(float):
+    pass
+
+
 @pytest.mark.parametrize("value", [
     {True: 1}, {None: 1}, {"a": "x\x00"}, {"a": "\ud800"}, {"a": Decimal("1e400")},
     {"a": Decimal("NaN")}, {"k": {1.5: 2}}, {"s": {1}}, {"d": date(2020, 1, 1)},
     {"u": UUID(int=1)}, {"true": 1}, {"x": 'a"true":'}, {"a": "\\u0000"},
+    # orjson would write null for these, or spell them its own way: the careful walk decides
+    {"a": [{"b": float("nan")}]}, {"a": (1.0, float("inf"))}, {"s": {Decimal("1e400")}},
+    {"a": Decimal("-1e400")}, {"e": Colour.RED}, {"t": time(12, 30)}, {"c": Point(1, 2)},
+    {"o": OrderedDict(a=1)}, {"f": Ratio(0.5)}, float("-inf"), [2**64], {"k": {2**70: 1}},
+    {"d": datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=5, minutes=30)))},
 ])
 def test_json_text_edge_cases(value: Any) -> None:
     try:
