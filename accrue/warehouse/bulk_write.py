@@ -144,11 +144,22 @@ def _isoformat(value: date) -> str:
     return value.isoformat()
 
 
-def _memoized(spell: Callable[[Any], Any], null: str | None = None) -> Spell:
-    """A page's rows share instants (`synced_at`, often the stamps): each spelled once."""
+_MEMO_LIMIT = 200_000  # spelled instants kept between writes (a few pages' worth)
+_MISSING = object()
+
+
+def _memoized(spell: Callable[[Any], Any], memo: dict[Any, Any], null: str | None = None) -> Spell:
+    """A page's rows share instants (`synced_at`; the stamps, in the row and in the log):
+    each is spelled once, the memo shared by every column of its kind."""
     def column(values: Column) -> Column:
-        spelled = {v: spell(v) for v in set(values) if v is not None}
-        spelled[None] = null
+        if len(memo) > _MEMO_LIMIT:
+            memo.clear()
+        spelled = {}  # this call's own: another thread's write may clear the shared memo
+        for value in set(values):
+            text = memo.get(value, _MISSING)
+            if text is _MISSING:
+                text = memo[value] = null if value is None else spell(value)
+            spelled[value] = text
         return list(map(spelled.__getitem__, values))
     return column
 
@@ -173,6 +184,8 @@ class BulkWriter:
         self.postgres = dialect.name == "postgresql"
         self._sql: dict[tuple[str, str, tuple[str, ...]], str] = {}
         self._spells: dict[tuple[str, str], Spell | None] = {}
+        self._instants: dict[Any, Any] = {}
+        self._dates: dict[Any, Any] = {}
 
     def write(
         self,
@@ -223,14 +236,18 @@ class BulkWriter:
                 spell = _copy_text  # JSON columns already hold their text
             elif isinstance(column.type, sa.Boolean):
                 spell = _copy_bool
-            elif isinstance(column.type, UtcDateTime | sa.DateTime | sa.Date):
-                spell = _memoized(_isoformat, "\\N")
+            elif isinstance(column.type, UtcDateTime | sa.DateTime):
+                spell = _memoized(_isoformat, self._instants, "\\N")
+            elif isinstance(column.type, sa.Date):
+                spell = _memoized(_isoformat, self._dates, "\\N")
             else:
                 spell = _copy_other
         elif isinstance(column.type, sa.JSON):
             spell = None  # already JSON text
+        elif isinstance(column.type, sa.Boolean):
+            spell = None  # sqlite3 stores a bool as the integer SQLAlchemy would bind
         elif isinstance(column.type, UtcDateTime):
-            spell = _memoized(_sqlite_instant)
+            spell = _memoized(_sqlite_instant, self._instants)
         else:
             process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
             spell = None if process is None else _each(process)
