@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_WAL_CHECKPOINT_PAGES = 10_000  # see _sqlite_on_connect
 _LOCK_KEY = 0x61636372756531  # "accrue1": the advisory lock taken while migrating
 
 
@@ -42,6 +43,11 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, much faster
+        # Checkpoint the WAL every ~40 MB instead of every 4 MB: a sync's page of 2,000
+        # records fills about 4 MB, so the default copied (and fsync'ed) it back into the
+        # database file at nearly every commit; apply is ~12 % faster on a 100,000-
+        # opportunity load (issue 15). Readers are unaffected; the WAL file stays ~40 MB.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_CHECKPOINT_PAGES}")
     finally:
         cursor.close()
 

@@ -64,12 +64,16 @@ def test_crm_tables_are_built_from_the_common_model() -> None:
 
 
 def test_sqlite_engine_settings(tmp_path: Path) -> None:
-    """Concurrent pipeline writers and web readers need WAL, a busy timeout and FK checks."""
+    """Concurrent pipeline writers and web readers need WAL, a busy timeout and FK checks;
+    bulk loads, commits that do not fsync and a WAL checkpointed every ~40 MB."""
     engine = db.make_engine(f"sqlite:///{tmp_path / 'nested' / 'w.db'}")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == db.SQLITE_BUSY_TIMEOUT_MS
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        # A sync's page must not checkpoint the WAL at nearly every commit (issue 15).
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
     engine.dispose()
 
 
