@@ -144,7 +144,7 @@ def _isoformat(value: date) -> str:
     return value.isoformat()
 
 
-_MEMO_LIMIT = 200_000  # spelled instants kept between writes (a few pages' worth)
+_MEMO_LIMIT = 20_000  # spelled instants kept between writes (a few pages' worth)
 _MISSING = object()
 
 
@@ -273,6 +273,23 @@ class BulkWriter:
         conn.commit()
         made.update(_stage(table) for table in missing)
 
+    def insert_new(self, conn: Connection, table: sa.Table, statement: Callable[[Any], Any],
+                   key: str, rows: Sequence[Mapping[str, Any]],
+                   insert: Callable[..., Any]) -> int:
+        """Rows whose keys the table does not hold (looked up in this transaction): on
+        PostgreSQL COPYed straight into the table, with no staging and no ON CONFLICT
+        (the speculative insertion and the second pass were most of the server's work
+        on an initial load). Should another writer have added one meanwhile, the key's
+        unique index refuses the page and the transaction rolls back whole, so nothing
+        is lost or duplicated; the sync's retry takes the usual path. SQLite runs the
+        usual statement: an upsert of a new row costs it no more than an insert."""
+        if not rows:
+            return 0
+        if not self.postgres:
+            return self.write(conn, table, statement, key, rows, insert)
+        self._copy(conn, f'"{table.name}"', table, tuple(rows[0]), rows)
+        return len(rows)
+
     def _copy_then_insert(self, conn: Connection, table: sa.Table,
                           statement: Callable[[Any], Any], key: str,
                           rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...],
@@ -283,25 +300,38 @@ class BulkWriter:
         COPY; a second write to the same table in one transaction empties it first.
         """
         stage = _stage(table)
-        quoted = ", ".join(f'"{name}"' for name in columns)
         sql = self._sql.get((table.name, key, columns))
         if sql is None:
             source: Any = sa.select(*(sa.column(name) for name in columns)).select_from(
                 sa.table(stage))
             staged = statement(insert(table).from_select(list(columns), source))
             sql = self._sql[(table.name, key, columns)] = str(staged.compile(dialect=self.dialect))
-        lines = map("\t".join, zip(*self._columns(table, columns, rows), strict=True))
-        buffer = io.StringIO("\n".join(lines) + "\n")
         used: set[str] = conn.connection.info.setdefault("accrue_stages_used", set())
         if stage in used:
             conn.exec_driver_sql(f"DELETE FROM {stage}")
         used.add(stage)
+        self._copy(conn, stage, table, columns, rows)
+        return int(conn.exec_driver_sql(sql).rowcount)
+
+    def _copy(self, conn: Connection, target: str, table: sa.Table, columns: tuple[str, ...],
+              rows: Sequence[Mapping[str, Any]]) -> None:
+        """`rows` into `target` (a table shaped like `table`) by COPY ... FROM STDIN.
+
+        The driver's errors are raised as SQLAlchemy raises them for any statement
+        (IntegrityError, OperationalError...): the sync's retry rules know those."""
+        quoted = ", ".join(f'"{name}"' for name in columns)
+        lines = map("\t".join, zip(*self._columns(table, columns, rows), strict=True))
+        buffer = io.StringIO("\n".join(lines) + "\n")
+        sql = f"COPY {target} ({quoted}) FROM STDIN"
+        dbapi_error = self.dialect.loaded_dbapi.Error
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.copy_expert(f"COPY {stage} ({quoted}) FROM STDIN", buffer)
+            cursor.copy_expert(sql, buffer)
+        except dbapi_error as exc:
+            raise sa.exc.DBAPIError.instance(sql, None, exc, dbapi_error,
+                                             dialect=self.dialect) from exc
         finally:
             cursor.close()
-        return int(conn.exec_driver_sql(sql).rowcount)
 
 
 def _stage(table: sa.Table) -> str:

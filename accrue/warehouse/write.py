@@ -62,6 +62,15 @@ class WriteStats:
 
 
 
+def _split(rows: list[dict[str, Any]], new: set[str]
+           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows of records in `new`, the others), each in its given (lock) order."""
+    if not new:
+        return [], rows
+    return ([row for row in rows if row["source_id"] in new],
+            [row for row in rows if row["source_id"] not in new])
+
+
 def count_progress(conn: Connection, run_id: int, records_read: int | None,
                     upserted: int, deleted: int, quarantined: int) -> None:
     """Add one page's writes to a running sync's ledger row (inside the page's
@@ -116,14 +125,22 @@ class WritePath(WarehouseBase):
 
         with self.engine.connect() as conn, self._prepared(conn, table).begin():
             self._write_quarantine(conn, tenant_id, object_name, page.quarantine)
-            self._share_raw(conn, table, page)
+            new = self._share_raw(conn, table, page)
             upsert = self._upsert_clause(table)
-            upserted = self._bulk_write(conn, table, upsert, "upsert", live)
+            fresh, live = _split(live, new)
+            upserted = self._bulk.insert_new(conn, table, upsert, "upsert", fresh, self._insert)
+            upserted += self._bulk_write(conn, table, upsert, "upsert", live)
             deleted = self._bulk_write(conn, table, upsert, "upsert", soft_deleted)
             deleted += self._bulk_write(
                 conn, table, self._delete_clause(table), "delete", tombstones
             )
-            self._bulk_write(conn, crm_change_log, self._log_clause, "log", page.log_rows())
+            # A record the table did not hold has no logged version either (a version is
+            # logged only with its row, and rows are never removed but by erasure, which
+            # removes both), so its versions cannot conflict.
+            fresh_log, log = _split(page.log_rows(), new)
+            self._bulk.insert_new(conn, crm_change_log, self._log_clause, "log", fresh_log,
+                                  self._insert)
+            self._bulk_write(conn, crm_change_log, self._log_clause, "log", log)
             reconciled: list[str] = []
             if page.live_ids is not None:
                 reconciled = self._reconcile(conn, table, page, page.live_ids)
@@ -154,16 +171,17 @@ class WritePath(WarehouseBase):
         logger.debug("tenant %s %s: %s", tenant_id, object_name, stats)
         return stats
 
-    def _share_raw(self, conn: Connection, table: sa.Table, page: _Page) -> None:
+    def _share_raw(self, conn: Connection, table: sa.Table, page: _Page) -> set[str]:
         """Store each document the rows take once: in the row, its log version pointing there.
 
         A version the row takes (not older than the stored one, the upsert's own rule)
         is logged with `raw_in_row` and no copy; the stored row's document, about to be
         replaced, is first copied into the versions that pointed at it. A stale version
         keeps its own copy. Rows are locked (FOR UPDATE) between the read and the upsert.
+        Returns the records the table does not hold yet (of those carrying values).
         """
         if not page.carried:
-            return
+            return set()
         size = self._ids_per_statement
         stored: dict[str, datetime] = {}
         for batch in batches(sorted(page.carried), size):
@@ -184,8 +202,9 @@ class WritePath(WarehouseBase):
             # keeps that one (the row the first), so this version keeps its own copy.
             if page.log[key]["raw"] is row["raw"]:
                 page.log[key].update(raw=None, fields=None, raw_in_row=True)
+        new = set(page.carried).difference(stored)
         if not replaced:
-            return
+            return new
         log = crm_change_log
         row_raw = (
             sa.select(table.c.raw)
@@ -203,6 +222,7 @@ class WritePath(WarehouseBase):
         )
         conn.execute(move, [{"b_source_id": sid, "b_fields": values.get(sid, {})}
                             for sid in sorted(replaced)])
+        return new
 
     def _prepared(self, conn: Connection, table: sa.Table) -> Connection:
         """The connection, ready for the bulk path to write `table` and the change log."""

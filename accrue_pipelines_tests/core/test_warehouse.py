@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from accrue import schema
 from accrue.warehouse import Warehouse, WriteStats
+from accrue.warehouse.bulk_write import BulkWriter
 from connectors.base import Checkpoint, Delete, Upsert
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -168,25 +169,41 @@ def test_state_is_committed_with_the_page(warehouse: Warehouse, tenant_id: str) 
 
 
 @pytest.fixture
-def fail_on_crm_insert(engine: Engine) -> Iterator[Callable[[str, int], None]]:
+def fail_on_crm_insert(engine: Engine, monkeypatch: pytest.MonkeyPatch
+                       ) -> Iterator[Callable[[str, int], None]]:
     """Make the n-th INSERT into a table raise, as a crash or lost connection would.
 
     At the cursor (an engine event), so it fires whichever way the statement is sent:
-    SQLAlchemy's executemany, the driver's, or INSERT ... SELECT from a staging table.
+    SQLAlchemy's executemany, the driver's, or INSERT ... SELECT from a staging table;
+    and at the COPY that takes new records straight into the table on PostgreSQL.
     """
     armed: list[Callable[..., None]] = []
+    copies: list[Callable[[str], None]] = []
+    copy = BulkWriter._copy
+
+    def counted_copy(self: BulkWriter, conn: Any, target: str, *args: Any) -> None:
+        for seen in copies:
+            seen(target.strip('"').upper())
+        copy(self, conn, target, *args)
+
+    monkeypatch.setattr(BulkWriter, "_copy", counted_copy)
 
     def arm(table_name: str, nth: int) -> None:
         seen = {"count": 0}
 
-        def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if statement.lstrip().upper().startswith(f"INSERT INTO {table_name.upper()} "):
+        def count(target: str) -> None:
+            if target == table_name.upper():
                 seen["count"] += 1
                 if seen["count"] == nth:
                     raise sa.exc.OperationalError("INSERT", {}, Exception("connection lost"))
 
+        def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.lstrip().upper().startswith(f"INSERT INTO {table_name.upper()} "):
+                count(table_name.upper())
+
         sa.event.listen(engine, "before_cursor_execute", before)
         armed.append(before)
+        copies.append(count)
 
     yield arm
     for before in armed:

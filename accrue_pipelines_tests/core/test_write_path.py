@@ -173,6 +173,39 @@ def test_instants_stored_as_sqlalchemy_spells_them(warehouse: Warehouse, tenant_
     assert (same, logged) == (1, 1)
 
 
+def test_a_new_record_another_writer_added_meanwhile_fails_the_page_whole(
+    warehouse: Warehouse, tenant_id: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL COPYs records the table does not hold straight into it. Should another
+    writer add one between the lookup and the COPY, the page is refused and rolled back
+    whole (its rows, log and state); applied again, it takes the usual upsert."""
+    if warehouse.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes new records with the usual upsert")
+    table = object_table(OBJECT)
+    share_raw = Warehouse._share_raw
+
+    def another_writer_first(self: Warehouse, conn: Any, *args: Any) -> set[str]:
+        new: set[str] = share_raw(self, conn, *args)
+        with self.engine.begin() as other:
+            other.execute(sa.insert(table).values(
+                tenant_id=tenant_id, source_id="001B", name="other", is_deleted=False,
+                source_modified_at=T0 + timedelta(hours=9), synced_at=T0, raw={"Id": "001B"}))
+        return new
+
+    page = [Upsert(sid, T0, {"name": sid}, {"Id": sid}) for sid in ("001A", "001B")]
+    monkeypatch.setattr(Warehouse, "_share_raw", another_writer_first)
+    with pytest.raises(sa.exc.IntegrityError):
+        warehouse.apply(tenant_id, OBJECT, page, {"cursor": "1"})
+    monkeypatch.undo()
+    assert sorted(_rows(warehouse.engine, tenant_id)) == ["001B"]
+    assert warehouse.get_state(tenant_id, OBJECT) is None
+    assert warehouse.history(tenant_id, OBJECT, "001A") == []
+    warehouse.apply(tenant_id, OBJECT, page, {"cursor": "1"})
+    rows = _rows(warehouse.engine, tenant_id)
+    assert (rows["001A"]["name"], rows["001B"]["name"]) == ("001A", "other")  # newest wins
+    assert warehouse.get_state(tenant_id, OBJECT) == {"cursor": "1"}
+
+
 def test_a_replaced_document_moves_into_the_log(warehouse: Warehouse, tenant_id: str) -> None:
     """The current version's document is stored once; a newer version moves it to the log."""
     first = Upsert("001A", T0, {"name": "a"}, {"Id": "001A", "v": 1})
