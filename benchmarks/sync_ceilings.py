@@ -21,6 +21,7 @@ import contextlib
 import io
 import sqlite3
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,12 +62,17 @@ class HttpClock:
                 self.request_seconds += time.perf_counter() - began
             self.requests += 1
             self.response_bytes += len(response.content or b"")
-            parse = response.json
+            # Neither the response's own bound method nor the response itself in the
+            # closure: either would be a reference cycle through the response's __dict__,
+            # keeping every page's body alive until a full garbage collection (it grew the
+            # fetch-only phase's peak RSS from 208 to 441 MB at 1,000,000 opportunities).
+            parse = type(response).json
+            weak = weakref.ref(response)
 
             def timed_json(**options: Any) -> Any:
                 began = time.perf_counter()
                 try:
-                    return parse(**options)
+                    return parse(weak(), **options)
                 finally:
                     self.json_seconds += time.perf_counter() - began
 
