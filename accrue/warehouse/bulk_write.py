@@ -20,7 +20,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -130,14 +130,10 @@ def _copy_other(values: Column) -> Column:
             else v.isoformat() if isinstance(v, datetime | date) else str(v) for v in values]
 
 
-def _sqlite_instant(value: datetime) -> str:
-    """An instant as SQLAlchemy's SQLite dialect spells `UtcDateTime` (one text format, so
+def _sqlite_instant(value: datetime | None) -> str | None:
+    """A UTC instant as SQLAlchemy's SQLite dialect spells `UtcDateTime` (one text format, so
     the upsert's "newer wins" and every range read compare instants as text correctly)."""
-    if value.tzinfo is not UTC:
-        if value.tzinfo is None or value.utcoffset() is None:  # as UtcDateTime refuses it
-            raise ValueError("naive datetime refused: pass a timezone-aware (UTC) value")
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    return None if value is None else value.isoformat(" ", "microseconds")[:26]
 
 
 def _isoformat(value: date) -> str:
@@ -247,7 +243,9 @@ class BulkWriter:
         elif isinstance(column.type, sa.Boolean):
             spell = None  # sqlite3 stores a bool as the integer SQLAlchemy would bind
         elif isinstance(column.type, UtcDateTime):
-            spell = _memoized(_sqlite_instant, self._instants)
+            utc = column.type.process_bind_param  # refuses a naive instant, as every write does
+            dialect = self.dialect
+            spell = _memoized(lambda value: _sqlite_instant(utc(value, dialect)), self._instants)
         else:
             process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
             spell = None if process is None else _each(process)
