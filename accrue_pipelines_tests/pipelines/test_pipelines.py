@@ -165,9 +165,20 @@ def _refresh_tick(instance, resources, cursor=None):
 
 
 def test_downstream_refreshes_after_a_sync_that_changed_data_and_only_then(
-    instance, resources, registered_tenant, sf_client, database_url, monkeypatch
+    instance, resources, registered_tenant, sf_sandbox, sf_client, engine, database_url,
+    monkeypatch,
 ):
     monkeypatch.setenv("ACCRUE_DATABASE_URL", database_url)
+    # The seeded org's newest opportunity is stamped a second before midnight: in the ten
+    # minutes after midnight the default lookback would re-read it in the "nothing changed"
+    # sync below, and an identical version read again counts as upserted. This test is
+    # about the sensor, so its syncs read no lookback.
+    tenants.save_credentials(
+        engine, registered_tenant, "salesforce",
+        {"username": sf_sandbox.username, "password": sf_sandbox.password,
+         "security_token": sf_sandbox.security_token},
+        {"sandbox_url": sf_sandbox.url, "lookback_seconds": 0},
+    )
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
     requested, cursor = _refresh_tick(instance, resources)
     assert requested == {}  # nothing synced yet
