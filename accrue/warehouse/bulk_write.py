@@ -20,7 +20,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -119,6 +119,13 @@ def _copy_text(values: Column) -> Column:
             else v.translate(_COPY_ESCAPES) for v in values]
 
 
+def _copy_json(values: Column) -> Column:
+    """JSON text in COPY's text format: JSON holds no raw tab, newline or carriage return
+    (inside strings they are escaped), so only its backslashes are doubled (one scan;
+    `replace` returns the same string when there is none)."""
+    return ["\\N" if v is None else v.replace("\\", "\\\\") for v in values]
+
+
 def _copy_bool(values: Column) -> Column:
     return ["\\N" if v is None else "t" if v else "f" for v in values]
 
@@ -146,17 +153,20 @@ _MISSING = object()
 
 def _memoized(spell: Callable[[Any], Any], memo: dict[Any, Any], null: str | None = None) -> Spell:
     """A page's rows share instants (`synced_at`; the stamps, in the row and in the log):
-    each is spelled once, the memo shared by every column of its kind."""
+    each is spelled once, the memo shared by every column of its kind. The text appended
+    is the one just found or spelled, so another thread clearing the memo meanwhile
+    changes nothing."""
     def column(values: Column) -> Column:
         if len(memo) > _MEMO_LIMIT:
             memo.clear()
-        spelled = {}  # this call's own: another thread's write may clear the shared memo
-        for value in set(values):
-            text = memo.get(value, _MISSING)
+        spelled: Column = []
+        append, get = spelled.append, memo.get
+        for value in values:
+            text = get(value, _MISSING)
             if text is _MISSING:
                 text = memo[value] = null if value is None else spell(value)
-            spelled[value] = text
-        return list(map(spelled.__getitem__, values))
+            append(text)
+        return spelled
     return column
 
 
@@ -228,8 +238,10 @@ class BulkWriter:
         column = table.c[name]
         spell: Spell | None
         if self.postgres:
-            if isinstance(column.type, sa.String | sa.JSON):
-                spell = _copy_text  # JSON columns already hold their text
+            if isinstance(column.type, sa.JSON):
+                spell = _copy_json  # JSON columns already hold their text
+            elif isinstance(column.type, sa.String):
+                spell = _copy_text
             elif isinstance(column.type, sa.Boolean):
                 spell = _copy_bool
             elif isinstance(column.type, UtcDateTime | sa.DateTime):
@@ -245,7 +257,12 @@ class BulkWriter:
         elif isinstance(column.type, UtcDateTime):
             utc = column.type.process_bind_param  # refuses a naive instant, as every write does
             dialect = self.dialect
-            spell = _memoized(lambda value: _sqlite_instant(utc(value, dialect)), self._instants)
+
+            def instant(value: Any) -> str | None:
+                if type(value) is datetime and value.tzinfo is UTC:  # what connectors send
+                    return value.isoformat(" ", "microseconds")[:26]
+                return _sqlite_instant(utc(value, dialect))
+            spell = _memoized(instant, self._instants)
         else:
             process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
             spell = None if process is None else _each(process)

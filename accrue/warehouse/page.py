@@ -7,7 +7,7 @@ be stored faithfully is set aside for quarantine with its reason.
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from accrue.warehouse.bulk_write import dumps
@@ -28,9 +28,12 @@ PageChange = Upsert | Delete | Quarantine | LiveIds  # what `apply` takes
 
 
 def _stamp(change: Upsert | Delete) -> datetime:
-    if isinstance(change, Upsert):
-        return _utc(change.modified_at, f"modified_at of record {change.source_id!r}")
-    return _utc(change.deleted_at, f"deleted_at of record {change.source_id!r}")
+    upsert = isinstance(change, Upsert)
+    value = change.modified_at if upsert else change.deleted_at  # type: ignore[union-attr]
+    if type(value) is datetime and value.tzinfo is UTC:  # what connectors send: as it is
+        return value
+    what = "modified_at" if upsert else "deleted_at"
+    return _utc(value, f"{what} of record {change.source_id!r}")
 
 
 def _source_id_problem(source_id: object) -> str | None:

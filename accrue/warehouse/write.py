@@ -187,7 +187,7 @@ class WritePath(WarehouseBase):
         for batch in batches(sorted(page.carried), size):
             stored.update(conn.execute(
                 sa.select(table.c.source_id, table.c.source_modified_at)
-                .where(table.c.tenant_id == page.tenant_id, table.c.source_id.in_(batch))
+                .where(table.c.tenant_id == page.tenant_id, self._among(table.c.source_id, batch))
                 .with_for_update()
             ).tuples().all())
         replaced = []

@@ -27,11 +27,13 @@ import sqlalchemy as sa
 from alembic import command
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from accrue import db
 from accrue.schema import crm_change_log, object_table
 from accrue.warehouse import UnstorableValue, Warehouse, json_text, to_json
+from accrue.warehouse.bulk_write import BulkWriter
 from accrue.warehouse.page import _Page
 from connectors.base import Delete, Upsert
 from connectors.common_model import COMMON_OBJECTS
@@ -171,6 +173,40 @@ def test_instants_stored_as_sqlalchemy_spells_them(warehouse: Warehouse, tenant_
             crm_change_log.c.tenant_id == tenant_id,
             crm_change_log.c.source_modified_at == T0)).scalar_one()
     assert (same, logged) == (1, 1)
+
+
+def test_sqlite_instants_are_spelled_as_sqlalchemy_binds_them() -> None:
+    """The bulk path's spelling of an instant, fast (UTC, what connectors send) or not (any
+    other offset), is the text SQLAlchemy binds for it; a naive one is refused."""
+    dialect = sqlite.dialect()
+    spell = BulkWriter(dialect)._spell(crm_change_log, "source_modified_at")
+    assert spell is not None
+    bound = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    text = bound(T0.replace(tzinfo=None))
+    later = T0 + timedelta(microseconds=7)
+    india = later.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert spell([T0, india, None, T0]) == [text, bound(later.replace(tzinfo=None)), None, text]
+    with pytest.raises(ValueError, match="naive"):
+        spell([datetime(2026, 1, 2)])
+
+
+def test_a_lookup_by_ids_is_one_statement_whatever_their_number(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """`_among` binds the ids as one parameter (no IN list spelled per page), finds exactly
+    the rows asked for, and carries ids that need quoting."""
+    table = object_table(OBJECT)
+    odd = "0'\"é,]"
+    warehouse.apply(tenant_id, OBJECT, [Upsert(sid, T0, {"name": sid}, {"Id": sid})
+                                        for sid in (*IDS, odd)])
+    texts = []
+    for ids in (["001A", odd], ["001A", odd, *(f"X{i}" for i in range(3000))]):
+        query = sa.select(table.c.source_id).where(
+            table.c.tenant_id == tenant_id, warehouse._among(table.c.source_id, ids))
+        texts.append(str(query.compile(dialect=warehouse.engine.dialect)))
+        with warehouse.engine.connect() as conn:
+            assert sorted(conn.execute(query).scalars()) == sorted(["001A", odd])
+    assert texts[0] == texts[1]
 
 
 def test_a_new_record_another_writer_added_meanwhile_fails_the_page_whole(
