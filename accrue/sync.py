@@ -116,7 +116,8 @@ def sync_object(
     # A feed's read looks at what the warehouse committed: it must not run ahead of it.
     ahead = 0 if getattr(connector, "reads_warehouse", False) else batch_size
     try:
-        result.quarantine_resolved = _retry_quarantine(warehouse, connector, tenant_id, object_name)
+        result.quarantine_resolved = _retry_quarantine(warehouse, connector, tenant_id,
+                                                       object_name, result.sync_run_id)
         with ReadAhead(connector.read(object_name, state, reconcile=reconcile), ahead) as changes:
             for change in changes:
                 if isinstance(change, Checkpoint):
@@ -250,16 +251,18 @@ def record_failed_attempt(
 
 
 def _retry_quarantine(
-    warehouse: Warehouse, connector: Connector, tenant_id: str, object_name: str
+    warehouse: Warehouse, connector: Connector, tenant_id: str, object_name: str,
+    sync_run_id: int | None,
 ) -> int:
-    """Map quarantined records again (the mapping may have been fixed); resolve what now fits."""
+    """Map quarantined records again (the mapping may have been fixed); resolve what now fits.
+    What lands is counted in the sync's ledger row, like the pages it reads."""
     resolved = 0
     for row in warehouse.open_quarantine(tenant_id, object_name)[:MAX_QUARANTINE_RETRIES]:
         mapped = connector.map_record(object_name, row["raw"])
         if isinstance(mapped, Quarantine):
             warehouse.record_quarantine_attempt(tenant_id, [row["id"]])
             continue
-        stats = warehouse.apply(tenant_id, object_name, [mapped], None)
+        stats = warehouse.apply(tenant_id, object_name, [mapped], None, sync_run_id=sync_run_id)
         if stats.quarantined == 0:
             # Landed, or superseded by a newer version already stored: either way resolved.
             resolved += warehouse.resolve_quarantine(tenant_id, [row["id"]])

@@ -86,6 +86,9 @@ sync_run = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=True),
     sa.Column("error_kind", sa.String(16), nullable=True),
     sa.Column("records_quarantined", sa.BigInteger(), nullable=False, server_default="0"),
+    # Versions logged that were not logged before: what the sync brought that was new (a
+    # lookback's re-read of a stored version logs nothing). NULL: recorded before 0021.
+    sa.Column("versions_logged", sa.BigInteger(), nullable=True),
     sa.CheckConstraint(one_of("status", RUN_STATUSES), name="status"),
     sa.CheckConstraint(one_of("error_kind", ERROR_KINDS), name="error_kind"),  # NULL passes
     sa.Index("ix_sync_run_tenant_id_started_at", "tenant_id", "started_at"),

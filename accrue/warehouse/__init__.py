@@ -28,9 +28,10 @@ from accrue.warehouse.page import PageChange
 from accrue.warehouse.quarantine import QuarantineLedger
 from accrue.warehouse.reads import Reads
 from accrue.warehouse.runs import ABANDONED_ERROR, RunLedger
+from accrue.warehouse.stats import WriteStats
 from accrue.warehouse.tenant_data import TenantData
 from accrue.warehouse.values import UnstorableValue, json_text, to_json
-from accrue.warehouse.write import WritePath, WriteStats
+from accrue.warehouse.write import WritePath
 
 __all__ = [
     "ABANDONED_ERROR",

@@ -1,7 +1,7 @@
 """The run ledger (sync_run): every sync attempt, its counts, outcome and error.
 
 The status page, `sync_health` and the failure sensors read it; `apply` moves a running
-sync's counts with each page (`write.count_progress`, in the page's transaction).
+sync's counts with each page (`count_progress`, in the page's transaction).
 Others read it only through here (issue 16): the methods below, and
 `succeeded_sync_exists` for a query that needs the ledger as a clause.
 """
@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from accrue.crypto import redact
 from accrue.schema import ERROR_KINDS, RUN_STATUSES, object_table, sync_run, utcnow
 from accrue.tenants import validate_tenant_id
 from accrue.warehouse.base import WarehouseBase
-from accrue.warehouse.write import WriteStats
+from accrue.warehouse.stats import WriteStats
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +38,35 @@ def succeeded_sync_exists(tenant_id: sa.ColumnElement[Any]) -> sa.Exists:
     return sa.exists().where(sync_run.c.tenant_id == tenant_id, sync_run.c.status == "succeeded")
 
 
+def changed_data(run: sa.Table = sync_run) -> sa.ColumnElement[bool]:
+    """Whether a sync_run changed its tenant's data: it logged a version not logged before.
+    Writing rows is not enough: every incremental sync rewrites the versions its lookback
+    re-reads. Runs recorded before the count existed are judged by their row writes."""
+    return sa.func.coalesce(
+        run.c.versions_logged, run.c.records_upserted + run.c.records_deleted) > 0
+
+
+def count_progress(conn: Connection, run_id: int, records_read: int | None,
+                   stats: WriteStats, logged: int) -> None:
+    """Add one page's writes and the versions it logged anew to a running sync's ledger
+    row, inside the page's transaction; `finish_run` writes the final totals."""
+    values: dict[str, Any] = {
+        "records_upserted": sync_run.c.records_upserted + stats.upserted,
+        "records_deleted": sync_run.c.records_deleted + stats.deleted,
+        "records_quarantined": sync_run.c.records_quarantined + stats.quarantined,
+        "versions_logged": sa.func.coalesce(sync_run.c.versions_logged, 0) + logged,
+    }
+    if records_read is not None:
+        values["records_read"] = records_read
+    conn.execute(sa.update(sync_run).where(sync_run.c.id == run_id,
+                                           sync_run.c.status == "running").values(values))
+
+
 @dataclass(frozen=True)
 class ObjectsActivity:
     """What the ledger says of a few objects taken together (see `objects_activity`)."""
 
-    changed_at: datetime | None  # the last finished sync that wrote or deleted rows of one
+    changed_at: datetime | None  # the last finished sync that changed one (`changed_data`)
     syncing: bool  # a sync of one of them is running now
     completed: frozenset[str]  # those with a finished sync that did not fail
 
@@ -78,6 +103,7 @@ class RunLedger(WarehouseBase):
                     records_read=0,
                     records_upserted=0,
                     records_deleted=0,
+                    versions_logged=0,
                     records_quarantined=0,
                     run_id=run_id,
                 )
@@ -228,7 +254,7 @@ class RunLedger(WarehouseBase):
         }
 
     def objects_changed_by(self, runs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
-        """For (tenant id, Dagster run id) pairs: the objects each run wrote rows of.
+        """For (tenant id, Dagster run id) pairs: the objects each run changed (`changed_data`).
 
         Any finished status counts: a failed or stopped sync keeps the pages it
         committed, so what is computed from them must follow. Scoped by tenant as
@@ -242,7 +268,7 @@ class RunLedger(WarehouseBase):
             query = sa.select(sync_run.c.run_id, sync_run.c.object_name).where(
                 sa.tuple_(sync_run.c.tenant_id, sync_run.c.run_id).in_(pairs[start:start + 500]),
                 sync_run.c.status != "running",
-                (sync_run.c.records_upserted + sync_run.c.records_deleted) > 0,
+                changed_data(),
             ).distinct()
             with self.engine.connect() as conn:
                 for run_id, object_name in conn.execute(query):
@@ -303,7 +329,7 @@ class RunLedger(WarehouseBase):
         query = sa.select(
             r.c.object_name,
             sa.func.max(r.c.finished_at).filter(
-                finished, (r.c.records_upserted + r.c.records_deleted) > 0),
+                finished, changed_data(r)),
             sa.func.count().filter(r.c.status == "running"),
             sa.func.count().filter(finished, r.c.status != "failed"),
         ).where(r.c.tenant_id == tenant_id, r.c.object_name.in_(sorted(object_names))

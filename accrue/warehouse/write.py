@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,14 +21,15 @@ from accrue.schema import (
     crm_change_log,
     crm_quarantine,
     object_table,
-    sync_run,
     sync_state,
     utcnow,
 )
 from accrue.tenants import validate_tenant_id
 from accrue.warehouse.base import IDS_PER_STATEMENT, WarehouseBase, batches
 from accrue.warehouse.page import PageChange, _not_older, _Page
+from accrue.warehouse.runs import count_progress
 from accrue.warehouse.shared_history import row_fields
+from accrue.warehouse.stats import WriteStats
 from accrue.warehouse.values import _utc, to_json
 from connectors.base import LiveIds
 
@@ -39,29 +39,6 @@ RECONCILE_STAMP_STEP = timedelta(microseconds=1)
 _KEY = ("tenant_id", "source_id")
 
 
-@dataclass(frozen=True)
-class WriteStats:
-    """What one `apply` (or, summed with +, one sync) did."""
-
-    upserted: int = 0
-    deleted: int = 0  # includes rows reconciliation found gone from the CRM
-    skipped_stale: int = 0  # older than what is stored, or superseded within the same page
-    quarantined: int = 0  # kept in crm_quarantine instead (not stored faithfully otherwise)
-
-    @property
-    def total(self) -> int:
-        return self.upserted + self.deleted + self.skipped_stale + self.quarantined
-
-    def __add__(self, other: WriteStats) -> WriteStats:
-        return WriteStats(
-            self.upserted + other.upserted,
-            self.deleted + other.deleted,
-            self.skipped_stale + other.skipped_stale,
-            self.quarantined + other.quarantined,
-        )
-
-
-
 def _split(rows: list[dict[str, Any]], new: set[str]
            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows of records in `new`, the others), each in its given (lock) order."""
@@ -69,21 +46,6 @@ def _split(rows: list[dict[str, Any]], new: set[str]
         return [], rows
     return ([row for row in rows if row["source_id"] in new],
             [row for row in rows if row["source_id"] not in new])
-
-
-def count_progress(conn: Connection, run_id: int, records_read: int | None,
-                    upserted: int, deleted: int, quarantined: int) -> None:
-    """Add one page's writes to a running sync's ledger row (inside the page's
-    transaction); `finish_run` writes the final totals."""
-    values: dict[str, Any] = {
-        "records_upserted": sync_run.c.records_upserted + upserted,
-        "records_deleted": sync_run.c.records_deleted + deleted,
-        "records_quarantined": sync_run.c.records_quarantined + quarantined,
-    }
-    if records_read is not None:
-        values["records_read"] = records_read
-    conn.execute(sa.update(sync_run).where(sync_run.c.id == run_id,
-                                           sync_run.c.status == "running").values(values))
 
 
 class WritePath(WarehouseBase):
@@ -138,21 +100,23 @@ class WritePath(WarehouseBase):
             # logged only with its row, and rows are never removed but by erasure, which
             # removes both), so its versions cannot conflict.
             fresh_log, log = _split(page.log_rows(), new)
-            self._bulk.insert_new(conn, crm_change_log, self._log_clause, "log", fresh_log,
-                                  self._insert)
-            self._bulk_write(conn, crm_change_log, self._log_clause, "log", log)
+            logged = self._bulk.insert_new(conn, crm_change_log, self._log_clause, "log",
+                                           fresh_log, self._insert)
+            logged += self._bulk_write(conn, crm_change_log, self._log_clause, "log", log)
             reconciled: list[str] = []
             if page.live_ids is not None:
                 reconciled = self._reconcile(conn, table, page, page.live_ids)
+                logged += len(reconciled)
                 as_of = _utc(page.live_ids.as_of, "LiveIds.as_of")
                 for source_id in reconciled:
                     page.resolving.setdefault(source_id, as_of)
             self._resolve_superseded(conn, table, page)
             if state_doc is not None:
                 self._write_state(conn, tenant_id, object_name, state_doc, page.now)
-            if sync_run_id is not None and page.records + page.bare_deletes:
-                count_progress(conn, sync_run_id, records_read, upserted,
-                               deleted + len(reconciled), len(page.quarantine))
+            if sync_run_id is not None and (page.records + page.bare_deletes or reconciled):
+                count_progress(conn, sync_run_id, records_read,
+                               WriteStats(upserted, deleted + len(reconciled), 0,
+                                          len(page.quarantine)), logged)
         if self._on_committed is not None:
             self._on_committed(tenant_id, object_name, list(changes))
 

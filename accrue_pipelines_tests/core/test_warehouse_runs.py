@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from accrue import schema
 from accrue.warehouse import ABANDONED_ERROR, Warehouse, WriteStats
 from accrue_pipelines_tests.core.test_warehouse import T0, account_page, upsert
-from connectors.base import Delete
+from connectors.base import Delete, LiveIds
 from connectors.common_model import COMMON_OBJECTS
 
 # --------------------------------------------------------------------------- state, summary, runs
@@ -103,6 +103,38 @@ def test_a_page_moves_the_running_syncs_counts_in_its_own_transaction(
                     sync_run_id=run, records_read=99)  # a late page: the run has ended
     [row] = warehouse.recent_runs(tenant_id, object_name="account")
     assert (row["records_read"], row["records_upserted"]) == (3, 3)
+
+
+def test_a_sync_changed_data_only_when_it_logged_a_version_not_logged_before(
+    warehouse: Warehouse, tenant_id: str
+) -> None:
+    """What decides recomputing: a sync that re-read stored versions (every incremental
+    sync's lookback does) rewrote rows but changed nothing; a newer version or a
+    reconciled delete did. A run recorded before the count existed is judged by its
+    writes."""
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+
+    def sync(dagster_run: str, changes: list[Any]) -> int:
+        run = warehouse.start_run(tenant_id, "account", run_id=dagster_run)
+        stats = warehouse.apply(tenant_id, "account", changes, {"cursor": dagster_run},
+                                sync_run_id=run, records_read=len(changes))
+        warehouse.finish_run(run, "succeeded", stats)
+        return run
+
+    sync("first", [upsert("001A", at), upsert("001B", at)])
+    reread = sync("reread", [upsert("001A", at), upsert("001B", at)])
+    sync("newer", [upsert("001A", at + timedelta(hours=1))])
+    sync("reconcile", [LiveIds(frozenset({"001A"}), at + timedelta(days=1))])
+    legacy = sync("legacy", [upsert("001A", at + timedelta(hours=1))])  # a re-read too
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.update(schema.sync_run).where(schema.sync_run.c.id == legacy)
+                     .values(versions_logged=None))
+    assert run_status(warehouse.engine, reread)["records_upserted"] == 2  # rewritten, still
+    runs = ("first", "reread", "newer", "reconcile", "legacy")
+    assert warehouse.objects_changed_by([(tenant_id, r) for r in runs]) == {
+        "first": {"account"}, "newer": {"account"}, "reconcile": {"account"},
+        "legacy": {"account"}}
+    assert run_status(warehouse.engine, reread)["versions_logged"] == 0
 
 
 # --------------------------------------------------------------------------- sync runs

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from accrue import tenants
+from accrue.warehouse import Warehouse
 from accrue_pipelines.analytics.sensors import (
     EVERYTHING,
     assets_to_refresh,
@@ -169,15 +170,14 @@ def test_downstream_refreshes_after_a_sync_that_changed_data_and_only_then(
     monkeypatch,
 ):
     monkeypatch.setenv("ACCRUE_DATABASE_URL", database_url)
-    # The seeded org's newest opportunity is stamped a second before midnight: in the ten
-    # minutes after midnight the default lookback would re-read it in the "nothing changed"
-    # sync below, and an identical version read again counts as upserted. This test is
-    # about the sensor, so its syncs read no lookback.
+    # A two-day lookback: every sync re-reads the seeded org's newest records (stamped up
+    # to a second before midnight), as an incremental sync re-reads its lookback. A re-read
+    # of a stored version rewrites its row but is no change: only new versions count.
     tenants.save_credentials(
         engine, registered_tenant, "salesforce",
         {"username": sf_sandbox.username, "password": sf_sandbox.password,
          "security_token": sf_sandbox.security_token},
-        {"sandbox_url": sf_sandbox.url, "lookback_seconds": 0},
+        {"sandbox_url": sf_sandbox.url, "lookback_seconds": 2 * 86_400},
     )
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [registered_tenant])
     requested, cursor = _refresh_tick(instance, resources)
@@ -191,6 +191,8 @@ def test_downstream_refreshes_after_a_sync_that_changed_data_and_only_then(
     assert requested == {}  # the same finished run, re-read in the overlap, is not redone
 
     assert run_tenant_sync(registered_tenant, [], echo=lambda _: None, instance=instance)
+    [reread] = Warehouse(engine).recent_runs(registered_tenant, 1, object_name="opportunity")
+    assert reread["records_upserted"] > 0 and reread["versions_logged"] == 0  # re-read only
     requested, cursor = _refresh_tick(instance, resources, cursor)
     assert requested == {}  # nothing changed in the CRM
 
