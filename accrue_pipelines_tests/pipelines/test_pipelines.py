@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -23,6 +24,7 @@ from accrue_pipelines.platform.launch import run_tenant_sync
 from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
 from accrue_pipelines.platform.resources import CrmResource, pipeline_resources
 from accrue_pipelines.sync.assets import sync_assets
+from connectors.base import Delete, Upsert
 from connectors.common_model import COMMON_OBJECTS
 
 EVERYTHING_NAMES = [k.to_user_string() for k in EVERYTHING]
@@ -246,12 +248,16 @@ def test_what_each_change_refreshes_follows_the_assets_dependencies():
 
 def test_run_ledger_reports_changes_only_for_the_runs_own_tenant(warehouse, make_tenant_id):
     mine, other = make_tenant_id(), make_tenant_id()
-    wrote = warehouse.start_run(mine, "account", run_id="run-1")
-    warehouse.finish_run(wrote, "succeeded", {"upserted": 3, "deleted": 0})
-    idle = warehouse.start_run(mine, "contact", run_id="run-1")
-    warehouse.finish_run(idle, "succeeded", {"upserted": 0, "deleted": 0})
-    failed = warehouse.start_run(mine, "user", run_id="run-1")
-    warehouse.finish_run(failed, "failed", {"upserted": 0, "deleted": 2}, error="boom")
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+
+    def sync(object_name, changes, status="succeeded"):
+        run = warehouse.start_run(mine, object_name, run_id="run-1")
+        stats = warehouse.apply(mine, object_name, changes, None, sync_run_id=run)
+        warehouse.finish_run(run, status, stats, error="boom" if status == "failed" else None)
+
+    sync("account", [Upsert(f"001{i}", at, {"name": "A"}, {"Id": f"001{i}"}) for i in range(3)])
+    sync("contact", [])
+    sync("user", [Delete("0051", at), Delete("0052", at)], "failed")  # kept what it wrote
     assert warehouse.objects_changed_by([(mine, "run-1")]) == {"run-1": {"account", "user"}}
     assert warehouse.objects_changed_by([(other, "run-1")]) == {}
 

@@ -274,6 +274,9 @@ def test_due_time_follows_success_and_failure_not_the_request(
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["steady"])
     clock = [datetime.now(UTC)]
     monkeypatch.setattr(sensors, "_now", lambda: clock[0])
+    # This test is about the frequency and the failures: the tenant's nightly reconciliation
+    # slot (01:55 UTC for "steady") stays a day behind, or a run near it would find it due.
+    monkeypatch.setattr(ss, "reconcile_slot", lambda tenant_id, now: clock[0] - timedelta(days=1))
 
     first = _tick(instance, resources)
     assert "steady" in _requested(first)
@@ -310,6 +313,8 @@ def test_sync_now_is_requested_at_the_next_tick_and_then_cleared(
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["eager"])
     clock = [datetime.now(UTC)]
     monkeypatch.setattr(sensors, "_now", lambda: clock[0])
+    # "eager"'s nightly reconciliation (04:01 UTC) stays a day behind, as in the test above.
+    monkeypatch.setattr(ss, "reconcile_slot", lambda tenant_id, now: clock[0] - timedelta(days=1))
     first = _tick(instance, resources)
     clock[0] += timedelta(minutes=1)
     _finished_run(instance, "eager", dg.DagsterRunStatus.SUCCESS, clock[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -181,9 +182,14 @@ def test_a_paused_tenant_is_not_promised_a_retry(engine: Engine, tenant_id: str)
 
 
 def _sync(wh: Warehouse, tenant_id: str, object_name: str, upserted: int,
-          status: str = "succeeded") -> None:
+          status: str = "succeeded", changes: list[Upsert] | None = None) -> None:
+    """A sync of `object_name` that brought `changes`, or `upserted` new blank records."""
     run_id = wh.start_run(tenant_id, object_name)
-    wh.finish_run(run_id, status, {"upserted": upserted})
+    if changes is None:
+        changes = [Upsert(f"{object_name[:3]}-{uuid.uuid4().hex[:8]}", NOW, {}, {})
+                   for _ in range(upserted)]
+    stats = wh.apply(tenant_id, object_name, changes, None, sync_run_id=run_id)
+    wh.finish_run(run_id, status, stats)
 
 
 def _deal(source_id: str, *, closed: bool) -> Upsert:
@@ -211,7 +217,8 @@ def test_recommendations_say_only_what_the_warehouse_knows(engine: Engine, tenan
     assert (phase()["state"], phase()["phase"]) == ("pending", "waiting_for_data")
     running = wh.start_run(tenant_id, "opportunity")
     assert phase()["phase"] == "waiting_for_sync"
-    wh.apply(tenant_id, "opportunity", [_deal("006A", closed=False), _deal("006B", closed=True)])
+    wh.apply(tenant_id, "opportunity", [_deal("006A", closed=False), _deal("006B", closed=True)],
+             sync_run_id=running)
     wh.finish_run(running, "succeeded", {"upserted": 2})
     owed = phase()
     assert (owed["state"], owed["phase"]) == ("pending", "waiting")
@@ -240,8 +247,7 @@ def test_recommendations_say_only_what_the_warehouse_knows(engine: Engine, tenan
 def test_no_open_deals_is_said_as_such(engine: Engine, tenant_id: str) -> None:
     wh = Warehouse(engine)
     _tenant(engine, tenant_id)
-    wh.apply(tenant_id, "opportunity", [_deal("006C", closed=True)])
-    _sync(wh, tenant_id, "opportunity", 1)
+    _sync(wh, tenant_id, "opportunity", 1, changes=[_deal("006C", closed=True)])
     said = recommendations(engine, tenant_id, utcnow())
     assert (said["state"], said["phase"]) == ("pending", "no_open_deals")
 
