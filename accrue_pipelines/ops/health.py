@@ -12,6 +12,7 @@ writes a table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,8 +108,7 @@ def tenant_health(store: Warehouse, tenant: tenants.Tenant, now: datetime) -> Te
         frequency_minutes=tenant.sync_frequency_minutes, status=status,
         last_success_at=last_success, lag_minutes=lag,
         records_last_day=sum(int(r["records_read"] or 0) for r in day_runs),
-        changes_last_day=sum(int(r["records_upserted"] or 0) + int(r["records_deleted"] or 0)
-                             for r in day_runs),
+        changes_last_day=sum(_changes(r) for r in day_runs),
         quarantined=quarantined,
         quota_stops_last_day=sum(1 for r in day_runs if r["error_kind"] == "quota"),
         failing_objects=failing, reason=reason[:500], action=action,
@@ -122,3 +122,11 @@ def fleet_health(store: Warehouse, now: datetime) -> list[TenantHealth]:
     rows = [tenant_health(store, t, now) for t in tenants.list_tenants(store.engine)
             if t.status == "active"]
     return sorted(rows, key=lambda h: (h.lag_minutes is not None, -(h.lag_minutes or 0)))
+
+
+def _changes(run: Mapping[str, Any]) -> int:
+    """The versions a run logged that were new: its rewrites of versions re-read in the
+    lookback are no change (runs recorded before that count: their writes)."""
+    if run.get("versions_logged") is not None:
+        return int(run["versions_logged"])
+    return int(run["records_upserted"] or 0) + int(run["records_deleted"] or 0)

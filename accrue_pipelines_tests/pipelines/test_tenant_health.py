@@ -16,6 +16,7 @@ from accrue_pipelines.ops import sensors as alerts
 from accrue_pipelines.ops.health import tenant_health
 from accrue_pipelines.platform.partitions import TENANT_PARTITIONS_NAME
 from accrue_pipelines.platform.resources import WarehouseResource
+from connectors.base import Delete, Upsert
 
 
 @pytest.fixture
@@ -25,10 +26,17 @@ def instance():
 
 
 def _runs(warehouse, tenant_id, status, *, error_kind=None, run_id="dagster-run"):
+    """One run per object that read 10 records: 3 new, 1 deleted, 6 re-read unchanged."""
     tenant = tenants.require_tenant(warehouse.engine, tenant_id)
+    at = datetime(2026, 1, 5, tzinfo=UTC)
     for name in tenant.synced_objects():
+        kept = [Upsert(f"{name[:3]}-old-{i}", at, {}, {}) for i in range(6)]
+        warehouse.apply(tenant_id, name, kept)  # stored by an earlier sync
         row = warehouse.start_run(tenant_id, name, run_id=run_id)
-        warehouse.finish_run(row, status, {"upserted": 3, "deleted": 1, "records_read": 10},
+        page = [*(Upsert(f"{name[:3]}-{run_id}-{i}", at, {}, {}) for i in range(3)),
+                Delete(f"{name[:3]}-gone-{run_id}", at), *kept]
+        warehouse.apply(tenant_id, name, page, sync_run_id=row, records_read=10)
+        warehouse.finish_run(row, status, {"upserted": 9, "deleted": 1, "records_read": 10},
                              "Salesforce rejected the login" if status == "failed" else None,
                              error_kind=error_kind)
 
@@ -110,7 +118,8 @@ def test_the_health_view_shows_each_tenant_and_the_fleet(
     assert rows[failing]["status"] == "failing" and rows[failing]["lag_minutes"] is None
     assert rows[healthy]["status"] == "stale" and rows[healthy]["lag_minutes"] >= 179
     objects = tenants.require_tenant(_engine(database_url), healthy).synced_objects()
-    assert rows[healthy]["changes_last_day"] == 4 * len(objects)  # 3 upserts + 1 delete each
+    # 3 new versions and 1 delete each; the 6 re-read unchanged are no change
+    assert rows[healthy]["changes_last_day"] == 4 * len(objects)
     assert {c.name for c in table.schema.columns} >= {"tenant_id", "lag_minutes", "action"}
 
 
