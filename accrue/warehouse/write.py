@@ -113,14 +113,15 @@ class WritePath(WarehouseBase):
             self._resolve_superseded(conn, table, page)
             if state_doc is not None:
                 self._write_state(conn, tenant_id, object_name, state_doc, page.now)
+            quarantined = len(page.quarantine)
+            # A quarantined soft-deleted record also counts its deletion (written or stale).
+            stale = max(0, page.records + page.bare_deletes - upserted - deleted - quarantined)
+            stats = WriteStats(upserted, deleted + len(reconciled), stale, quarantined)
             if sync_run_id is not None and (page.records + page.bare_deletes or reconciled):
-                count_progress(conn, sync_run_id, records_read,
-                               WriteStats(upserted, deleted + len(reconciled), 0,
-                                          len(page.quarantine)), logged)
+                count_progress(conn, sync_run_id, records_read, stats, logged)
         if self._on_committed is not None:
             self._on_committed(tenant_id, object_name, list(changes))
 
-        quarantined = len(page.quarantine)
         if quarantined:
             logger.warning(
                 "tenant %s %s: %d record(s) could not be stored faithfully and were "
@@ -129,9 +130,6 @@ class WritePath(WarehouseBase):
                 object_name,
                 quarantined,
             )
-        # A quarantined soft-deleted record also counts its deletion (written or stale).
-        stale = max(0, page.records + page.bare_deletes - upserted - deleted - quarantined)
-        stats = WriteStats(upserted, deleted + len(reconciled), stale, quarantined)
         logger.debug("tenant %s %s: %s", tenant_id, object_name, stats)
         return stats
 
