@@ -19,9 +19,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import repeat
+from operator import attrgetter, getitem, is_, methodcaller
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from accrue.schema import UtcDateTime
+from accrue.warehouse.rows import Rows
 
 
 class NotFastJson(Exception):
@@ -143,31 +146,39 @@ def _sqlite_instant(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(" ", "microseconds")[:26]
 
 
-def _isoformat(value: date) -> str:
-    return value.isoformat()
+_NONE = type(None)
+_SQLITE_TEXT = methodcaller("isoformat", " ", "microseconds")  # then cut at "+00:00"
+_UNTIL_OFFSET = slice(0, 26)
+_tzinfo = attrgetter("tzinfo")
 
 
-_MEMO_LIMIT = 20_000  # spelled instants kept between writes (a few pages' worth)
-_MISSING = object()
+def all_utc(instants: Sequence[datetime]) -> bool:
+    """Each instant's zone is the very `UTC` object (what connectors send). Another zone of
+    offset 0 compares equal to it, so only identity says the value needs no conversion."""
+    return all(map(is_, map(_tzinfo, instants), repeat(UTC)))
 
 
-def _memoized(spell: Callable[[Any], Any], memo: dict[Any, Any], null: str | None = None) -> Spell:
-    """A page's rows share instants (`synced_at`; the stamps, in the row and in the log):
-    each is spelled once, the memo shared by every column of its kind. The text appended
-    is the one just found or spelled, so another thread clearing the memo meanwhile
-    changes nothing."""
+def _sqlite_instants(one: Callable[[Any], str | None]) -> Spell:
+    """A column of instants as SQLite stores them: in C when all are UTC (the usual
+    column), else `one` per value (it converts, or refuses a naive instant)."""
     def column(values: Column) -> Column:
-        if len(memo) > _MEMO_LIMIT:
-            memo.clear()
-        spelled: Column = []
-        append, get = spelled.append, memo.get
-        for value in values:
-            text = get(value, _MISSING)
-            if text is _MISSING:
-                text = memo[value] = null if value is None else spell(value)
-            append(text)
-        return spelled
+        kinds = set(map(type, values))
+        if kinds == {datetime} and all_utc(values):
+            return list(map(getitem, map(_SQLITE_TEXT, values), repeat(_UNTIL_OFFSET)))
+        if kinds == {_NONE}:
+            return list(values)
+        return [None if v is None else one(v) for v in values]
     return column
+
+
+def _copy_instants(values: Column) -> Column:
+    """Instants and dates in COPY's text format (ISO 8601 keeps an aware instant exactly)."""
+    kinds = set(map(type, values))
+    if kinds == {datetime}:
+        return list(map(datetime.isoformat, values))
+    if kinds == {date}:
+        return list(map(date.isoformat, values))
+    return ["\\N" if v is None else v.isoformat() for v in values]
 
 
 def _each(process: Callable[[Any], Any]) -> Spell:
@@ -190,8 +201,6 @@ class BulkWriter:
         self.postgres = dialect.name == "postgresql"
         self._sql: dict[tuple[str, str, tuple[str, ...]], str] = {}
         self._spells: dict[tuple[str, str], Spell | None] = {}
-        self._instants: dict[Any, Any] = {}
-        self._dates: dict[Any, Any] = {}
 
     def write(
         self,
@@ -199,13 +208,13 @@ class BulkWriter:
         table: sa.Table,
         statement: Callable[[Any], Any],
         key: str,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Rows,
         insert: Callable[..., Any],
     ) -> int:
         """Rows inserted or updated (a conflict the statement skips is not counted)."""
-        if not rows:
+        if not len(rows):
             return 0
-        columns = tuple(rows[0])
+        columns = rows.names
         if self.postgres:
             return self._copy_then_insert(conn, table, statement, key, rows, columns, insert)
         sql = self._sql.get((table.name, key, columns))
@@ -215,17 +224,15 @@ class BulkWriter:
             if list(compiled.positiontup or ()) != list(columns):
                 raise AssertionError(f"unexpected parameter order for {table.name}")
             sql = self._sql[(table.name, key, columns)] = str(compiled)
-        params = list(zip(*self._columns(table, columns, rows), strict=True))
+        params = list(zip(*self._columns(table, rows), strict=True))
         # Through the Connection (no compiled object, so no bind processing): the
         # driver's executemany, with the engine's events still seeing the statement.
         return int(conn.exec_driver_sql(sql, params).rowcount)
 
-    def _columns(self, table: sa.Table, columns: tuple[str, ...],
-                 rows: Sequence[Mapping[str, Any]]) -> list[Column]:
+    def _columns(self, table: sa.Table, rows: Rows) -> list[Column]:
         """Each column's values over `rows`, spelled for the driver (or for COPY)."""
         spelled = []
-        for name in columns:
-            values = [row[name] for row in rows]
+        for name, values in zip(rows.names, rows.columns, strict=True):
             spell = self._spell(table, name)
             spelled.append(values if spell is None else spell(values))
         return spelled
@@ -244,10 +251,8 @@ class BulkWriter:
                 spell = _copy_text
             elif isinstance(column.type, sa.Boolean):
                 spell = _copy_bool
-            elif isinstance(column.type, UtcDateTime | sa.DateTime):
-                spell = _memoized(_isoformat, self._instants, "\\N")
-            elif isinstance(column.type, sa.Date):
-                spell = _memoized(_isoformat, self._dates, "\\N")
+            elif isinstance(column.type, UtcDateTime | sa.DateTime | sa.Date):
+                spell = _copy_instants
             else:
                 spell = _copy_other
         elif isinstance(column.type, sa.JSON):
@@ -262,7 +267,7 @@ class BulkWriter:
                 if type(value) is datetime and value.tzinfo is UTC:  # what connectors send
                     return value.isoformat(" ", "microseconds")[:26]
                 return _sqlite_instant(utc(value, dialect))
-            spell = _memoized(instant, self._instants)
+            spell = _sqlite_instants(instant)
         else:
             process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
             spell = None if process is None else _each(process)
@@ -289,8 +294,7 @@ class BulkWriter:
         made.update(_stage(table) for table in missing)
 
     def insert_new(self, conn: Connection, table: sa.Table, statement: Callable[[Any], Any],
-                   key: str, rows: Sequence[Mapping[str, Any]],
-                   insert: Callable[..., Any]) -> int:
+                   key: str, rows: Rows, insert: Callable[..., Any]) -> int:
         """Rows whose keys the table does not hold (looked up in this transaction): on
         PostgreSQL COPYed straight into the table, with no staging and no ON CONFLICT
         (the speculative insertion and the second pass were most of the server's work
@@ -298,16 +302,16 @@ class BulkWriter:
         unique index refuses the page and the transaction rolls back whole, so nothing
         is lost or duplicated; the sync's retry takes the usual path. SQLite runs the
         usual statement: an upsert of a new row costs it no more than an insert."""
-        if not rows:
+        if not len(rows):
             return 0
         if not self.postgres:
             return self.write(conn, table, statement, key, rows, insert)
-        self._copy(conn, f'"{table.name}"', table, tuple(rows[0]), rows)
+        self._copy(conn, f'"{table.name}"', table, rows)
         return len(rows)
 
     def _copy_then_insert(self, conn: Connection, table: sa.Table,
                           statement: Callable[[Any], Any], key: str,
-                          rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...],
+                          rows: Rows, columns: tuple[str, ...],
                           insert: Callable[..., Any]) -> int:
         """COPY the rows into the session's staging table, then INSERT ... SELECT from it.
 
@@ -325,17 +329,16 @@ class BulkWriter:
         if stage in used:
             conn.exec_driver_sql(f"DELETE FROM {stage}")
         used.add(stage)
-        self._copy(conn, stage, table, columns, rows)
+        self._copy(conn, stage, table, rows)
         return int(conn.exec_driver_sql(sql).rowcount)
 
-    def _copy(self, conn: Connection, target: str, table: sa.Table, columns: tuple[str, ...],
-              rows: Sequence[Mapping[str, Any]]) -> None:
+    def _copy(self, conn: Connection, target: str, table: sa.Table, rows: Rows) -> None:
         """`rows` into `target` (a table shaped like `table`) by COPY ... FROM STDIN.
 
         The driver's errors are raised as SQLAlchemy raises them for any statement
         (IntegrityError, OperationalError...): the sync's retry rules know those."""
-        quoted = ", ".join(f'"{name}"' for name in columns)
-        lines = map("\t".join, zip(*self._columns(table, columns, rows), strict=True))
+        quoted = ", ".join(f'"{name}"' for name in rows.names)
+        lines = map("\t".join, zip(*self._columns(table, rows), strict=True))
         buffer = io.StringIO("\n".join(lines) + "\n")
         sql = f"COPY {target} ({quoted}) FROM STDIN"
         dbapi_error = self.dialect.loaded_dbapi.Error

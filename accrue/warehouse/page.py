@@ -6,11 +6,13 @@ be stored faithfully is set aside for quarantine with its reason.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from accrue.warehouse.bulk_write import dumps
+from accrue.warehouse.page_columns import PlainPage, plain_page
+from accrue.warehouse.rows import Rows
 from accrue.warehouse.shared_history import fields_json
 from accrue.warehouse.values import (
     UnstorableValue,
@@ -25,6 +27,21 @@ from connectors.base import Delete, LiveIds, Quarantine, Upsert
 from connectors.common_model import ID_LENGTH
 
 PageChange = Upsert | Delete | Quarantine | LiveIds  # what `apply` takes
+
+
+def sort_page(tenant_id: str, object_name: str, now: datetime, sync_run_id: int | None,
+              changes: Iterable[PageChange]) -> _Page | PlainPage:
+    """The page a column at a time when its changes are all plain upserts of distinct
+    records (`page_columns`, most pages of a load), else one change at a time (`_Page`,
+    the rule book)."""
+    changes = changes if isinstance(changes, list) else list(changes)
+    plain = plain_page(tenant_id, object_name, now, sync_run_id, changes)
+    if plain is not None:
+        return plain
+    page = _Page(tenant_id, object_name, now, sync_run_id)
+    for change in changes:
+        page.add(change)
+    return page
 
 
 def _stamp(change: Upsert | Delete) -> datetime:
@@ -241,7 +258,25 @@ class _Page:
             }
         )
 
-    def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    def share(self, stored: Mapping[str, datetime]) -> list[str]:
+        """Mark the versions whose document their row takes (not older than the stored
+        row: the upsert's own rule); returns the records whose stored row they replace.
+        `stored`: each carried record's stored stamp, when the table holds it."""
+        replaced = []
+        for source_id, key in self.carried.items():
+            old = stored.get(source_id)
+            stamp, row = self.winners[source_id]
+            if old is not None and stamp < old:
+                continue  # stale: the row keeps its version and document
+            if old is not None:
+                replaced.append(source_id)
+            # The same version logged again in the page with another document: the log
+            # keeps that one (the row the first), so this version keeps its own copy.
+            if self.log[key]["raw"] is row["raw"]:
+                self.log[key].update(raw=None, fields=None, raw_in_row=True)
+        return replaced
+
+    def rows(self) -> tuple[Rows, Rows, Rows]:
         """The winners as (live, soft-deleted, tombstone) rows, in a stable (lock) order."""
         live: list[dict[str, Any]] = []
         soft_deleted: list[dict[str, Any]] = []
@@ -254,9 +289,9 @@ class _Page:
                 soft_deleted.append(row)
             else:
                 live.append(row)
-        return live, soft_deleted, tombstones
+        return Rows.of(live), Rows.of(soft_deleted), Rows.of(tombstones)
 
-    def log_rows(self) -> list[dict[str, Any]]:
+    def log_rows(self) -> Rows:
         """The change-log rows, `fields` as JSON text (or NULL when the row holds them)."""
         rows = []
         for key in sorted(self.log):
@@ -264,7 +299,10 @@ class _Page:
             if isinstance(row["fields"], dict):
                 row["fields"] = dumps(fields_json(row["fields"]))
             rows.append(row)
-        return rows
+        return Rows.of(rows)
+
+
+SortedPage = _Page | PlainPage  # what `apply` writes
 
 
 def _not_older(new: datetime | None, old: datetime | None) -> bool:

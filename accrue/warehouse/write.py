@@ -9,7 +9,7 @@ count. The promises are in the package's docstring.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,8 @@ from accrue.schema import (
 )
 from accrue.tenants import validate_tenant_id
 from accrue.warehouse.base import IDS_PER_STATEMENT, WarehouseBase, batches
-from accrue.warehouse.page import PageChange, _not_older, _Page
+from accrue.warehouse.page import PageChange, SortedPage, _not_older, sort_page
+from accrue.warehouse.rows import Rows
 from accrue.warehouse.runs import count_progress
 from accrue.warehouse.shared_history import row_fields
 from accrue.warehouse.stats import WriteStats
@@ -39,13 +40,11 @@ RECONCILE_STAMP_STEP = timedelta(microseconds=1)
 _KEY = ("tenant_id", "source_id")
 
 
-def _split(rows: list[dict[str, Any]], new: set[str]
-           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _split(rows: Rows, new: set[str]) -> tuple[Rows, Rows]:
     """(rows of records in `new`, the others), each in its given (lock) order."""
-    if not new:
-        return [], rows
-    return ([row for row in rows if row["source_id"] in new],
-            [row for row in rows if row["source_id"] not in new])
+    if not new or not len(rows):
+        return Rows(rows.names, [[] for _ in rows.names]), rows
+    return rows.partition(list(map(new.__contains__, rows["source_id"])))
 
 
 class WritePath(WarehouseBase):
@@ -75,11 +74,9 @@ class WritePath(WarehouseBase):
         """
         validate_tenant_id(tenant_id)
         table = object_table(object_name)
-        page = _Page(tenant_id, object_name, utcnow(), sync_run_id)
         if self._on_committed is not None:
             changes = list(changes)  # handed to the observer after the commit
-        for change in changes:
-            page.add(change)
+        page = sort_page(tenant_id, object_name, utcnow(), sync_run_id, changes)
         live, soft_deleted, tombstones = page.rows()
         state_doc = to_json(state, "state") if state is not None else None
         if state is not None and not isinstance(state_doc, dict):
@@ -133,7 +130,7 @@ class WritePath(WarehouseBase):
         logger.debug("tenant %s %s: %s", tenant_id, object_name, stats)
         return stats
 
-    def _share_raw(self, conn: Connection, table: sa.Table, page: _Page) -> set[str]:
+    def _share_raw(self, conn: Connection, table: sa.Table, page: SortedPage) -> set[str]:
         """Store each document the rows take once: in the row, its log version pointing there.
 
         A version the row takes (not older than the stored one, the upsert's own rule)
@@ -152,18 +149,7 @@ class WritePath(WarehouseBase):
                 .where(table.c.tenant_id == page.tenant_id, self._among(table.c.source_id, batch))
                 .with_for_update()
             ).tuples().all())
-        replaced = []
-        for source_id, key in page.carried.items():
-            old = stored.get(source_id)
-            stamp, row = page.winners[source_id]
-            if old is not None and stamp < old:
-                continue  # stale: the row keeps its version and document
-            if old is not None:
-                replaced.append(source_id)
-            # The same version logged again in the page with another document: the log
-            # keeps that one (the row the first), so this version keeps its own copy.
-            if page.log[key]["raw"] is row["raw"]:
-                page.log[key].update(raw=None, fields=None, raw_in_row=True)
+        replaced = page.share(stored)
         new = set(page.carried).difference(stored)
         if not replaced:
             return new
@@ -192,7 +178,7 @@ class WritePath(WarehouseBase):
         return conn
 
     def _bulk_write(self, conn: Connection, table: sa.Table, clause: Callable[[Any], Any],
-                    key: str, rows: Sequence[dict[str, Any]]) -> int:
+                    key: str, rows: Rows) -> int:
         """Rows (JSON columns as text) through the driver's bulk path; rows written."""
         return self._bulk.write(conn, table, clause, key, rows, self._insert)
 
@@ -317,7 +303,7 @@ class WritePath(WarehouseBase):
                 )
 
     def _reconcile(
-        self, conn: Connection, table: sa.Table, page: _Page, live: LiveIds
+        self, conn: Connection, table: sa.Table, page: SortedPage, live: LiveIds
     ) -> list[str]:
         """Mark deleted the live rows older than `as_of` that the CRM no longer lists.
 
@@ -378,10 +364,10 @@ class WritePath(WarehouseBase):
             }
             for source_id, stamp in gone
         ]
-        self._bulk_write(conn, crm_change_log, self._log_clause, "log", log)
+        self._bulk_write(conn, crm_change_log, self._log_clause, "log", Rows.of(log))
         return [source_id for source_id, _ in gone]
 
-    def _resolve_superseded(self, conn: Connection, table: sa.Table, page: _Page) -> int:
+    def _resolve_superseded(self, conn: Connection, table: sa.Table, page: SortedPage) -> int:
         """Resolve open quarantine rows of the page's records that a faithful version supersedes.
 
         That is a valid version in this page not older than the quarantined one (any

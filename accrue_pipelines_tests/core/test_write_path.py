@@ -66,11 +66,11 @@ def reference_apply(warehouse: Warehouse, tenant_id: str, changes: list[Any]) ->
     insert = warehouse._insert
     with warehouse.engine.begin() as conn:
         for rows in (live, soft_deleted):
-            for one in documents(rows):
+            for one in documents(rows.dicts()):
                 conn.execute(warehouse._upsert_statement(table, insert(table)), [one])
-        for one in tombstones:
+        for one in tombstones.dicts():
             conn.execute(warehouse._delete_statement(table, insert(table)), [one])
-        for one in documents(page.log_rows()):
+        for one in documents(page.log_rows().dicts()):
             conn.execute(warehouse._log_clause(insert(crm_change_log)), [one])
 
 
