@@ -22,7 +22,7 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 from connectors.base import Checkpoint, ConnectorError, Upsert
 from connectors.common_model import COMMON_OBJECTS
 from connectors.registry import create_connector
-from connectors.salesforce.bulk import converter, csv_records
+from connectors.salesforce.bulk_csv import converter, csv_records
 from connectors.salesforce.sandbox import ApiError, RunningSandbox, running_sandbox
 from connectors.salesforce.sandbox.bulk import DELIMITERS, LINE_ENDINGS
 

@@ -26,8 +26,6 @@ Guarantees kept, as on the REST path:
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -43,7 +41,7 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors.base import Change, Checkpoint, ConnectorError
-from connectors.salesforce.mapping import CURSOR_FIELD, map_record, soql_datetime
+from connectors.salesforce.mapping import CURSOR_FIELD, soql_datetime
 
 if TYPE_CHECKING:
     from connectors.salesforce.connector import SalesforceConnector
@@ -60,69 +58,15 @@ BULK_DEFAULTS: dict[str, Any] = {
     "bulk_page_records": 50_000,  # maxRecords per results page (simple-salesforce's default)
     "bulk_timeout_seconds": 900.0,  # a job still not complete by then is aborted
     "bulk_poll_max_seconds": 2.0,  # polling backs off from 0.1 s to this (as Airbyte does)
+    # Result pages of at least this many records are parsed in a helper process
+    # (bulk_parse.py); below it starting one costs more than it saves. None: never.
+    "bulk_parse_min_records": 10_000,
 }
-_NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 _FINISHED = frozenset({"JobComplete", "Failed", "Aborted"})
 
 
 class BulkUnavailable(Exception):
     """The job failed, was aborted or timed out: read the window over REST instead."""
-
-
-def _number(text: str) -> int | float | None:
-    """As `json.loads` would read the same spelling (REST sends it as a JSON number)."""
-    if text == "":
-        return None
-    digits = text[1:] if text[:1] == "-" else text
-    return int(text) if digits.isdigit() else float(text)
-
-
-def _boolean(text: str) -> bool | str | None:
-    if text == "":
-        return None
-    return {"true": True, "false": False}.get(text, text)  # anything else: mapping says so
-
-
-def _datetime(text: str) -> str | None:
-    if text == "":
-        return None
-    return text[:-1] + "+0000" if text.endswith("Z") else text
-
-
-def _text(text: str) -> str | None:
-    return text or None
-
-
-def converter(field_type: str) -> Callable[[str], Any]:
-    """CSV text -> the value REST's JSON gives for a field of this describe type."""
-    if field_type == "boolean":
-        return _boolean
-    if field_type in _NUMBER_TYPES:
-        return _number
-    if field_type == "datetime":
-        return _datetime
-    return _text
-
-
-def csv_records(text: str, sobject: str, types: Mapping[str, str], version: str,
-                *, delimiter: str = ",") -> Iterator[dict[str, Any]]:
-    """One results page (header row first) as REST-shaped records, one at a time (a page
-    holds up to 50,000: only its text is kept whole, so memory is flat in the page size)."""
-    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = next(rows, None)
-    if not header:
-        return
-    convert = [converter(types.get(name, "string")) for name in header]
-    url = f"/services/data/v{version}/sobjects/{sobject}/"
-    for row in rows:
-        if len(row) != len(header):
-            raise ConnectorError(f"Salesforce Bulk page of {sobject}: a row of {len(row)} "
-                                 f"fields under a header of {len(header)}")
-        record: dict[str, Any] = {"attributes": {"type": sobject, "url": ""}}
-        for name, to_value, text_value in zip(header, convert, row, strict=True):
-            record[name] = to_value(text_value)
-        record["attributes"]["url"] = url + str(record.get("Id") or "")
-        yield record
 
 
 def window_soql(sobject: str, fields: list[str], start: datetime, end: datetime) -> str:
@@ -178,10 +122,11 @@ class BulkWindow:
             except SalesforceResourceNotFound:
                 raise BulkUnavailable(f"job {job_id} expired mid-read") from None
             read = 0
-            for record in csv_records(result.pop("records"), self.sobject, self.types,
-                                      version):
+            for change in self.connector.page_parser.changes(
+                    result.pop("records"), int(result["number_of_records"]), self.object_name,
+                    self.sobject, self.types, version):
                 read += 1
-                yield map_record(self.object_name, record)
+                yield change
             if read != int(result["number_of_records"]):  # a page cut short: read it again
                 raise ConnectorError(
                     f"Salesforce Bulk page of {self.sobject} held {read} records, "

@@ -39,6 +39,7 @@ from connectors.parts import read_parts
 from connectors.salesforce.activity import MULTI_SOURCE
 from connectors.salesforce.auth import AuthMixin, default_timeout, error_code
 from connectors.salesforce.bulk import BULK_DEFAULTS, BulkUnavailable, BulkWindow
+from connectors.salesforce.bulk_parse import PageParser
 from connectors.salesforce.mapping import (
     CURSOR_FIELD,
     OBJECT_MAP,
@@ -97,6 +98,8 @@ class SalesforceConnector(AuthMixin, Connector):
         default_timeout(self._session, float(self.config["timeout_seconds"]))
         self._sf: Salesforce | None = None
         self._describes: dict[str, dict[str, Any]] = {}
+        minimum = self.config["bulk_parse_min_records"]
+        self.page_parser = PageParser(None if minimum is None else int(minimum))
 
     # -- Connector interface ------------------------------------------------
 
@@ -284,6 +287,10 @@ class SalesforceConnector(AuthMixin, Connector):
                 f"({share:.0%} budget)",
                 hint="The sync resumes from its checkpoint when the quota frees up.",
             )
+
+    def close(self) -> None:
+        self.page_parser.close()
+        super().close()
 
     def _read_bulk_window(
         self, object_name: str, sobject: str, fields: list[str], start: datetime, end: datetime,
