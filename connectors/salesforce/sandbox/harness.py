@@ -157,8 +157,10 @@ def _activity(fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 # The shared suites' orgs (contract suite, chaos) hold tens to a few thousand records per
 # object, far below the production threshold (10,000 rows) and page size (50,000): these
 # make their initial loads and large gaps go through Bulk API 2.0 in pages of a few dozen
-# (so a crash can fall between pages), while small incremental windows stay on REST.
-SHARED_SUITE_BULK = {"bulk_threshold": 20, "bulk_page_records": 25}
+# (so a crash can fall between pages), while small incremental windows stay on REST; and
+# they parse every Bulk page of 10+ records in the helper process (bulk_parse.py), so a
+# crash or a fault can fall while it works.
+SHARED_SUITE_BULK = {"bulk_threshold": 20, "bulk_page_records": 25, "bulk_parse_min_records": 10}
 
 
 class RunningSalesforceSandbox(RunningCrmSandbox):
