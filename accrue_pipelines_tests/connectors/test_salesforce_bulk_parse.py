@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from connectors.base import ConnectorError, Upsert
 from connectors.common_model import COMMON_OBJECTS
 from connectors.registry import create_connector
+from connectors.salesforce import bulk_parse
 from connectors.salesforce.bulk_parse import PageParser, _Helper, parse_slice, slices
 from connectors.salesforce.sandbox import RunningSandbox, running_sandbox
 
@@ -77,6 +78,13 @@ def test_the_helper_gives_what_parsing_in_process_gives(parser: PageParser) -> N
 def test_small_pages_are_parsed_in_process() -> None:
     parsing = PageParser(1_000)
     assert len(list(parsing.changes(_page(5), 5, *ARGS[:4]))) == 5
+    assert parsing._helper is None
+
+
+def test_on_one_cpu_pages_are_parsed_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk_parse, "_cores", lambda: 1)
+    parsing = PageParser(1)
+    assert list(parsing.changes(_page(20), 20, *ARGS[:4])) == parse_slice(_page(20), *ARGS)
     assert parsing._helper is None
 
 

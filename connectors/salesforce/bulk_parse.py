@@ -15,7 +15,8 @@ the reader. Not needed for correctness: a slice it cannot answer (it died, or pa
 raised) is parsed again in-process, which then raises the very error, or yields the
 records; after a failure this connector stops using it. What is not changed: the order
 of the records, the checks on a page, what a record maps to. Small pages
-(`bulk_parse_min_records`) are parsed in-process: starting a helper costs more.
+(`bulk_parse_min_records`), and every page where the process may use only one CPU, are
+parsed in-process: there a helper costs more than it frees.
 """
 
 from __future__ import annotations
@@ -86,6 +87,14 @@ def _receive(stream: IO[bytes]) -> Any:
     (size,) = _LENGTH.unpack(head)
     data = stream.read(size)
     return pickle.loads(data) if len(data) == size else None
+
+
+def _cores() -> int:
+    """CPUs this process may run on: on one, a helper would only add its hand-over."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class _Helper:
@@ -170,7 +179,8 @@ class PageParser:
                 self.close()
 
     def _start(self, records: int) -> _Helper | None:
-        if self.min_records is None or records < self.min_records or self._failed:
+        if (self.min_records is None or records < self.min_records or self._failed
+                or _cores() < 2):
             return None
         if self._helper is None:
             try:
