@@ -80,7 +80,8 @@ def _plain_and_finite(value: Any) -> bool:
     return True
 
 
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME  # instants spelled by `_default`, as the walk does
+ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME  # instants spelled by `_default`, as the walk does
+ORJSON_NUL = "\\u0000"  # how orjson spells a NUL, which PostgreSQL cannot store
 
 
 def fast_json_text(value: Any) -> str:
@@ -95,10 +96,10 @@ def fast_json_text(value: Any) -> str:
     if not _plain_and_finite(value):
         raise NotFastJson
     try:
-        text = orjson.dumps(value, default=_default, option=_OPTIONS).decode()
+        text = orjson.dumps(value, default=_default, option=ORJSON_OPTIONS).decode()
     except (TypeError, RecursionError, NotFastJson):  # orjson.JSONEncodeError is a TypeError
         raise NotFastJson from None
-    if "\\u0000" in text:
+    if ORJSON_NUL in text:
         raise NotFastJson
     return text
 

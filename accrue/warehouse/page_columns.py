@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from accrue.warehouse.bulk_write import all_utc, dumps
+from accrue.warehouse.bulk_write import ORJSON_NUL, ORJSON_OPTIONS, all_utc, dumps
 from accrue.warehouse.rows import Rows
 from accrue.warehouse.shared_history import fields_json
 from accrue.warehouse.values import FLOAT_LIMIT, INT64_MAX, INT64_MIN, _RowBuilder
@@ -42,8 +42,8 @@ _TAKEN: dict[str, frozenset[type]] = {
 }
 # What a document may hold for orjson to spell it as the careful walk would.
 _PLAIN = frozenset({str, int, bool, _NONE, float, dict, list})
-_ENCODE = partial(orjson.dumps, option=orjson.OPT_PASSTHROUGH_DATETIME)  # no default: refuse
-_NUL = "\\u0000"  # how orjson spells a NUL, which PostgreSQL cannot store
+_ENCODE = partial(orjson.dumps, option=ORJSON_OPTIONS)  # no default: what it cannot, refused
+
 
 def _finite_within(numbers: list[Any], limit: float) -> bool:
     """No NaN, no infinity, none beyond `limit` in magnitude (`fsum` is NaN or raises
@@ -110,7 +110,7 @@ def _json_texts(documents: list[dict[str, Any]]) -> list[str] | None:
         texts = list(map(bytes.decode, map(_ENCODE, documents)))
     except TypeError:  # orjson.JSONEncodeError
         return None
-    if any(map(str.__contains__, texts, repeat(_NUL))):
+    if any(map(str.__contains__, texts, repeat(ORJSON_NUL))):
         return None
     return texts
 
