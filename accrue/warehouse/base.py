@@ -6,12 +6,10 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from accrue.db import dialect_insert
-from accrue.warehouse.bulk_write import BulkWriter, dumps
+from accrue.warehouse.bulk_write import BulkWriter
 
 DEFAULT_BATCH_ROWS = 500
 # Told after each `apply` committed: (tenant id, object, the page's changes).
@@ -58,15 +56,3 @@ class WarehouseBase:
     def _ids_per_statement(self) -> int:
         """Ids one IN list may carry here (under the bind-parameter limit)."""
         return max(1, min(IDS_PER_STATEMENT, self._param_limit - 16))
-
-    def _among(self, column: sa.ColumnElement[str], ids: Sequence[str]) -> sa.ColumnElement[bool]:
-        """`column IN ids` as one bound parameter (PostgreSQL `= ANY(array)`, SQLite
-        `IN (SELECT value FROM json_each(…))`): the statement stays the same whatever the
-        number of ids, so nothing is expanded per execution — a 2,000-id IN list cost
-        SQLAlchemy more to spell on every page than the database to run it (issue 15)."""
-        if self.engine.dialect.name == "postgresql":
-            array = sa.bindparam("among_ids", list(ids), type_=postgresql.ARRAY(sa.String))
-            return column == sa.any_(array)
-        listed = sa.select(sa.column("value", sa.String)).select_from(
-            sa.func.json_each(sa.bindparam("among_ids", dumps(list(ids)), type_=sa.String)))
-        return column.in_(listed.scalar_subquery())

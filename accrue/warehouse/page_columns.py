@@ -18,6 +18,7 @@ each record as before. `test_page_columns.py` holds both ways to the same page.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from datetime import date, datetime
 from functools import partial
@@ -46,13 +47,14 @@ _ENCODE = partial(orjson.dumps, option=ORJSON_OPTIONS)  # no default: what it ca
 
 
 def _finite_within(numbers: list[Any], limit: float) -> bool:
-    """No NaN, no infinity, none beyond `limit` in magnitude (`fsum` is NaN or raises
-    for the first two, so min and max then compare real numbers)."""
-    try:
-        total = math.fsum(numbers)
-    except (OverflowError, ValueError):
+    """No NaN, no infinity, none beyond `limit` in magnitude. NaN is looked for first
+    (min and max are meaningless with one), then the extremes are compared with a
+    finite bound (`fsum`, used before, overflows on large finite values and refused
+    them)."""
+    if any(map(math.isnan, numbers)):
         return False
-    return math.isfinite(total) and -limit <= min(numbers) and max(numbers) <= limit
+    bound = min(limit, sys.float_info.max)
+    return -bound <= min(numbers) and max(numbers) <= bound
 
 
 def _column(kind: str, limit: int, values: list[Any]) -> list[Any] | None:

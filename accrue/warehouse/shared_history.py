@@ -13,13 +13,11 @@ from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from datetime import date
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from accrue.schema import object_table
+from accrue.warehouse.keyed import rows_by_id
 from connectors.common_model import COMMON_OBJECTS
-
-_BATCH_IDS = 5_000  # ids per IN list (under both backends' bind-parameter limits)
 
 
 def fields_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,13 +32,9 @@ def row_fields(
     table = object_table(object_name)
     names = [c.name for c in COMMON_OBJECTS[object_name]]
     found: dict[str, dict[str, Any]] = {}
-    wanted = sorted(set(source_ids))
-    for start in range(0, len(wanted), _BATCH_IDS):
-        query = sa.select(table.c.source_id, *(table.c[n] for n in names)).where(
-            table.c.tenant_id == tenant_id,
-            table.c.source_id.in_(wanted[start:start + _BATCH_IDS]))
-        for row in conn.execute(query).mappings():
-            found[row["source_id"]] = fields_json({n: row[n] for n in names})
+    for row in rows_by_id(conn, table, tenant_id, source_ids, ("source_id", *names)):
+        values = row._mapping
+        found[values["source_id"]] = fields_json({n: values[n] for n in names})
     return found
 
 

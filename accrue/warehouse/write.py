@@ -26,6 +26,7 @@ from accrue.schema import (
 )
 from accrue.tenants import validate_tenant_id
 from accrue.warehouse.base import IDS_PER_STATEMENT, WarehouseBase, batches
+from accrue.warehouse.keyed import stored_stamps
 from accrue.warehouse.page import PageChange, SortedPage, _not_older, sort_page
 from accrue.warehouse.rows import Rows
 from accrue.warehouse.runs import count_progress
@@ -141,14 +142,7 @@ class WritePath(WarehouseBase):
         """
         if not page.carried:
             return set()
-        size = self._ids_per_statement
-        stored: dict[str, datetime] = {}
-        for batch in batches(sorted(page.carried), size):
-            stored.update(conn.execute(
-                sa.select(table.c.source_id, table.c.source_modified_at)
-                .where(table.c.tenant_id == page.tenant_id, self._among(table.c.source_id, batch))
-                .with_for_update()
-            ).tuples().all())
+        stored = stored_stamps(conn, table, page.tenant_id, page.carried, lock=True)
         replaced = page.share(stored)
         new = set(page.carried).difference(stored)
         if not replaced:
@@ -400,17 +394,8 @@ class WritePath(WarehouseBase):
             )
         if not waiting:
             return 0
-        stored: dict[str, datetime] = {}
-        for batch in batches(sorted({source_id for _, source_id, _ in waiting}), size):
-            stored.update(
-                conn.execute(
-                    sa.select(table.c.source_id, table.c.source_modified_at).where(
-                        table.c.tenant_id == page.tenant_id, table.c.source_id.in_(batch)
-                    )
-                )
-                .tuples()
-                .all()
-            )
+        stored = stored_stamps(conn, table, page.tenant_id,
+                               {source_id for _, source_id, _ in waiting})
         resolved = []
         for row_id, source_id, stamp in waiting:
             valid = page.resolving.get(source_id)

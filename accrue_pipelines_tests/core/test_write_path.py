@@ -190,25 +190,6 @@ def test_sqlite_instants_are_spelled_as_sqlalchemy_binds_them() -> None:
         spell([datetime(2026, 1, 2)])
 
 
-def test_a_lookup_by_ids_is_one_statement_whatever_their_number(
-    warehouse: Warehouse, tenant_id: str
-) -> None:
-    """`_among` binds the ids as one parameter (no IN list spelled per page), finds exactly
-    the rows asked for, and carries ids that need quoting."""
-    table = object_table(OBJECT)
-    odd = "0'\"é,]"
-    warehouse.apply(tenant_id, OBJECT, [Upsert(sid, T0, {"name": sid}, {"Id": sid})
-                                        for sid in (*IDS, odd)])
-    texts = []
-    for ids in (["001A", odd], ["001A", odd, *(f"X{i}" for i in range(3000))]):
-        query = sa.select(table.c.source_id).where(
-            table.c.tenant_id == tenant_id, warehouse._among(table.c.source_id, ids))
-        texts.append(str(query.compile(dialect=warehouse.engine.dialect)))
-        with warehouse.engine.connect() as conn:
-            assert sorted(conn.execute(query).scalars()) == sorted(["001A", odd])
-    assert texts[0] == texts[1]
-
-
 def test_a_new_record_another_writer_added_meanwhile_fails_the_page_whole(
     warehouse: Warehouse, tenant_id: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
