@@ -47,6 +47,8 @@ class WarehouseBase:
         self._param_limit = _bind_parameter_limit(engine.dialect.name)
         self._bulk = BulkWriter(engine.dialect)
         self._on_committed = on_committed
+        # (tenant, object) -> whether its last page held only new records (write.py).
+        self._all_new: dict[tuple[str, str], bool] = {}
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)

@@ -350,7 +350,7 @@ class BulkWriter:
         dbapi_error = self.dialect.loaded_dbapi.Error
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.copy_expert(sql, buffer)
+            cursor.copy_expert(sql, buffer, 1 << 22)
         except dbapi_error as exc:
             raise sa.exc.DBAPIError.instance(sql, None, exc, dbapi_error,
                                              dialect=self.dialect) from exc

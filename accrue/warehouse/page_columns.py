@@ -54,7 +54,7 @@ def _finite_within(numbers: list[Any], limit: float) -> bool:
     if any(map(math.isnan, numbers)):
         return False
     bound = min(limit, sys.float_info.max)
-    return -bound <= min(numbers) and max(numbers) <= bound
+    return bool(-bound <= min(numbers) and max(numbers) <= bound)
 
 
 def _column(kind: str, limit: int, values: list[Any]) -> list[Any] | None:

@@ -223,6 +223,55 @@ def test_a_new_record_another_writer_added_meanwhile_fails_the_page_whole(
     assert warehouse.get_state(tenant_id, OBJECT) == {"cursor": "1"}
 
 
+def test_after_a_page_of_new_records_a_page_holding_stored_ones_keeps_their_history(
+    warehouse: Warehouse, tenant_id: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a page of only new records, PostgreSQL writes the object's next page without
+    looking its records up (COPY into the table). A page that holds a stored record after
+    all (a newer version, a soft delete) is refused whole and written again the careful
+    way: rows, history (the replaced version's document moved to the log), counts and
+    state as if it had been looked up. SQLite always looks up."""
+    from accrue.warehouse import write
+
+    lookups: list[int] = []
+    real_lookup = write.stored_stamps
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, datetime]:
+        lookups.append(len(args[3]))
+        return real_lookup(*args, **kwargs)
+
+    monkeypatch.setattr(write, "stored_stamps", counted)
+    postgres = warehouse.engine.dialect.name == "postgresql"
+
+    def version(sid: str, hours: int, deleted: bool = False) -> Upsert:
+        return Upsert(sid, T0 + timedelta(hours=hours), {"name": f"{sid}@{hours}"},
+                      {"Id": sid, "v": hours}, deleted)
+
+    warehouse.apply(tenant_id, OBJECT, [version("001A", 0), version("001B", 0)], {"c": 1})
+    assert len(lookups) == 1  # nothing known of the object yet: looked up
+    warehouse.apply(tenant_id, OBJECT, [version("001C", 0)], {"c": 2})
+    assert len(lookups) == (1 if postgres else 2)  # all new, as the page before
+    stats = warehouse.apply(tenant_id, OBJECT, [version("001A", 1), version("001B", 1, True),
+                                                version("001D", 0)], {"c": 3})
+    assert len(lookups) == (2 if postgres else 3)  # refused, then looked up
+    assert (stats.upserted, stats.deleted, stats.skipped_stale) == (2, 1, 0)
+    rows = _rows(warehouse.engine, tenant_id)
+    assert {sid: (row["name"], bool(row["is_deleted"])) for sid, row in rows.items()} == {
+        "001A": ("001A@1", False), "001B": ("001B@1", True), "001C": ("001C@0", False),
+        "001D": ("001D@0", False)}
+    for sid in ("001A", "001B"):
+        assert [v["raw"]["v"] for v in warehouse.history(tenant_id, OBJECT, sid)] == [0, 1]
+    assert warehouse.get_state(tenant_id, OBJECT) == {"c": 3}
+    # A page of new records again (soft-deleted ones too) goes straight in.
+    warehouse.apply(tenant_id, OBJECT, [version("001E", 0, True)], {"c": 4})
+    warehouse.apply(tenant_id, OBJECT, [version("001F", 0, True), version("001G", 0)])
+    assert len(lookups) == (3 if postgres else 5)  # the first of them looked up
+    rows = _rows(warehouse.engine, tenant_id)
+    assert [bool(rows[sid]["is_deleted"]) for sid in ("001E", "001F", "001G")] == [
+        True, True, False]
+    assert warehouse.history(tenant_id, OBJECT, "001F")[0]["raw"] == {"Id": "001F", "v": 0}
+
+
 def test_a_replaced_document_moves_into_the_log(warehouse: Warehouse, tenant_id: str) -> None:
     """The current version's document is stored once; a newer version moves it to the log."""
     first = Upsert("001A", T0, {"name": "a"}, {"Id": "001A", "v": 1})
