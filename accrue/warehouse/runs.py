@@ -41,9 +41,17 @@ def succeeded_sync_exists(tenant_id: sa.ColumnElement[Any]) -> sa.Exists:
 def changed_data(run: sa.Table = sync_run) -> sa.ColumnElement[bool]:
     """Whether a sync_run changed its tenant's data: it logged a version not logged before.
     Writing rows is not enough: every incremental sync rewrites the versions its lookback
-    re-reads. Runs recorded before the count existed are judged by their row writes."""
+    re-reads. Runs recorded before the count existed are judged by their row writes
+    (`changes_of` states the same for a run row already read)."""
     return sa.func.coalesce(
         run.c.versions_logged, run.c.records_upserted + run.c.records_deleted) > 0
+
+
+def changes_of(run: Mapping[str, Any]) -> int:
+    """The versions a sync_run row logged anew (`changed_data`'s count, for a row read)."""
+    if run.get("versions_logged") is not None:
+        return int(run["versions_logged"])
+    return int(run["records_upserted"] or 0) + int(run["records_deleted"] or 0)
 
 
 def count_progress(conn: Connection, run_id: int, records_read: int | None,

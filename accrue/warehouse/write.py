@@ -74,6 +74,8 @@ class WritePath(WarehouseBase):
         `sync_run_id`, the running sync's counts in the ledger move in the same
         transaction (`records_read`: the sync's total so far), so the status page's
         progress never counts a page that was rolled back, at no extra commit.
+        On PostgreSQL a page after one of only new records is first written assuming
+        the same (`_remember_all_new`); refused, it is written again the careful way.
         """
         validate_tenant_id(tenant_id)
         changes = list(changes)  # sorted again after a refused optimistic write

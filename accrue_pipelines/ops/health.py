@@ -12,13 +12,13 @@ writes a table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from accrue import tenants
 from accrue.warehouse import Warehouse
+from accrue.warehouse.runs import changes_of
 from accrue_pipelines.constants import ACTIONS
 
 # Two intervals: one late sync is noise (a queue, a slow CRM); two missed in a row is not.
@@ -108,7 +108,7 @@ def tenant_health(store: Warehouse, tenant: tenants.Tenant, now: datetime) -> Te
         frequency_minutes=tenant.sync_frequency_minutes, status=status,
         last_success_at=last_success, lag_minutes=lag,
         records_last_day=sum(int(r["records_read"] or 0) for r in day_runs),
-        changes_last_day=sum(_changes(r) for r in day_runs),
+        changes_last_day=sum(map(changes_of, day_runs)),
         quarantined=quarantined,
         quota_stops_last_day=sum(1 for r in day_runs if r["error_kind"] == "quota"),
         failing_objects=failing, reason=reason[:500], action=action,
@@ -124,9 +124,3 @@ def fleet_health(store: Warehouse, now: datetime) -> list[TenantHealth]:
     return sorted(rows, key=lambda h: (h.lag_minutes is not None, -(h.lag_minutes or 0)))
 
 
-def _changes(run: Mapping[str, Any]) -> int:
-    """The versions a run logged that were new: its rewrites of versions re-read in the
-    lookback are no change (runs recorded before that count: their writes)."""
-    if run.get("versions_logged") is not None:
-        return int(run["versions_logged"])
-    return int(run["records_upserted"] or 0) + int(run["records_deleted"] or 0)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from accrue import schema
 from accrue.warehouse import ABANDONED_ERROR, Warehouse, WriteStats
+from accrue.warehouse.runs import changes_of
 from accrue_pipelines_tests.core.test_warehouse import T0, account_page, upsert
 from connectors.base import Delete, LiveIds
 from connectors.common_model import COMMON_OBJECTS
@@ -135,6 +136,11 @@ def test_a_sync_changed_data_only_when_it_logged_a_version_not_logged_before(
         "first": {"account"}, "newer": {"account"}, "reconcile": {"account"},
         "legacy": {"account"}}
     assert run_status(warehouse.engine, reread)["versions_logged"] == 0
+    # The count a run row read gives (the health report's) agrees with the SQL rule.
+    counted = {r["run_id"]: changes_of(r) for r in warehouse.recent_runs(tenant_id)}
+    assert {run for run, n in counted.items() if n > 0} == {
+        "first", "newer", "reconcile", "legacy"}
+    assert (counted["first"], counted["reread"], counted["legacy"]) == (2, 0, 1)
 
 
 # --------------------------------------------------------------------------- sync runs
